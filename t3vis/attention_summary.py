@@ -1,0 +1,94 @@
+"""Aggregate attention patterns: a fixed-size summary of each head over a whole dataset.
+
+Examples have different lengths, so attention matrices cannot be averaged directly. Each
+matrix (T, T) of an example with n real tokens is pooled onto a ``bins x bins`` grid of
+relative positions: query token t falls in bin floor(t * bins / n), key tokens likewise.
+Entry [q, k] of the summary is the mean, over all real query tokens of the dataset that fall
+in bin q, of the attention they give to the key tokens in bin k; each row sums to 1.
+Scalar summaries (attention to [CLS], to separators, to itself, to the neighbours, entropy)
+are means over all real query tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+SCALARS = ("attn_cls", "attn_sep", "attn_self", "attn_prev", "attn_next", "entropy")
+
+
+def _bin_assignment(lengths: torch.Tensor, width: int, bins: int) -> torch.Tensor:
+    """One-hot relative-position bins (B, T, bins); padding positions are all zero."""
+    positions = torch.arange(width, device=lengths.device)  # (T,)
+    real = positions[None, :] < lengths[:, None]  # (B, T)
+    bin_index = (positions[None, :] * bins) // lengths.clamp(min=1)[:, None]  # (B, T)
+    one_hot = torch.nn.functional.one_hot(bin_index.clamp(max=bins - 1), bins)  # (B, T, bins)
+    return one_hot * real[..., None]
+
+
+@dataclass
+class AttentionAccumulator:
+    """Sums attention statistics batch by batch; ``summary()`` gives the dataset means.
+
+    Use ``set_batch`` before each forward pass, and pass ``consume`` as the probe's consumer.
+    """
+
+    num_layers: int
+    num_heads: int
+    bins: int = 16
+
+    def __post_init__(self) -> None:
+        shape = (self.num_layers, self.num_heads)
+        self.pattern_sum = torch.zeros((*shape, self.bins, self.bins), dtype=torch.float64)
+        self.query_bin_count = torch.zeros(self.bins, dtype=torch.float64)
+        self.scalar_sums = {name: torch.zeros(shape, dtype=torch.float64) for name in SCALARS}
+        self.query_count = 0.0
+        self.n_examples = 0
+        self._batch: dict | None = None
+
+    def set_batch(self, attention_mask: torch.Tensor, separator: torch.Tensor) -> None:
+        """The batch about to run: attention_mask (B, T) of 1/0, separator (B, T) bool."""
+        real = attention_mask.bool()  # (B, T)
+        lengths = real.sum(1)  # (B,)
+        assignment = _bin_assignment(lengths, real.shape[1], self.bins).float()  # (B, T, bins)
+        self._batch = {"real": real, "assignment": assignment, "separator": separator & real}
+        self.query_bin_count += assignment.sum((0, 1)).double().cpu()
+        self.query_count += float(real.sum())
+        self.n_examples += int(real.shape[0])
+
+    def consume(self, layer: int, probs: torch.Tensor) -> None:
+        """Add one layer's attention probabilities (B, H, T, T) of the current batch."""
+        batch = self._batch
+        real = batch["real"].float()  # (B, T)
+        assignment = batch["assignment"]  # (B, T, bins)
+        probs = probs.float()
+        to_key_bins = probs @ assignment[:, None]  # (B, H, T, bins)
+        pooled = assignment.transpose(1, 2)[:, None] @ to_key_bins  # (B, H, bins, bins)
+        self.pattern_sum[layer] += pooled.sum(0).double().cpu()
+
+        query_weight = real[:, None, :]  # (B, 1, T): padding queries do not count
+        diagonal = probs.diagonal(dim1=-2, dim2=-1)  # (B, H, T)
+        previous = torch.nn.functional.pad(probs.diagonal(offset=-1, dim1=-2, dim2=-1), (1, 0))  # (B, H, T)
+        following = torch.nn.functional.pad(probs.diagonal(offset=1, dim1=-2, dim2=-1), (0, 1))  # (B, H, T)
+        to_separator = (probs * batch["separator"][:, None, None, :]).sum(-1)  # (B, H, T)
+        entropy = -(probs * torch.log(probs.clamp(min=1e-12))).sum(-1)  # (B, H, T)
+        values = {
+            "attn_cls": probs[..., 0],
+            "attn_sep": to_separator,
+            "attn_self": diagonal,
+            "attn_prev": previous,
+            "attn_next": following,
+            "entropy": entropy,
+        }
+        for name, value in values.items():
+            self.scalar_sums[name][layer] += (value * query_weight).sum((0, 2)).double().cpu()
+
+    def summary(self) -> dict[str, np.ndarray]:
+        """Dataset means: ``pattern`` (L, H, bins, bins) and each scalar (L, H)."""
+        counts = self.query_bin_count.clamp(min=1)[None, None, :, None]
+        result = {"pattern": (self.pattern_sum / counts).float().numpy()}
+        for name in SCALARS:
+            result[name] = (self.scalar_sums[name] / max(self.query_count, 1.0)).float().numpy()
+        return result

@@ -1,0 +1,245 @@
+"""The ``t3vis`` command line.
+
+    t3vis ingest --model CHECKPOINT --data FILE [options]     one checkpoint over one split
+    t3vis ingest-dir OUTPUT_DIR --data FILE [options]         every checkpoint-* folder of a Trainer run
+    t3vis info [--store PATH]                                 what a store holds
+
+Errors the user can fix are printed as one message (exit code 2), not as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import time
+from pathlib import Path
+
+from t3vis import __version__
+from t3vis.errors import T3visError
+from t3vis.ingest import IngestConfig
+from t3vis.store import DEFAULT_STORE_PATH
+
+DESCRIPTION = """\
+t3vis records what a Transformer classifier does on a dataset, checkpoint by checkpoint,
+into a DuckDB analysis store, and explores it in a Streamlit app
+(`streamlit run streamlit_app.py`). See README.md for the store's schema."""
+
+
+def _help(name: str) -> str:
+    """The help text of an IngestConfig field, so that the CLI and the library say the same thing."""
+    fields = {field.name: field for field in dataclasses.fields(IngestConfig)}
+    return fields[name].metadata["help"]
+
+
+def _parse_layers(value: str) -> tuple[int, ...] | None:
+    if value in ("", "last"):
+        return None
+    if value == "all":
+        return (-999,)  # resolved to every layer once the model is known
+    try:
+        return tuple(int(part) for part in value.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--layers takes 'last', 'all' or comma-separated integers, not {value!r}")
+
+
+def _add_store_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store", type=Path, default=DEFAULT_STORE_PATH,
+                        help=f"the DuckDB store file (created when missing; default: {DEFAULT_STORE_PATH})")
+
+
+def _add_ingest_options(parser: argparse.ArgumentParser) -> None:
+    data = parser.add_argument_group("data")
+    data.add_argument("--data", required=True, type=Path,
+                      help="examples to run the model on: .csv, .tsv, .jsonl, .parquet, a `datasets` save_to_disk "
+                           "folder, or a TREC .label file")
+    data.add_argument("--split", default="validation", help=_help("split") + " (also picks the split of a "
+                      "DatasetDict folder; default: validation)")
+    data.add_argument("--text-column", action="append", dest="text_columns", metavar="COLUMN",
+                      help="column holding the text; give it twice for sentence pairs (default: detected, e.g. "
+                           "text, sentence, content)")
+    data.add_argument("--label-column", help="column holding the gold label, as integers or names (default: "
+                                              "detected, e.g. label)")
+    data.add_argument("--label-names", help="comma-separated label names in id order (default: the model's "
+                                             "id2label, else the sorted names found in the data)")
+    data.add_argument("--id-column", help="integer column with unique example ids (default: row number)")
+    data.add_argument("--format", dest="file_format", choices=("csv", "tsv", "jsonl", "parquet", "hf", "trec"),
+                      help="file format (default: from the extension)")
+    data.add_argument("--encoding", default="utf-8", help="text encoding of the file (default: utf-8)")
+    data.add_argument("--limit", type=int, help="use only the first N examples")
+
+    model = parser.add_argument_group("model")
+    model.add_argument("--tokenizer", help="tokenizer folder or hub name, when the checkpoint has none")
+    model.add_argument("--num-labels", type=int, help="size of the classification head, when the weights have none "
+                                                      "(e.g. a pretrained encoder); default: number of labels in the data")
+    model.add_argument("--device", help="cpu, cuda, cuda:1, mps ... (default: cuda when available)")
+    model.add_argument("--trust-remote-code", action="store_true",
+                       help="allow model code shipped with the weights to run (off by default: it runs arbitrary code)")
+
+    record = parser.add_argument_group("recording")
+    _add_store_option(record)
+    record.add_argument("--run", dest="run_id", help="run name (default: the model folder's name)")
+    record.add_argument("--task", help="free-text task name stored with the run (default: the data file's name)")
+    record.add_argument("--layers", type=_parse_layers, default=None,
+                        help=_help("layers") + "; 'all', 'last' or e.g. '0,3,6', negative counts from the end")
+    record.add_argument("--pooling", choices=("cls", "mean"), default="cls", help=_help("pooling"))
+    record.add_argument("--projection", choices=("tsne", "pca", "none"), default="tsne", help=_help("projection"))
+    record.add_argument("--batch-size", type=int, default=32, help=_help("batch_size") + " (default: 32)")
+    record.add_argument("--max-length", type=int, help=_help("max_length"))
+    record.add_argument("--importance-examples", type=int, default=256,
+                        help=_help("importance_examples") + " (default: 256)")
+    record.add_argument("--attention-bins", type=int, default=16, help=_help("attention_bins") + " (default: 16)")
+    record.add_argument("--seed", type=int, default=0, help=_help("seed"))
+    record.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="t3vis", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"t3vis {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    ingest = commands.add_parser(
+        "ingest", help="record one checkpoint over one split",
+        description="Run one checkpoint over a dataset split and record predictions, losses, hidden-state "
+                    "projections, head importance and aggregate attention in the store. Ingesting the same "
+                    "run, checkpoint and split again replaces it.")
+    ingest.add_argument("--model", required=True,
+                        help="checkpoint folder (config.json + weights), or a hub name when online")
+    ingest.add_argument("--checkpoint", help="checkpoint name in the store (default: the folder's name)")
+    ingest.add_argument("--step", type=int, help="global training step (default: from trainer_state.json or "
+                                                 "the folder name checkpoint-<step>)")
+    ingest.add_argument("--epoch", type=float, help="training epoch (default: from trainer_state.json)")
+    _add_ingest_options(ingest)
+
+    ingest_dir = commands.add_parser(
+        "ingest-dir", help="record every checkpoint-* folder of a Trainer output directory, in step order",
+        description="Ingest every checkpoint-<step> folder of a transformers.Trainer output_dir, in step "
+                    "order, as checkpoints of one run. Each t-SNE layout starts from the previous "
+                    "checkpoint's, so points do not jump between checkpoints.")
+    ingest_dir.add_argument("output_dir", type=Path, help="the Trainer's output_dir")
+    _add_ingest_options(ingest_dir)
+
+    info = commands.add_parser("info", help="list the runs and checkpoints in a store",
+                               description="List each run of a store with its checkpoints and row counts.")
+    _add_store_option(info)
+    return parser
+
+
+def _ingest_one(args, store, model_path: Path | str, *, name: str | None, step, epoch, progress) -> None:
+    from t3vis.checkpoints import describe_checkpoint
+    from t3vis.data_loading import load_examples
+    from t3vis.ingest import ingest_checkpoint
+    from t3vis.model_access import load_model
+
+    described = describe_checkpoint(model_path, name=name) if Path(model_path).exists() else None
+    label_names = args.label_names.split(",") if args.label_names else None
+    examples = load_examples(
+        args.data, text_columns=args.text_columns, label_column=args.label_column, label_names=label_names,
+        id_column=args.id_column, split=args.split, encoding=args.encoding, file_format=args.file_format,
+        limit=args.limit,
+    )
+    options = dict(label_names=label_names, tokenizer=args.tokenizer, device=args.device,
+                   trust_remote_code=args.trust_remote_code)
+    bundle = load_model(model_path, num_labels=args.num_labels, **options)
+    if bundle.classifier_was_initialised and args.num_labels is None \
+            and len(bundle.label_names) != len(examples.label_names):
+        # A pretrained encoder without a head: size the new head to the data's labels.
+        bundle = load_model(model_path, num_labels=len(examples.label_names), **options)
+    layers = tuple(range(bundle.num_layers + 1)) if args.layers == (-999,) else args.layers
+    config = IngestConfig(
+        split=args.split, layers=layers, pooling=args.pooling, projection=args.projection,
+        batch_size=args.batch_size, max_length=args.max_length, importance_examples=args.importance_examples,
+        attention_bins=args.attention_bins, seed=args.seed,
+    )
+    checkpoint = name or (described.name if described else str(model_path).rstrip("/").split("/")[-1])
+    summary = ingest_checkpoint(
+        store, bundle, examples,
+        run_id=args.run_id or _default_run_name(args, model_path),
+        checkpoint=checkpoint,
+        step=step if step is not None else (described.step if described else None),
+        epoch=epoch if epoch is not None else (described.epoch if described else None),
+        path=Path(model_path).resolve() if Path(model_path).exists() else model_path,
+        task=args.task,
+        extra_metrics=described.trainer_metrics if described else None,
+        config=config, progress=progress,
+    )
+    truncated = f", {summary.n_truncated} truncated to {config.max_length or bundle.max_length} tokens" \
+        if summary.n_truncated else ""
+    if bundle.classifier_was_initialised:
+        print("note: the weights had no classification head; it was initialised at random.", file=sys.stderr)
+    print(f"{summary.run_id}/{summary.checkpoint} [{summary.split}]: {summary.n_examples} examples{truncated}, "
+          f"accuracy {summary.accuracy:.3f}, loss {summary.loss:.3f} -> {store.path}")
+
+
+def _default_run_name(args, model_path) -> str:
+    if getattr(args, "output_dir", None) is not None:
+        return Path(args.output_dir).resolve().name
+    path = Path(model_path)
+    if path.exists() and path.name.startswith("checkpoint-"):
+        return path.resolve().parent.name
+    return str(model_path).rstrip("/").split("/")[-1]
+
+
+def _info(store) -> None:
+    runs = store.runs()
+    if runs.empty:
+        print(f"{store.path}: no runs yet.")
+        return
+    for run in runs.itertuples():
+        print(f"run {run.run_id}: model {run.model}, labels {list(run.label_names)}, "
+              f"{run.num_layers} layers x {run.num_heads} heads")
+        counts = store.query(
+            """SELECT c.checkpoint, c.step, c.epoch,
+                      (SELECT count(*) FROM predictions p WHERE p.run_id = c.run_id AND p.checkpoint = c.checkpoint)
+                          AS predictions,
+                      (SELECT count(*) FROM projections p WHERE p.run_id = c.run_id AND p.checkpoint = c.checkpoint)
+                          AS projections
+               FROM checkpoints c WHERE c.run_id = ? ORDER BY c.step NULLS LAST, c.ingested_at""",
+            [run.run_id],
+        )
+        for row in counts.itertuples():
+            print(f"  {row.checkpoint:<24} step {row.step!s:<8} epoch {row.epoch!s:<6} "
+                  f"{row.predictions} predictions, {row.projections} projection points")
+        dynamics = store.scalar("SELECT count(*) FROM training_dynamics WHERE run_id = ?", [run.run_id])
+        if dynamics:
+            print(f"  training dynamics: {dynamics} rows")
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        from t3vis.progress import tqdm_progress
+        from t3vis.store import Store
+
+        if args.command == "info":
+            _info(Store(args.store, create=False))
+            return 0
+        store = Store(args.store)
+        started = time.perf_counter()
+        with tqdm_progress(disable=args.quiet) as progress:
+            if args.command == "ingest":
+                _ingest_one(args, store, args.model, name=args.checkpoint, step=args.step, epoch=args.epoch,
+                            progress=progress)
+            else:
+                from t3vis.checkpoints import find_checkpoints
+
+                for folder in find_checkpoints(args.output_dir):
+                    _ingest_one(args, store, folder.path, name=folder.name, step=folder.step,
+                                epoch=folder.epoch, progress=progress)
+        print(f"done in {time.perf_counter() - started:.1f} s")
+        return 0
+    except T3visError as exc:
+        print(f"t3vis: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def main() -> None:
+    sys.exit(run())
+
+
+if __name__ == "__main__":
+    main()

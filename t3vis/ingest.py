@@ -1,0 +1,428 @@
+"""Ingesting one checkpoint over one split into the store.
+
+One pass over the examples (length-sorted batches) gives, per example, the logits and the
+pooled hidden states of the chosen layers, and, per head, the aggregate attention pattern.
+A random subset of the batches runs with gradients to the head mask, giving head importance
+from the same forward passes. Then each layer's pooled states are laid out in 2-D, and
+everything is written in one transaction.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from t3vis.attention_summary import SCALARS, AttentionAccumulator
+from t3vis.data_loading import ExampleSet
+from t3vis.encoding import EncodedExamples, collate, encode, length_sorted_batches
+from t3vis.errors import DataError
+from t3vis.head_importance import head_mask_gradient, normalise_importance
+from t3vis.model_access import AttentionProbe, ModelBundle, pool_hidden_states, run_with_probe
+from t3vis.progress import Progress, no_progress
+from t3vis.projection import METHODS, project
+from t3vis.store import CheckpointInfo, CheckpointResults, RunInfo, Store
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """How a checkpoint is recorded. Each field's ``help`` is shown by the CLI."""
+
+    split: str = field(default="validation", metadata={"help": "name of the split the examples belong to"})
+    layers: tuple[int, ...] | None = field(
+        default=None,
+        metadata={"help": "hidden layers to project: 0 = embeddings, 1..L = Transformer layers; default: the last"},
+    )
+    pooling: str = field(default="cls", metadata={"help": "'cls' (first token) or 'mean' (over real tokens)"})
+    projection: str = field(default="tsne", metadata={"help": "'tsne' (openTSNE), 'pca' (fast) or 'none'"})
+    batch_size: int = field(default=32, metadata={"help": "examples per forward pass"})
+    max_length: int | None = field(
+        default=None, metadata={"help": "truncate texts to this many tokens; default: the model's limit"}
+    )
+    importance_examples: int = field(
+        default=256,
+        metadata={"help": "examples (whole batches, drawn at random) for head importance; 0 = skip, -1 = all"},
+    )
+    attention_bins: int = field(default=16, metadata={"help": "size of the aggregate attention pattern grid"})
+    seed: int = field(default=0, metadata={"help": "seed for the importance sample and t-SNE"})
+
+    def __post_init__(self) -> None:
+        if self.pooling not in ("cls", "mean"):
+            raise ValueError(f"pooling must be 'cls' or 'mean', not {self.pooling!r}")
+        if self.projection not in (*METHODS, "none"):
+            raise ValueError(f"projection must be one of {(*METHODS, 'none')}, not {self.projection!r}")
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+
+
+@dataclass(frozen=True)
+class IngestSummary:
+    """What an ingestion wrote, for the CLI and the callback to report."""
+
+    run_id: str
+    checkpoint: str
+    split: str
+    n_examples: int
+    n_truncated: int
+    accuracy: float
+    loss: float
+    seconds: dict[str, float]
+
+
+@dataclass
+class _PassResult:
+    logits: np.ndarray  # (N, K)
+    pooled: dict[int, np.ndarray]  # layer -> (N, D)
+    importance: np.ndarray | None  # (L, H) summed |dL/dm|
+    importance_examples: int
+    attention: dict[str, np.ndarray]  # pattern (L, H, bins, bins) and scalars (L, H)
+
+
+def resolve_label_names(bundle: ModelBundle, examples: ExampleSet) -> tuple[str, ...]:
+    """The run's label names: the model's when it names them, else the dataset's; checks the label range."""
+    num_labels = len(bundle.label_names)
+    if len(examples.labels) and int(examples.labels.max()) >= num_labels:
+        bad = sorted({int(label) for label in examples.labels if label >= num_labels})
+        raise DataError(
+            f"labels out of range: the data has label ids {bad[:10]} but the model has {num_labels} labels "
+            f"({list(bundle.label_names)}). Check --label-column, or load the model with --num-labels."
+        )
+    model_names_are_generic = all(name == f"LABEL_{index}" for index, name in enumerate(bundle.label_names))
+    if not model_names_are_generic:
+        return bundle.label_names
+    data_names = list(examples.label_names)
+    return tuple(data_names + [f"LABEL_{index}" for index in range(len(data_names), num_labels)])
+
+
+def ingest_checkpoint(
+    store: Store,
+    bundle: ModelBundle,
+    examples: ExampleSet,
+    *,
+    run_id: str,
+    checkpoint: str,
+    step: int | None = None,
+    epoch: float | None = None,
+    path: str | Path | None = None,
+    task: str | None = None,
+    extra_metrics: dict | None = None,
+    config: IngestConfig = IngestConfig(),
+    progress: Progress = no_progress,
+) -> IngestSummary:
+    """Compute everything t3vis records for one checkpoint over one split and write it in one transaction.
+
+    Parameters
+    ----------
+    store : Store
+        Where to write.
+    bundle : ModelBundle
+        The checkpoint's model and tokenizer (``t3vis.model_access.load_model``).
+    examples : ExampleSet
+        The split's examples (``t3vis.data_loading.load_examples``).
+    run_id, checkpoint : str
+        Names; ingesting the same (run, checkpoint, split) again replaces it.
+    step, epoch : optional
+        Training position of the checkpoint; ``step`` orders checkpoints.
+    progress : callable
+        ``progress(phase, done, total)``, called as the work advances.
+    """
+    if len(examples) == 0:
+        raise DataError("There are no examples to ingest.")
+    label_names = resolve_label_names(bundle, examples)
+    max_length = min(config.max_length or bundle.max_length, bundle.max_length)
+    layers = _resolve_layers(config.layers, bundle.num_layers)
+    seconds: dict[str, float] = {}
+
+    started = time.perf_counter()
+    encoded = encode(bundle.tokenizer, examples.texts, examples.text_pairs, max_length=max_length)
+    seconds["tokenize"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    result = _forward_pass(bundle, encoded, examples.labels, layers=layers, config=config, progress=progress)
+    seconds["forward"] = time.perf_counter() - started
+
+    predictions = _prediction_columns(result.logits, examples.labels)
+    run = RunInfo(
+        run_id=run_id,
+        model=bundle.name,
+        task=task or Path(examples.source).name,
+        label_names=label_names,
+        num_layers=bundle.num_layers,
+        num_heads=bundle.num_heads,
+        max_length=max_length,
+        config={**_jsonable(asdict(config)), "layers": list(layers)},
+    )
+
+    started = time.perf_counter()
+    projections = _projections(store, run_id, checkpoint, step, examples, result.pooled, config, progress)
+    seconds["projection"] = time.perf_counter() - started
+
+    tables = {
+        "predictions": _prediction_table(examples.example_ids, predictions),
+        "attention_patterns": _attention_table(result.attention, config.attention_bins, len(examples)),
+    }
+    if projections is not None:
+        tables["projections"] = projections
+    if result.importance is not None:
+        tables["head_importance"] = _importance_table(result.importance, result.importance_examples)
+    accuracy = float(predictions["correct"].mean())
+    loss = float(predictions["loss"].mean())
+    metrics = {
+        config.split: {"accuracy": accuracy, "loss": loss, "n_examples": len(examples)},
+        **({"trainer": extra_metrics} if extra_metrics else {}),
+    }
+
+    started = time.perf_counter()
+    progress("write", 0, 1)
+    store.write_checkpoint(
+        run,
+        CheckpointInfo(run_id=run_id, checkpoint=checkpoint, step=step, epoch=epoch,
+                       path=None if path is None else str(path), metrics=metrics),
+        CheckpointResults(
+            split=config.split, tables=tables, examples=_examples_table(examples, encoded, label_names)
+        ),
+    )
+    progress("write", 1, 1)
+    seconds["write"] = time.perf_counter() - started
+    return IngestSummary(
+        run_id=run_id,
+        checkpoint=checkpoint,
+        split=config.split,
+        n_examples=len(examples),
+        n_truncated=int(encoded.truncated.sum()),
+        accuracy=accuracy,
+        loss=loss,
+        seconds=seconds,
+    )
+
+
+def _resolve_layers(layers: tuple[int, ...] | None, num_layers: int) -> tuple[int, ...]:
+    if layers is None:
+        return (num_layers,)
+    resolved = tuple(sorted({layer if layer >= 0 else num_layers + 1 + layer for layer in layers}))
+    bad = [layer for layer in resolved if not 0 <= layer <= num_layers]
+    if bad:
+        raise DataError(
+            f"layers {bad} do not exist: this model has layers 0 (embeddings) to {num_layers}. Fix --layers."
+        )
+    return resolved
+
+
+def _importance_batches(batches: list[np.ndarray], wanted: int, seed: int) -> set[int]:
+    """Indices of randomly drawn batches holding at least ``wanted`` examples (all when wanted < 0)."""
+    if wanted < 0:
+        return set(range(len(batches)))
+    chosen: set[int] = set()
+    covered = 0
+    for index in np.random.default_rng(seed).permutation(len(batches)):
+        if covered >= wanted:
+            break
+        chosen.add(int(index))
+        covered += len(batches[index])
+    return chosen
+
+
+def _forward_pass(
+    bundle: ModelBundle,
+    encoded: EncodedExamples,
+    labels: np.ndarray,
+    *,
+    layers: tuple[int, ...],
+    config: IngestConfig,
+    progress: Progress,
+) -> _PassResult:
+    model, device = bundle.model, bundle.device
+    batches = length_sorted_batches(encoded.n_tokens, config.batch_size)
+    with_gradient = _importance_batches(batches, config.importance_examples, config.seed)
+    accumulator = AttentionAccumulator(bundle.num_layers, bundle.num_heads, config.attention_bins)
+    n = len(encoded)
+    logits = None
+    pooled: dict[int, np.ndarray] = {}
+    importance = torch.zeros(bundle.num_layers, bundle.num_heads, dtype=torch.float64)
+    importance_examples = 0
+    separator_ids = torch.tensor(_separator_ids(bundle.tokenizer), device=device)
+    pad_id = bundle.tokenizer.pad_token_id if bundle.tokenizer.pad_token_id is not None else 0
+    labels_tensor = torch.as_tensor(labels, dtype=torch.long)
+
+    progress("forward", 0, n)
+    done = 0
+    for batch_index, indices in enumerate(batches):
+        inputs = collate(encoded, indices, pad_token_id=pad_id, device=device)
+        accumulator.set_batch(inputs["attention_mask"], torch.isin(inputs["input_ids"], separator_ids))
+        probe = AttentionProbe(consumer=accumulator.consume)
+        if batch_index in with_gradient:
+            output, gradient = head_mask_gradient(
+                model, inputs, labels_tensor[indices].to(device), probe=probe, output_hidden_states=True
+            )
+            importance += gradient.abs().double()
+            importance_examples += len(indices)
+        else:
+            with torch.no_grad():
+                output, _ = run_with_probe(model, probe, **inputs, output_hidden_states=True)
+        batch_logits = output.logits.detach().float().cpu().numpy()  # (B, K)
+        if logits is None:
+            logits = np.empty((n, batch_logits.shape[1]), dtype=np.float32)
+        logits[indices] = batch_logits
+        for layer in layers:
+            vectors = pool_hidden_states(
+                output.hidden_states[layer].detach(), inputs["attention_mask"], pooling=config.pooling
+            ).float().cpu().numpy()  # (B, D)
+            if layer not in pooled:
+                pooled[layer] = np.empty((n, vectors.shape[1]), dtype=np.float32)
+            pooled[layer][indices] = vectors
+        done += len(indices)
+        progress("forward", done, n)
+
+    return _PassResult(
+        logits=logits,
+        pooled=pooled,
+        importance=(importance / max(importance_examples, 1)).numpy() if importance_examples else None,
+        importance_examples=importance_examples,
+        attention=accumulator.summary(),
+    )
+
+
+def _separator_ids(tokenizer) -> list[int]:
+    ids = {tokenizer.sep_token_id, tokenizer.eos_token_id}
+    return sorted(token for token in ids if token is not None) or [-1]
+
+
+def _prediction_columns(logits: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-example prediction columns from logits (N, K) and gold labels (N,)."""
+    logits64 = logits.astype(np.float64)
+    shifted = logits64 - logits64.max(1, keepdims=True)  # (N, K)
+    log_probs = shifted - np.log(np.exp(shifted).sum(1, keepdims=True))  # (N, K)
+    probs = np.exp(log_probs)  # (N, K)
+    rows = np.arange(len(labels))
+    pred = logits.argmax(1)
+    return {
+        "logits": logits,
+        "probs": probs.astype(np.float32),
+        "pred": pred.astype(np.int32),
+        "gold_prob": probs[rows, labels].astype(np.float32),
+        "confidence": probs.max(1).astype(np.float32),
+        "loss": (-log_probs[rows, labels]).astype(np.float32),
+        "correct": pred == labels,
+    }
+
+
+def _list_column(matrix: np.ndarray) -> pa.Array:
+    """(N, K) float array -> Arrow list column of N lists of K floats."""
+    matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+    return pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1)), matrix.shape[1]).cast(
+        pa.list_(pa.float32())
+    )
+
+
+def _prediction_table(example_ids: np.ndarray, columns: dict[str, np.ndarray]) -> pa.Table:
+    return pa.table({
+        "example_id": pa.array(example_ids, type=pa.int64()),
+        "logits": _list_column(columns["logits"]),
+        "probs": _list_column(columns["probs"]),
+        **{name: pa.array(columns[name]) for name in ("pred", "gold_prob", "confidence", "loss", "correct")},
+    })
+
+
+def _examples_table(examples: ExampleSet, encoded: EncodedExamples, label_names: tuple[str, ...]) -> pa.Table:
+    extra = examples.extra
+    extra_json = (
+        [None] * len(examples) if extra is None or extra.shape[1] == 0
+        else extra.to_json(orient="records", lines=True, force_ascii=False).splitlines()
+    )
+    return pa.table({
+        "example_id": pa.array(examples.example_ids, type=pa.int64()),
+        "text": pa.array(examples.texts, type=pa.string()),
+        "text_pair": pa.array(examples.text_pairs or [None] * len(examples), type=pa.string()),
+        "label": pa.array(examples.labels, type=pa.int32()),
+        "label_name": pa.array([label_names[label] for label in examples.labels], type=pa.string()),
+        "n_tokens": pa.array(encoded.n_tokens, type=pa.int32()),
+        "n_tokens_full": pa.array(encoded.n_tokens_full, type=pa.int32()),
+        "truncated": pa.array(encoded.truncated),
+        "extra": pa.array(extra_json, type=pa.string()),
+    })
+
+
+def _previous_layout(
+    store: Store, run_id: str, checkpoint: str, step: int | None, example_ids: np.ndarray,
+    split: str, layer: int, method: str, pooling: str,
+) -> np.ndarray | None:
+    """The previous checkpoint's layout of these examples (N, 2), or None when it lacks any of them."""
+    previous = store.previous_checkpoint(run_id, step=step, exclude=checkpoint)
+    if previous is None:
+        return None
+    rows = store.query(
+        """SELECT example_id, x, y FROM projections
+           WHERE run_id = ? AND checkpoint = ? AND split = ? AND layer = ? AND method = ? AND pooling = ?""",
+        [run_id, previous, split, layer, method, pooling],
+    )
+    if len(rows) != len(example_ids):
+        return None
+    coords = rows.set_index("example_id").reindex(example_ids)
+    if coords.isna().any().any():
+        return None
+    return coords[["x", "y"]].to_numpy(dtype=np.float64)
+
+
+def _projections(
+    store: Store, run_id: str, checkpoint: str, step: int | None, examples: ExampleSet,
+    pooled: dict[int, np.ndarray], config: IngestConfig, progress: Progress,
+) -> pa.Table | None:
+    if config.projection == "none":
+        return None
+    parts = []
+    for done, (layer, features) in enumerate(sorted(pooled.items())):
+        progress(f"{config.projection} layer {layer}", done, len(pooled))
+        previous = _previous_layout(
+            store, run_id, checkpoint, step, examples.example_ids, config.split, layer,
+            config.projection, config.pooling,
+        )
+        coords = project(features, method=config.projection, previous=previous, seed=config.seed)  # (N, 2)
+        parts.append(pa.table({
+            "layer": pa.array(np.full(len(coords), layer, dtype=np.int32)),
+            "method": pa.array([config.projection] * len(coords), type=pa.string()),
+            "pooling": pa.array([config.pooling] * len(coords), type=pa.string()),
+            "example_id": pa.array(examples.example_ids, type=pa.int64()),
+            "x": pa.array(coords[:, 0], type=pa.float32()),
+            "y": pa.array(coords[:, 1], type=pa.float32()),
+        }))
+    progress(f"{config.projection}", len(pooled), len(pooled))
+    return pa.concat_tables(parts)
+
+
+def _grid_columns(num_layers: int, num_heads: int) -> dict[str, pa.Array]:
+    layer, head = np.meshgrid(np.arange(num_layers), np.arange(num_heads), indexing="ij")  # (L, H) each
+    return {"layer": pa.array(layer.ravel().astype(np.int32)), "head": pa.array(head.ravel().astype(np.int32))}
+
+
+def _importance_table(importance: np.ndarray, n_examples: int) -> pa.Table:
+    columns = normalise_importance(importance)
+    num_layers, num_heads = importance.shape
+    return pa.table({
+        **_grid_columns(num_layers, num_heads),
+        **{name: pa.array(values.ravel()) for name, values in columns.items()},
+        "n_examples": pa.array(np.full(importance.size, n_examples, dtype=np.int32)),
+    })
+
+
+def _attention_table(summary: dict[str, np.ndarray], bins: int, n_examples: int) -> pa.Table:
+    patterns = summary["pattern"]  # (L, H, bins, bins)
+    num_layers, num_heads = patterns.shape[:2]
+    return pa.table({
+        **_grid_columns(num_layers, num_heads),
+        "bins": pa.array(np.full(num_layers * num_heads, bins, dtype=np.int32)),
+        "pattern": _list_column(patterns.reshape(num_layers * num_heads, bins * bins)),
+        **{name: pa.array(summary[name].ravel().astype(np.float32)) for name in SCALARS},
+        "n_examples": pa.array(np.full(num_layers * num_heads, n_examples, dtype=np.int32)),
+    })
+
+
+def _jsonable(value):
+    if isinstance(value, tuple):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _jsonable(item) for key, item in value.items()}
+    return value

@@ -1,0 +1,320 @@
+"""Model access: loading a classifier, capturing attention and masking heads through one mechanism.
+
+In transformers 5, ``head_mask`` is gone (BERT swallows it silently) and the default ``sdpa``
+attention returns no probabilities. t3vis therefore registers its own attention function,
+``"t3vis"``, with ``transformers.AttentionInterface``. Models are loaded with
+``attn_implementation="t3vis"``; each call that wants more than plain logits passes an
+:class:`AttentionProbe` as the keyword argument ``t3vis_probe``, which transformers forwards to
+every attention call. The probe is per call, so a model cached for many app sessions is never
+changed: one session's head mask cannot leak into another's.
+
+Without a probe (or with a probe that needs no probabilities) the function is PyTorch's SDPA,
+so plain inference and training run at full speed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import (
+    AttentionInterface,
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+from t3vis.errors import ModelError
+
+ATTENTION_NAME = "t3vis"
+PROBE_KWARG = "t3vis_probe"
+
+# Called with (layer, probabilities (B, H, T, T)) after the head mask is applied.
+AttentionConsumer = Callable[[int, torch.Tensor], None]
+
+
+@dataclass
+class AttentionProbe:
+    """What one forward pass should do with attention, and what it recorded.
+
+    Parameters
+    ----------
+    head_mask : Tensor (L, H), optional
+        Multiplies each head's attention probabilities (hence its context output). Ones change
+        nothing; a zero removes the head. May require grad (head importance).
+    record : bool
+        Keep every layer's attention probabilities in ``attentions``.
+    consumer : callable, optional
+        Receives ``(layer, probs)`` for each layer as it is computed, e.g. to aggregate over a
+        dataset without keeping the tensors.
+    detach_probabilities : bool
+        Treat attention probabilities as constants in the backward pass (conservative
+        propagation for LRP, Ali et al. 2022).
+    """
+
+    head_mask: torch.Tensor | None = None
+    record: bool = False
+    consumer: AttentionConsumer | None = None
+    detach_probabilities: bool = False
+    attentions: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> (B, H, T, T)
+    layers_seen: list[int] = field(default_factory=list)
+
+    @property
+    def needs_probabilities(self) -> bool:
+        return self.record or self.consumer is not None or self.detach_probabilities
+
+    def stacked_attentions(self) -> torch.Tensor:
+        """Recorded attention as one tensor (L, B, H, T, T)."""
+        return torch.stack([self.attentions[layer] for layer in sorted(self.attentions)])
+
+
+def t3vis_attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,  # (B, H, T, d)
+    key: torch.Tensor,  # (B, H_kv, S, d)
+    value: torch.Tensor,  # (B, H_kv, S, d)
+    attention_mask: torch.Tensor | None,  # (B, 1, T, S) bool (True = attend) or additive float
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The attention function registered as ``"t3vis"``; returns ((B, T, H, d), probs or None)."""
+    probe: AttentionProbe | None = kwargs.pop(PROBE_KWARG, None)
+    layer = getattr(module, "layer_idx", None)
+    if probe is not None:
+        if layer is None:
+            raise ModelError(f"{type(module).__name__} has no layer_idx; t3vis cannot tell its layers apart.")
+        probe.layers_seen.append(layer)
+    head_mask = None if probe is None or probe.head_mask is None else probe.head_mask[layer]  # (H,)
+
+    if probe is None or not probe.needs_probabilities:
+        output, _ = sdpa_attention_forward(
+            module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs
+        )  # (B, T, H, d)
+        if head_mask is not None:
+            output = output * head_mask.to(output.dtype)[None, None, :, None]
+        return output, None
+
+    groups = getattr(module, "num_key_value_groups", 1)
+    key, value = repeat_kv(key, groups), repeat_kv(value, groups)  # (B, H, S, d)
+    if scaling is None:
+        scaling = query.size(-1) ** -0.5
+    scores = torch.matmul(query, key.transpose(2, 3)) * scaling  # (B, H, T, S)
+    if attention_mask is not None:
+        if attention_mask.dtype == torch.bool:
+            attention_mask = torch.zeros_like(attention_mask, dtype=scores.dtype).masked_fill(
+                ~attention_mask, torch.finfo(scores.dtype).min
+            )
+        scores = scores + attention_mask
+    probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)  # (B, H, T, S)
+    if head_mask is not None:
+        probs = probs * head_mask.to(probs.dtype)[None, :, None, None]
+    if probe.record:
+        probe.attentions[layer] = probs.detach()
+    if probe.consumer is not None:
+        probe.consumer(layer, probs.detach())
+    if probe.detach_probabilities:
+        probs = probs.detach()
+    probs_dropped = torch.nn.functional.dropout(probs, p=dropout, training=module.training)
+    output = torch.matmul(probs_dropped, value).transpose(1, 2).contiguous()  # (B, T, H, d)
+    return output, probs
+
+
+AttentionInterface.register(ATTENTION_NAME, t3vis_attention)
+# Without a matching mask function transformers would silently skip the padding mask.
+AttentionMaskInterface.register(ATTENTION_NAME, sdpa_mask)
+
+
+def run_with_probe(model: PreTrainedModel, probe: AttentionProbe, **inputs) -> tuple[object, AttentionProbe]:
+    """Run ``model(**inputs)`` with the probe; returns ``(output, probe)``.
+
+    Raises :class:`ModelError` when the model does not route attention through t3vis.
+    """
+    if model.config._attn_implementation != ATTENTION_NAME:
+        raise ModelError(
+            f"The model uses attention implementation {model.config._attn_implementation!r}; load it with "
+            "t3vis.model_access.load_model or wrap the call in `using_t3vis_attention(model)`."
+        )
+    probe.layers_seen.clear()
+    output = model(**inputs, **{PROBE_KWARG: probe})
+    if len(set(probe.layers_seen)) != model.config.num_hidden_layers:
+        raise ModelError(
+            f"{type(model).__name__} did not route its {model.config.num_hidden_layers} attention layers through "
+            f"transformers' AttentionInterface (seen: {sorted(set(probe.layers_seen))}); t3vis cannot capture "
+            "attention or mask heads for this architecture."
+        )
+    return output, probe
+
+
+@contextmanager
+def using_t3vis_attention(model: PreTrainedModel) -> Iterator[PreTrainedModel]:
+    """Temporarily switch a model (e.g. one being trained) to the t3vis attention; restored in ``finally``."""
+    previous = model.config._attn_implementation
+    model.set_attn_implementation(ATTENTION_NAME)
+    try:
+        yield model
+    finally:
+        model.set_attn_implementation(previous)
+
+
+@dataclass(frozen=True)
+class ModelBundle:
+    """A loaded classifier with what t3vis needs to know about it."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    name: str
+    label_names: tuple[str, ...]
+    num_layers: int
+    num_heads: int
+    max_length: int  # longest input the model accepts, in tokens
+    classifier_was_initialised: bool  # True when the weights had no classification head
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+
+def model_max_length(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> int:
+    """The longest input both the tokenizer and the position embeddings allow."""
+    positions = getattr(model.config, "max_position_embeddings", None)
+    if positions is not None and getattr(model.config, "model_type", "") in {"roberta", "xlm-roberta", "camembert"}:
+        # RoBERTa's position ids start after the padding index: 514 embeddings hold 512 tokens.
+        positions -= (model.config.pad_token_id or 0) + 1
+    limits = [positions, tokenizer.model_max_length]
+    limits = [int(limit) for limit in limits if limit is not None and 0 < limit < 1_000_000]
+    return min(limits) if limits else 512
+
+
+def load_model(
+    name_or_path: str | Path,
+    *,
+    num_labels: int | None = None,
+    label_names: tuple[str, ...] | list[str] | None = None,
+    tokenizer: str | Path | None = None,
+    device: str | None = None,
+    trust_remote_code: bool = False,
+) -> ModelBundle:
+    """Load a sequence-classification model and its tokenizer, in eval mode, with t3vis attention.
+
+    Parameters
+    ----------
+    name_or_path : str or Path
+        A local folder (a Trainer checkpoint, a saved model) or a hub name (needs network).
+    num_labels : int, optional
+        Size of the classification head; needed only when the weights have no head yet.
+    label_names : sequence of str, optional
+        Names of the labels in id order; default: the config's ``id2label``.
+    tokenizer : str or Path, optional
+        Where to load the tokenizer from when the checkpoint folder has none.
+    device : str, optional
+        ``"cpu"``, ``"cuda"``, ...; default: CUDA when available.
+    trust_remote_code : bool
+        Run model code shipped with the weights. Off by default: it executes arbitrary code.
+    """
+    source = str(name_or_path)
+    if label_names is not None and num_labels is None:
+        num_labels = len(label_names)
+    try:
+        config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise ModelError(
+            f"Cannot load a model config from {source!r}: {exc}. Give a folder with config.json "
+            "(a Trainer checkpoint or a saved model) or, when online, a hub model name."
+        ) from exc
+    overrides = {}
+    if num_labels is not None and num_labels != config.num_labels:
+        overrides["num_labels"] = num_labels
+    if label_names is not None:
+        overrides["id2label"] = dict(enumerate(label_names))
+        overrides["label2id"] = {name: index for index, name in enumerate(label_names)}
+    try:
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            source,
+            attn_implementation=ATTENTION_NAME,
+            trust_remote_code=trust_remote_code,
+            output_loading_info=True,
+            **overrides,
+        )
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise ModelError(f"Cannot load a sequence-classification model from {source!r}: {exc}") from exc
+    tokenizer_obj = _load_tokenizer(source, tokenizer, trust_remote_code=trust_remote_code)
+    _check_tokenizer_matches(model, tokenizer_obj, source)
+
+    _number_attention_layers(model)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = model.to(device).eval()
+    names = label_names or tuple(model.config.id2label[index] for index in range(model.config.num_labels))
+    initialised = any("classifier" in key or "score" in key for key in info.get("missing_keys", []))
+    return ModelBundle(
+        model=model,
+        tokenizer=tokenizer_obj,
+        name=source,
+        label_names=tuple(str(name) for name in names),
+        num_layers=int(model.config.num_hidden_layers),
+        num_heads=int(model.config.num_attention_heads),
+        max_length=model_max_length(model, tokenizer_obj),
+        classifier_was_initialised=initialised,
+    )
+
+
+def _number_attention_layers(model: PreTrainedModel) -> None:
+    """Give each self-attention module a ``layer_idx`` when the architecture does not (e.g. DistilBERT).
+
+    The attention function tells layers apart by ``module.layer_idx``. Candidates are the innermost
+    modules whose class name says attention; they are numbered in order when there is one per layer.
+    """
+    candidates = [
+        module for module in model.modules()
+        if "attention" in type(module).__name__.lower() and "output" not in type(module).__name__.lower()
+    ]
+    innermost = [
+        module for module in candidates
+        if not any(child is not module and child in candidates for child in module.modules())
+    ]
+    if len(innermost) == model.config.num_hidden_layers and all(
+        getattr(module, "layer_idx", None) is None for module in innermost
+    ):
+        for index, module in enumerate(innermost):
+            module.layer_idx = index
+
+
+def _load_tokenizer(source: str, tokenizer: str | Path | None, *, trust_remote_code: bool) -> PreTrainedTokenizerBase:
+    candidates = [str(tokenizer)] if tokenizer is not None else [source]
+    try:
+        return AutoTokenizer.from_pretrained(candidates[0], trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, TypeError) as exc:
+        hint = "" if tokenizer is not None else " The checkpoint has no tokenizer files: pass --tokenizer with the base model."
+        raise ModelError(f"Cannot load a tokenizer from {candidates[0]!r}: {exc}.{hint}") from exc
+
+
+def _check_tokenizer_matches(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, source: str) -> None:
+    """Refuse a tokenizer whose token ids do not fit the model's embedding matrix."""
+    rows = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) > rows:
+        raise ModelError(
+            f"The tokenizer has {len(tokenizer)} tokens but the model at {source!r} has {rows} token embeddings: "
+            "the checkpoint does not match this tokenizer. Pass the tokenizer the model was trained with (--tokenizer)."
+        )
+
+
+def pool_hidden_states(
+    hidden: torch.Tensor,  # (B, T, D)
+    attention_mask: torch.Tensor,  # (B, T) 1 for real tokens
+    *,
+    pooling: str,
+) -> torch.Tensor:
+    """One vector per example: the first token (``"cls"``) or the mean over real tokens (``"mean"``)."""
+    if pooling == "cls":
+        return hidden[:, 0]  # (B, D)
+    if pooling == "mean":
+        weights = attention_mask.to(hidden.dtype).unsqueeze(-1)  # (B, T, 1)
+        return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)  # (B, D)
+    raise ValueError(f"pooling must be 'cls' or 'mean', not {pooling!r}")

@@ -1,0 +1,331 @@
+"""The analysis store: one class owns the DuckDB file.
+
+Connections are short-lived: each read opens the file read-only, runs one query and closes it;
+each write opens it read-write, runs one transaction and closes it. DuckDB lets one process
+hold a file read-write and then nobody else may open it, not even read-only; short connections
+plus retries let a training run write while the app reads (see ``_connect``).
+
+Everything a checkpoint adds is written in one transaction, after it was computed in memory,
+so a crash leaves the store as it was and readers never see half a checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+from t3vis.errors import SchemaVersionError, StoreError
+
+SCHEMA_VERSION = 1
+DEFAULT_STORE_DIR = Path("store")
+DEFAULT_STORE_PATH = DEFAULT_STORE_DIR / "t3vis.duckdb"
+
+# Tables holding one checkpoint's results; all are keyed by (run_id, checkpoint, split, ...).
+CHECKPOINT_TABLES = ("predictions", "projections", "head_importance", "attention_patterns")
+
+_LOCK_MESSAGES = ("lock", "different configuration", "conflicting")
+
+
+def schema_sql() -> str:
+    """The store's schema as SQL text (``t3vis/schema.sql``)."""
+    return resources.files("t3vis").joinpath("schema.sql").read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """The ``runs`` row of a run."""
+
+    run_id: str
+    model: str
+    label_names: tuple[str, ...]
+    num_layers: int
+    num_heads: int
+    max_length: int
+    task: str | None = None
+    config: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """The ``checkpoints`` row of a checkpoint."""
+
+    run_id: str
+    checkpoint: str
+    step: int | None = None
+    epoch: float | None = None
+    path: str | None = None
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CheckpointResults:
+    """Everything one ingestion of a checkpoint over one split writes.
+
+    Each table is an Arrow table whose columns are named as in the schema; the run, checkpoint
+    and split columns are filled in by the store.
+    """
+
+    split: str
+    tables: Mapping[str, pa.Table]  # name in CHECKPOINT_TABLES -> rows
+    examples: pa.Table | None = None  # the split's examples, written when the run lacks them
+
+
+class Store:
+    """A t3vis analysis store: one DuckDB file.
+
+    Parameters
+    ----------
+    path : str or Path
+        The DuckDB file. Its folder is created when missing.
+    create : bool
+        Create and initialise the file when it does not exist. With False, a missing file is a
+        :class:`StoreError`.
+    lock_timeout : float
+        Seconds to keep retrying while another process holds the file.
+    """
+
+    def __init__(self, path: str | Path, *, create: bool = True, lock_timeout: float = 60.0):
+        self.path = Path(path)
+        self.lock_timeout = lock_timeout
+        if self.path.is_dir():
+            raise StoreError(f"{self.path} is a folder; give the path of a .duckdb file inside it.")
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            if not create:
+                raise StoreError(
+                    f"No t3vis store at {self.path}. Create one with `t3vis ingest ... --store {self.path}` "
+                    "or `t3vis demo`."
+                )
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._initialise_or_check()
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path)!r})"
+
+    # -- connections -------------------------------------------------------------------------
+
+    @contextmanager
+    def _connect(self, *, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Open the file, retrying while another connection holds a conflicting lock."""
+        deadline = time.monotonic() + self.lock_timeout
+        delay = 0.01
+        while True:
+            try:
+                con = duckdb.connect(str(self.path), read_only=read_only)
+                break
+            except (duckdb.IOException, duckdb.ConnectionException) as exc:
+                message = str(exc).lower()
+                if not any(text in message for text in _LOCK_MESSAGES):
+                    raise StoreError(f"Cannot open {self.path} as a DuckDB database: {exc}") from exc
+                if time.monotonic() > deadline:
+                    raise StoreError(
+                        f"{self.path} stayed locked by another process for {self.lock_timeout:.0f} s. "
+                        "Is a writer stuck? Close it, or raise lock_timeout."
+                    ) from exc
+                time.sleep(delay)
+                delay = min(delay * 2, 0.25)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def _initialise_or_check(self) -> None:
+        with self._connect(read_only=False) as con:
+            tables = {row[0] for row in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+            if not tables:
+                con.execute("BEGIN TRANSACTION")
+                con.execute(schema_sql())
+                con.execute(
+                    "INSERT INTO t3vis_meta VALUES ('schema_version', ?), ('created_by', 't3vis')",
+                    [str(SCHEMA_VERSION)],
+                )
+                con.execute("COMMIT")
+                return
+            if "t3vis_meta" not in tables:
+                raise StoreError(
+                    f"{self.path} is a DuckDB file but not a t3vis store (it has no t3vis_meta table). "
+                    "Give another --store path."
+                )
+            row = con.execute("SELECT value FROM t3vis_meta WHERE key = 'schema_version'").fetchone()
+        found = row[0] if row else "unknown"
+        if found != str(SCHEMA_VERSION):
+            raise SchemaVersionError(
+                f"{self.path} was written with store schema version {found}, but this t3vis reads "
+                f"version {SCHEMA_VERSION}. Re-ingest the checkpoints into a new store (another --store "
+                "path), or open it with the t3vis release that wrote it."
+            )
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def query(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> pd.DataFrame:
+        """Run one parameterised read query and return its rows."""
+        with self._connect(read_only=True) as con:
+            return con.execute(sql, params).df()
+
+    def scalar(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> Any:
+        """Run a read query that returns one value."""
+        with self._connect(read_only=True) as con:
+            row = con.execute(sql, params).fetchone()
+        return None if row is None else row[0]
+
+    def runs(self) -> pd.DataFrame:
+        """All runs, oldest first."""
+        return self.query("SELECT * FROM runs ORDER BY created_at, run_id")
+
+    def run(self, run_id: str) -> RunInfo | None:
+        """The run's row, or None."""
+        rows = self.query("SELECT * FROM runs WHERE run_id = ?", [run_id])
+        if rows.empty:
+            return None
+        row = rows.iloc[0]
+        return RunInfo(
+            run_id=row.run_id,
+            model=row.model,
+            label_names=tuple(row.label_names),
+            num_layers=int(row.num_layers),
+            num_heads=int(row.num_heads),
+            max_length=int(row.max_length),
+            task=row.task,
+            config=json.loads(row.config) if row.config else {},
+        )
+
+    def checkpoints(self, run_id: str) -> pd.DataFrame:
+        """The run's checkpoints in training order (step, then ingestion time)."""
+        return self.query(
+            "SELECT * FROM checkpoints WHERE run_id = ? ORDER BY step NULLS LAST, epoch NULLS LAST, ingested_at",
+            [run_id],
+        )
+
+    def previous_checkpoint(self, run_id: str, *, step: int | None, exclude: str) -> str | None:
+        """The latest checkpoint of the run before ``step`` (or the latest at all when step is None)."""
+        return self.scalar(
+            """SELECT checkpoint FROM checkpoints
+               WHERE run_id = ? AND checkpoint <> ? AND (? IS NULL OR step IS NULL OR step < ?)
+               ORDER BY step DESC NULLS LAST, ingested_at DESC LIMIT 1""",
+            [run_id, exclude, step, step],
+        )
+
+    # -- writing -----------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-write connection inside one transaction: committed on success, else rolled back."""
+        with self._connect(read_only=False) as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+
+    def write_run(self, con: duckdb.DuckDBPyConnection, run: RunInfo) -> None:
+        """Insert the run, or check that an existing run of that name matches it."""
+        existing = con.execute(
+            "SELECT label_names, num_layers, num_heads FROM runs WHERE run_id = ?", [run.run_id]
+        ).fetchone()
+        if existing is None:
+            con.execute(
+                "INSERT INTO runs (run_id, model, task, label_names, num_layers, num_heads, max_length, config)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [run.run_id, run.model, run.task, list(run.label_names), run.num_layers, run.num_heads,
+                 run.max_length, json.dumps(dict(run.config))],
+            )
+            return
+        labels, layers, heads = existing
+        if list(labels) != list(run.label_names) or (layers, heads) != (run.num_layers, run.num_heads):
+            raise StoreError(
+                f"Run {run.run_id!r} already exists in {self.path} with labels {list(labels)} and "
+                f"{layers}x{heads} heads; this checkpoint has labels {list(run.label_names)} and "
+                f"{run.num_layers}x{run.num_heads} heads. Choose another --run name."
+            )
+
+    def write_checkpoint(self, run: RunInfo, checkpoint: CheckpointInfo, results: CheckpointResults) -> None:
+        """Write one checkpoint's results over one split, replacing any earlier ingestion of it.
+
+        One transaction: the run row (if new), the split's examples (if new), the checkpoint row
+        and every results table. Readers see all of it or none of it.
+        """
+        key = [checkpoint.run_id, checkpoint.checkpoint, results.split]
+        with self.transaction() as con:
+            self.write_run(con, run)
+            if results.examples is not None:
+                self._write_examples(con, run.run_id, results.split, results.examples)
+            con.execute(
+                "DELETE FROM checkpoints WHERE run_id = ? AND checkpoint = ?", key[:2]
+            )
+            con.execute(
+                "INSERT INTO checkpoints (run_id, checkpoint, step, epoch, path, metrics) VALUES (?, ?, ?, ?, ?, ?)",
+                [*key[:2], checkpoint.step, checkpoint.epoch, checkpoint.path,
+                 json.dumps(dict(checkpoint.metrics))],
+            )
+            for table in CHECKPOINT_TABLES:
+                con.execute(f"DELETE FROM {table} WHERE run_id = ? AND checkpoint = ? AND split = ?", key)
+            for table, rows in results.tables.items():
+                if table not in CHECKPOINT_TABLES:
+                    raise ValueError(f"unknown checkpoint table {table!r}")
+                self._insert(con, table, rows, run_id=key[0], checkpoint=key[1], split=key[2])
+
+    def _write_examples(self, con: duckdb.DuckDBPyConnection, run_id: str, split: str, rows: pa.Table) -> None:
+        """Insert a split's examples, or check they equal the ones the run already has."""
+        count = con.execute(
+            "SELECT count(*) FROM examples WHERE run_id = ? AND split = ?", [run_id, split]
+        ).fetchone()[0]
+        if count == 0:
+            self._insert(con, "examples", rows, run_id=run_id, split=split)
+            return
+        con.register("_t3vis_new_examples", rows)
+        try:
+            mismatched = con.execute(
+                """SELECT count(*) FROM _t3vis_new_examples n
+                   FULL JOIN (SELECT * FROM examples WHERE run_id = ? AND split = ?) e USING (example_id)
+                   WHERE e.text IS DISTINCT FROM n.text OR e.label IS DISTINCT FROM n.label""",
+                [run_id, split],
+            ).fetchone()[0]
+        finally:
+            con.unregister("_t3vis_new_examples")
+        if mismatched:
+            raise StoreError(
+                f"Run {run_id!r} already has a {split!r} split with other examples ({mismatched} ids differ "
+                "in text or label). Use the same data file for every checkpoint of a run, or choose another --run name."
+            )
+
+    @staticmethod
+    def _insert(con: duckdb.DuckDBPyConnection, table: str, rows: pa.Table, **constants: Any) -> None:
+        """Insert Arrow rows by column name, filling key columns with constants."""
+        for name, value in constants.items():
+            if name in rows.column_names:
+                rows = rows.drop_columns([name])
+            rows = rows.append_column(name, pa.array([value] * rows.num_rows, type=pa.string()))
+        view = f"_t3vis_rows_{table}"
+        con.register(view, rows)
+        try:
+            con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {view}")
+        finally:
+            con.unregister(view)
+
+    def write_training_dynamics(self, run: RunInfo, split: str, epoch: int, rows: pa.Table) -> None:
+        """Write one epoch of training dynamics (replacing that epoch if it was written before)."""
+        with self.transaction() as con:
+            self.write_run(con, run)
+            con.execute(
+                "DELETE FROM training_dynamics WHERE run_id = ? AND split = ? AND epoch = ?",
+                [run.run_id, split, epoch],
+            )
+            rows = rows.append_column("epoch", pa.array([epoch] * rows.num_rows, type=pa.int32()))
+            self._insert(con, "training_dynamics", rows, run_id=run.run_id, split=split)
+
+    def delete_run(self, run_id: str) -> None:
+        """Remove a run and everything recorded for it."""
+        with self.transaction() as con:
+            for table in (*CHECKPOINT_TABLES, "training_dynamics", "examples", "checkpoints", "runs"):
+                con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])

@@ -1,0 +1,52 @@
+"""Aggregate attention patterns against a plain loop over examples and positions."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from t3vis.attention_summary import AttentionAccumulator
+
+
+def _brute_force(attentions, lengths, bins):
+    """Mean over real query tokens in each relative-position bin of the mass given to each key bin."""
+    sums = np.zeros((bins, bins))
+    counts = np.zeros(bins)
+    for matrix, n in zip(attentions, lengths):
+        for t in range(n):
+            q = t * bins // n
+            counts[q] += 1
+            for s in range(n):
+                sums[q, s * bins // n] += matrix[t, s]
+    return sums / np.maximum(counts, 1)[:, None]
+
+
+def test_pattern_matches_a_hand_computation():
+    rng = np.random.default_rng(0)
+    lengths = [7, 3, 12]
+    width, bins = 12, 4
+    probs = np.zeros((len(lengths), 1, width, width))
+    for b, n in enumerate(lengths):
+        raw = rng.random((n, n))
+        probs[b, 0, :n, :n] = raw / raw.sum(1, keepdims=True)
+    mask = torch.zeros(len(lengths), width, dtype=torch.long)
+    for b, n in enumerate(lengths):
+        mask[b, :n] = 1
+    separator = torch.zeros_like(mask, dtype=torch.bool)
+    separator[:, 0] = True
+    accumulator = AttentionAccumulator(num_layers=1, num_heads=1, bins=bins)
+    accumulator.set_batch(mask, separator)
+    accumulator.consume(0, torch.tensor(probs, dtype=torch.float32))
+    summary = accumulator.summary()
+    expected = _brute_force([probs[b, 0] for b in range(len(lengths))], lengths, bins)
+    np.testing.assert_allclose(summary["pattern"][0, 0], expected, atol=1e-5)
+    np.testing.assert_allclose(summary["pattern"][0, 0].sum(1), 1.0, atol=1e-5)
+    total_queries = sum(lengths)
+    cls = sum(probs[b, 0, :n, 0].sum() for b, n in enumerate(lengths)) / total_queries
+    diagonal = sum(np.trace(probs[b, 0, :n, :n]) for b, n in enumerate(lengths)) / total_queries
+    previous = sum(sum(probs[b, 0, t, t - 1] for t in range(1, n)) for b, n in enumerate(lengths)) / total_queries
+    assert abs(summary["attn_cls"][0, 0] - cls) < 1e-5
+    assert abs(summary["attn_sep"][0, 0] - cls) < 1e-5  # the separator was put at position 0
+    assert abs(summary["attn_self"][0, 0] - diagonal) < 1e-5
+    assert abs(summary["attn_prev"][0, 0] - previous) < 1e-5
+    assert accumulator.n_examples == 3
