@@ -246,7 +246,7 @@ def _forward_pass(
     importance_examples = 0
     separator_ids = torch.tensor(_separator_ids(bundle.tokenizer), device=device)
     pad_id = bundle.tokenizer.pad_token_id if bundle.tokenizer.pad_token_id is not None else 0
-    labels_tensor = torch.as_tensor(labels, dtype=torch.long)
+    labels_tensor = torch.tensor(labels, dtype=torch.long)
 
     progress("forward", 0, n)
     done = 0

@@ -1,8 +1,8 @@
 """2-D layouts of hidden states: t-SNE (openTSNE) and PCA.
 
 Both can start from the previous checkpoint's layout so that points do not jump between
-checkpoints: t-SNE is initialised from the previous coordinates (rescaled as openTSNE
-recommends), PCA is rotated and reflected onto them (orthogonal Procrustes).
+checkpoints: t-SNE continues from the previous coordinates (no early exaggeration), PCA is
+rotated and reflected onto them (orthogonal Procrustes).
 """
 
 from __future__ import annotations
@@ -45,22 +45,33 @@ def tsne(
 ) -> np.ndarray:
     """openTSNE embedding of features (N, D) -> (N, 2), started from ``init`` (N, 2) when given."""
     from openTSNE import TSNE  # imported here: it takes a second and only ingestion needs it
-    from openTSNE import initialization
 
     n = len(features)
     if n < MIN_TSNE_POINTS:
         raise DataError(
             f"t-SNE needs at least {MIN_TSNE_POINTS} examples, got {n}; use --projection pca for tiny sets."
         )
-    start = initialization.rescale(np.asarray(init, dtype=np.float64)) if init is not None else "pca"
+    options = {}
+    if init is None:
+        start = "pca"
+    else:
+        # Continue from the previous layout at its own scale, without the early-exaggeration phase that
+        # would first collapse and re-expand it: points move only as far as their neighbourhoods changed.
+        start = np.ascontiguousarray(init, dtype=np.float64)
+        options["early_exaggeration_iter"] = 0
     model = TSNE(
         perplexity=min(perplexity, (n - 1) / 3),
         initialization=start,
+        **options,
         random_state=seed,
         n_jobs=n_jobs or os.cpu_count() or 1,
         verbose=False,
     )
-    return np.asarray(model.fit(np.ascontiguousarray(features, dtype=np.float32)), dtype=np.float32)
+    coords = np.asarray(model.fit(np.ascontiguousarray(features, dtype=np.float32)), dtype=np.float64)
+    if init is not None:
+        # t-SNE is blind to rotation and reflection; turn the result to face the way the previous one did.
+        coords = _procrustes(coords - coords.mean(0), np.asarray(init, dtype=np.float64)) + coords.mean(0)
+    return coords.astype(np.float32)
 
 
 def project(

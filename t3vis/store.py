@@ -36,6 +36,12 @@ CHECKPOINT_TABLES = ("predictions", "projections", "head_importance", "attention
 _LOCK_MESSAGES = ("lock", "different configuration", "conflicting")
 
 
+def _first_row(result: duckdb.DuckDBPyConnection) -> tuple | None:
+    """The first row of a result, fetching all of it: DuckDB 2 refuses new work on a half-read result."""
+    rows = result.fetchall()
+    return rows[0] if rows else None
+
+
 def schema_sql() -> str:
     """The store's schema as SQL text (``t3vis/schema.sql``)."""
     return resources.files("t3vis").joinpath("schema.sql").read_text(encoding="utf-8")
@@ -155,7 +161,7 @@ class Store:
                     f"{self.path} is a DuckDB file but not a t3vis store (it has no t3vis_meta table). "
                     "Give another --store path."
                 )
-            row = con.execute("SELECT value FROM t3vis_meta WHERE key = 'schema_version'").fetchone()
+            row = _first_row(con.execute("SELECT value FROM t3vis_meta WHERE key = 'schema_version'"))
         found = row[0] if row else "unknown"
         if found != str(SCHEMA_VERSION):
             raise SchemaVersionError(
@@ -174,7 +180,7 @@ class Store:
     def scalar(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> Any:
         """Run a read query that returns one value."""
         with self._connect(read_only=True) as con:
-            row = con.execute(sql, params).fetchone()
+            row = _first_row(con.execute(sql, params))
         return None if row is None else row[0]
 
     def runs(self) -> pd.DataFrame:
@@ -230,9 +236,9 @@ class Store:
 
     def write_run(self, con: duckdb.DuckDBPyConnection, run: RunInfo) -> None:
         """Insert the run, or check that an existing run of that name matches it."""
-        existing = con.execute(
+        existing = _first_row(con.execute(
             "SELECT label_names, num_layers, num_heads FROM runs WHERE run_id = ?", [run.run_id]
-        ).fetchone()
+        ))
         if existing is None:
             con.execute(
                 "INSERT INTO runs (run_id, model, task, label_names, num_layers, num_heads, max_length, config)"
@@ -277,20 +283,20 @@ class Store:
 
     def _write_examples(self, con: duckdb.DuckDBPyConnection, run_id: str, split: str, rows: pa.Table) -> None:
         """Insert a split's examples, or check they equal the ones the run already has."""
-        count = con.execute(
+        count = _first_row(con.execute(
             "SELECT count(*) FROM examples WHERE run_id = ? AND split = ?", [run_id, split]
-        ).fetchone()[0]
+        ))[0]
         if count == 0:
             self._insert(con, "examples", rows, run_id=run_id, split=split)
             return
         con.register("_t3vis_new_examples", rows)
         try:
-            mismatched = con.execute(
+            mismatched = _first_row(con.execute(
                 """SELECT count(*) FROM _t3vis_new_examples n
                    FULL JOIN (SELECT * FROM examples WHERE run_id = ? AND split = ?) e USING (example_id)
                    WHERE e.text IS DISTINCT FROM n.text OR e.label IS DISTINCT FROM n.label""",
                 [run_id, split],
-            ).fetchone()[0]
+            ))[0]
         finally:
             con.unregister("_t3vis_new_examples")
         if mismatched:

@@ -1,0 +1,21 @@
+# The two commands of the README: `make app` and `make test`. Both install into .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed
+
+.PHONY: app test bench
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --upgrade pip
+	$(VENV)/bin/pip install -e '.[test]'
+	touch $(STAMP)
+
+app: $(STAMP)
+	$(VENV)/bin/streamlit run streamlit_app.py
+
+test: $(STAMP)
+	$(VENV)/bin/pytest
+
+bench: $(STAMP)
+	$(VENV)/bin/python bench/ingest.py

@@ -1,0 +1,87 @@
+"""The t3vis command line: help for every option, ingest, ingest-dir, info, clear errors."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from t3vis.cli import build_parser, run
+from t3vis.store import Store
+from t3vis.testing import save_tiny_model
+
+
+def _subparsers(parser):
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return action.choices
+
+
+def test_every_option_of_every_command_has_help():
+    parser = build_parser()
+    for name, sub in _subparsers(parser).items():
+        for action in sub._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            assert action.help and len(action.help) > 10, f"{name} {action.option_strings or action.dest} lacks help"
+        text = sub.format_help()
+        assert sub.description and sub.description.split()[0] in text
+
+
+def test_console_script_prints_help():
+    executable = shutil.which("t3vis", path=str(sys.executable).rsplit("/", 1)[0])
+    assert executable, "the t3vis console script is not installed"
+    result = subprocess.run([executable, "--help"], capture_output=True, text=True, check=True)
+    for command in ("ingest", "ingest-dir", "info"):
+        assert command in result.stdout
+    ingest_help = subprocess.run([executable, "ingest", "--help"], capture_output=True, text=True, check=True)
+    for option in ("--model", "--data", "--text-column", "--label-column", "--split", "--store", "--run",
+                   "--checkpoint", "--layers", "--projection", "--importance-examples"):
+        assert option in ingest_help.stdout
+
+
+def test_ingest_then_info(tmp_path, tiny_model_dir, topic_csv, capsys):
+    store_path = tmp_path / "cli.duckdb"
+    code = run(["ingest", "--model", str(tiny_model_dir), "--data", str(topic_csv), "--store", str(store_path),
+                "--run", "cli-run", "--checkpoint", "first", "--layers", "all", "--projection", "pca", "--quiet"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "cli-run/first [validation]: 15 examples" in out
+    store = Store(store_path)
+    assert store.scalar("SELECT count(DISTINCT layer) FROM projections") == 3  # embeddings + 2 layers
+    assert run(["info", "--store", str(store_path)]) == 0
+    info = capsys.readouterr().out
+    assert "run cli-run" in info and "15 predictions" in info
+
+
+def test_ingest_dir_takes_checkpoints_in_step_order(tmp_path, topic_csv):
+    output_dir = tmp_path / "trainer-output"
+    for step, epoch in [(20, 2.0), (5, 0.5), (10, 1.0)]:
+        folder = save_tiny_model(output_dir / f"checkpoint-{step}", num_labels=3, seed=step)
+        (folder / "trainer_state.json").write_text(json.dumps({
+            "global_step": step, "epoch": epoch, "log_history": [{"step": step, "loss": 1.0 / step}]}))
+    store_path = tmp_path / "dir.duckdb"
+    code = run(["ingest-dir", str(output_dir), "--data", str(topic_csv), "--store", str(store_path),
+                "--projection", "pca", "--quiet"])
+    assert code == 0
+    checkpoints = Store(store_path).checkpoints("trainer-output")
+    assert list(checkpoints.checkpoint) == ["checkpoint-5", "checkpoint-10", "checkpoint-20"]
+    assert list(checkpoints.epoch) == [0.5, 1.0, 2.0]
+    assert json.loads(checkpoints.metrics.iloc[0])["trainer"]["loss"] == pytest.approx(0.2)
+
+
+def test_wrong_column_is_a_clear_error_not_a_traceback(tmp_path, tiny_model_dir, topic_csv, capsys):
+    store_path = tmp_path / "err.duckdb"
+    code = run(["ingest", "--model", str(tiny_model_dir), "--data", str(topic_csv), "--store", str(store_path),
+                "--text-column", "sentense", "--quiet"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("t3vis: error:") and "sentense" in err and "Traceback" not in err
+
+
+def test_info_on_a_missing_store(tmp_path, capsys):
+    assert run(["info", "--store", str(tmp_path / "none.duckdb")]) == 2
+    assert "No t3vis store" in capsys.readouterr().err

@@ -1,0 +1,167 @@
+"""The DuckDB store: schema, versioning, transactions, the data_map view, crash safety."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from t3vis.errors import SchemaVersionError, StoreError
+from t3vis.store import SCHEMA_VERSION, RunInfo, Store
+
+TABLES = {"t3vis_meta", "runs", "checkpoints", "examples", "predictions", "projections", "head_importance",
+          "attention_patterns", "training_dynamics"}
+RUN = RunInfo(run_id="r", model="m", label_names=("neg", "pos"), num_layers=2, num_heads=4, max_length=16)
+
+
+def test_new_store_has_every_table_and_the_schema_version(store_path):
+    store = Store(store_path)
+    tables = set(store.query("SELECT table_name FROM duckdb_tables()").table_name)
+    assert TABLES <= tables
+    views = set(store.query("SELECT view_name FROM duckdb_views() WHERE NOT internal").view_name)
+    assert "data_map" in views
+    assert store.scalar("SELECT value FROM t3vis_meta WHERE key = 'schema_version'") == str(SCHEMA_VERSION)
+    Store(store_path)  # reopening an existing store works and changes nothing
+    assert store.runs().empty
+
+
+def test_store_of_another_schema_version_is_refused(store_path):
+    Store(store_path)
+    con = duckdb.connect(str(store_path))
+    con.execute("UPDATE t3vis_meta SET value = '99' WHERE key = 'schema_version'")
+    con.close()
+    with pytest.raises(SchemaVersionError, match="version 99.*reads version 1"):
+        Store(store_path)
+
+
+def test_duckdb_file_that_is_not_a_store_is_refused(tmp_path):
+    path = tmp_path / "other.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE things (x INTEGER)")
+    con.close()
+    with pytest.raises(StoreError, match="not a t3vis store"):
+        Store(path)
+
+
+def test_file_that_is_not_duckdb_is_refused(tmp_path):
+    path = tmp_path / "notes.duckdb"
+    path.write_text("just some text, not a database\n" * 100)
+    with pytest.raises(StoreError, match="Cannot open"):
+        Store(path)
+    assert path.read_text().startswith("just some text")
+
+
+def test_missing_store_without_create(tmp_path):
+    with pytest.raises(StoreError, match="t3vis demo"):
+        Store(tmp_path / "absent.duckdb", create=False)
+    assert not (tmp_path / "absent.duckdb").exists()
+
+
+def test_a_failed_transaction_leaves_the_store_as_it_was(store_path):
+    store = Store(store_path)
+    with store.transaction() as con:
+        store.write_run(con, RUN)
+    with pytest.raises(RuntimeError):
+        with store.transaction() as con:
+            con.execute("DELETE FROM runs")
+            raise RuntimeError("crash in the middle")
+    assert list(store.runs().run_id) == ["r"]
+
+
+def test_a_run_with_other_labels_is_refused(store_path):
+    store = Store(store_path)
+    with store.transaction() as con:
+        store.write_run(con, RUN)
+    other = RunInfo(run_id="r", model="m", label_names=("a", "b", "c"), num_layers=2, num_heads=4, max_length=16)
+    with pytest.raises(StoreError, match="another --run name"):
+        with store.transaction() as con:
+            store.write_run(con, other)
+
+
+def _dynamics(gold_probs: np.ndarray, correct: np.ndarray) -> pa.Table:
+    return pa.table({
+        "example_id": pa.array(np.arange(len(gold_probs)), type=pa.int64()),
+        "gold_prob": pa.array(gold_probs, type=pa.float32()),
+        "pred": pa.array(np.where(correct, 1, 0).astype(np.int32)),
+        "correct": pa.array(correct),
+        "loss": pa.array(-np.log(gold_probs), type=pa.float32()),
+    })
+
+
+def test_data_map_view_matches_a_hand_computation(store_path):
+    store = Store(store_path)
+    rng = np.random.default_rng(1)
+    epochs, n = 4, 30
+    gold = rng.uniform(0.01, 0.99, size=(epochs, n)).astype(np.float32)
+    correct = gold > 0.5
+    for epoch in range(epochs):
+        store.write_training_dynamics(RUN, "train", epoch, _dynamics(gold[epoch], correct[epoch]))
+    store.write_training_dynamics(RUN, "train", 3, _dynamics(gold[3], correct[3]))  # rewriting an epoch replaces it
+    data_map = store.query("SELECT * FROM data_map WHERE run_id = 'r' ORDER BY example_id")
+    assert len(data_map) == n and (data_map.n_epochs == epochs).all()
+    np.testing.assert_allclose(data_map.confidence, gold.astype(np.float64).mean(0), rtol=1e-5)
+    np.testing.assert_allclose(data_map.variability, gold.astype(np.float64).std(0), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(data_map.correctness, correct.mean(0))
+    forgetting = (correct[:-1] & ~correct[1:]).sum(0)
+    np.testing.assert_array_equal(data_map.forgetting_events, forgetting)
+    # regions: top third of variability is ambiguous; of the rest, the confidence thirds decide
+    variability_rank = data_map.variability.rank(method="min").sub(1) / (n - 1)
+    assert set(data_map.region[variability_rank >= 2 / 3]) == {"ambiguous"}
+    assert set(data_map.region) <= {"ambiguous", "hard-to-learn", "easy-to-learn", "other"}
+    hard = data_map[data_map.region == "hard-to-learn"]
+    easy = data_map[data_map.region == "easy-to-learn"]
+    assert hard.confidence.max() < easy.confidence.min()
+
+
+CRASHING_WRITER = textwrap.dedent("""
+    import os, signal, sys
+    import numpy as np, pyarrow as pa
+    from t3vis.store import CheckpointInfo, CheckpointResults, RunInfo, Store
+
+    store = Store(sys.argv[1])
+    run = RunInfo(run_id="r", model="m", label_names=("neg", "pos"), num_layers=2, num_heads=4, max_length=16)
+    n = 5000
+    predictions = pa.table({
+        "example_id": pa.array(np.arange(n), type=pa.int64()),
+        "logits": pa.array([[0.0, 1.0]] * n, type=pa.list_(pa.float32())),
+        "probs": pa.array([[0.3, 0.7]] * n, type=pa.list_(pa.float32())),
+        "pred": pa.array(np.ones(n, dtype=np.int32)), "gold_prob": pa.array(np.full(n, 0.7, dtype=np.float32)),
+        "confidence": pa.array(np.full(n, 0.7, dtype=np.float32)),
+        "loss": pa.array(np.full(n, 0.36, dtype=np.float32)), "correct": pa.array(np.ones(n, dtype=bool)),
+    })
+    projections = pa.table({
+        "layer": pa.array(np.ones(n, dtype=np.int32)), "method": pa.array(["pca"] * n),
+        "pooling": pa.array(["cls"] * n), "example_id": pa.array(np.arange(n), type=pa.int64()),
+        "x": pa.array(np.zeros(n, dtype=np.float32)), "y": pa.array(np.zeros(n, dtype=np.float32)),
+    })
+    results = CheckpointResults(split="validation", tables={"predictions": predictions, "projections": projections})
+    store.write_checkpoint(run, CheckpointInfo(run_id="r", checkpoint="first", step=1), results)
+    if sys.argv[2] == "crash":
+        original = Store._insert
+        def insert_then_die(con, table, rows, **constants):
+            original(con, table, rows, **constants)
+            if table == "projections":  # predictions of the second checkpoint are in, the rest is not
+                os.kill(os.getpid(), signal.SIGKILL)
+        Store._insert = staticmethod(insert_then_die)
+    store.write_checkpoint(run, CheckpointInfo(run_id="r", checkpoint="second", step=2), results)
+""")
+
+
+def test_a_writer_killed_mid_checkpoint_leaves_the_earlier_checkpoints_intact(store_path):
+    result = subprocess.run([sys.executable, "-c", CRASHING_WRITER, str(store_path), "crash"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == -9, result.stderr
+    store = Store(store_path)
+    assert list(store.checkpoints("r").checkpoint) == ["first"]
+    counts = store.query("SELECT checkpoint, count(*) AS n FROM predictions GROUP BY checkpoint")
+    assert counts.set_index("checkpoint").n.to_dict() == {"first": 5000}
+    assert store.scalar("SELECT count(*) FROM projections WHERE checkpoint = 'second'") == 0
+    # and the store still takes writes: the same script without the crash completes both checkpoints
+    subprocess.run([sys.executable, "-c", CRASHING_WRITER, str(store_path), "ok"], check=True, timeout=120)
+    assert list(store.checkpoints("r").checkpoint) == ["first", "second"]
+    assert store.scalar("SELECT count(*) FROM predictions") == 10000
