@@ -123,20 +123,29 @@ def _decode(path: Path, encoding: str) -> str:
 
 
 def _parse_delimited(text: str, path: Path, *, delimiter: str) -> pd.DataFrame:
+    kind = "TSV" if delimiter == "\t" else "CSV"
     # TSV text often holds quote characters (SST-2: `" the film "`); quoting would swallow lines.
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter, quoting=quoting)
     try:
-        frame = pd.read_csv(io.StringIO(text), sep=delimiter, quoting=quoting, dtype=str, keep_default_na=False,
-                            na_values=[""], engine="c")
-    except pd.errors.ParserError as exc:
-        raise DataError(
-            f"{path.name} is not a well-formed {'TSV' if delimiter == chr(9) else 'CSV'} file: {exc}. "
-            "Each row must have as many fields as the header."
-        ) from exc
-    except pd.errors.EmptyDataError as exc:
-        raise DataError(f"{path.name} contains no rows.") from exc
-    first = frame.columns[0] if len(frame.columns) else None
-    if first is not None and (first == "" or str(first).startswith("Unnamed: 0")):
+        header = next(reader)
+        rows = []
+        for row in reader:
+            if not row:
+                continue  # a blank line
+            if len(row) != len(header):
+                raise DataError(
+                    f"{path.name} is not a well-formed {kind} file: line {reader.line_num} has {len(row)} fields "
+                    f"but the header has {len(header)}. Fix that line (or pass --format if it is not {kind})."
+                )
+            rows.append(row)
+    except csv.Error as exc:
+        raise DataError(f"{path.name} is not a well-formed {kind} file (line {reader.line_num}): {exc}.") from exc
+    except StopIteration:
+        raise DataError(f"{path.name} contains no rows.") from None
+    frame = pd.DataFrame(rows, columns=header, dtype=object).replace("", None)
+    first = header[0] if header else None
+    if first is not None and (first == "" or first.startswith("Unnamed: 0")):
         frame = frame.drop(columns=[first])  # a pandas-written index column
     return _infer_column_types(frame)
 

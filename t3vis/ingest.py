@@ -374,8 +374,9 @@ def _projections(
     if config.projection == "none":
         return None
     parts = []
+    phase = f"{config.projection} layouts"
     for done, (layer, features) in enumerate(sorted(pooled.items())):
-        progress(f"{config.projection} layer {layer}", done, len(pooled))
+        progress(phase, done, len(pooled))
         previous = _previous_layout(
             store, run_id, checkpoint, step, examples.example_ids, config.split, layer,
             config.projection, config.pooling,
@@ -389,7 +390,7 @@ def _projections(
             "x": pa.array(coords[:, 0], type=pa.float32()),
             "y": pa.array(coords[:, 1], type=pa.float32()),
         }))
-    progress(f"{config.projection}", len(pooled), len(pooled))
+    progress(phase, len(pooled), len(pooled))
     return pa.concat_tables(parts)
 
 

@@ -25,8 +25,7 @@ def tqdm_progress(*, disable: bool = False) -> Iterator[Progress]:
     def report(phase: str, done: int, total: int) -> None:
         bar = bars.get(phase)
         if bar is None:
-            bar = bars[phase] = tqdm(total=total, desc=phase, unit="ex" if total > 1 else "step",
-                                     disable=disable, leave=True)
+            bar = bars[phase] = tqdm(total=total, desc=phase, disable=disable, leave=True)
         bar.total = total
         bar.n = done
         bar.refresh()
