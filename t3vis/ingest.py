@@ -183,7 +183,7 @@ def ingest_checkpoint(
         CheckpointInfo(run_id=run_id, checkpoint=checkpoint, step=step, epoch=epoch,
                        path=None if path is None else str(path), metrics=metrics),
         CheckpointResults(
-            split=config.split, tables=tables, examples=_examples_table(examples, encoded, label_names)
+            split=config.split, tables=tables, examples=examples_table(examples, encoded, label_names)
         ),
     )
     progress("write", 1, 1)
@@ -327,7 +327,8 @@ def _prediction_table(example_ids: np.ndarray, columns: dict[str, np.ndarray]) -
     })
 
 
-def _examples_table(examples: ExampleSet, encoded: EncodedExamples, label_names: tuple[str, ...]) -> pa.Table:
+def examples_table(examples: ExampleSet, encoded: EncodedExamples, label_names: tuple[str, ...]) -> pa.Table:
+    """Rows of the ``examples`` table (without run and split) for tokenised examples."""
     extra = examples.extra
     extra_json = (
         [None] * len(examples) if extra is None or extra.shape[1] == 0

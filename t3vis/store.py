@@ -281,6 +281,12 @@ class Store:
                     raise ValueError(f"unknown checkpoint table {table!r}")
                 self._insert(con, table, rows, run_id=key[0], checkpoint=key[1], split=key[2])
 
+    def write_examples(self, run: RunInfo, split: str, rows: pa.Table) -> None:
+        """Write a split's examples (one transaction), or check they equal the ones the run has."""
+        with self.transaction() as con:
+            self.write_run(con, run)
+            self._write_examples(con, run.run_id, split, rows)
+
     def _write_examples(self, con: duckdb.DuckDBPyConnection, run_id: str, split: str, rows: pa.Table) -> None:
         """Insert a split's examples, or check they equal the ones the run already has."""
         count = _first_row(con.execute(

@@ -1,0 +1,112 @@
+"""Training dynamics: the gold-label probability of every training example at every epoch.
+
+Swayamdipta et al. (2020) build Data Maps from statistics that training computes anyway: each
+training forward pass gives the logits of the examples in its batch. The recorder keeps those
+(detached, a few floats per example) and writes one row per example at the end of each epoch.
+Nothing runs an extra pass over the training set.
+
+For your own training loop::
+
+    recorder = DynamicsRecorder(store, run)
+    for epoch in range(epochs):
+        for batch in loader:
+            output = model(**batch["inputs"])
+            recorder.log_batch(batch["example_id"], output.logits, batch["labels"])
+            ...
+        recorder.end_epoch()
+
+The Data Map itself (confidence, variability, correctness, forgetting events, regions) is the
+``data_map`` view of the store: SQL over the rows written here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from t3vis.store import RunInfo, Store
+
+
+def _to_numpy(values, dtype) -> np.ndarray:
+    if isinstance(values, torch.Tensor):
+        values = values.detach().float().cpu() if dtype == np.float32 else values.detach().cpu()
+        return values.numpy().astype(dtype, copy=False)
+    return np.asarray(values, dtype=dtype)
+
+
+def dynamics_rows(example_ids: np.ndarray, logits: np.ndarray, labels: np.ndarray) -> pa.Table:
+    """Rows of ``training_dynamics`` (without run, split, epoch) for ids (N,), logits (N, K), labels (N,).
+
+    An id seen more than once keeps its last observation.
+    """
+    example_ids = np.asarray(example_ids, dtype=np.int64)
+    _, last_from_end = np.unique(example_ids[::-1], return_index=True)
+    keep = np.sort(len(example_ids) - 1 - last_from_end)  # last occurrence of each id, in order seen
+    example_ids, logits, labels = example_ids[keep], logits[keep].astype(np.float64), labels[keep]
+    shifted = logits - logits.max(1, keepdims=True)  # (N, K)
+    log_probs = shifted - np.log(np.exp(shifted).sum(1, keepdims=True))  # (N, K)
+    rows = np.arange(len(labels))
+    pred = logits.argmax(1)
+    return pa.table({
+        "example_id": pa.array(example_ids, type=pa.int64()),
+        "gold_prob": pa.array(np.exp(log_probs[rows, labels]), type=pa.float32()),
+        "pred": pa.array(pred.astype(np.int32)),
+        "correct": pa.array(pred == labels),
+        "loss": pa.array(-log_probs[rows, labels], type=pa.float32()),
+    })
+
+
+class DynamicsRecorder:
+    """Collects (example id, logits, gold label) of training batches and writes them per epoch.
+
+    Parameters
+    ----------
+    store : Store
+        Where ``end_epoch`` writes.
+    run : RunInfo
+        The run the dynamics belong to (created in the store if new).
+    split : str
+        Split name of the training examples.
+    """
+
+    def __init__(self, store: Store, run: RunInfo, *, split: str = "train"):
+        self.store = store
+        self.run = run
+        self.split = split
+        self.epoch = 0
+        self._ids: list[np.ndarray] = []
+        self._logits: list[np.ndarray] = []
+        self._labels: list[np.ndarray] = []
+
+    @property
+    def pending(self) -> int:
+        """Observations logged since the last ``end_epoch``."""
+        return sum(len(ids) for ids in self._ids)
+
+    def log_batch(self, example_ids, logits, labels) -> None:
+        """Record one training forward pass: ids (B,), logits (B, K), gold labels (B,)."""
+        ids = _to_numpy(example_ids, np.int64).reshape(-1)
+        values = _to_numpy(logits, np.float32)
+        gold = _to_numpy(labels, np.int64).reshape(-1)
+        if values.ndim != 2 or not len(ids) == len(values) == len(gold):
+            raise ValueError(f"log_batch needs ids (B,), logits (B, K) and labels (B,); got {ids.shape}, "
+                             f"{values.shape}, {gold.shape}")
+        if len(gold) and (gold.min() < 0 or gold.max() >= values.shape[1]):
+            raise ValueError(f"labels must lie in [0, {values.shape[1]}), got {sorted(set(gold.tolist()))[:10]}")
+        self._ids.append(ids)
+        self._logits.append(values)
+        self._labels.append(gold)
+
+    def end_epoch(self, epoch: int | None = None) -> int:
+        """Write the epoch's rows (one transaction) and start the next epoch; returns the rows written."""
+        epoch = self.epoch if epoch is None else epoch
+        written = 0
+        if self._ids:
+            rows = dynamics_rows(np.concatenate(self._ids), np.concatenate(self._logits),
+                                 np.concatenate(self._labels))
+            self.store.write_training_dynamics(self.run, self.split, epoch, rows)
+            written = rows.num_rows
+        self._ids, self._logits, self._labels = [], [], []
+        self.epoch = epoch + 1
+        return written

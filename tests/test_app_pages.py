@@ -1,0 +1,57 @@
+"""Each app page launched on its own with Streamlit's AppTest (AppTest does not support st.navigation)."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from conftest import PROJECT
+from t3vis.data_loading import load_examples
+from t3vis.ingest import IngestConfig, ingest_checkpoint
+from t3vis.store import Store
+
+PAGES = sorted(str(path) for path in (PROJECT / "pages").glob("*.py"))
+
+
+def _page(path: str, store_path) -> AppTest:
+    app = AppTest.from_file(path, default_timeout=60)
+    app.session_state["store_path"] = str(store_path)
+    return app.run()
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_explains_a_missing_store(page, tmp_path):
+    app = _page(page, tmp_path / "absent.duckdb")
+    assert not app.exception
+    assert any("No store" in info.value for info in app.info)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_explains_an_empty_store(page, tmp_path):
+    Store(tmp_path / "empty.duckdb")
+    app = _page(page, tmp_path / "empty.duckdb")
+    assert not app.exception
+    assert any("no runs" in info.value for info in app.info)
+
+
+def test_overview_lists_runs_and_checkpoints(tmp_path, tiny_bundle, topic_csv):
+    store = Store(tmp_path / "s.duckdb")
+    examples = load_examples(topic_csv)
+    for step in (1, 2):
+        ingest_checkpoint(store, tiny_bundle, examples, run_id="tiny", checkpoint=f"c{step}", step=step,
+                          config=IngestConfig(projection="pca"))
+    app = _page(str(PROJECT / "pages" / "overview.py"), store.path)
+    assert not app.exception
+    runs, checkpoints = app.dataframe[0].value, app.dataframe[1].value
+    assert runs.run_id.tolist() == ["tiny"]
+    assert checkpoints.checkpoint.tolist() == ["c1", "c2"]
+
+
+def test_entry_file_only_routes():
+    source = (PROJECT / "streamlit_app.py").read_text()
+    assert "st.navigation" in source and "import t3vis" not in source and "duckdb" not in source
+
+
+def test_library_never_imports_streamlit():
+    offenders = [path.name for path in (PROJECT / "t3vis").rglob("*.py") if "import streamlit" in path.read_text()]
+    assert offenders == []
