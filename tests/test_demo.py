@@ -1,0 +1,88 @@
+"""The built-in demo: its corpus, and a small deterministic build that must find the flipped labels."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from t3vis.demo import DEMO_RUN, DemoConfig, build_demo
+from t3vis.demo_corpus import LABELS, DemoCorpusConfig, demo_corpus
+from t3vis.model_access import AttentionProbe, load_model, run_with_probe
+from t3vis.store import Store
+
+SMALL = DemoConfig(corpus=DemoCorpusConfig(train_size=240, eval_size=80), epochs=3, batch_size=16)
+
+
+def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Probability that a positive example scores above a negative one (ties count half)."""
+    pos, neg = scores[positive], scores[~positive]
+    return float((pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean())
+
+
+def test_corpus_is_deterministic_varied_and_marked():
+    train, evaluation = demo_corpus()
+    again, _ = demo_corpus()
+    assert train.texts == again.texts and np.array_equal(train.labels, again.labels)
+    assert len(set(train.texts) | set(evaluation.texts)) == len(train) + len(evaluation), "no sentence repeats"
+    assert train.extra.flipped.sum() == 100 and not evaluation.extra.flipped.any()
+    flipped = train.extra.flipped.to_numpy()
+    original = np.array([LABELS.index(name) for name in train.extra.original_label])
+    assert (train.labels[flipped] != original[flipped]).all() and (train.labels[~flipped] == original[~flipped]).all()
+    confusers = evaluation.extra.kind == "confuser"
+    assert confusers.sum() == 40
+    assert "Sports" not in set(evaluation.extra.original_label[confusers])
+    assert any("hockey" in text or "football" in text for text, c in zip(evaluation.texts, confusers) if c)
+
+
+@pytest.fixture(scope="module")
+def small_demo(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("demo")
+    return build_demo(folder / "demo.duckdb", config=SMALL)
+
+
+@pytest.mark.slow
+def test_small_demo_finds_the_flipped_labels(small_demo):
+    store = Store(small_demo.path, create=False)
+    assert store.checkpoints(DEMO_RUN).checkpoint.tolist() == ["epoch-1", "epoch-2", "epoch-3"]
+    assert store.scalar("SELECT count(*) FROM training_dynamics") == 3 * 240
+    data_map = store.query(
+        """SELECT d.confidence, (e.extra->>'flipped')::BOOLEAN AS flipped
+           FROM data_map d JOIN examples e USING (run_id, split, example_id) WHERE d.run_id = ?""", [DEMO_RUN])
+    assert len(data_map) == 240
+    score = auroc(-data_map.confidence.to_numpy(), data_map.flipped.to_numpy())
+    print(f"flipped-label AUROC (lowest confidence first): {score:.3f}")
+    assert score >= 0.9
+    assert set(store.query("SELECT DISTINCT region FROM data_map").region) >= {
+        "easy-to-learn", "ambiguous", "hard-to-learn"}
+
+
+@pytest.mark.slow
+def test_demo_checkpoints_reload_and_reproduce_the_stored_predictions(small_demo):
+    store = Store(small_demo.path, create=False)
+    last = store.checkpoints(DEMO_RUN).iloc[-1]
+    folder = small_demo.path.parent / last.path
+    assert not folder.is_absolute() or folder.is_dir()
+    bundle = load_model(folder, device="cpu")
+    assert bundle.label_names == LABELS
+    rows = store.query("""SELECT e.text, p.logits FROM predictions p JOIN examples e USING (run_id, split, example_id)
+                          WHERE p.checkpoint = ? ORDER BY example_id LIMIT 8""", [last.checkpoint])
+    inputs = bundle.tokenizer(rows.text.tolist(), padding=True, truncation=True, max_length=64, return_tensors="pt")
+    with torch.no_grad():
+        output, _ = run_with_probe(bundle.model, AttentionProbe(), **dict(inputs))
+    np.testing.assert_allclose(output.logits.numpy(), np.stack(rows.logits), atol=1e-4)
+
+
+def test_a_failed_build_leaves_nothing_behind(tmp_path, monkeypatch):
+    import transformers
+
+    def explode(self, *args, **kwargs):
+        raise RuntimeError("power cut")
+
+    monkeypatch.setattr(transformers.Trainer, "train", explode)
+    tiny = replace(SMALL, corpus=DemoCorpusConfig(train_size=40, eval_size=20), epochs=1)
+    with pytest.raises(RuntimeError, match="power cut"):
+        build_demo(tmp_path / "demo.duckdb", config=tiny)
+    assert list(tmp_path.iterdir()) == []
