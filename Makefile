@@ -12,6 +12,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 app: $(STAMP)
+	test -f store/demo.duckdb || $(VENV)/bin/t3vis demo
 	$(VENV)/bin/streamlit run streamlit_app.py
 
 test: $(STAMP)

@@ -112,6 +112,8 @@ class T3visCallback(TrainerCallback):
         Also save the weights (safetensors) and tokenizer of each ingested checkpoint into
         ``checkpoint_dir/<name>``, so the app can load them; the store records the folder,
         relative to the store's own folder when it lies inside it.
+    model_name : str, optional
+        The base model's name in the ``runs`` table; default: the config's ``_name_or_path``.
     """
 
     def __init__(
@@ -127,6 +129,7 @@ class T3visCallback(TrainerCallback):
         task: str | None = None,
         train_split: str = "train",
         checkpoint_dir: str | Path | None = None,
+        model_name: str | None = None,
         progress: Progress = no_progress,
     ):
         if ingest_every != "epoch" and not (isinstance(ingest_every, int) and ingest_every > 0):
@@ -141,6 +144,7 @@ class T3visCallback(TrainerCallback):
         self.task = task
         self.train_split = train_split
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
+        self.model_name = model_name
         self.progress = progress
         self.summaries: list[IngestSummary] = []
         self._recorder: DynamicsRecorder | None = None
@@ -261,7 +265,8 @@ class T3visCallback(TrainerCallback):
         if self.ingest_config.max_length:
             max_length = min(max_length, self.ingest_config.max_length)
         return RunInfo(
-            run_id=self.run_id, model=str(getattr(config, "_name_or_path", "") or type(model).__name__),
+            run_id=self.run_id,
+            model=self.model_name or str(getattr(config, "_name_or_path", "") or type(model).__name__),
             task=self.task, label_names=tuple(str(name) for name in names),
             num_layers=int(config.num_hidden_layers), num_heads=int(config.num_attention_heads),
             max_length=max_length, config={"recorded_by": "T3visCallback", "ingest_every": self.ingest_every},

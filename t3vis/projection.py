@@ -7,6 +7,7 @@ rotated and reflected onto them (orthogonal Procrustes).
 
 from __future__ import annotations
 
+import logging
 import os
 
 import numpy as np
@@ -67,7 +68,14 @@ def tsne(
         n_jobs=n_jobs or os.cpu_count() or 1,
         verbose=False,
     )
-    coords = np.asarray(model.fit(np.ascontiguousarray(features, dtype=np.float32)), dtype=np.float64)
+    # openTSNE warns about any initialisation wider than its own tiny one; ours is wide on purpose.
+    quiet = logging.getLogger("openTSNE.tsne")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        coords = np.asarray(model.fit(np.ascontiguousarray(features, dtype=np.float32)), dtype=np.float64)
+    finally:
+        quiet.setLevel(level)
     if init is not None:
         # t-SNE is blind to rotation and reflection; turn the result to face the way the previous one did.
         coords = _procrustes(coords - coords.mean(0), np.asarray(init, dtype=np.float64)) + coords.mean(0)

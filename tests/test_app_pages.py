@@ -55,3 +55,10 @@ def test_entry_file_only_routes():
 def test_library_never_imports_streamlit():
     offenders = [path.name for path in (PROJECT / "t3vis").rglob("*.py") if "import streamlit" in path.read_text()]
     assert offenders == []
+
+
+def test_overview_offers_to_build_the_demo_when_there_is_no_store(tmp_path):
+    app = _page(str(PROJECT / "pages" / "overview.py"), tmp_path / "demo.duckdb")
+    assert not app.exception
+    assert [button.label for button in app.button] == ["Build the demo store"]
+    assert any("built-in demo" in markdown.value for markdown in app.markdown)

@@ -86,3 +86,14 @@ def test_a_failed_build_leaves_nothing_behind(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="power cut"):
         build_demo(tmp_path / "demo.duckdb", config=tiny)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_every_readme_query_answers_on_the_demo_store(small_demo):
+    from test_sst2_minilm import readme_queries
+
+    store = Store(small_demo.path, create=False)
+    queries = readme_queries()
+    assert len(queries) >= 5
+    for sql in queries:
+        assert len(store.query(sql)) > 0, sql

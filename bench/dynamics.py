@@ -1,0 +1,92 @@
+"""Benchmark: the cost of recording training dynamics, the demo's build time, and what it finds.
+
+    python bench/dynamics.py [--train-size 1000] [--epochs 2]
+
+1. The same short fine-tuning of the packaged MiniLM on the demo corpus, in one process, with
+   and without ``T3visCallback`` recording training dynamics (checkpoint ingestion off), in
+   alternating order, twice each; the faster run of each counts.
+2. ``build_demo`` with its defaults (fine-tuning, dynamics, an ingested checkpoint per epoch).
+3. On the demo store: training examples ranked by Data Map confidence, lowest first; the AUROC
+   of that ranking for the deliberately flipped labels.
+
+Last line: ``BENCH dynamics overhead_pct=... demo_build_s=... flipped_auroc=...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+
+from t3vis.callback import T3visCallback
+from t3vis.demo import DEMO_RUN, DemoConfig, TokenisedExamples, build_demo
+from t3vis.demo_corpus import DemoCorpusConfig, demo_corpus
+from t3vis.model_access import load_model
+from t3vis.store import Store
+from t3vis.testing import minilm_path
+
+
+def train_once(train, *, record: bool, epochs: int, folder: Path) -> float:
+    """Seconds of ``trainer.train()`` for a fresh MiniLM, with or without the dynamics callback."""
+    torch.manual_seed(0)
+    bundle = load_model(minilm_path(), label_names=tuple(train.label_names), device="cpu")
+    callbacks = [T3visCallback(Store(folder / f"dyn-{time.time_ns()}.duckdb"), run_id="bench")] if record else []
+    trainer = Trainer(
+        model=bundle.model.train(),
+        args=TrainingArguments(output_dir=str(folder / "out"), num_train_epochs=epochs, per_device_train_batch_size=16,
+                               learning_rate=5e-5, save_strategy="no", logging_strategy="no", report_to=[],
+                               use_cpu=True, seed=0, disable_tqdm=True),
+        train_dataset=TokenisedExamples(bundle.tokenizer, train, 64),
+        data_collator=DataCollatorWithPadding(bundle.tokenizer),
+        processing_class=bundle.tokenizer,
+        callbacks=callbacks,
+    )
+    started = time.perf_counter()
+    trainer.train()
+    return time.perf_counter() - started
+
+
+def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
+    pos, neg = scores[positive], scores[~positive]
+    return float((pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--train-size", type=int, default=1000)
+    parser.add_argument("--epochs", type=int, default=2)
+    args = parser.parse_args()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    train, _ = demo_corpus(DemoCorpusConfig(train_size=args.train_size))
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        times = {"plain": [], "recorded": []}
+        for order in (("plain", "recorded"), ("recorded", "plain")):
+            for which in order:
+                times[which].append(train_once(train, record=which == "recorded", epochs=args.epochs, folder=folder))
+                print(f"  {which}: {times[which][-1]:.1f} s", flush=True)
+        plain, recorded = min(times["plain"]), min(times["recorded"])
+        overhead = 100 * (recorded - plain) / plain
+        print(f"fine-tuning {args.train_size} examples x {args.epochs} epochs: {plain:.1f} s plain, "
+              f"{recorded:.1f} s with dynamics recording ({overhead:+.1f}%)", flush=True)
+
+        result = build_demo(folder / "demo.duckdb", config=DemoConfig())
+        print(f"demo built in {result.seconds:.0f} s, final validation accuracy {result.final_accuracy:.3f}", flush=True)
+        store = Store(result.path, create=False)
+        data_map = store.query(
+            """SELECT d.confidence, d.region, (e.extra->>'flipped')::BOOLEAN AS flipped
+               FROM data_map d JOIN examples e USING (run_id, split, example_id) WHERE run_id = ?""", [DEMO_RUN])
+        score = auroc(-data_map.confidence.to_numpy(), data_map.flipped.to_numpy())
+        print(data_map.groupby(["region", "flipped"]).size().to_string(), flush=True)
+    print(f"BENCH dynamics overhead_pct={overhead:.1f} demo_build_s={result.seconds:.0f} flipped_auroc={score:.3f}")
+
+
+if __name__ == "__main__":
+    main()
