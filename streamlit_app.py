@@ -4,6 +4,8 @@ import streamlit as st
 
 st.set_page_config(page_title="t3vis", layout="wide")
 navigation = st.navigation([
-    st.Page("pages/overview.py", title="Store overview", default=True),
+    st.Page("pages/projection.py", title="Projection & data", icon=":material/scatter_plot:", default=True),
+    # The Attention Head and Instance views read the selected example from st.session_state too.
+    st.Page("pages/overview.py", title="Runs & checkpoints", icon=":material/table_view:"),
 ])
 navigation.run()

@@ -1,0 +1,116 @@
+"""Projection view and Data Table: one point per example, coloured and filtered, linked by selection."""
+
+import streamlit as st
+
+from t3vis import charts, explore
+from t3vis_app import data, sidebar, state
+from t3vis_app.filters import filter_widgets
+from t3vis_app.selection import example_panel, picked_from_chart, picked_from_table
+
+ctx = sidebar.render()
+run_id = ctx.run.run_id
+st.title("Projection")
+
+splits = data.splits(ctx.store, ctx.path, ctx.stamp, run_id)
+layout_options = []  # (layout, split): projections of the checkpoint first, then Data Maps
+for row in splits.itertuples():
+    if row.has_projections and ctx.checkpoint is not None:
+        methods = data.layouts(ctx.store, ctx.path, ctx.stamp, run_id, row.split, ctx.checkpoint).method.unique()
+        layout_options += [(method, row.split) for method in methods]
+layout_options += [(explore.DATA_MAP, row.split) for row in splits.itertuples() if row.has_dynamics]
+if not layout_options:
+    st.info("This run has no projections and no training dynamics yet: ingest a checkpoint with `t3vis ingest`, "
+            "or record training with the T3visCallback.")
+    st.stop()
+
+LAYOUT_NAMES = {"tsne": "t-SNE", "pca": "PCA", explore.DATA_MAP: "Data Map"}
+controls = st.columns([2, 1, 2, 1])
+saved = (state.get("layout"), state.get("split"))
+layout, split = state.choice(
+    controls[0].selectbox, "Layout", layout_options, name="layout_choice",
+    default=saved if saved in layout_options else layout_options[0],
+    format_func=lambda option: f"{LAYOUT_NAMES.get(option[0], option[0])} · {option[1]} split",
+    help="t-SNE/PCA of a layer's pooled hidden states at the checkpoint, or the Data Map of training dynamics.")
+st.session_state["layout"], st.session_state["split"] = layout, split
+
+
+def layer_choice(column, checkpoint: str | None, name: str) -> int | None:
+    if layout == explore.DATA_MAP or checkpoint is None:
+        column.selectbox("Layer", ["—"], disabled=True, key=f"w.{name}.disabled")
+        return None
+    options = data.layouts(ctx.store, ctx.path, ctx.stamp, run_id, split, checkpoint)
+    layers = sorted(options[options.method == layout].layer.unique().tolist(), reverse=True)
+    return state.choice(column.selectbox, "Layer", layers, name=name, default=layers[0] if layers else None,
+                        format_func=lambda layer: "embeddings" if layer == 0 else f"layer {layer}")
+
+
+layer = layer_choice(controls[1], ctx.checkpoint, "layer")
+view = explore.View(run_id=run_id, split=split, checkpoint=ctx.checkpoint, layout=layout, layer=layer)
+known = data.attributes(ctx.store, ctx.path, ctx.stamp, view)
+by_name = {attribute.name: attribute for attribute in known}
+default_color = "region" if layout == explore.DATA_MAP and "region" in by_name else "label"
+color_name = state.choice(controls[2].selectbox, "Colour by", list(by_name), name="color", default=default_color,
+                          format_func=lambda name: by_name[name].label,
+                          help="Hue for categories (label, prediction, region ...), saturation for numbers.")
+compare = controls[3].container()
+with compare:
+    st.write("")
+    comparing = state.toggle("Compare", name="compare", help="Two projections side by side, sharing filters "
+                                                                "and the selected example.")
+
+unfiltered = data.example_frame(ctx.store, ctx.path, ctx.stamp, view)
+filters = filter_widgets(known, unfiltered)
+frame = data.example_frame(ctx.store, ctx.path, ctx.stamp, view, filters)
+selected_id = state.get("example_id") if state.get("split") == split else None
+
+second_view = None
+if comparing:
+    row = st.columns([2, 1, 3])
+    names = ctx.checkpoints.checkpoint.tolist()
+    second_checkpoint = state.choice(row[0].selectbox, "Compare with checkpoint", names, name="compare_checkpoint",
+                                     default=names[0] if names else None)
+    second_layer = layer_choice(row[1], second_checkpoint, "compare_layer")
+    second_view = explore.View(run_id=run_id, split=split, checkpoint=second_checkpoint, layout=layout,
+                               layer=second_layer)
+
+st.caption(f"{len(frame):,} of {len(unfiltered):,} examples pass the filters. Click a point to select it; "
+           "scroll to zoom, drag to pan, double-click to reset.")
+views = [(view, "left")] + ([(second_view, "right")] if second_view else [])
+columns = st.columns(len(views))
+svg = len(frame) <= 3_000  # crisp and inspectable for small sets; canvas for large ones
+for (shown_view, side), column in zip(views, columns):
+    shown = frame if shown_view is view else data.example_frame(ctx.store, ctx.path, ctx.stamp, shown_view, filters)
+    title = (f"{shown_view.checkpoint}" if layout != explore.DATA_MAP else f"Data Map · {split}") + (
+        "" if shown_view.layer is None else f" · layer {shown_view.layer}")
+    chart = charts.projection_chart(shown, color=by_name[color_name], layout=layout, layer=shown_view.layer,
+                                    selected_id=selected_id, title=title, svg=svg)
+    with column:
+        event = st.altair_chart(chart, on_select="rerun", selection_mode=[charts.PICK], key=f"chart.{side}",
+                                width="stretch")
+    clicked = picked_from_chart(event, f"chart.{side}")
+    if clicked is not None:
+        state.select_example(split, clicked)
+        st.rerun()
+
+st.subheader("Data table")
+table = frame.drop(columns=["x", "y", "label_id", "pred"], errors="ignore")
+table.insert(0, "selected", table.example_id == selected_id)
+table_event = st.dataframe(
+    table, hide_index=True, on_select="rerun", selection_mode="single-row", key="table", height=360,
+    column_config={
+        "selected": st.column_config.CheckboxColumn("●", width="small", help="the selected example"),
+        "text": st.column_config.TextColumn("text", width="large"),
+        "loss": st.column_config.NumberColumn("loss", format="%.3f"),
+        "confidence": st.column_config.NumberColumn("confidence", format="%.3f"),
+        "gold_prob": st.column_config.NumberColumn("gold prob.", format="%.3f"),
+    },
+)
+row_id = picked_from_table(table_event, table, "table")
+if row_id is not None:
+    state.select_example(split, row_id)
+    st.rerun()
+st.download_button("Download the filtered rows (CSV)", frame.drop(columns=["label_id", "pred"]).to_csv(index=False),
+                   file_name=f"t3vis-{run_id}-{split}.csv", mime="text/csv")
+
+example_panel(ctx, split)
+state.write_url()

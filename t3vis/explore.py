@@ -1,0 +1,241 @@
+"""Queries behind the exploration views: one row per example with every attribute, filtered in SQL.
+
+The app's Projection view and Data Table read :func:`example_frame`: the examples of a split,
+joined with one checkpoint's predictions, the Data Map (when the split has training dynamics),
+the dataset's extra columns (from ``examples.extra``) and the 2-D layout to draw: a t-SNE/PCA
+projection of one layer, or the Data Map itself (x = variability, y = confidence).
+Filters become a parameterised WHERE clause; column names are checked against the known
+attributes before they are quoted into SQL, values are always parameters.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from t3vis.store import Store
+
+DATA_MAP = "datamap"
+TEXT_PREVIEW = 160
+_SAFE_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_ .:-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Attribute:
+    """A column of the example frame that can colour points and filter them."""
+
+    name: str
+    label: str
+    kind: str  # "categorical" (hue, multiselect) or "continuous" (saturation, range slider)
+
+
+@dataclass(frozen=True)
+class View:
+    """Which examples and which layout to show."""
+
+    run_id: str
+    split: str
+    checkpoint: str | None = None  # predictions (and projections) of this checkpoint
+    layout: str = "tsne"  # a projection method ("tsne", "pca") or DATA_MAP
+    layer: int | None = None
+    pooling: str = "cls"
+
+
+@dataclass(frozen=True)
+class RangeFilter:
+    column: str
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class ValuesFilter:
+    column: str
+    values: tuple
+
+
+Filter = RangeFilter | ValuesFilter
+
+PREDICTION_ATTRIBUTES = (
+    Attribute("prediction", "prediction", "categorical"),
+    Attribute("correct", "correct", "categorical"),
+    Attribute("loss", "loss", "continuous"),
+    Attribute("confidence", "confidence (max probability)", "continuous"),
+    Attribute("gold_prob", "gold-label probability", "continuous"),
+)
+DATA_MAP_ATTRIBUTES = (
+    Attribute("region", "Data Map region", "categorical"),
+    Attribute("dm_confidence", "Data Map confidence", "continuous"),
+    Attribute("variability", "variability", "continuous"),
+    Attribute("correctness", "correctness", "continuous"),
+    Attribute("forgetting_events", "forgetting events", "continuous"),
+)
+BASE_ATTRIBUTES = (
+    Attribute("label", "label", "categorical"),
+    Attribute("truncated", "truncated", "categorical"),
+    Attribute("n_tokens", "length (tokens)", "continuous"),
+)
+
+
+def splits(store: Store, run_id: str) -> pd.DataFrame:
+    """The run's splits: split, n_examples, has_projections, has_predictions, has_dynamics."""
+    return store.query(
+        """SELECT e.split, count(*) AS n_examples,
+                  EXISTS (SELECT 1 FROM projections p WHERE p.run_id = e.run_id AND p.split = e.split) AS has_projections,
+                  EXISTS (SELECT 1 FROM predictions p WHERE p.run_id = e.run_id AND p.split = e.split) AS has_predictions,
+                  EXISTS (SELECT 1 FROM training_dynamics d WHERE d.run_id = e.run_id AND d.split = e.split)
+                      AS has_dynamics
+           FROM examples e WHERE e.run_id = ? GROUP BY e.run_id, e.split ORDER BY e.split""",
+        [run_id],
+    )
+
+
+def layouts(store: Store, run_id: str, split: str, checkpoint: str) -> pd.DataFrame:
+    """Projections available for a checkpoint and split: method, layer, pooling."""
+    return store.query(
+        """SELECT DISTINCT method, layer, pooling FROM projections
+           WHERE run_id = ? AND split = ? AND checkpoint = ? ORDER BY method DESC, layer DESC, pooling""",
+        [run_id, split, checkpoint],
+    )
+
+
+def extra_columns(store: Store, run_id: str, split: str) -> dict[str, str]:
+    """The dataset's extra columns of a split and their JSON types (keys with odd characters are skipped)."""
+    rows = store.query(
+        """SELECT key, any_value(json_type(extra, '$."' || replace(key, '"', '\\"') || '"')) AS type
+           FROM (SELECT extra, unnest(json_keys(extra)) AS key FROM examples
+                 WHERE run_id = ? AND split = ? AND extra IS NOT NULL)
+           GROUP BY key ORDER BY key""",
+        [run_id, split],
+    )
+    return {key: kind for key, kind in zip(rows.key, rows.type) if _SAFE_KEY.match(key)}
+
+
+def attributes(store: Store, view: View) -> list[Attribute]:
+    """Every attribute the example frame of this view has."""
+    available = splits(store, view.run_id).set_index("split")
+    if view.split not in available.index:
+        return []
+    info = available.loc[view.split]
+    found = list(BASE_ATTRIBUTES)
+    if view.checkpoint is not None and info.has_predictions:
+        found += PREDICTION_ATTRIBUTES
+    if info.has_dynamics:
+        found += DATA_MAP_ATTRIBUTES
+    taken = {attribute.name for attribute in found} | {"example_id", "text", "x", "y", "label_id", "pred"}
+    for key, kind in extra_columns(store, view.run_id, view.split).items():
+        name = key if key not in taken else f"extra_{key}"
+        found.append(Attribute(name, key, "continuous" if kind in ("BIGINT", "UBIGINT", "DOUBLE") else "categorical"))
+    return found
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _extra_select(store: Store, view: View) -> tuple[str, list]:
+    """SELECT items for the extra JSON columns, and their parameters (the JSON paths)."""
+    items, params = [], []
+    base_names = {a.name for a in (*BASE_ATTRIBUTES, *PREDICTION_ATTRIBUTES, *DATA_MAP_ATTRIBUTES)}
+    base_names |= {"example_id", "text", "x", "y", "label_id", "pred"}
+    for key, kind in extra_columns(store, view.run_id, view.split).items():
+        name = key if key not in base_names else f"extra_{key}"
+        cast = {"BOOLEAN": "BOOLEAN", "BIGINT": "DOUBLE", "UBIGINT": "DOUBLE", "DOUBLE": "DOUBLE"}.get(kind, "VARCHAR")
+        items.append(f"TRY_CAST(json_extract_string(e.extra, ?) AS {cast}) AS {_quote(name)}")
+        params.append('$."' + key + '"')
+    return ", ".join(items), params
+
+
+def example_frame(store: Store, view: View, filters: Sequence[Filter] = (), *,
+                  known: Sequence[Attribute] | None = None) -> pd.DataFrame:
+    """One row per example of the view that passes the filters.
+
+    Columns: example_id, x, y (the layout), text (shortened to TEXT_PREVIEW characters),
+    label, label_id, and every attribute of :func:`attributes` (prediction columns are NULL
+    without a checkpoint, Data Map columns NULL without training dynamics). Examples without
+    a position in the chosen layout are left out.
+    """
+    known = list(known) if known is not None else attributes(store, view)
+    extra_sql, extra_params = _extra_select(store, view)
+    if view.layout == DATA_MAP:
+        position = "d.variability AS x, d.confidence AS y"
+        layout_join = ""
+        layout_params: list = []
+        require = "d.example_id IS NOT NULL"
+    else:
+        position = "j.x, j.y"
+        layout_join = """JOIN projections j ON j.run_id = e.run_id AND j.split = e.split AND j.example_id = e.example_id
+                         AND j.checkpoint = ? AND j.method = ? AND j.layer = ? AND j.pooling = ?"""
+        layout_params = [view.checkpoint, view.layout, view.layer, view.pooling]
+        require = "TRUE"
+    sql = f"""
+        WITH dm AS (SELECT * FROM data_map WHERE run_id = ? AND split = ?),
+        frame AS (
+            SELECT e.example_id, {position},
+                   left(e.text, {TEXT_PREVIEW}) AS text,
+                   e.label_name AS label, e.label AS label_id, e.n_tokens, e.truncated,
+                   p.pred, r.label_names[p.pred + 1] AS prediction, p.correct, p.loss, p.confidence, p.gold_prob,
+                   d.region, d.confidence AS dm_confidence, d.variability, d.correctness, d.forgetting_events
+                   {', ' + extra_sql if extra_sql else ''}
+            FROM examples e
+            JOIN runs r ON r.run_id = e.run_id
+            {layout_join}
+            LEFT JOIN predictions p ON p.run_id = e.run_id AND p.split = e.split AND p.example_id = e.example_id
+                                   AND p.checkpoint = ?
+            LEFT JOIN dm d ON d.example_id = e.example_id
+            WHERE e.run_id = ? AND e.split = ? AND {require}
+        )
+        SELECT * FROM frame
+    """
+    params = [view.run_id, view.split, *extra_params, *layout_params, view.checkpoint, view.run_id, view.split]
+    where, where_params = _where(filters, known)
+    if where:
+        sql += f" WHERE {where}"
+    sql += " ORDER BY example_id"
+    return store.query(sql, params + where_params)
+
+
+def _where(filters: Sequence[Filter], known: Sequence[Attribute]) -> tuple[str, list]:
+    names = {attribute.name for attribute in known}
+    clauses, params = [], []
+    for item in filters:
+        if item.column not in names:
+            raise ValueError(f"unknown attribute {item.column!r}; known: {sorted(names)}")
+        column = _quote(item.column)
+        if isinstance(item, RangeFilter):
+            clauses.append(f"{column} BETWEEN ? AND ?")
+            params += [item.low, item.high]
+        else:
+            if not item.values:
+                clauses.append("FALSE")
+                continue
+            clauses.append(f"CAST({column} AS VARCHAR) IN ({', '.join('?' for _ in item.values)})")
+            params += [str(value) for value in item.values]
+    return " AND ".join(clauses), params
+
+
+def attribute_summary(frame: pd.DataFrame, attribute: Attribute) -> tuple:
+    """(min, max) of a continuous attribute, or the sorted distinct values of a categorical one."""
+    values = frame[attribute.name].dropna()
+    if attribute.kind == "continuous":
+        return (float(values.min()), float(values.max())) if len(values) else (0.0, 0.0)
+    return tuple(sorted({str(value) for value in values}))
+
+
+def example_details(store: Store, run_id: str, split: str, example_id: int, checkpoint: str | None) -> dict | None:
+    """Everything about one example: full text, label, and the checkpoint's probabilities per label."""
+    rows = store.query(
+        """SELECT e.example_id, e.split, e.text, e.text_pair, e.label, e.label_name, e.n_tokens, e.n_tokens_full,
+                  e.truncated, e.extra, r.label_names, p.probs, p.pred, p.loss
+           FROM examples e JOIN runs r USING (run_id)
+           LEFT JOIN predictions p ON p.run_id = e.run_id AND p.split = e.split AND p.example_id = e.example_id
+                                  AND p.checkpoint = ?
+           WHERE e.run_id = ? AND e.split = ? AND e.example_id = ?""",
+        [checkpoint, run_id, split, int(example_id)],
+    )
+    if rows.empty:
+        return None
+    return rows.iloc[0].to_dict()

@@ -1,0 +1,65 @@
+"""Cached access to the store for the pages: one Store per path, query results cached per store version."""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+import streamlit as st
+
+from t3vis import explore
+from t3vis.store import Store
+
+
+@st.cache_resource(show_spinner=False)
+def open_store(path: str) -> Store:
+    return Store(path, create=False)
+
+
+def version(store: Store) -> tuple:
+    """Changes whenever a writer commits (the file or its write-ahead log is touched)."""
+    stamps = []
+    for file in (store.path, store.path.with_name(store.path.name + ".wal")):
+        try:
+            stamps.append(os.stat(file).st_mtime_ns)
+        except FileNotFoundError:
+            stamps.append(0)
+    return tuple(stamps)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def runs(_store: Store, path: str, stamp: tuple) -> pd.DataFrame:
+    return _store.runs()
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def checkpoints(_store: Store, path: str, stamp: tuple, run_id: str) -> pd.DataFrame:
+    return _store.checkpoints(run_id)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def splits(_store: Store, path: str, stamp: tuple, run_id: str) -> pd.DataFrame:
+    return explore.splits(_store, run_id)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def layouts(_store: Store, path: str, stamp: tuple, run_id: str, split: str, checkpoint: str) -> pd.DataFrame:
+    return explore.layouts(_store, run_id, split, checkpoint)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def attributes(_store: Store, path: str, stamp: tuple, view: explore.View) -> list[explore.Attribute]:
+    return explore.attributes(_store, view)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def example_frame(_store: Store, path: str, stamp: tuple, view: explore.View,
+                  filters: tuple = ()) -> pd.DataFrame:
+    known = attributes(_store, path, stamp, view)
+    return explore.example_frame(_store, view, filters, known=known)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def example_details(_store: Store, path: str, stamp: tuple, run_id: str, split: str, example_id: int,
+                    checkpoint: str | None) -> dict | None:
+    return explore.example_details(_store, run_id, split, example_id, checkpoint)

@@ -1,0 +1,52 @@
+"""Filter widgets: a range slider per continuous attribute, a multiselect per categorical one."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from t3vis import explore
+
+
+def filter_widgets(known: list[explore.Attribute], frame: pd.DataFrame) -> tuple:
+    """Draw the filters chosen by the user; returns the filters (hashable, for caching)."""
+    by_name = {attribute.name: attribute for attribute in known}
+    saved: dict = st.session_state.setdefault("filters", {})
+    with st.expander("Filters", expanded=bool(saved)):
+        if "w.filter_on" not in st.session_state:
+            st.session_state["w.filter_on"] = [name for name in saved if name in by_name]
+        else:
+            st.session_state["w.filter_on"] = [n for n in st.session_state["w.filter_on"] if n in by_name]
+        chosen = st.multiselect("Filter on", list(by_name), key="w.filter_on",
+                                format_func=lambda name: by_name[name].label,
+                                help="Pick attributes, then narrow them below. Filtering runs in DuckDB.")
+        for name in list(saved):
+            if name not in chosen:
+                del saved[name]
+        result = []
+        for name in chosen:
+            attribute = by_name[name]
+            summary = explore.attribute_summary(frame, attribute)
+            key = f"w.filter.{name}"
+            if attribute.kind == "continuous":
+                low, high = summary
+                if low == high:
+                    st.caption(f"{attribute.label}: every example has {low:g}")
+                    continue
+                value = saved.get(name, (low, high))
+                value = (max(low, min(value[0], high)), min(high, max(value[1], low)))
+                if key not in st.session_state:
+                    st.session_state[key] = value
+                chosen_range = st.slider(attribute.label, min_value=low, max_value=high, key=key)
+                saved[name] = chosen_range
+                if chosen_range != (low, high):
+                    result.append(explore.RangeFilter(name, float(chosen_range[0]), float(chosen_range[1])))
+            else:
+                values = saved.get(name, list(summary))
+                if key not in st.session_state:
+                    st.session_state[key] = [value for value in values if value in summary]
+                picked = st.multiselect(attribute.label, list(summary), key=key)
+                saved[name] = picked
+                if set(picked) != set(summary):
+                    result.append(explore.ValuesFilter(name, tuple(picked)))
+    return tuple(result)

@@ -1,0 +1,79 @@
+"""The sidebar every page draws: store file, run and checkpoint. Also the no-store and empty-store screens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from t3vis.demo import DEFAULT_DEMO_PATH, build_demo
+from t3vis.errors import StoreError
+from t3vis.store import Store
+from t3vis_app import data, state
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the sidebar chose, for the page to use."""
+
+    store: Store
+    path: str
+    stamp: tuple
+    run: pd.Series  # the runs row
+    checkpoints: pd.DataFrame
+    checkpoint: str | None
+
+
+def offer_demo(path: str) -> None:
+    st.info(f"No store at `{path}` yet.")
+    st.markdown(
+        "Build the **built-in demo**: the pretrained MiniLM fine-tuned for 4 epochs on a generated topic "
+        "corpus with 10% flipped labels (about 1.5 minutes on 2 CPU cores, no network needed), "
+        f"or record your own run with `t3vis ingest --model CHECKPOINT --data FILE --store {path}`."
+    )
+    if st.button("Build the demo store", type="primary"):
+        bar = st.progress(0.0, text="Starting ...")
+
+        def report(phase: str, done: int, total: int) -> None:
+            bar.progress(min(done / max(total, 1), 1.0), text=f"{phase}: {done} / {total}")
+
+        result = build_demo(path, progress=report)
+        bar.progress(1.0, text=f"Built in {result.seconds:.0f} s")
+        st.rerun()
+
+
+def render() -> Context:
+    """Draw the sidebar; stops the page with a helpful screen when there is nothing to show."""
+    state.load_url_once()
+    sidebar = st.sidebar
+    sidebar.markdown("### t3vis")
+    if "w.store_path" not in st.session_state:
+        st.session_state["w.store_path"] = state.get("store_path", str(DEFAULT_DEMO_PATH))
+    path = sidebar.text_input("Store file", key="w.store_path", help="A DuckDB store written by t3vis.")
+    st.session_state["store_path"] = path
+    if not Path(path).is_file():
+        offer_demo(path)
+        st.stop()
+    try:
+        store = data.open_store(path)
+    except StoreError as error:
+        st.error(str(error))
+        st.stop()
+    stamp = data.version(store)
+    runs = data.runs(store, path, stamp)
+    if runs.empty:
+        st.info("This store has no runs yet. Record one with `t3vis ingest`, or build the demo with `t3vis demo`.")
+        st.stop()
+    run_id = state.choice(sidebar.selectbox, "Run", runs.run_id.tolist(), name="run_id")
+    run = runs.set_index("run_id").loc[run_id]
+    run["run_id"] = run_id
+    checkpoints = data.checkpoints(store, path, stamp, run_id)
+    names = checkpoints.checkpoint.tolist()
+    checkpoint = state.choice(sidebar.selectbox, "Checkpoint", names, name="checkpoint",
+                              default=names[-1] if names else None,
+                              help="Checkpoints in training order; the latest is the default.")
+    if checkpoint is None:
+        sidebar.caption("This run has training dynamics but no ingested checkpoint yet.")
+    return Context(store=store, path=path, stamp=stamp, run=run, checkpoints=checkpoints, checkpoint=checkpoint)

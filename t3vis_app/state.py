@@ -1,0 +1,104 @@
+"""Choices that live in session state, survive moving between pages, and show in the URL.
+
+Streamlit forgets a widget's value when a page without that widget runs. Each choice is
+therefore kept under its own name in ``st.session_state`` (e.g. ``"run_id"``) and copied into
+the widget's key (``"w.run_id"``) only when the widget is first drawn on a page. The choices
+named in ``URL_KEYS`` are mirrored in the query string, so that a link reopens the same view.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import streamlit as st
+
+# choice name -> query parameter name
+URL_KEYS = {
+    "run_id": "run",
+    "checkpoint": "checkpoint",
+    "split": "split",
+    "layout": "layout",
+    "layer": "layer",
+    "color": "color",
+    "compare": "compare",
+    "compare_checkpoint": "checkpoint2",
+    "compare_layer": "layer2",
+    "example_id": "example",
+}
+_INTEGER_KEYS = {"layer", "compare_layer", "example_id"}
+_LOADED = "_t3vis_url_loaded"
+
+
+def load_url_once() -> None:
+    """Copy the query string into session state at the start of a browser session."""
+    if st.session_state.get(_LOADED):
+        return
+    st.session_state[_LOADED] = True
+    for name, parameter in URL_KEYS.items():
+        if parameter in st.query_params:
+            value: Any = st.query_params[parameter]
+            if name in _INTEGER_KEYS:
+                try:
+                    value = int(value)
+                except ValueError:
+                    continue
+            if name == "compare":
+                value = value == "1"
+            st.session_state[name] = value
+
+
+def write_url() -> None:
+    """Mirror the current choices in the query string."""
+    for name, parameter in URL_KEYS.items():
+        value = st.session_state.get(name)
+        if value is None or (name.startswith("compare_") and not st.session_state.get("compare")):
+            if parameter in st.query_params:
+                del st.query_params[parameter]
+            continue
+        text = ("1" if value else "0") if isinstance(value, bool) else str(value)
+        if st.query_params.get(parameter) != text:
+            st.query_params[parameter] = text
+
+
+def get(name: str, default: Any = None) -> Any:
+    return st.session_state.get(name, default)
+
+
+def put(name: str, value: Any) -> None:
+    """Set a choice from code (e.g. a click on a chart); its widget picks it up on the next run."""
+    st.session_state[name] = value
+    st.session_state.pop(f"w.{name}", None)
+
+
+def choice(widget: Callable, label: str, options: Sequence, *, name: str, default: Any = None,
+           format_func: Callable = str, **kwargs) -> Any:
+    """A select widget bound to the persisted choice ``name``; returns the chosen option."""
+    options = list(options)
+    if not options:
+        st.session_state[name] = None
+        return None
+    key = f"w.{name}"
+    current = st.session_state.get(name, default)
+    if current not in options:
+        current = default if default in options else options[0]
+    if key not in st.session_state or st.session_state[key] not in options:
+        st.session_state[key] = current
+    value = widget(label, options, key=key, format_func=format_func, **kwargs)
+    st.session_state[name] = value
+    return value
+
+
+def toggle(label: str, *, name: str, default: bool = False, **kwargs) -> bool:
+    key = f"w.{name}"
+    if key not in st.session_state:
+        st.session_state[key] = bool(st.session_state.get(name, default))
+    value = st.toggle(label, key=key, **kwargs)
+    st.session_state[name] = value
+    return value
+
+
+def select_example(split: str, example_id: int | None) -> None:
+    """Make an example the selected one for every page."""
+    st.session_state["split"] = split
+    st.session_state["example_id"] = None if example_id is None else int(example_id)
