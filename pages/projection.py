@@ -94,9 +94,13 @@ for (shown_view, side), column in zip(views, columns):
 
 st.subheader("Data table")
 table = frame.drop(columns=["x", "y", "label_id", "pred"], errors="ignore")
+first = [c for c in ("example_id", "text", "label", "prediction", "correct", "loss", "confidence", "gold_prob",
+                     "region") if c in table.columns]
+table = table[first + [c for c in table.columns if c not in first]]
 table.insert(0, "selected", table.example_id == selected_id)
 table_event = st.dataframe(
-    table, hide_index=True, on_select="rerun", selection_mode="single-row", key="table", height=360,
+    table, hide_index=True, on_select="rerun", selection_mode="single-row", key="table",
+    height=min(400, 35 * (len(table) + 1) + 3),
     column_config={
         "selected": st.column_config.CheckboxColumn("●", width="small", help="the selected example"),
         "text": st.column_config.TextColumn("text", width="large"),

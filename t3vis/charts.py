@@ -93,3 +93,25 @@ def projection_chart(
     if svg:
         chart = chart.properties(usermeta={"embedOptions": {"renderer": "svg"}})
     return chart
+
+
+def probability_chart(label_names: list[str], probs: list[float], *, gold: str | None = None,
+                      predicted: str | None = None, title: str = "") -> alt.Chart:
+    """Horizontal bars of class probabilities, one row per label, gold and predicted labels marked."""
+    data = pd.DataFrame({"label": label_names, "probability": [float(p) for p in probs]})
+    data["role"] = [
+        "gold & predicted" if name == gold and name == predicted else
+        "gold" if name == gold else "predicted" if name == predicted else "other"
+        for name in label_names
+    ]
+    roles = ["gold & predicted", "gold", "predicted", "other"]
+    colours = ["#2e7d32", "#1565c0", "#c62828", "#9e9e9e"]
+    bars = alt.Chart(data).mark_bar().encode(
+        x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), title="probability"),
+        y=alt.Y("label:N", sort=label_names, title=None),
+        color=alt.Color("role:N", scale=alt.Scale(domain=roles, range=colours), legend=alt.Legend(title=None)),
+        tooltip=["label", alt.Tooltip("probability:Q", format=".3f"), "role"],
+    )
+    text = bars.mark_text(align="left", dx=3).encode(text=alt.Text("probability:Q", format=".3f"),
+                                                    color=alt.value("black"))
+    return alt.layer(bars, text).properties(height=24 * len(label_names) + 10, title=title)

@@ -90,6 +90,8 @@ def _add_ingest_options(parser: argparse.ArgumentParser) -> None:
     record.add_argument("--max-length", type=int, help=_help("max_length"))
     record.add_argument("--importance-examples", type=int, default=256,
                         help=_help("importance_examples") + " (default: 256)")
+    record.add_argument("--attention-examples", type=int, default=512,
+                        help=_help("attention_examples") + " (default: 512)")
     record.add_argument("--attention-bins", type=int, default=16, help=_help("attention_bins") + " (default: 16)")
     record.add_argument("--seed", type=int, default=0, help=_help("seed"))
     record.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -167,6 +169,7 @@ def _ingest_one(args, store, model_path: Path | str, *, name: str | None, step, 
     config = IngestConfig(
         split=args.split, layers=layers, pooling=args.pooling, projection=args.projection,
         batch_size=args.batch_size, max_length=args.max_length, importance_examples=args.importance_examples,
+        attention_examples=args.attention_examples,
         attention_bins=args.attention_bins, seed=args.seed,
     )
     checkpoint = name or (described.name if described else str(model_path).rstrip("/").split("/")[-1])

@@ -47,6 +47,11 @@ class IngestConfig:
         default=256,
         metadata={"help": "examples (whole batches, drawn at random) for head importance; 0 = skip, -1 = all"},
     )
+    attention_examples: int = field(
+        default=512,
+        metadata={"help": "examples (whole batches, drawn at random, the importance batches first) averaged into "
+                          "the aggregate attention patterns; -1 = all"},
+    )
     attention_bins: int = field(default=16, metadata={"help": "size of the aggregate attention pattern grid"})
     seed: int = field(default=0, metadata={"help": "seed for the importance sample and t-SNE"})
 
@@ -80,6 +85,7 @@ class _PassResult:
     importance: np.ndarray | None  # (L, H) summed |dL/dm|
     importance_examples: int
     attention: dict[str, np.ndarray]  # pattern (L, H, bins, bins) and scalars (L, H)
+    attention_examples: int
 
 
 def resolve_label_names(bundle: ModelBundle, examples: ExampleSet) -> tuple[str, ...]:
@@ -163,7 +169,7 @@ def ingest_checkpoint(
 
     tables = {
         "predictions": _prediction_table(examples.example_ids, predictions),
-        "attention_patterns": _attention_table(result.attention, config.attention_bins, len(examples)),
+        "attention_patterns": _attention_table(result.attention, config.attention_bins, result.attention_examples),
     }
     if projections is not None:
         tables["projections"] = projections
@@ -212,13 +218,18 @@ def _resolve_layers(layers: tuple[int, ...] | None, num_layers: int) -> tuple[in
     return resolved
 
 
-def _importance_batches(batches: list[np.ndarray], wanted: int, seed: int) -> set[int]:
-    """Indices of randomly drawn batches holding at least ``wanted`` examples (all when wanted < 0)."""
+def _sampled_batches(batches: list[np.ndarray], wanted: int, seed: int, *, first: set[int] = frozenset()) -> set[int]:
+    """Indices of randomly drawn batches holding at least ``wanted`` examples (all when wanted < 0).
+
+    The batches in ``first`` are taken before any other (e.g. attention reuses the importance
+    batches, whose forward pass computes attention probabilities anyway).
+    """
     if wanted < 0:
         return set(range(len(batches)))
     chosen: set[int] = set()
     covered = 0
-    for index in np.random.default_rng(seed).permutation(len(batches)):
+    rest = [int(i) for i in np.random.default_rng(seed).permutation(len(batches)) if int(i) not in first]
+    for index in [*sorted(first), *rest]:
         if covered >= wanted:
             break
         chosen.add(int(index))
@@ -237,7 +248,9 @@ def _forward_pass(
 ) -> _PassResult:
     model, device = bundle.model, bundle.device
     batches = length_sorted_batches(encoded.n_tokens, config.batch_size)
-    with_gradient = _importance_batches(batches, config.importance_examples, config.seed)
+    with_gradient = _sampled_batches(batches, config.importance_examples, config.seed)
+    # Aggregate attention needs the probabilities, hence the slower explicit attention: a sample suffices.
+    with_attention = _sampled_batches(batches, config.attention_examples, config.seed, first=with_gradient)
     accumulator = AttentionAccumulator(bundle.num_layers, bundle.num_heads, config.attention_bins)
     n = len(encoded)
     logits = None
@@ -252,8 +265,10 @@ def _forward_pass(
     done = 0
     for batch_index, indices in enumerate(batches):
         inputs = collate(encoded, indices, pad_token_id=pad_id, device=device)
-        accumulator.set_batch(inputs["attention_mask"], torch.isin(inputs["input_ids"], separator_ids))
-        probe = AttentionProbe(consumer=accumulator.consume)
+        probe = AttentionProbe()
+        if batch_index in with_attention:
+            accumulator.set_batch(inputs["attention_mask"], torch.isin(inputs["input_ids"], separator_ids))
+            probe.consumer = accumulator.consume
         if batch_index in with_gradient:
             output, gradient = head_mask_gradient(
                 model, inputs, labels_tensor[indices].to(device), probe=probe, output_hidden_states=True
@@ -283,6 +298,7 @@ def _forward_pass(
         importance=(importance / max(importance_examples, 1)).numpy() if importance_examples else None,
         importance_examples=importance_examples,
         attention=accumulator.summary(),
+        attention_examples=accumulator.n_examples,
     )
 
 

@@ -61,5 +61,6 @@ def example_panel(ctx, split: str) -> None:
             predicted = label_names[int(details["pred"])]
             st.markdown(f"Prediction at **{ctx.checkpoint}**: **{html.escape(predicted)}** "
                         f"(loss {details['loss']:.3f})")
-            st.bar_chart(pd.DataFrame({"label": label_names, "probability": list(probs)}), x="label",
-                         y="probability", horizontal=True, height=40 + 28 * len(label_names))
+            st.altair_chart(charts.probability_chart(label_names, list(probs), gold=details["label_name"],
+                                                     predicted=predicted),
+                            width="stretch", height=28 * len(label_names) + 70)

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
-from t3vis.demo import DEFAULT_DEMO_PATH, build_demo
 from t3vis.errors import StoreError
-from t3vis.store import Store
+from t3vis.store import DEFAULT_STORE_DIR, Store
 from t3vis_app import data, state
+
+
+DEFAULT_DEMO_PATH = DEFAULT_STORE_DIR / "demo.duckdb"  # as t3vis.demo, without importing torch for every page
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,8 @@ def offer_demo(path: str) -> None:
         f"or record your own run with `t3vis ingest --model CHECKPOINT --data FILE --store {path}`."
     )
     if st.button("Build the demo store", type="primary"):
+        from t3vis.demo import build_demo  # imports torch and transformers: only when needed
+
         bar = st.progress(0.0, text="Starting ...")
 
         def report(phase: str, done: int, total: int) -> None:
@@ -50,7 +55,9 @@ def render() -> Context:
     sidebar = st.sidebar
     sidebar.markdown("### t3vis")
     if "w.store_path" not in st.session_state:
-        st.session_state["w.store_path"] = state.get("store_path", str(DEFAULT_DEMO_PATH))
+        # T3VIS_STORE (an environment variable) names another default store, e.g. for a deployment.
+        default = os.environ.get("T3VIS_STORE", str(DEFAULT_DEMO_PATH))
+        st.session_state["w.store_path"] = state.get("store_path", default)
     path = sidebar.text_input("Store file", key="w.store_path", help="A DuckDB store written by t3vis.")
     st.session_state["store_path"] = path
     if not Path(path).is_file():

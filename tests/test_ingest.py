@@ -128,3 +128,16 @@ def test_a_run_cannot_change_its_examples(store_path, tiny_bundle, topic_csv, tm
         _ingest(store, tiny_bundle, load_examples(other), checkpoint="c2", step=2)
     assert list(store.checkpoints("tiny").checkpoint) == ["c1"]
     assert store.scalar("SELECT count(*) FROM predictions") == len(examples)
+
+
+@pytest.mark.parametrize("wanted, expected", [(4, 4), (5, 8), (-1, 15)])
+def test_aggregate_attention_averages_a_sample_of_whole_batches(store_path, tiny_bundle, topic_csv, wanted, expected):
+    store = Store(store_path)
+    config = IngestConfig(projection="none", batch_size=4, importance_examples=0, attention_examples=wanted)
+    _ingest(store, tiny_bundle, load_examples(topic_csv), config=config)
+    rows = store.query("SELECT n_examples, pattern, bins FROM attention_patterns")
+    assert (rows.n_examples == expected).all()
+    for pattern, bins in zip(rows.pattern, rows.bins):
+        matrix = np.asarray(pattern).reshape(bins, bins)
+        used = matrix.sum(1) > 0  # query bins no sampled token fell into stay empty
+        assert np.allclose(matrix.sum(1)[used], 1.0, atol=1e-4)

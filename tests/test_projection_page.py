@@ -1,0 +1,176 @@
+"""The Projection view and Data Table page, driven with AppTest: assertions on chart data and table rows."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from conftest import PROJECT
+from t3vis.data_loading import load_examples
+from t3vis.ingest import IngestConfig, ingest_checkpoint
+from t3vis.store import Store
+from t3vis.synthetic_store import SyntheticConfig, build_synthetic_store
+
+PAGE = str(PROJECT / "pages" / "projection.py")
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    path = tmp_path_factory.mktemp("synthetic") / "synthetic.duckdb"
+    return build_synthetic_store(path, SyntheticConfig(n_examples=300, n_train=200))
+
+
+def _open(store: Store, **state) -> AppTest:
+    app = AppTest.from_file(PAGE, default_timeout=60)
+    app.session_state["store_path"] = str(store.path)
+    for name, value in state.items():
+        app.session_state[name] = value
+    return app.run()
+
+
+def _walk(node):
+    for child in getattr(node, "children", {}).values():
+        yield child
+        yield from _walk(child)
+
+
+def charts(app: AppTest) -> list[tuple[dict, "pd.DataFrame"]]:  # noqa: F821
+    """(Vega-Lite spec, data of the points layer) of every projection chart on the page."""
+    found = []
+    for element in _walk(app._tree):
+        if getattr(element, "type", None) == "vega_lite_chart":
+            proto = element.proto
+            spec = json.loads(proto.spec)
+            if '"pick"' not in proto.spec:  # e.g. the probability bars of the selected example
+                continue
+            frames = [pa.ipc.open_stream(d.data.data).read_all().to_pandas() for d in proto.datasets]
+            found.append((spec, max(frames, key=len)))
+    return found
+
+
+def _point_encoding(spec: dict) -> dict:
+    return spec["layer"][0]["encoding"]
+
+
+def _title(spec: dict) -> str:
+    title = spec.get("title", "")
+    return title["text"] if isinstance(title, dict) else title
+
+
+def _widget(app: AppTest, kind: str, key: str):
+    return next(widget for widget in getattr(app, kind) if widget.key == key)
+
+
+def test_page_draws_every_example_and_a_matching_table(synthetic):
+    app = _open(synthetic)
+    assert not app.exception
+    [(spec, data)] = charts(app)
+    assert len(data) == 300 and set(data.example_id) == set(range(300))
+    assert _point_encoding(spec)["color"]["field"] == "label"
+    table = app.dataframe[0].value
+    assert sorted(table.example_id) == list(range(300))
+    assert {"text", "label", "prediction", "loss", "confidence"} <= set(table.columns)
+
+
+def test_colour_by_a_continuous_attribute_uses_a_quantitative_scale(synthetic):
+    app = _open(synthetic)
+    _widget(app, "selectbox", "w.color").set_value("loss").run()
+    assert not app.exception
+    [(spec, data)] = charts(app)
+    color = _point_encoding(spec)["color"]
+    assert color["field"] == "loss" and color["type"] == "quantitative"
+    stored = synthetic.query("SELECT example_id, loss FROM predictions WHERE checkpoint = 'epoch-3' ORDER BY 1")
+    assert data.sort_values("example_id").loss.round(5).tolist() == stored.loss.round(5).tolist()
+
+
+def test_a_label_filter_narrows_the_chart_and_the_table(synthetic):
+    app = _open(synthetic)
+    _widget(app, "multiselect", "w.filter_on").set_value(["label"]).run()
+    _widget(app, "multiselect", "w.filter.label").set_value(["sports"]).run()
+    assert not app.exception
+    table = app.dataframe[0].value
+    expected = synthetic.scalar("SELECT count(*) FROM examples WHERE split = 'validation' AND label_name = 'sports'")
+    assert 0 < len(table) == expected < 300
+    assert set(table.label) == {"sports"}
+    [(_, data)] = charts(app)
+    assert set(data.example_id) == set(table.example_id)
+
+
+def test_a_range_filter_on_loss_keeps_only_examples_in_the_range(synthetic):
+    app = _open(synthetic, filters={"loss": (0.0, 0.5)})
+    assert not app.exception
+    table = app.dataframe[0].value
+    expected = synthetic.scalar("SELECT count(*) FROM predictions WHERE checkpoint = 'epoch-3' AND loss <= 0.5")
+    assert len(table) == expected and table.loss.max() <= 0.5
+
+
+def test_changing_the_checkpoint_moves_the_points(synthetic):
+    app = _open(synthetic)
+    [(_, late)] = charts(app)
+    _widget(app, "selectbox", "w.checkpoint").set_value("epoch-1").run()
+    [(_, early)] = charts(app)
+    stored = synthetic.query("""SELECT example_id, x FROM projections
+                                WHERE checkpoint = 'epoch-1' AND layer = 6 ORDER BY example_id""")
+    assert early.sort_values("example_id").x.round(4).tolist() == stored.x.round(4).tolist()
+    assert early.sort_values("example_id").x.tolist() != late.sort_values("example_id").x.tolist()
+
+
+def test_comparison_mode_draws_two_projections_sharing_the_filters(synthetic):
+    app = _open(synthetic, filters={"label": ["health", "science"]})
+    _widget(app, "toggle", "w.compare").set_value(True).run()
+    _widget(app, "selectbox", "w.compare_checkpoint").set_value("epoch-1").run()
+    _widget(app, "selectbox", "w.compare_layer").set_value(3).run()
+    assert not app.exception
+    (left_spec, left), (right_spec, right) = charts(app)
+    assert set(left.example_id) == set(right.example_id)
+    assert set(app.dataframe[0].value.label) == {"health", "science"}
+    assert "epoch-3" in _title(left_spec)
+    assert "epoch-1" in _title(right_spec) and "layer 3" in _title(right_spec)
+    stored = synthetic.query("""SELECT example_id, y FROM projections
+                                WHERE checkpoint = 'epoch-1' AND layer = 3 ORDER BY example_id""")
+    stored = stored[stored.example_id.isin(right.example_id)]
+    assert right.sort_values("example_id").y.round(4).tolist() == stored.y.round(4).tolist()
+    assert app.query_params["compare"] in ("1", ["1"])
+
+
+def test_the_data_map_layout_places_points_at_variability_and_confidence(synthetic):
+    app = _open(synthetic)
+    _widget(app, "selectbox", "w.layout_choice").set_value(("datamap", "train")).run()
+    _widget(app, "selectbox", "w.color").set_value("region").run()
+    assert not app.exception
+    [(spec, data)] = charts(app)
+    assert _point_encoding(spec)["color"]["field"] == "region"
+    assert set(data.region) == {"easy-to-learn", "ambiguous", "hard-to-learn", "other"}
+    stored = synthetic.query("SELECT example_id, variability, confidence FROM data_map ORDER BY example_id")
+    data = data.sort_values("example_id")
+    assert data.x.round(5).tolist() == stored.variability.round(5).tolist()
+    assert data.y.round(5).tolist() == stored.confidence.round(5).tolist()
+
+
+def test_a_selected_example_is_ringed_marked_in_the_table_and_shown(synthetic):
+    app = _open(synthetic, split="validation", example_id=7)
+    assert not app.exception
+    [(spec, _)] = charts(app)
+    ring = spec["layer"][1]
+    assert "7" in json.dumps(ring["transform"])
+    table = app.dataframe[0].value
+    assert bool(table.set_index("example_id").selected[7])
+    assert table.selected.sum() == 1
+    text = synthetic.scalar("SELECT text FROM examples WHERE split = 'validation' AND example_id = 7")
+    assert any(text in element.value for element in app.text)
+
+
+def test_page_works_on_a_really_ingested_store(tmp_path, tiny_bundle, topic_csv):
+    store = Store(tmp_path / "real.duckdb")
+    examples = load_examples(topic_csv)
+    for step in (1, 2):
+        ingest_checkpoint(store, tiny_bundle, examples, run_id="tiny", checkpoint=f"c{step}", step=step,
+                          config=IngestConfig(projection="pca", layers=(1, 2)))
+    app = _open(store)
+    assert not app.exception
+    [(spec, data)] = charts(app)
+    assert len(data) == 15
+    assert app.dataframe[0].value.prediction.notna().all()
