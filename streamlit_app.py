@@ -5,7 +5,8 @@ import streamlit as st
 st.set_page_config(page_title="t3vis", layout="wide")
 navigation = st.navigation([
     st.Page("pages/projection.py", title="Projection & data", icon=":material/scatter_plot:", default=True),
-    # The Attention Head and Instance views read the selected example from st.session_state too.
+    # Every page reads the selected example, run and checkpoint from st.session_state.
+    st.Page("pages/heads.py", title="Attention heads", icon=":material/grid_view:"),
     st.Page("pages/overview.py", title="Runs & checkpoints", icon=":material/table_view:"),
 ])
 navigation.run()

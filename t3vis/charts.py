@@ -11,6 +11,7 @@ The projection chart is a scatter plot of one point per example with:
 from __future__ import annotations
 
 import altair as alt
+import numpy as np
 import pandas as pd
 
 from t3vis.explore import DATA_MAP, Attribute
@@ -115,3 +116,83 @@ def probability_chart(label_names: list[str], probs: list[float], *, gold: str |
     text = bars.mark_text(align="left", dx=3).encode(text=alt.Text("probability:Q", format=".3f"),
                                                     color=alt.value("black"))
     return alt.layer(bars, text).properties(height=24 * len(label_names) + 10, title=title)
+
+
+HEAD = "head"  # the click selection of the head grid, over (layer, head)
+
+
+def _head_selection() -> alt.Parameter:
+    return alt.selection_point(name=HEAD, fields=["layer", "head"], on="click")
+
+
+def head_importance_chart(grid: pd.DataFrame, *, value_title: str, selected: tuple[int, int] | None = None,
+                          pruned: frozenset = frozenset(), diverging: bool = False, title: str = "") -> alt.LayerChart:
+    """Layers x heads grid: one cell per head, colour saturation = ``value``, the value printed in the cell.
+
+    ``grid`` has columns layer, head, value. Pruned heads are crossed out; the selected head has
+    a thick outline. With ``diverging`` (a difference of two checkpoints) the scale is red-blue around 0.
+    """
+    data = grid[["layer", "head", "value"]].copy()
+    data["pruned"] = [(int(l), int(h)) in pruned for l, h in zip(data["layer"], data["head"])]
+    data["label"] = [("✕ " if p else "") + f"{v:.2f}" for v, p in zip(data.value, data.pruned)]
+    if diverging:
+        extent = float(np.nanmax(np.abs(data.value))) if len(data) else 1.0
+        scale = alt.Scale(scheme="redblue", domain=[-extent, extent], reverse=True)
+    else:
+        scale = alt.Scale(scheme="oranges", domain=[0, float(max(data.value.max(), 1e-12))] if len(data) else None)
+    layer_axis = alt.Y("layer:O", title="layer", sort="ascending")
+    head_axis = alt.X("head:O", title="head", axis=alt.Axis(orient="top"))
+    cells = alt.Chart(data).mark_rect(stroke="white", strokeWidth=1).encode(
+        x=head_axis, y=layer_axis,
+        color=alt.Color("value:Q", title=value_title, scale=scale,
+                        legend=alt.Legend(gradientLength=max(60, 30 * int(data["layer"].nunique()) - 30))),
+        opacity=alt.condition("datum.pruned", alt.value(0.35), alt.value(1.0)),
+        tooltip=["layer", "head", alt.Tooltip("value:Q", format=".4f", title=value_title), "pruned"],
+    ).add_params(_head_selection())
+    text = alt.Chart(data).mark_text(fontSize=10).encode(
+        x=head_axis, y=layer_axis, text="label:N",
+        color=alt.condition("datum.pruned", alt.value("#b71c1c"), alt.value("black")),
+    )
+    marked = pd.DataFrame([{"layer": selected[0], "head": selected[1]}] if selected else [], columns=["layer", "head"])
+    outline = alt.Chart(marked).mark_rect(fill=None, stroke="black", strokeWidth=3).encode(x=head_axis, y=layer_axis)
+    n_layers = int(data["layer"].nunique()) if len(data) else 1
+    return alt.layer(cells, text, outline).properties(height=30 * n_layers, title=title)
+
+
+def head_pattern_chart(patterns: pd.DataFrame, *, selected: tuple[int, int] | None = None,
+                       pruned: frozenset = frozenset(), title: str = "") -> alt.FacetChart:
+    """A small attention heatmap per head, faceted layers x heads.
+
+    ``patterns`` is long: layer, head, query, key, weight (query/key are relative-position bins
+    or token positions). Click a heatmap to select its head.
+    """
+    data = patterns.copy()
+    data["status"] = ["pruned" if (int(l), int(h)) in pruned else
+                      "selected" if selected == (int(l), int(h)) else "" for l, h in zip(data["layer"], data["head"])]
+    cell = alt.Chart(data).mark_rect().encode(
+        x=alt.X("key:O", axis=None), y=alt.Y("query:O", axis=None),
+        color=alt.Color("weight:Q", title="attention", scale=alt.Scale(scheme="blues", domain=[0, 1], clamp=True)),
+        opacity=alt.condition(alt.datum.status == "pruned", alt.value(0.2), alt.value(1.0)),
+        tooltip=["layer", "head", "query", "key", alt.Tooltip("weight:Q", format=".3f")],
+    ).add_params(_head_selection()).properties(width=46, height=46)
+    return cell.facet(
+        row=alt.Row("layer:O", title="layer", header=alt.Header(labelOrient="left")),
+        column=alt.Column("head:O", title="head"),
+        spacing=3,
+    ).properties(title=title)
+
+
+def attention_matrix_chart(tokens: list[str], attention: np.ndarray, *, title: str = "") -> alt.Chart:
+    """One head's attention over the tokens of one example: rows = query tokens, columns = keys."""
+    size = len(tokens)
+    labels = [f"{index}:{token}" for index, token in enumerate(tokens)]
+    query, key = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
+    data = pd.DataFrame({"query": np.array(labels)[query.ravel()], "key": np.array(labels)[key.ravel()],
+                         "weight": attention.reshape(-1)})
+    side = min(16 * size, 640)
+    return alt.Chart(data).mark_rect().encode(
+        x=alt.X("key:N", sort=labels, title="attends to (key)"),
+        y=alt.Y("query:N", sort=labels, title="token (query)"),
+        color=alt.Color("weight:Q", title="attention", scale=alt.Scale(scheme="blues", domain=[0, 1])),
+        tooltip=["query", "key", alt.Tooltip("weight:Q", format=".3f")],
+    ).properties(width=side, height=side, title=title)

@@ -239,3 +239,40 @@ def example_details(store: Store, run_id: str, split: str, example_id: int, chec
     if rows.empty:
         return None
     return rows.iloc[0].to_dict()
+
+
+IMPORTANCE_COLUMNS = {
+    "importance_global": "importance ÷ the largest over all heads (0–1)",
+    "importance_layer_norm": "importance ÷ the L2 norm of its layer (Michel et al. 2019)",
+    "importance": "raw: mean |∂L/∂m| per example",
+}
+
+
+def head_importance(store: Store, run_id: str, checkpoint: str) -> pd.DataFrame:
+    """Aggregate head importance of a checkpoint: layer, head, split, n_examples and the three columns."""
+    return store.query(
+        """SELECT layer, head, split, n_examples, importance, importance_layer_norm, importance_global
+           FROM head_importance WHERE run_id = ? AND checkpoint = ? ORDER BY layer, head""",
+        [run_id, checkpoint],
+    )
+
+
+def attention_patterns(store: Store, run_id: str, checkpoint: str) -> pd.DataFrame:
+    """Aggregate attention patterns of a checkpoint, long: layer, head, query, key, weight (+ n_examples)."""
+    return store.query(
+        """SELECT layer, head, n_examples,
+                  (i - 1) // bins AS query, (i - 1) % bins AS key, pattern[i] AS weight
+           FROM attention_patterns, range(1, bins * bins + 1) AS r(i)
+           WHERE run_id = ? AND checkpoint = ? ORDER BY layer, head, query, key""",
+        [run_id, checkpoint],
+    )
+
+
+def head_stats(store: Store, run_id: str, checkpoint: str, layer: int, head: int) -> dict[str, float]:
+    """Aggregate attention statistics of one head: attn_cls, attn_sep, attn_self, attn_prev, attn_next, entropy."""
+    rows = store.query(
+        """SELECT attn_cls, attn_sep, attn_self, attn_prev, attn_next, entropy FROM attention_patterns
+           WHERE run_id = ? AND checkpoint = ? AND layer = ? AND head = ?""",
+        [run_id, checkpoint, int(layer), int(head)],
+    )
+    return {} if rows.empty else {name: float(value) for name, value in rows.iloc[0].items()}

@@ -159,3 +159,35 @@ def checkpoint_weights(store: Store, run_id: str, checkpoint: str) -> Path | Non
     if not folder.is_absolute():
         folder = store.path.resolve().parent / folder
     return folder if (folder / "config.json").is_file() else None
+
+
+def stored_examples(store: Store, run_id: str, split: str) -> ExampleSet:
+    """A split's examples as the store holds them (texts as fed to the model, gold labels)."""
+    import pandas as pd
+
+    rows = store.query("SELECT example_id, text, text_pair, label FROM examples WHERE run_id = ? AND split = ? "
+                       "ORDER BY example_id", [run_id, split])
+    names = store.scalar("SELECT label_names FROM runs WHERE run_id = ?", [run_id])
+    has_pairs = bool(rows.text_pair.notna().any())
+    return ExampleSet(
+        example_ids=rows.example_id.to_numpy(np.int64), texts=rows.text.tolist(),
+        text_pairs=rows.text_pair.fillna("").tolist() if has_pairs else None,
+        labels=rows.label.to_numpy(np.int64), label_names=list(names or []), extra=pd.DataFrame(index=rows.index),
+        text_columns=("text", "text_pair") if has_pairs else ("text",), label_column="label",
+        source=f"{store.path}:{run_id}/{split}",
+    )
+
+
+def instance_pattern_frame(attentions: np.ndarray, *, bins: int = 16):
+    """Long frame (layer, head, query, key, weight) of attentions (L, H, T, T), each pooled to <= bins x bins."""
+    import pandas as pd
+
+    layers, heads = attentions.shape[:2]
+    frames = []
+    for layer in range(layers):
+        for head in range(heads):
+            pooled = pool_pattern(attentions[layer, head], bins)  # (b, b)
+            query, key = np.meshgrid(np.arange(pooled.shape[0]), np.arange(pooled.shape[1]), indexing="ij")
+            frames.append(pd.DataFrame({"layer": layer, "head": head, "query": query.ravel(), "key": key.ravel(),
+                                        "weight": pooled.ravel()}))
+    return pd.concat(frames, ignore_index=True)

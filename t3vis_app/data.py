@@ -63,3 +63,19 @@ def example_frame(_store: Store, path: str, stamp: tuple, view: explore.View,
 def example_details(_store: Store, path: str, stamp: tuple, run_id: str, split: str, example_id: int,
                     checkpoint: str | None) -> dict | None:
     return explore.example_details(_store, run_id, split, example_id, checkpoint)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def head_importance(_store: Store, path: str, stamp: tuple, run_id: str, checkpoint: str) -> pd.DataFrame:
+    return explore.head_importance(_store, run_id, checkpoint)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def attention_patterns(_store: Store, path: str, stamp: tuple, run_id: str, checkpoint: str) -> pd.DataFrame:
+    return explore.attention_patterns(_store, run_id, checkpoint)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def head_stats(_store: Store, path: str, stamp: tuple, run_id: str, checkpoint: str, layer: int,
+               head: int) -> dict:
+    return explore.head_stats(_store, run_id, checkpoint, layer, head)

@@ -25,6 +25,8 @@ URL_KEYS = {
     "compare_checkpoint": "checkpoint2",
     "compare_layer": "layer2",
     "example_id": "example",
+    "heads_show": "heads",
+    "heads_scale": "scale",
 }
 _INTEGER_KEYS = {"layer", "compare_layer", "example_id"}
 _LOADED = "_t3vis_url_loaded"
