@@ -151,9 +151,10 @@ elif bundle is None:
     st.caption(why_not)
 else:
     before, after = analyse(frozenset()), analyse(pruned)
+    pruned_label = f"{len(pruned)} head{'' if len(pruned) == 1 else 's'} pruned"
     names = list(run.label_names)
     left, right = st.columns(2)
-    for column, result, heading in ((left, before, "All heads"), (right, after, f"{len(pruned)} heads pruned")):
+    for column, result, heading in ((left, before, "All heads"), (right, after, pruned_label)):
         predicted = names[int(result.probs.argmax())]
         with column:
             st.markdown(f"**{heading}**: predicts **{predicted}** for #{example_id} (gold {details['label_name']})")
@@ -170,11 +171,11 @@ else:
 
         full = evaluate(bundle, examples, progress=report)
         cut = evaluate(bundle, examples, pruned=pruned,
-                       progress=lambda p, d, t: report(p, d, t, 0.5, f"{len(pruned)} heads pruned"))
+                       progress=lambda p, d, t: report(p, d, t, 0.5, pruned_label))
         bar.empty()
         st.session_state["prune_evaluation"] = {"pruned": sorted(pruned), "split": split, "rows": [
             {"model": "all heads", "accuracy": full.accuracy, "loss": full.loss, "examples": full.n_examples},
-            {"model": f"{len(pruned)} heads pruned", "accuracy": cut.accuracy, "loss": cut.loss,
+            {"model": pruned_label, "accuracy": cut.accuracy, "loss": cut.loss,
              "examples": cut.n_examples}]}
     result = st.session_state.get("prune_evaluation")
     if result and result["pruned"] == sorted(pruned) and result["split"] == split:

@@ -113,7 +113,8 @@ row_id = picked_from_table(table_event, table, "table")
 if row_id is not None:
     state.select_example(split, row_id)
     st.rerun()
-st.download_button("Download the filtered rows (CSV)", frame.drop(columns=["label_id", "pred"]).to_csv(index=False),
+st.download_button("Download the filtered rows (CSV)",  # a callable: the CSV is built only when clicked
+                   lambda: frame.drop(columns=["label_id", "pred"]).to_csv(index=False),
                    file_name=f"t3vis-{run_id}-{split}.csv", mime="text/csv")
 
 example_panel(ctx, split)

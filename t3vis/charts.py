@@ -17,9 +17,11 @@ import pandas as pd
 from t3vis.explore import DATA_MAP, Attribute
 
 PICK = "pick"
+TOOLTIP_TEXT_LARGE = 60  # characters of text in tooltips when there are more than 10,000 points
 ZOOM = "zoom"
 CATEGORY_SCHEME = "tableau10"
 SATURATION_SCHEME = "blues"
+SVG = {"embedOptions": {"renderer": "svg"}}  # small charts: crisp, and their marks are DOM elements
 
 # A large inline dataset is shipped by Streamlit as Arrow; Altair's own row limit does not apply.
 alt.data_transformers.disable_max_rows()
@@ -38,7 +40,7 @@ def _color(attribute: Attribute, frame: pd.DataFrame) -> alt.Color:
     if attribute.kind == "continuous":
         return alt.Color(f"{attribute.name}:Q", title=attribute.label,
                          scale=alt.Scale(scheme=SATURATION_SCHEME), legend=alt.Legend(orient="right"))
-    domain = sorted({str(value) for value in frame[attribute.name].dropna()})
+    domain = sorted(frame[attribute.name].dropna().astype(str).unique())
     return alt.Color(f"{attribute.name}:N", title=attribute.label,
                      scale=alt.Scale(scheme=CATEGORY_SCHEME, domain=domain), legend=alt.Legend(orient="right"))
 
@@ -74,22 +76,24 @@ def projection_chart(
     columns = ["example_id", "x", "y", color.name] + [c for c in ("text", "label", "prediction", "loss", "region")
                                                        if c in frame.columns and c != color.name]
     data = frame[columns].copy()
+    if "text" in data and len(data) > 10_000:  # fewer bytes to ship for large sets; the table has more
+        data["text"] = data["text"].str.slice(0, TOOLTIP_TEXT_LARGE)
     if color.kind == "categorical":
         data[color.name] = data[color.name].astype("string")
     scale_x = alt.Scale(domain=[0, 0.5]) if layout == DATA_MAP else alt.Scale(zero=False)
     scale_y = alt.Scale(domain=[0, 1]) if layout == DATA_MAP else alt.Scale(zero=False)
     pick = alt.selection_point(name=PICK, fields=["example_id"], on="click")
     zoom = alt.selection_interval(name=ZOOM, bind="scales")
-    base = alt.Chart(data)
-    points = base.mark_circle(size=point_size(len(data)), opacity=0.75).encode(
+    points = alt.Chart(data).mark_circle(size=point_size(len(data)), opacity=0.75).encode(
         x=alt.X("x:Q", title=x_title, scale=scale_x),
         y=alt.Y("y:Q", title=y_title, scale=scale_y),
         color=_color(color, data),
         tooltip=_tooltip(data),
     ).add_params(pick, zoom)
-    ring = base.transform_filter(alt.datum.example_id == (-1 if selected_id is None else int(selected_id))).mark_point(
-        size=400, filled=False, color="black", strokeWidth=3
-    ).encode(x="x:Q", y="y:Q")
+    # The ring has its own one-row dataset: filtering the full set again would double the browser's work.
+    chosen = data.loc[data.example_id == selected_id, ["example_id", "x", "y"]] if selected_id is not None else \
+        data.iloc[:0][["example_id", "x", "y"]]
+    ring = alt.Chart(chosen).mark_point(size=400, filled=False, color="black", strokeWidth=3).encode(x="x:Q", y="y:Q")
     chart = alt.layer(points, ring).properties(height=height, title=title)
     if svg:
         chart = chart.properties(usermeta={"embedOptions": {"renderer": "svg"}})
@@ -115,7 +119,7 @@ def probability_chart(label_names: list[str], probs: list[float], *, gold: str |
     )
     text = bars.mark_text(align="left", dx=3).encode(text=alt.Text("probability:Q", format=".3f"),
                                                     color=alt.value("black"))
-    return alt.layer(bars, text).properties(height=24 * len(label_names) + 10, title=title)
+    return alt.layer(bars, text).properties(height=24 * len(label_names) + 10, title=title, usermeta=SVG)
 
 
 HEAD = "head"  # the click selection of the head grid, over (layer, head)
@@ -156,7 +160,7 @@ def head_importance_chart(grid: pd.DataFrame, *, value_title: str, selected: tup
     marked = pd.DataFrame([{"layer": selected[0], "head": selected[1]}] if selected else [], columns=["layer", "head"])
     outline = alt.Chart(marked).mark_rect(fill=None, stroke="black", strokeWidth=3).encode(x=head_axis, y=layer_axis)
     n_layers = int(data["layer"].nunique()) if len(data) else 1
-    return alt.layer(cells, text, outline).properties(height=30 * n_layers, title=title)
+    return alt.layer(cells, text, outline).properties(height=30 * n_layers, title=title, usermeta=SVG)
 
 
 def head_pattern_chart(patterns: pd.DataFrame, *, selected: tuple[int, int] | None = None,

@@ -14,6 +14,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import duckdb
 import pandas as pd
 
 from t3vis.store import Store
@@ -198,6 +199,18 @@ def example_frame(store: Store, view: View, filters: Sequence[Filter] = (), *,
     return store.query(sql, params + where_params)
 
 
+def filter_frame(frame: pd.DataFrame, filters: Sequence[Filter], known: Sequence[Attribute]) -> pd.DataFrame:
+    """The rows of an example frame that pass the filters: the same WHERE clause as :func:`example_frame`,
+    run by an in-memory DuckDB over the frame (no store file is opened, so it is fast enough for every
+    filter change on 50,000 examples)."""
+    where, params = _where(filters, known)
+    if not where:
+        return frame
+    with duckdb.connect() as con:
+        con.register("frame", frame)
+        return con.execute(f"SELECT * FROM frame WHERE {where} ORDER BY example_id", params).df()
+
+
 def _where(filters: Sequence[Filter], known: Sequence[Attribute]) -> tuple[str, list]:
     names = {attribute.name for attribute in known}
     clauses, params = [], []
@@ -222,7 +235,7 @@ def attribute_summary(frame: pd.DataFrame, attribute: Attribute) -> tuple:
     values = frame[attribute.name].dropna()
     if attribute.kind == "continuous":
         return (float(values.min()), float(values.max())) if len(values) else (0.0, 0.0)
-    return tuple(sorted({str(value) for value in values}))
+    return tuple(sorted(values.astype(str).unique()))
 
 
 def example_details(store: Store, run_id: str, split: str, example_id: int, checkpoint: str | None) -> dict | None:

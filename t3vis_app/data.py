@@ -52,11 +52,18 @@ def attributes(_store: Store, path: str, stamp: tuple, view: explore.View) -> li
     return explore.attributes(_store, view)
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def _unfiltered_frame(_store: Store, path: str, stamp: tuple, view: explore.View) -> pd.DataFrame:
+    return explore.example_frame(_store, view, (), known=attributes(_store, path, stamp, view))
+
+
 @st.cache_data(show_spinner=False, max_entries=64)
 def example_frame(_store: Store, path: str, stamp: tuple, view: explore.View,
                   filters: tuple = ()) -> pd.DataFrame:
+    """The view's examples passing the filters: read from the store once per view, then filtered by DuckDB
+    in memory on each filter change."""
     known = attributes(_store, path, stamp, view)
-    return explore.example_frame(_store, view, filters, known=known)
+    return explore.filter_frame(_unfiltered_frame(_store, path, stamp, view), filters, known)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)

@@ -54,11 +54,10 @@ def render() -> Context:
     state.load_url_once()
     sidebar = st.sidebar
     sidebar.markdown("### t3vis")
-    if "w.store_path" not in st.session_state:
-        # T3VIS_STORE (an environment variable) names another default store, e.g. for a deployment.
-        default = os.environ.get("T3VIS_STORE", str(DEFAULT_DEMO_PATH))
-        st.session_state["w.store_path"] = state.get("store_path", default)
-    path = sidebar.text_input("Store file", key="w.store_path", help="A DuckDB store written by t3vis.")
+    # T3VIS_STORE (an environment variable) names another default store, e.g. for a deployment.
+    default = os.environ.get("T3VIS_STORE", str(DEFAULT_DEMO_PATH))
+    path = sidebar.text_input("Store file", help="A DuckDB store written by t3vis.",
+                              **state.bind("store_path", state.get("store_path", default)))
     st.session_state["store_path"] = path
     if not Path(path).is_file():
         offer_demo(path)

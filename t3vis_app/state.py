@@ -73,6 +73,22 @@ def put(name: str, value: Any) -> None:
     st.session_state.pop(f"w.{name}", None)
 
 
+def _keep(name: str, key: str) -> None:
+    """on_change of a bound widget: the choice follows what the user picked."""
+    st.session_state[name] = st.session_state[key]
+
+
+def bind(name: str, value: Any) -> dict:
+    """Keyword arguments that bind a widget to the persisted choice ``name``, currently ``value``.
+
+    Streamlit scopes widget state to a page, so the widget's key is re-seeded from the choice
+    on every run, and the choice follows the widget through ``on_change``.
+    """
+    key = f"w.{name}"
+    st.session_state[key] = value
+    return {"key": key, "on_change": _keep, "args": (name, key)}
+
+
 def choice(widget: Callable, label: str, options: Sequence, *, name: str, default: Any = None,
            format_func: Callable = str, **kwargs) -> Any:
     """A select widget bound to the persisted choice ``name``; returns the chosen option."""
@@ -80,22 +96,16 @@ def choice(widget: Callable, label: str, options: Sequence, *, name: str, defaul
     if not options:
         st.session_state[name] = None
         return None
-    key = f"w.{name}"
     current = st.session_state.get(name, default)
     if current not in options:
         current = default if default in options else options[0]
-    if key not in st.session_state or st.session_state[key] not in options:
-        st.session_state[key] = current
-    value = widget(label, options, key=key, format_func=format_func, **kwargs)
+    value = widget(label, options, format_func=format_func, **bind(name, current), **kwargs)
     st.session_state[name] = value
     return value
 
 
 def toggle(label: str, *, name: str, default: bool = False, **kwargs) -> bool:
-    key = f"w.{name}"
-    if key not in st.session_state:
-        st.session_state[key] = bool(st.session_state.get(name, default))
-    value = st.toggle(label, key=key, **kwargs)
+    value = st.toggle(label, **bind(name, bool(st.session_state.get(name, default))), **kwargs)
     st.session_state[name] = value
     return value
 

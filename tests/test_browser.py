@@ -87,3 +87,76 @@ def test_clicking_a_point_then_a_table_row_selects_the_example_everywhere(app_ur
         assert _translate(ring.first) == pytest.approx(_translate(points.nth(target)), abs=0.5)
         assert "example=2" in page.url
         page.screenshot(path=ARTIFACTS / "projection-row-clicked.png", full_page=True)
+
+
+@pytest.fixture(scope="module")
+def tiny_app_url(tmp_path_factory):
+    import csv
+
+    from conftest import TOPIC_SENTENCES
+    from t3vis.data_loading import load_examples
+    from t3vis.ingest import IngestConfig, ingest_checkpoint
+    from t3vis.model_access import load_model
+    from t3vis.store import Store
+    from t3vis.testing import save_tiny_model
+
+    folder = tmp_path_factory.mktemp("browser-tiny")
+    # Larger random weights than the default: peaked probabilities, so one pruned head shows in 3 decimals.
+    model_dir = save_tiny_model(folder / "model", num_labels=3, seed=1, initializer_range=0.5)
+    bundle = load_model(model_dir, label_names=("business", "science", "sports"), device="cpu")
+    with (folder / "topics.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label"])
+        for topic, sentences in TOPIC_SENTENCES.items():
+            writer.writerows([sentence, topic] for sentence in sentences)
+    store = Store(folder / "tiny.duckdb")
+    ingest_checkpoint(store, bundle, load_examples(folder / "topics.csv"), run_id="tiny", checkpoint="c1",
+                      step=1, path=str(model_dir), config=IngestConfig(projection="pca", batch_size=4))
+    with serve_app(store.path) as url:
+        yield url
+
+
+def _bar_values(chart) -> list[str]:
+    return [text.text_content() for text in chart.locator("g.mark-text.role-mark text").all()]
+
+
+def _settled_bars(page, done, timeout: float = 30.0) -> list[list[str]]:
+    """The two probability charts' values, polled until ``done(values)`` or the timeout (Vega redraws lazily)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        charts = page.locator("[data-testid=stVegaLiteChart]")
+        values = [_bar_values(charts.nth(1)), _bar_values(charts.nth(2))]
+        if done(values) or time.monotonic() > deadline:
+            return values
+        time.sleep(0.3)
+
+
+def test_pruning_a_head_changes_the_selected_examples_probabilities(tiny_app_url):
+    ARTIFACTS.mkdir(exist_ok=True)
+    with chromium_page() as page:
+        page.goto(f"{tiny_app_url}/?split=validation&example=2&scale=instance")
+        page.locator("[data-testid=stVegaLiteChart]").first.wait_for(timeout=90_000)
+        page.get_by_role("link", name="Attention heads").click()
+        cells = page.locator("[data-testid=stVegaLiteChart]").first.locator("g.mark-rect").first.locator("path")
+        cells.first.wait_for(timeout=90_000)
+        assert cells.count() == 2 * 4  # layers x heads of the tiny model
+        charts = page.locator("[data-testid=stVegaLiteChart]")
+        page.get_by_text("0 heads pruned").first.wait_for(timeout=30_000)
+        before_all, before_pruned = _bar_values(charts.nth(1)), _bar_values(charts.nth(2))
+        assert before_all == before_pruned and len(before_all) == 3
+        page.screenshot(path=ARTIFACTS / "heads-instance.png", full_page=True)
+
+        page.get_by_text("Prune mode").click()
+        cells.nth(1 * 4 + 2).click()  # layer 1, head 2
+        page.get_by_text("Pruned: L1·H2").wait_for(timeout=30_000)
+        page.get_by_text("1 head pruned").first.wait_for(timeout=30_000)
+        after_all, after_pruned = _settled_bars(page, lambda values: values[1] != before_all)
+        assert after_all == before_all and after_pruned != before_all
+        page.screenshot(path=ARTIFACTS / "heads-pruned.png", full_page=True)
+
+        page.get_by_role("button", name="Reset pruning").click()
+        page.get_by_text("Pruned: none").wait_for(timeout=30_000)
+        page.wait_for_function("() => !document.querySelector('[data-testid=stStatusWidget]')", timeout=30_000)
+        assert _settled_bars(page, lambda values: values[1] == before_all)[1] == before_all

@@ -153,9 +153,13 @@ def test_the_data_map_layout_places_points_at_variability_and_confidence(synthet
 def test_a_selected_example_is_ringed_marked_in_the_table_and_shown(synthetic):
     app = _open(synthetic, split="validation", example_id=7)
     assert not app.exception
-    [(spec, _)] = charts(app)
-    ring = spec["layer"][1]
-    assert "7" in json.dumps(ring["transform"])
+    [(spec, points)] = charts(app)
+    ring_data = spec["layer"][1]["data"]["name"]
+    [chart] = [e for e in _walk(app._tree) if getattr(e, "type", None) == "vega_lite_chart" and '"pick"' in e.proto.spec]
+    ring = next(pa.ipc.open_stream(d.data.data).read_all().to_pandas() for d in chart.proto.datasets
+                if d.name == ring_data)
+    assert ring.example_id.tolist() == [7]
+    assert ring[["x", "y"]].values.tolist() == points.loc[points.example_id == 7, ["x", "y"]].values.tolist()
     table = app.dataframe[0].value
     assert bool(table.set_index("example_id").selected[7])
     assert table.selected.sum() == 1
@@ -174,3 +178,24 @@ def test_page_works_on_a_really_ingested_store(tmp_path, tiny_bundle, topic_csv)
     [(spec, data)] = charts(app)
     assert len(data) == 15
     assert app.dataframe[0].value.prediction.notna().all()
+
+
+@pytest.mark.parametrize("filters", [
+    (),
+    ("label", ["sports", "health"]),
+    ("loss", (0.05, 1.0)),
+])
+def test_in_memory_filtering_equals_filtering_in_the_store(synthetic, filters):
+    from t3vis import explore
+
+    view = explore.View(run_id="synthetic", split="validation", checkpoint="epoch-2", layout="tsne", layer=3)
+    known = explore.attributes(synthetic, view)
+    chosen = []
+    if filters:
+        name, value = filters
+        chosen = [explore.ValuesFilter(name, tuple(value)) if isinstance(value, list)
+                  else explore.RangeFilter(name, *value)]
+    from_store = explore.example_frame(synthetic, view, chosen, known=known)
+    in_memory = explore.filter_frame(explore.example_frame(synthetic, view, (), known=known), chosen, known)
+    assert 0 < len(from_store) and from_store.example_id.tolist() == in_memory.example_id.tolist()
+    assert from_store.loss.round(6).tolist() == in_memory.loss.round(6).tolist()
