@@ -17,7 +17,8 @@ import pandas as pd
 from t3vis.explore import DATA_MAP, Attribute
 
 PICK = "pick"
-TOOLTIP_TEXT_LARGE = 60  # characters of text in tooltips when there are more than 10,000 points
+LARGE = 10_000  # above this many points, tooltips show a shorter text (the table and the panel show more)
+TOOLTIP_TEXT_LARGE = 80
 ZOOM = "zoom"
 CATEGORY_SCHEME = "tableau10"
 SATURATION_SCHEME = "blues"
@@ -76,7 +77,7 @@ def projection_chart(
     columns = ["example_id", "x", "y", color.name] + [c for c in ("text", "label", "prediction", "loss", "region")
                                                        if c in frame.columns and c != color.name]
     data = frame[columns].copy()
-    if "text" in data and len(data) > 10_000:  # fewer bytes to ship for large sets; the table has more
+    if "text" in data and len(data) > LARGE:  # fewer bytes for the browser to parse; the table has more
         data["text"] = data["text"].str.slice(0, TOOLTIP_TEXT_LARGE)
     if color.kind == "categorical":
         data[color.name] = data[color.name].astype("string")

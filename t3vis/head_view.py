@@ -191,3 +191,31 @@ def instance_pattern_frame(attentions: np.ndarray, *, bins: int = 16):
             frames.append(pd.DataFrame({"layer": layer, "head": head, "query": query.ravel(), "key": key.ravel(),
                                         "weight": pooled.ravel()}))
     return pd.concat(frames, ignore_index=True)
+
+
+def importance_on(bundle: ModelBundle, examples: ExampleSet, *, batch_size: int = 32) -> np.ndarray:
+    """(L, H) first-order importance over the examples: sum over batches of |dL/dm| / N (as at ingest)."""
+    encoded = encode(bundle.tokenizer, examples.texts, examples.text_pairs, max_length=bundle.max_length)
+    labels = torch.tensor(np.array(examples.labels), dtype=torch.long)  # (N,)
+    pad = bundle.tokenizer.pad_token_id if bundle.tokenizer.pad_token_id is not None else 0
+    total = torch.zeros(bundle.num_layers, bundle.num_heads, dtype=torch.float64)
+    for indices, inputs in iterate_batches(encoded, batch_size, pad_token_id=pad, device=bundle.device):
+        _, gradient = head_mask_gradient(bundle.model, inputs, labels[indices].to(bundle.device))
+        total += gradient.abs().double()
+    return (total / len(examples)).numpy()
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation of two arrays of the same size (average ranks for ties)."""
+    def ranks(values: np.ndarray) -> np.ndarray:
+        values = np.asarray(values, dtype=np.float64).reshape(-1)
+        order = np.argsort(values, kind="stable")
+        ranked = np.empty(len(values))
+        ranked[order] = np.arange(len(values))
+        for value in np.unique(values):  # ties share their mean rank
+            tied = values == value
+            ranked[tied] = ranked[tied].mean()
+        return ranked
+
+    ra, rb = ranks(a), ranks(b)
+    return float(np.corrcoef(ra, rb)[0, 1])
