@@ -1,0 +1,132 @@
+"""LRP for Transformers by conservative propagation (Ali et al., ICML 2022; AttnLRP, Achtibat et al. 2024).
+
+The backward pass is changed so that Gradient × Input equals LRP with the AH and LN rules:
+
+- attention probabilities are constants (``AttentionProbe(detach_probabilities=True)``);
+- every LayerNorm's normaliser σ is a constant: y = (x − mean(x)) / σ̂ · γ + β with σ̂ detached;
+- element-wise nonlinearities (GELU, the pooler's tanh) pass relevance on unchanged (identity
+  rule): f(x) is computed as x · (f(x)/x) with the ratio detached, so the backward uses f(x)/x.
+
+The network is then linear in the embedding sum h₀ = word + position + token-type embeddings
+(the input of the embedding LayerNorm), so relevance R_i = Σ_d h₀[i, d] · ∂y_c/∂h₀[i, d] and,
+without biases, Σ_i R_i = y_c exactly (conservation). Relevance that reaches the position and
+token-type embeddings belongs to the token at that position, because h₀ holds them.
+
+The rules are forward hooks, added by :func:`conservative_rules` and removed in ``finally``. They
+act only for the call that added them (a context variable), so other sessions using the same
+cached model at the same time are unaffected; the model's weights are never touched.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from t3vis.attribution.base import AttributionMethod
+from t3vis.errors import ModelError
+from t3vis.model_access import AttentionProbe, run_with_probe
+
+_ACTIVE: contextvars.ContextVar[object | None] = contextvars.ContextVar("t3vis_lrp_active", default=None)
+_ELEMENTWISE = (nn.GELU, nn.Tanh, nn.ReLU, nn.SiLU, nn.Sigmoid)
+
+
+def _is_elementwise_activation(module: nn.Module) -> bool:
+    return isinstance(module, _ELEMENTWISE) or type(module).__module__ == "transformers.activations"
+
+
+def _embedding_layer_norm(model: nn.Module) -> nn.LayerNorm:
+    embeddings = getattr(model.base_model, "embeddings", None)
+    norms = [m for m in embeddings.modules() if isinstance(m, nn.LayerNorm)] if embeddings is not None else []
+    if not norms:
+        raise ModelError(f"{type(model).__name__} has no embedding LayerNorm; t3vis's LRP cannot find its input.")
+    return norms[0]
+
+
+@contextmanager
+def conservative_rules(model: nn.Module) -> Iterator[dict]:
+    """Within the block, this thread's forward passes use the conservative rules.
+
+    Yields a dict that receives ``"embedding_sum"`` (1, T, D): h₀, the tensor relevance is read at.
+    """
+    token = object()
+    captured: dict = {}
+    embedding_norm = _embedding_layer_norm(model)
+
+    def layer_norm_rule(module: nn.LayerNorm, args, output):
+        if _ACTIVE.get() is not token:
+            return None
+        x = args[0]  # (B, T, D)
+        if module is embedding_norm:
+            captured["embedding_sum"] = x
+        mean = x.mean(-1, keepdim=True)
+        sigma = torch.sqrt(((x - mean) ** 2).mean(-1, keepdim=True) + module.eps).detach()  # a constant
+        y = (x - mean) / sigma
+        if module.weight is not None:
+            y = y * module.weight
+        if module.bias is not None:
+            y = y + module.bias
+        return y
+
+    def identity_rule(module: nn.Module, args, output):
+        if _ACTIVE.get() is not token:
+            return None
+        return _identity(args[0], output)  # value f(x); backward f(x)/x
+
+    def _identity(x: torch.Tensor, fx: torch.Tensor) -> torch.Tensor:
+        safe = torch.where(x.abs() > 1e-12, x, torch.ones_like(x))
+        return x * torch.where(x.abs() > 1e-12, fx / safe, torch.zeros_like(x)).detach()
+
+    # Classification heads that call torch.tanh as a function (RoBERTa's dense -> tanh -> out_proj):
+    # keep dense's output, and give out_proj the identity-ruled tanh of it.
+    head_inputs: dict[int, torch.Tensor] = {}
+
+    def keep_dense_output(module, args, output):
+        if _ACTIVE.get() is token:
+            head_inputs[id(module)] = output
+        return None
+
+    def functional_tanh_rule(dense: nn.Module):
+        def rule(module, args):
+            if _ACTIVE.get() is not token or id(dense) not in head_inputs:
+                return None
+            return (_identity(head_inputs[id(dense)], args[0]),)
+        return rule
+
+    handles = []
+    previous = _ACTIVE.set(token)
+    try:
+        for module in model.modules():
+            if isinstance(module, nn.LayerNorm):
+                handles.append(module.register_forward_hook(layer_norm_rule))
+            elif _is_elementwise_activation(module):
+                handles.append(module.register_forward_hook(identity_rule))
+            dense, out_proj = getattr(module, "dense", None), getattr(module, "out_proj", None)
+            if isinstance(dense, nn.Linear) and isinstance(out_proj, nn.Linear) and \
+                    not any(_is_elementwise_activation(child) for child in module.children()):
+                handles.append(dense.register_forward_hook(keep_dense_output))
+                handles.append(out_proj.register_forward_pre_hook(functional_tanh_rule(dense)))
+        yield captured
+    finally:
+        for handle in handles:
+            handle.remove()
+        _ACTIVE.reset(previous)
+
+
+class ConservativeLRP(AttributionMethod):
+    name = "lrp"
+    label = "LRP (conservative)"
+    description = ("relevance of the class logit propagated to the tokens, conserving its total "
+                   "(attention and LayerNorm normaliser as constants, identity rule for GELU/tanh)")
+
+    def _scores(self, bundle, inputs, target, mask):
+        model = bundle.model
+        with conservative_rules(model) as captured:
+            probe = AttentionProbe(head_mask=mask, detach_probabilities=True)
+            output, _ = run_with_probe(model, probe, **inputs)
+            embedding_sum = captured["embedding_sum"]  # (1, T, D)
+            (gradient,) = torch.autograd.grad(output.logits[0, target], embedding_sum)
+        return (gradient * embedding_sum).sum(-1)[0], output.logits.detach()  # (T,), (1, K)
