@@ -7,6 +7,7 @@ navigation = st.navigation([
     st.Page("pages/projection.py", title="Projection & data", icon=":material/scatter_plot:", default=True),
     # Every page reads the selected example, run and checkpoint from st.session_state.
     st.Page("pages/heads.py", title="Attention heads", icon=":material/grid_view:"),
+    st.Page("pages/instance.py", title="Instance", icon=":material/text_fields:"),
     st.Page("pages/overview.py", title="Runs & checkpoints", icon=":material/table_view:"),
 ])
 navigation.run()

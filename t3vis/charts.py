@@ -201,3 +201,46 @@ def attention_matrix_chart(tokens: list[str], attention: np.ndarray, *, title: s
         color=alt.Color("weight:Q", title="attention", scale=alt.Scale(scheme="blues", domain=[0, 1])),
         tooltip=["query", "key", alt.Tooltip("weight:Q", format=".3f")],
     ).properties(width=side, height=side, title=title)
+
+
+TOKEN = "token"  # the click selection of the token view, over the token's index
+
+
+def token_chart(layout: pd.DataFrame, values: np.ndarray, *, value_title: str, diverging: bool = True,
+                selected_index: int | None = None, char_px: int = 9, line_px: int = 26, title: str = "") -> alt.LayerChart:
+    """Tokens as blocks on wrapped lines, background colour = value (diverging around 0 for signed scores).
+
+    ``layout`` comes from :func:`t3vis.token_view.layout_tokens`; ``values`` has one value per token.
+    Click a token to select it (selection ``TOKEN`` over ``index``).
+    """
+    data = layout.copy()
+    data["value"] = np.asarray(values, dtype=float)
+    data["x0"], data["x1"] = data.start * char_px, (data.start + data.width - 0.3) * char_px
+    data["y0"], data["y1"] = data.line * line_px, data.line * line_px + line_px - 4
+    data["xc"], data["yc"] = (data.x0 + data.x1) / 2, (data.y0 + data.y1) / 2
+    extent = float(np.max(np.abs(data.value))) if len(data) and np.max(np.abs(data.value)) > 0 else 1.0
+    scale = (alt.Scale(scheme="redblue", domain=[-extent, extent], reverse=True) if diverging
+             else alt.Scale(scheme="purples", domain=[0, extent]))
+    data["dark"] = np.abs(data.value) > 0.6 * extent  # white text on strong colours
+    width = int(max(data.x1.max(), 100)) if len(data) else 100
+    height = int(data.y1.max() + 4) if len(data) else 30
+    x = alt.X("x0:Q", axis=None, scale=None)  # positions are pixels: no scale to squeeze the lines together
+    y = alt.Y("y0:Q", axis=None, scale=None)
+    pick = alt.selection_point(name=TOKEN, fields=["index"], on="click")
+    blocks = alt.Chart(data).mark_rect(cornerRadius=3).encode(
+        x=x, x2="x1:Q", y=y, y2="y1:Q",
+        color=alt.Color("value:Q", title=value_title, scale=scale,
+                        legend=alt.Legend(orient="none", legendX=0, legendY=height + 10, direction="horizontal")),
+        stroke=alt.condition(alt.datum.index == (-1 if selected_index is None else int(selected_index)),
+                             alt.value("black"), alt.value(None)),
+        strokeWidth=alt.value(2),
+        tooltip=[alt.Tooltip("token:N"), alt.Tooltip("index:Q", title="position"),
+                 alt.Tooltip("value:Q", title=value_title, format=".4f")],
+    ).add_params(pick)
+    text = alt.Chart(data).mark_text(fontSize=13, font="monospace").encode(
+        color=alt.condition("datum.dark", alt.value("white"), alt.value("black")),
+        x=alt.X("xc:Q", axis=None, scale=None), y=alt.Y("yc:Q", axis=None, scale=None),
+        text="token:N",
+    )
+    return alt.layer(blocks, text).properties(width=width, height=height, title=title, usermeta=SVG).configure_view(
+        strokeWidth=0)

@@ -160,3 +160,50 @@ def test_pruning_a_head_changes_the_selected_examples_probabilities(tiny_app_url
         page.get_by_text("Pruned: none").wait_for(timeout=30_000)
         page.wait_for_function("() => !document.querySelector('[data-testid=stStatusWidget]')", timeout=30_000)
         assert _settled_bars(page, lambda values: values[1] == before_all)[1] == before_all
+
+
+def _token_fills(page) -> list[str]:
+    chart = page.locator("[data-testid=stVegaLiteChart]").nth(1)
+    return [path.get_attribute("fill") for path in chart.locator("g.mark-rect.role-mark path").all()]
+
+
+def _settled(read, done, timeout: float = 30.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = read()
+        if done(value) or time.monotonic() > deadline:
+            return value
+        time.sleep(0.3)
+
+
+def test_instance_view_methods_and_attention_from_a_clicked_token(tiny_app_url):
+    ARTIFACTS.mkdir(exist_ok=True)
+    with chromium_page() as page:
+        page.goto(f"{tiny_app_url}/?split=validation&example=2")
+        page.locator("[data-testid=stVegaLiteChart]").first.wait_for(timeout=90_000)
+        page.get_by_role("link", name="Attention heads").click()  # select a head there
+        cells = page.locator("[data-testid=stVegaLiteChart]").first.locator("g.mark-rect").first.locator("path")
+        cells.first.wait_for(timeout=90_000)
+        cells.nth(1 * 4 + 1).click()
+        page.get_by_text("Head L1·H1").wait_for(timeout=30_000)
+
+        page.get_by_role("link", name="Instance").click()
+        page.get_by_text("LRP (conservative) for class").wait_for(timeout=60_000)
+        lrp = _settled(lambda: _token_fills(page), lambda fills: len(fills) > 3)
+        page.screenshot(path=ARTIFACTS / "instance-lrp.png", full_page=True)
+
+        page.locator(".st-key-w-instance_method [data-testid=stSelectbox] input").click()  # the method menu
+        page.get_by_role("option", name="Input×Gradient").click()
+        page.get_by_text("Input×Gradient for class").wait_for(timeout=30_000)
+        ixg = _settled(lambda: _token_fills(page), lambda fills: fills != lrp)
+        assert len(ixg) == len(lrp) and ixg != lrp
+
+        chart = page.locator("[data-testid=stVegaLiteChart]").nth(1)
+        chart.locator("g.mark-rect.role-mark path").nth(2).click()
+        page.get_by_text("Attention of token 2").wait_for(timeout=30_000)
+        attention = _settled(lambda: _token_fills(page), lambda fills: fills != ixg)
+        assert attention != ixg
+        assert page.get_by_text("Head: L1·H1").count() >= 1
+        page.screenshot(path=ARTIFACTS / "instance-attention.png", full_page=True)

@@ -1,0 +1,129 @@
+"""Instance Investigation view: the selected example's tokens coloured by saliency, or by a head's attention."""
+
+import numpy as np
+import streamlit as st
+
+from t3vis import charts
+from t3vis.attribution import METHODS, prepare
+from t3vis.head_view import instance_heads
+from t3vis.token_view import layout_tokens, merge_word_pieces
+from t3vis_app import data, sidebar, state
+from t3vis_app.models import checkpoint_model, session_cached
+
+ctx = sidebar.render()
+run = ctx.run
+st.title("Instance")
+example_id, split = state.get("example_id"), state.get("split")
+details = None
+if example_id is not None and split is not None:
+    details = data.example_details(ctx.store, ctx.path, ctx.stamp, run.run_id, split, int(example_id), ctx.checkpoint)
+if details is None:
+    st.info("Select an example first: click a point or a table row in the Projection view.")
+    st.stop()
+bundle, why_not = checkpoint_model(ctx.store, run, ctx.checkpoint)
+if bundle is None:
+    st.info(why_not)
+    st.stop()
+
+pruned = frozenset(tuple(head) for head in st.session_state.get("pruned", {}).get(run.run_id, []))
+names = list(run.label_names)
+text, pair = details["text"], details.get("text_pair") or None
+key = (ctx.path, run.run_id, ctx.checkpoint, split, int(example_id), pruned)
+heads = session_cached("instance_heads", key, lambda: instance_heads(
+    bundle, text, pair, label=int(details["label"]), pruned=pruned))
+predicted = int(np.argmax(heads.probs))
+
+# -- the example ------------------------------------------------------------------------------------
+left, right = st.columns([3, 2])
+with left:
+    st.markdown(f"**#{example_id}** · {split} split · gold label **{details['label_name']}** · predicted "
+                f"**{names[predicted]}** at {ctx.checkpoint}"
+                + (f" · {len(pruned)} pruned head{'' if len(pruned) == 1 else 's'}" if pruned else ""))
+    if heads.truncated:
+        st.warning(f"The text is longer than the model's limit and was cut to {bundle.max_length} tokens.")
+with right:
+    st.altair_chart(charts.probability_chart(names, list(heads.probs), gold=details["label_name"],
+                                             predicted=names[predicted]), height=28 * len(names) + 70)
+
+# -- controls ---------------------------------------------------------------------------------------
+controls = st.columns([2, 2, 2, 2])
+fast = [name for name, method in METHODS.items() if not method.slow]
+method_name = state.choice(controls[0].selectbox, "Saliency method", list(METHODS), name="instance_method",
+                           format_func=lambda name: METHODS[name].label,
+                           help="\n\n".join(f"**{m.label}**: {m.description}" for m in METHODS.values()))
+target = state.choice(controls[1].selectbox, "Explain class", list(range(len(names))), name="instance_target",
+                      default=predicted, format_func=lambda index: names[index] + (" (predicted)" if
+                                                                                  index == predicted else ""))
+with controls[2]:
+    merge = state.toggle("Merge word pieces", name="merge_pieces", help="Show words; their scores are summed.")
+selected_head = state.get("head")
+selected_head = tuple(selected_head) if selected_head is not None else None
+with controls[3]:
+    colour_by_attention = state.toggle("Colour by attention", name="colour_by_attention",
+                                       disabled=selected_head is None,
+                                       help="With a head selected in the Attention heads view, click a token to "
+                                            "colour the others by what it attends to.")
+
+method = METHODS[method_name]
+attribution_key = (*key, method_name, target)
+run_slow = method.slow and st.session_state.get("_computed", set()).__contains__(attribution_key)
+if method.slow and not run_slow:
+    st.caption(f"{method.label} is slower ({method.description}).")
+    if st.button(f"Compute {method.label}"):
+        st.session_state.setdefault("_computed", set()).add(attribution_key)
+        st.rerun()
+    attribution = None
+else:
+    with st.spinner(f"Computing {method.label} ..."):
+        attribution = session_cached("attribution", attribution_key, lambda: method.attribute(
+            bundle, prepare(bundle, text, pair), target, pruned=pruned))
+
+# -- the tokens -------------------------------------------------------------------------------------
+tokens = heads.tokens
+token_index = state.get("token")
+if token_index is not None and token_index >= len(tokens):
+    token_index = None
+showing_attention = colour_by_attention and selected_head is not None and token_index is not None
+if showing_attention:
+    layer, head = selected_head
+    values = heads.attentions[layer, head, token_index]  # (T,) what the clicked token attends to
+    title = f"Attention of token {token_index} ({tokens[token_index]}) in head L{layer}·H{head}"
+    value_title, diverging = "attention", False
+elif attribution is not None:
+    values = attribution.scores
+    title = (f"{method.label} for class {names[target]} (sum {attribution.total:+.3f}, "
+             f"logit {attribution.logit:+.3f})")
+    value_title, diverging = "relevance", True
+else:
+    values, title, value_title, diverging = np.zeros(len(tokens)), "Tokens", "relevance", True
+
+groups = [[index] for index in range(len(tokens))]
+shown_tokens, shown_values = tokens, np.asarray(values)
+if merge:
+    shown_tokens, shown_values, groups = merge_word_pieces(tokens, values)
+    if showing_attention:  # attention to a word is the sum of attention to its pieces
+        shown_values = np.array([float(np.sum(np.asarray(values)[g])) for g in groups])
+selected_block = next((i for i, group in enumerate(groups) if token_index in group), None)
+layout = layout_tokens(shown_tokens)
+chart = charts.token_chart(layout, shown_values, value_title=value_title, diverging=diverging,
+                           selected_index=selected_block, title=title)
+event = st.altair_chart(chart, on_select="rerun", selection_mode=[charts.TOKEN], key="tokens", width="content",
+                        height=26 * (int(layout.line.max()) + 1) + 110)
+points = (event or {}).get("selection", {}).get(charts.TOKEN, []) if event else []
+clicked = groups[int(points[0]["index"])][0] if points else None
+if clicked is not None and clicked != st.session_state.get("_last.token_click"):
+    st.session_state["_last.token_click"] = clicked
+    st.session_state["token"] = clicked
+    if selected_head is not None:
+        st.session_state["colour_by_attention"] = True
+    st.rerun()
+elif clicked is None:
+    st.session_state["_last.token_click"] = None
+
+st.caption(
+    ("Head: " + (f"L{selected_head[0]}·H{selected_head[1]} (from the Attention heads view)" if selected_head
+                 else "none selected: choose one in the Attention heads view to see attention from a token"))
+    + " · Token: " + (f"{token_index} ({tokens[token_index]})" if token_index is not None else "click one")
+    + (". Darker: more attention from the clicked token." if showing_attention
+       else ". Red: supports the explained class; blue: speaks against it."))
+state.write_url()
