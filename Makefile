@@ -19,4 +19,4 @@ test: $(STAMP)
 	$(VENV)/bin/pytest
 
 bench: $(STAMP)
-	$(VENV)/bin/python bench/ingest.py
+	for b in ingest dynamics sst2_datamap app heads faithfulness; do $(VENV)/bin/python bench/$$b.py || exit 1; done
