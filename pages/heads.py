@@ -1,5 +1,7 @@
 """Attention Head view: a layers x heads grid of importance or attention patterns, and reversible pruning."""
 
+from html import escape  # dataset text shown as Markdown is escaped
+
 import pandas as pd
 import streamlit as st
 
@@ -157,7 +159,8 @@ else:
     for column, result, heading in ((left, before, "All heads"), (right, after, pruned_label)):
         predicted = names[int(result.probs.argmax())]
         with column:
-            st.markdown(f"**{heading}**: predicts **{predicted}** for #{example_id} (gold {details['label_name']})")
+            st.markdown(f"**{heading}**: predicts **{escape(predicted)}** for #{example_id} "
+                        f"(gold {escape(details['label_name'])})")
             st.altair_chart(charts.probability_chart(names, list(result.probs), gold=details["label_name"],
                                                      predicted=predicted), height=28 * len(names) + 70)
     if st.button("Measure on the whole evaluation set", disabled=not pruned,

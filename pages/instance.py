@@ -1,5 +1,7 @@
 """Instance Investigation view: the selected example's tokens coloured by saliency, or by a head's attention."""
 
+from html import escape  # dataset text shown as Markdown is escaped
+
 import numpy as np
 import streamlit as st
 
@@ -36,8 +38,8 @@ predicted = int(np.argmax(heads.probs))
 # -- the example ------------------------------------------------------------------------------------
 left, right = st.columns([3, 2])
 with left:
-    st.markdown(f"**#{example_id}** · {split} split · gold label **{details['label_name']}** · predicted "
-                f"**{names[predicted]}** at {ctx.checkpoint}"
+    st.markdown(f"**#{example_id}** · {split} split · gold label **{escape(details['label_name'])}** · predicted "
+                f"**{escape(names[predicted])}** at {ctx.checkpoint}"
                 + (f" · {len(pruned)} pruned head{'' if len(pruned) == 1 else 's'}" if pruned else ""))
     if heads.truncated:
         st.warning(f"The text is longer than the model's limit and was cut to {bundle.max_length} tokens.")
@@ -123,7 +125,7 @@ elif clicked is None:
 st.caption(
     ("Head: " + (f"L{selected_head[0]}·H{selected_head[1]} (from the Attention heads view)" if selected_head
                  else "none selected: choose one in the Attention heads view to see attention from a token"))
-    + " · Token: " + (f"{token_index} ({tokens[token_index]})" if token_index is not None else "click one")
+    + " · Token: " + (f"{token_index} ({escape(tokens[token_index])})" if token_index is not None else "click one")
     + (". Darker: more attention from the clicked token." if showing_attention
        else ". Red: supports the explained class; blue: speaks against it."))
 state.write_url()

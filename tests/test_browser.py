@@ -6,6 +6,7 @@ Screenshots go to test-artifacts/ (git-ignored) so that a person can look at wha
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
@@ -120,17 +121,19 @@ def _bar_values(chart) -> list[str]:
     return [text.text_content() for text in chart.locator("g.mark-text.role-mark text").all()]
 
 
-def _settled_bars(page, done, timeout: float = 30.0) -> list[list[str]]:
-    """The two probability charts' values, polled until ``done(values)`` or the timeout (Vega redraws lazily)."""
-    import time
-
+def _settled(read, done, timeout: float = 30.0):
     deadline = time.monotonic() + timeout
     while True:
-        charts = page.locator("[data-testid=stVegaLiteChart]")
-        values = [_bar_values(charts.nth(1)), _bar_values(charts.nth(2))]
-        if done(values) or time.monotonic() > deadline:
-            return values
+        value = read()
+        if done(value) or time.monotonic() > deadline:
+            return value
         time.sleep(0.3)
+
+
+def _bars(page) -> list[list[str]]:
+    """Values printed on the two probability charts (all heads, pruned)."""
+    charts = page.locator("[data-testid=stVegaLiteChart]")
+    return [_bar_values(charts.nth(1)), _bar_values(charts.nth(2))]
 
 
 def test_pruning_a_head_changes_the_selected_examples_probabilities(tiny_app_url):
@@ -152,30 +155,19 @@ def test_pruning_a_head_changes_the_selected_examples_probabilities(tiny_app_url
         cells.nth(1 * 4 + 2).click()  # layer 1, head 2
         page.get_by_text("Pruned: L1·H2").wait_for(timeout=30_000)
         page.get_by_text("1 head pruned").first.wait_for(timeout=30_000)
-        after_all, after_pruned = _settled_bars(page, lambda values: values[1] != before_all)
+        after_all, after_pruned = _settled(lambda: _bars(page), lambda values: values[1] != before_all)
         assert after_all == before_all and after_pruned != before_all
         page.screenshot(path=ARTIFACTS / "heads-pruned.png", full_page=True)
 
         page.get_by_role("button", name="Reset pruning").click()
         page.get_by_text("Pruned: none").wait_for(timeout=30_000)
         page.wait_for_function("() => !document.querySelector('[data-testid=stStatusWidget]')", timeout=30_000)
-        assert _settled_bars(page, lambda values: values[1] == before_all)[1] == before_all
+        assert _settled(lambda: _bars(page), lambda values: values[1] == before_all)[1] == before_all
 
 
 def _token_fills(page) -> list[str]:
     chart = page.locator("[data-testid=stVegaLiteChart]").nth(1)
     return [path.get_attribute("fill") for path in chart.locator("g.mark-rect.role-mark path").all()]
-
-
-def _settled(read, done, timeout: float = 30.0):
-    import time
-
-    deadline = time.monotonic() + timeout
-    while True:
-        value = read()
-        if done(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(0.3)
 
 
 def test_instance_view_methods_and_attention_from_a_clicked_token(tiny_app_url):

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
-import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from conftest import PROJECT
+from page_helpers import chart_with, open_page, vega_charts
 from t3vis.data_loading import load_examples
 from t3vis.ingest import IngestConfig, ingest_checkpoint
 from t3vis.store import Store
@@ -34,37 +32,19 @@ def tiny_store(tmp_path, tiny_model_dir, tiny_bundle, topic_csv):
 
 
 def _open(store: Store, **state) -> AppTest:
-    app = AppTest.from_file(PAGE, default_timeout=90)
-    app.session_state["store_path"] = str(store.path)
-    for name, value in state.items():
-        app.session_state[name] = value
-    return app.run()
-
-
-def _walk(node):
-    for child in getattr(node, "children", {}).values():
-        yield child
-        yield from _walk(child)
-
-
-def _charts(app: AppTest) -> list[tuple[dict, list]]:
-    found = []
-    for element in _walk(app._tree):
-        if getattr(element, "type", None) == "vega_lite_chart":
-            frames = [pa.ipc.open_stream(d.data.data).read_all().to_pandas() for d in element.proto.datasets]
-            found.append((json.loads(element.proto.spec), frames))
-    return found
+    return open_page(PAGE, store.path, **state)
 
 
 def _grid(app: AppTest):
-    """Data of the head grid (the chart with the 'head' selection): the largest dataset."""
-    spec, frames = next((spec, frames) for spec, frames in _charts(app) if '"head"' in json.dumps(spec.get("params", [])))
-    return max(frames, key=len)
+    """Data of the head grid (the chart with the 'head' selection)."""
+    [(_, data)] = chart_with(app, "head")
+    return data
 
 
 def _probabilities(app: AppTest) -> list[np.ndarray]:
-    bars = [max(frames, key=len) for spec, frames in _charts(app) if '"head"' not in json.dumps(spec.get("params", []))]
-    return [frame.sort_values("label").probability.to_numpy() for frame in bars if "probability" in frame]
+    """Class probabilities of the probability charts, in page order, sorted by label."""
+    frames = [max(datasets.values(), key=len) for _, datasets in vega_charts(app)]
+    return [frame.sort_values("label").probability.to_numpy() for frame in frames if "probability" in frame]
 
 
 def test_aggregate_importance_shows_the_stored_values_and_the_normalisation_changes_them(synthetic):

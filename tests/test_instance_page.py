@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
-import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from conftest import PROJECT
+from page_helpers import chart_with, open_page
 from t3vis.data_loading import load_examples
 from t3vis.ingest import IngestConfig, ingest_checkpoint
 from t3vis.model_access import load_model
@@ -41,26 +39,13 @@ def store(tmp_path_factory):
 
 
 def _open(store: Store, **state) -> AppTest:
-    app = AppTest.from_file(PAGE, default_timeout=90)
-    app.session_state["store_path"] = str(store.path)
-    for name, value in {"split": "validation", "example_id": 12, **state}.items():
-        app.session_state[name] = value
-    return app.run()
-
-
-def _walk(node):
-    for child in getattr(node, "children", {}).values():
-        yield child
-        yield from _walk(child)
+    return open_page(PAGE, store.path, **{"split": "validation", "example_id": 12, **state})
 
 
 def _tokens(app: AppTest):
-    """(spec, data) of the token chart."""
-    for element in _walk(app._tree):
-        if getattr(element, "type", None) == "vega_lite_chart" and '"token"' in element.proto.spec:
-            frames = [pa.ipc.open_stream(d.data.data).read_all().to_pandas() for d in element.proto.datasets]
-            return json.loads(element.proto.spec), max(frames, key=len).sort_values("index")
-    raise AssertionError("no token chart on the page")
+    """(spec, data) of the token chart, in token order."""
+    [(spec, data)] = chart_with(app, "token")
+    return spec, data.sort_values("index")
 
 
 def test_without_a_selected_example_the_page_says_what_to_do(store):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from conftest import PROJECT
+from page_helpers import chart_with, open_page, vega_charts
 from t3vis.data_loading import load_examples
 from t3vis.ingest import IngestConfig, ingest_checkpoint
 from t3vis.store import Store
@@ -24,31 +24,12 @@ def synthetic(tmp_path_factory):
 
 
 def _open(store: Store, **state) -> AppTest:
-    app = AppTest.from_file(PAGE, default_timeout=60)
-    app.session_state["store_path"] = str(store.path)
-    for name, value in state.items():
-        app.session_state[name] = value
-    return app.run()
-
-
-def _walk(node):
-    for child in getattr(node, "children", {}).values():
-        yield child
-        yield from _walk(child)
+    return open_page(PAGE, store.path, **state)
 
 
 def charts(app: AppTest) -> list[tuple[dict, "pd.DataFrame"]]:  # noqa: F821
     """(Vega-Lite spec, data of the points layer) of every projection chart on the page."""
-    found = []
-    for element in _walk(app._tree):
-        if getattr(element, "type", None) == "vega_lite_chart":
-            proto = element.proto
-            spec = json.loads(proto.spec)
-            if '"pick"' not in proto.spec:  # e.g. the probability bars of the selected example
-                continue
-            frames = [pa.ipc.open_stream(d.data.data).read_all().to_pandas() for d in proto.datasets]
-            found.append((spec, max(frames, key=len)))
-    return found
+    return chart_with(app, "pick")
 
 
 def _point_encoding(spec: dict) -> dict:
@@ -154,10 +135,8 @@ def test_a_selected_example_is_ringed_marked_in_the_table_and_shown(synthetic):
     app = _open(synthetic, split="validation", example_id=7)
     assert not app.exception
     [(spec, points)] = charts(app)
-    ring_data = spec["layer"][1]["data"]["name"]
-    [chart] = [e for e in _walk(app._tree) if getattr(e, "type", None) == "vega_lite_chart" and '"pick"' in e.proto.spec]
-    ring = next(pa.ipc.open_stream(d.data.data).read_all().to_pandas() for d in chart.proto.datasets
-                if d.name == ring_data)
+    [datasets] = [datasets for chart_spec, datasets in vega_charts(app) if chart_spec == spec]
+    ring = datasets[spec["layer"][1]["data"]["name"]]
     assert ring.example_id.tolist() == [7]
     assert ring[["x", "y"]].values.tolist() == points.loc[points.example_id == 7, ["x", "y"]].values.tolist()
     table = app.dataframe[0].value

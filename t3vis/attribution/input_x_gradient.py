@@ -20,7 +20,13 @@ class InputXGradient(AttributionMethod):
     def _scores(self, bundle, inputs, target, mask):
         embeddings = bundle.model.get_input_embeddings()(inputs["input_ids"]).detach()  # (1, T, D)
         forward = forward_from_embeddings(bundle, inputs, mask)
-        attributions = CaptumInputXGradient(forward).attribute(embeddings.requires_grad_(True), target=target)
-        with torch.no_grad():
-            logits = forward(embeddings)  # (1, K)
-        return attributions.sum(-1)[0], logits  # (T,)
+        seen: list[torch.Tensor] = []
+
+        def forward_keeping_logits(values: torch.Tensor) -> torch.Tensor:
+            logits = forward(values)  # (1, K)
+            seen.append(logits.detach())  # Captum's own forward pass gives the prediction: no second pass
+            return logits
+
+        attributions = CaptumInputXGradient(forward_keeping_logits).attribute(embeddings.requires_grad_(True),
+                                                                              target=target)
+        return attributions.sum(-1)[0], seen[-1]  # (T,), (1, K)

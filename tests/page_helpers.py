@@ -1,0 +1,40 @@
+"""Helpers for AppTest page tests: open a page on a store, read the data behind its Altair charts."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pyarrow as pa
+from streamlit.testing.v1 import AppTest
+
+
+def open_page(page: str, store_path, **state) -> AppTest:
+    """Run a page file with ``store_path`` and the given session state."""
+    app = AppTest.from_file(page, default_timeout=90)
+    app.session_state["store_path"] = str(store_path)
+    for name, value in state.items():
+        app.session_state[name] = value
+    return app.run()
+
+
+def _walk(node):
+    for child in getattr(node, "children", {}).values():
+        yield child
+        yield from _walk(child)
+
+
+def vega_charts(app: AppTest) -> list[tuple[dict, dict[str, pd.DataFrame]]]:
+    """(Vega-Lite spec, {dataset name: rows}) of every Altair chart on the page, in page order."""
+    found = []
+    for element in _walk(app._tree):
+        if getattr(element, "type", None) == "vega_lite_chart":
+            datasets = {d.name: pa.ipc.open_stream(d.data.data).read_all().to_pandas() for d in element.proto.datasets}
+            found.append((json.loads(element.proto.spec), datasets))
+    return found
+
+
+def chart_with(app: AppTest, selection: str) -> list[tuple[dict, pd.DataFrame]]:
+    """(spec, largest dataset) of the charts that declare the named selection."""
+    return [(spec, max(datasets.values(), key=len)) for spec, datasets in vega_charts(app)
+            if f'"{selection}"' in json.dumps(spec.get("params", []))]
