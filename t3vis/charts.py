@@ -244,3 +244,24 @@ def token_chart(layout: pd.DataFrame, values: np.ndarray, *, value_title: str, d
     )
     return alt.layer(blocks, text).properties(width=width, height=height, title=title, usermeta=SVG).configure_view(
         strokeWidth=0)
+
+
+def auto_chart(frame: pd.DataFrame) -> alt.Chart | None:
+    """A chart for a query result when its shape suggests one: two numbers (scatter), or a category and a
+    number (bars); None otherwise. Uses the first suitable columns."""
+    if frame.empty or len(frame) > 50_000:
+        return None
+    numbers = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])
+               and not pd.api.types.is_bool_dtype(frame[c])]
+    categories = [c for c in frame.columns if c not in numbers and frame[c].map(lambda v: isinstance(v, str)).all()]
+    if categories and numbers:
+        category, number = categories[0], numbers[-1]
+        return alt.Chart(frame).mark_bar().encode(
+            x=alt.X(f"{number}:Q", title=number), y=alt.Y(f"{category}:N", title=category, sort="-x"),
+            tooltip=[category, number]).properties(title=f"{number} by {category}")
+    if len(numbers) >= 2:
+        x, y = numbers[0], numbers[1]
+        return alt.Chart(frame).mark_circle(size=40).encode(
+            x=alt.X(f"{x}:Q", title=x), y=alt.Y(f"{y}:Q", title=y), tooltip=list(frame.columns[:6])
+        ).properties(title=f"{y} against {x}")
+    return None

@@ -142,7 +142,38 @@ def build_parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="list the runs and checkpoints in a store",
                                description="List each run of a store with its checkpoints and row counts.")
     _add_store_option(info)
+
+    sql = commands.add_parser(
+        "sql", help="run one read-only SELECT query on a store and print the result",
+        description="Run one SELECT query on a store, read-only: statements that change the store, attach or "
+                    "read other files, or load extensions are refused with a message. Tables and columns: "
+                    "README.md, 'The store schema'.")
+    sql.add_argument("query", help='the query, e.g. "SELECT region, count(*) FROM data_map GROUP BY region"')
+    _add_store_option(sql)
+    sql.add_argument("--csv", action="store_true", help="print CSV instead of a table")
+    sql.add_argument("--max-rows", type=int, default=10_000, help="rows to fetch at most (default: 10000)")
+    sql.add_argument("--timeout", type=float, default=30.0, help="seconds before the query is stopped (default: 30)")
     return parser
+
+
+def _sql(args) -> int:
+    from t3vis.sql_console import run_query
+    from t3vis.store import Store
+
+    result = run_query(Store(args.store, create=False), args.query, max_rows=args.max_rows, timeout=args.timeout)
+    if args.csv:
+        sys.stdout.write(result.frame.to_csv(index=False))
+    else:
+        with _wide_display():
+            print(result.frame.to_string(index=False) if len(result.frame) else "(no rows)")
+    print(result.notice, file=sys.stderr)
+    return 0
+
+
+def _wide_display():
+    import pandas as pd
+
+    return pd.option_context("display.max_colwidth", 60, "display.width", 200)
 
 
 def _ingest_one(args, store, model_path: Path | str, *, name: str | None, step, epoch, progress) -> None:
@@ -258,6 +289,8 @@ def run(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "demo":
             return _demo(args)
+        if args.command == "sql":
+            return _sql(args)
         store = Store(args.store)
         started = time.perf_counter()
         with tqdm_progress(disable=args.quiet) as progress:

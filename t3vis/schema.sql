@@ -18,11 +18,11 @@ CREATE TABLE runs (
     model       VARCHAR NOT NULL,       -- base model: hub name or local path
     task        VARCHAR,                -- free text, e.g. the dataset's file name
     label_names VARCHAR[] NOT NULL,     -- label_names[label + 1] is the name of label id `label`
-    num_layers  INTEGER NOT NULL,
-    num_heads   INTEGER NOT NULL,
+    num_layers  INTEGER NOT NULL,          -- Transformer layers
+    num_heads   INTEGER NOT NULL,          -- attention heads per layer
     max_length  INTEGER NOT NULL,       -- tokens per example fed to the model (longer texts are truncated)
     config      JSON,                   -- recording options (pooling, layers, importance sample, ...)
-    created_at  TIMESTAMP NOT NULL DEFAULT current_timestamp
+    created_at  TIMESTAMP NOT NULL DEFAULT current_timestamp -- when the run was first written
 );
 
 -- One row per ingested checkpoint of a run.
@@ -33,7 +33,7 @@ CREATE TABLE checkpoints (
     epoch       DOUBLE,                 -- training epoch at this checkpoint (fractional between epochs)
     path        VARCHAR,                -- folder of the weights, when on disk
     metrics     JSON,                   -- per split: {"validation": {"accuracy": .., "loss": .., "n_examples": ..}}, plus "trainer" log values
-    ingested_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+    ingested_at TIMESTAMP NOT NULL DEFAULT current_timestamp, -- when the checkpoint was written
     PRIMARY KEY (run_id, checkpoint)
 );
 
@@ -42,10 +42,10 @@ CREATE TABLE examples (
     run_id        VARCHAR NOT NULL,
     split         VARCHAR NOT NULL,     -- 'train', 'validation', 'test', ...
     example_id    BIGINT NOT NULL,      -- from the id column, or the row number in the file (0-based)
-    text          VARCHAR NOT NULL,
+    text          VARCHAR NOT NULL,        -- the text fed to the model
     text_pair     VARCHAR,              -- second text of pair tasks, else NULL
     label         INTEGER NOT NULL,     -- gold label id, 0-based
-    label_name    VARCHAR NOT NULL,
+    label_name    VARCHAR NOT NULL,        -- name of the gold label
     n_tokens      INTEGER NOT NULL,     -- tokens fed to the model, special tokens included
     n_tokens_full INTEGER NOT NULL,     -- tokens before truncation
     truncated     BOOLEAN NOT NULL,     -- n_tokens_full > n_tokens
@@ -78,8 +78,8 @@ CREATE TABLE projections (
     method     VARCHAR NOT NULL,        -- 'tsne' (openTSNE) or 'pca'
     pooling    VARCHAR NOT NULL,        -- 'cls' (first token) or 'mean' (over real tokens)
     example_id BIGINT NOT NULL,
-    x          FLOAT NOT NULL,
-    y          FLOAT NOT NULL,
+    x          FLOAT NOT NULL,             -- first coordinate of the 2-D layout
+    y          FLOAT NOT NULL,             -- second coordinate of the 2-D layout
     PRIMARY KEY (run_id, checkpoint, split, layer, method, pooling, example_id)
 );
 
@@ -107,7 +107,7 @@ CREATE TABLE attention_patterns (
     split        VARCHAR NOT NULL,
     layer        INTEGER NOT NULL,
     head         INTEGER NOT NULL,
-    bins         INTEGER NOT NULL,
+    bins         INTEGER NOT NULL,         -- side of the pattern grid
     pattern      FLOAT[] NOT NULL,       -- bins * bins values
     attn_cls     FLOAT NOT NULL,         -- mean attention to the first token ([CLS] / <s>)
     attn_sep     FLOAT NOT NULL,         -- mean attention to separator tokens ([SEP] / </s>)
@@ -115,7 +115,7 @@ CREATE TABLE attention_patterns (
     attn_prev    FLOAT NOT NULL,         -- mean attention to the previous token
     attn_next    FLOAT NOT NULL,         -- mean attention to the next token
     entropy      FLOAT NOT NULL,         -- mean entropy of an attention row, in nats
-    n_examples   INTEGER NOT NULL,
+    n_examples   INTEGER NOT NULL,         -- examples averaged (a random sample of whole batches)
     PRIMARY KEY (run_id, checkpoint, split, layer, head)
 );
 
@@ -127,9 +127,9 @@ CREATE TABLE training_dynamics (
     example_id BIGINT NOT NULL,
     epoch      INTEGER NOT NULL,         -- 0-based epoch
     gold_prob  FLOAT NOT NULL,           -- probability of the gold label when the example was trained on
-    pred       INTEGER NOT NULL,
-    correct    BOOLEAN NOT NULL,
-    loss       FLOAT NOT NULL,
+    pred       INTEGER NOT NULL,           -- predicted label id
+    correct    BOOLEAN NOT NULL,           -- pred = gold label
+    loss       FLOAT NOT NULL,             -- cross-entropy of the gold label
     PRIMARY KEY (run_id, split, example_id, epoch)
 );
 

@@ -33,6 +33,16 @@ DEFAULT_STORE_PATH = DEFAULT_STORE_DIR / "t3vis.duckdb"
 # Tables holding one checkpoint's results; all are keyed by (run_id, checkpoint, split, ...).
 CHECKPOINT_TABLES = ("predictions", "projections", "head_importance", "attention_patterns")
 
+# DuckDB settings for user-written SQL: no reading or writing other files (read_csv, COPY, ATTACH,
+# EXPORT, glob), no installing or loading extensions, and no changing these settings afterwards.
+SANDBOX_CONFIG = {
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "allow_community_extensions": False,
+    "lock_configuration": True,
+}
+
 _LOCK_MESSAGES = ("lock", "different configuration", "conflicting")
 
 
@@ -120,13 +130,14 @@ class Store:
     # -- connections -------------------------------------------------------------------------
 
     @contextmanager
-    def _connect(self, *, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
+    def _connect(self, *, read_only: bool, config: Mapping[str, Any] | None = None
+                 ) -> Iterator[duckdb.DuckDBPyConnection]:
         """Open the file, retrying while another connection holds a conflicting lock."""
         deadline = time.monotonic() + self.lock_timeout
         delay = 0.01
         while True:
             try:
-                con = duckdb.connect(str(self.path), read_only=read_only)
+                con = duckdb.connect(str(self.path), read_only=read_only, config=dict(config or {}))
                 break
             except (duckdb.IOException, duckdb.ConnectionException) as exc:
                 message = str(exc).lower()
@@ -182,6 +193,13 @@ class Store:
         with self._connect(read_only=True) as con:
             row = _first_row(con.execute(sql, params))
         return None if row is None else row[0]
+
+    @contextmanager
+    def sandboxed(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-only connection for user-written SQL: no file access beyond this store, no extensions,
+        settings locked (see :mod:`t3vis.sql_console`)."""
+        with self._connect(read_only=True, config=SANDBOX_CONFIG) as con:
+            yield con
 
     def runs(self) -> pd.DataFrame:
         """All runs, oldest first."""

@@ -124,3 +124,15 @@ def test_head_importance_ranks_heads_like_masking_them_does(small_demo):
     print(f"Spearman(importance, |loss change when masked|) = {rho:.3f}; signed: {spearman(importance, change):.3f}")
     assert importance.shape == change.shape == (6, 12)
     assert rho > 0.5
+
+
+@pytest.mark.slow
+def test_every_example_query_answers_on_the_demo_store(small_demo):
+    from t3vis.example_queries import EXAMPLE_QUERIES
+    from t3vis.sql_console import run_query
+
+    store = Store(small_demo.path, create=False)
+    for query in EXAMPLE_QUERIES:
+        result = run_query(store, query.sql)
+        assert list(result.frame.columns) == list(query.columns), query.title
+        assert len(result.frame) > 0 or query.title.startswith("Examples right"), query.title

@@ -1,0 +1,87 @@
+"""Example queries that work on any t3vis store: the SQL console's menu, tested on real stores.
+
+Each entry: a title, the SQL, and the columns it returns (documented, and checked by the tests).
+Checkpoints are ordered by step (then ingestion time), so "the next checkpoint" is the next one in training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ExampleQuery:
+    title: str
+    sql: str
+    columns: tuple[str, ...]
+
+
+_ORDERED = """ordered AS (
+        SELECT run_id, checkpoint,
+               row_number() OVER (PARTITION BY run_id ORDER BY step NULLS LAST, ingested_at) AS position
+        FROM checkpoints)"""
+
+EXAMPLE_QUERIES: tuple[ExampleQuery, ...] = (
+    ExampleQuery(
+        "Accuracy and loss per checkpoint",
+        """SELECT p.run_id, p.checkpoint, c.step, p.split, count(*) AS n,
+       avg(p.correct::INT) AS accuracy, avg(p.loss) AS mean_loss
+FROM predictions p JOIN checkpoints c USING (run_id, checkpoint)
+GROUP BY ALL ORDER BY p.run_id, c.step, p.split""",
+        ("run_id", "checkpoint", "step", "split", "n", "accuracy", "mean_loss"),
+    ),
+    ExampleQuery(
+        "Per-class accuracy per checkpoint",
+        """SELECT p.run_id, p.checkpoint, c.step, e.label_name, count(*) AS n, avg(p.correct::INT) AS accuracy
+FROM predictions p
+JOIN examples e USING (run_id, split, example_id)
+JOIN checkpoints c USING (run_id, checkpoint)
+GROUP BY ALL ORDER BY p.run_id, c.step, e.label_name""",
+        ("run_id", "checkpoint", "step", "label_name", "n", "accuracy"),
+    ),
+    ExampleQuery(
+        "Examples right at one checkpoint and wrong at the next",
+        f"""WITH {_ORDERED}
+SELECT a.run_id, a.split, a.example_id, a.checkpoint AS right_at, b.checkpoint AS wrong_at,
+       e.label_name, r.label_names[b.pred + 1] AS predicted_then, b.loss, e.text
+FROM predictions a
+JOIN ordered oa ON oa.run_id = a.run_id AND oa.checkpoint = a.checkpoint
+JOIN ordered ob ON ob.run_id = a.run_id AND ob.position = oa.position + 1
+JOIN predictions b ON b.run_id = a.run_id AND b.checkpoint = ob.checkpoint AND b.split = a.split
+                  AND b.example_id = a.example_id
+JOIN examples e ON e.run_id = a.run_id AND e.split = a.split AND e.example_id = a.example_id
+JOIN runs r ON r.run_id = a.run_id
+WHERE a.correct AND NOT b.correct
+ORDER BY a.run_id, oa.position, b.loss DESC
+LIMIT 500""",
+        ("run_id", "split", "example_id", "right_at", "wrong_at", "label_name", "predicted_then", "loss", "text"),
+    ),
+    ExampleQuery(
+        "Hard-to-learn training examples (Data Map)",
+        """SELECT d.run_id, d.example_id, e.label_name, d.confidence, d.variability, d.correctness,
+       d.forgetting_events, e.text
+FROM data_map d JOIN examples e USING (run_id, split, example_id)
+WHERE d.region = 'hard-to-learn'
+ORDER BY d.run_id, d.confidence
+LIMIT 500""",
+        ("run_id", "example_id", "label_name", "confidence", "variability", "correctness", "forgetting_events",
+         "text"),
+    ),
+    ExampleQuery(
+        "The five most important heads per checkpoint",
+        """SELECT h.run_id, h.checkpoint, c.step, h.layer, h.head, h.importance_global, a.attn_cls, a.entropy
+FROM head_importance h
+JOIN checkpoints c USING (run_id, checkpoint)
+LEFT JOIN attention_patterns a USING (run_id, checkpoint, split, layer, head)
+QUALIFY row_number() OVER (PARTITION BY h.run_id, h.checkpoint ORDER BY h.importance DESC) <= 5
+ORDER BY h.run_id, c.step, h.importance_global DESC""",
+        ("run_id", "checkpoint", "step", "layer", "head", "importance_global", "attn_cls", "entropy"),
+    ),
+    ExampleQuery(
+        "Data Map regions",
+        """SELECT run_id, region, count(*) AS n, avg(confidence) AS confidence, avg(variability) AS variability,
+       avg(correctness) AS correctness
+FROM data_map GROUP BY ALL ORDER BY run_id, region""",
+        ("run_id", "region", "n", "confidence", "variability", "correctness"),
+    ),
+)
