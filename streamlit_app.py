@@ -8,6 +8,7 @@ navigation = st.navigation([
     # Every page reads the selected example, run and checkpoint from st.session_state.
     st.Page("pages/heads.py", title="Attention heads", icon=":material/grid_view:"),
     st.Page("pages/instance.py", title="Instance", icon=":material/text_fields:"),
+    st.Page("pages/training.py", title="Training", icon=":material/show_chart:"),
     st.Page("pages/sql.py", title="SQL", icon=":material/database:"),
     st.Page("pages/overview.py", title="Runs & checkpoints", icon=":material/table_view:"),
 ])

@@ -1,0 +1,57 @@
+"""Training page: learning curves, per-class accuracy over checkpoints, and the examples that flipped."""
+
+import altair as alt
+import streamlit as st
+
+from t3vis import training_view
+from t3vis_app import sidebar, state
+
+ctx = sidebar.render()
+run_id = ctx.run.run_id
+st.title("Training")
+
+curves = training_view.learning_curves(ctx.store, run_id)
+if curves.empty:
+    st.info("This run has no predictions and no training dynamics yet.")
+    st.stop()
+x_title = "epoch" if ctx.checkpoints.epoch.notna().any() else "step"
+left, right = st.columns(2)
+for column, metric in ((left, "accuracy"), (right, "loss")):
+    chart = alt.Chart(curves).mark_line(point=True).encode(
+        x=alt.X("x:Q", title=x_title), y=alt.Y(f"{metric}:Q", title=metric),
+        color=alt.Color("source:N", title=None), tooltip=["source", "checkpoint", "x", alt.Tooltip(metric, format=".4f")],
+    ).properties(title=f"{metric.capitalize()} over training", height=260)
+    column.altair_chart(chart)
+
+splits = training_view.prediction_splits(ctx.store, run_id)
+if not splits:
+    st.stop()
+split = state.choice(st.selectbox, "Split", splits, name="training_split")
+per_class = training_view.per_class_accuracy(ctx.store, run_id, split)
+st.altair_chart(alt.Chart(per_class).mark_line(point=True).encode(
+    x=alt.X("x:Q", title=x_title), y=alt.Y("accuracy:Q", title="accuracy", scale=alt.Scale(domain=[0, 1])),
+    color=alt.Color("label:N", title="gold label"), tooltip=["checkpoint", "label", "n", alt.Tooltip("accuracy", format=".3f")],
+).properties(title=f"Per-class accuracy on the {split} split", height=280))
+
+st.subheader("Examples whose prediction flipped")
+names = ctx.checkpoints.checkpoint.tolist()
+if len(names) < 2:
+    st.caption("Needs two checkpoints.")
+    st.stop()
+pick = st.columns(2)
+before = state.choice(pick[0].selectbox, "From checkpoint", names, name="flip_before", default=names[-2])
+after = state.choice(pick[1].selectbox, "To checkpoint", names, name="flip_after", default=names[-1])
+flipped = training_view.flipped_examples(ctx.store, run_id, split, before, after)
+counts = flipped.change.value_counts().to_dict()
+st.caption(f"{len(flipped)} examples changed their prediction: {counts.get('fixed', 0)} fixed, "
+           f"{counts.get('broken', 0)} broken, {counts.get('changed', 0)} changed between wrong labels. "
+           "Select a row to make it the selected example for the other pages.")
+event = st.dataframe(flipped, hide_index=True, on_select="rerun", selection_mode="single-row", key="flipped",
+                     column_config={"loss_before": st.column_config.NumberColumn(format="%.3f"),
+                                    "loss_after": st.column_config.NumberColumn(format="%.3f")})
+rows = (event or {}).get("selection", {}).get("rows", []) if event else []
+if rows and rows[0] < len(flipped):
+    chosen = int(flipped.iloc[rows[0]].example_id)
+    if (state.get("example_id"), state.get("split")) != (chosen, split):
+        state.select_example(split, chosen)
+    st.success(f"Example #{chosen} ({split}) is selected: open the Instance or Attention heads page to look at it.")
