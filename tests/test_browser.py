@@ -145,9 +145,8 @@ def test_pruning_a_head_changes_the_selected_examples_probabilities(tiny_app_url
         cells = page.locator("[data-testid=stVegaLiteChart]").first.locator("g.mark-rect").first.locator("path")
         cells.first.wait_for(timeout=90_000)
         assert cells.count() == 2 * 4  # layers x heads of the tiny model
-        charts = page.locator("[data-testid=stVegaLiteChart]")
         page.get_by_text("0 heads pruned").first.wait_for(timeout=30_000)
-        before_all, before_pruned = _bar_values(charts.nth(1)), _bar_values(charts.nth(2))
+        before_all, before_pruned = _settled(lambda: _bars(page), lambda values: all(len(v) == 3 for v in values))
         assert before_all == before_pruned and len(before_all) == 3
         page.screenshot(path=ARTIFACTS / "heads-instance.png", full_page=True)
 
@@ -155,14 +154,16 @@ def test_pruning_a_head_changes_the_selected_examples_probabilities(tiny_app_url
         cells.nth(1 * 4 + 2).click()  # layer 1, head 2
         page.get_by_text("Pruned: L1·H2").wait_for(timeout=30_000)
         page.get_by_text("1 head pruned").first.wait_for(timeout=30_000)
-        after_all, after_pruned = _settled(lambda: _bars(page), lambda values: values[1] != before_all)
+        after_all, after_pruned = _settled(
+            lambda: _bars(page), lambda values: values[1] != before_all and len(values[1]) == 3 == len(values[0]))
         assert after_all == before_all and after_pruned != before_all
         page.screenshot(path=ARTIFACTS / "heads-pruned.png", full_page=True)
 
         page.get_by_role("button", name="Reset pruning").click()
         page.get_by_text("Pruned: none").wait_for(timeout=30_000)
         page.wait_for_function("() => !document.querySelector('[data-testid=stStatusWidget]')", timeout=30_000)
-        assert _settled(lambda: _bars(page), lambda values: values[1] == before_all)[1] == before_all
+        assert _settled(lambda: _bars(page), lambda values: values == [before_all, before_all]) == [before_all,
+                                                                                                  before_all]
 
 
 def _token_fills(page) -> list[str]:
