@@ -43,7 +43,7 @@ before = state.choice(pick[0].selectbox, "From checkpoint", names, name="flip_be
 after = state.choice(pick[1].selectbox, "To checkpoint", names, name="flip_after", default=names[-1])
 flipped = training_view.flipped_examples(ctx.store, run_id, split, before, after)
 counts = flipped.change.value_counts().to_dict()
-st.caption(f"{len(flipped)} examples changed their prediction: {counts.get('fixed', 0)} fixed, "
+st.caption(f"{len(flipped)} example{'' if len(flipped) == 1 else 's'} changed their prediction: {counts.get('fixed', 0)} fixed, "
            f"{counts.get('broken', 0)} broken, {counts.get('changed', 0)} changed between wrong labels. "
            "Select a row to make it the selected example for the other pages.")
 event = st.dataframe(flipped, hide_index=True, on_select="rerun", selection_mode="single-row", key="flipped",
