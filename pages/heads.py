@@ -8,6 +8,7 @@ import streamlit as st
 from t3vis import charts, explore
 from t3vis.head_view import evaluate, instance_heads, instance_pattern_frame, stored_examples
 from t3vis_app import data, sidebar, state
+from t3vis_app.selection import selected
 from t3vis_app.models import checkpoint_model, session_cached
 
 ctx = sidebar.render()
@@ -118,18 +119,14 @@ else:
 grid_height = (30 if show == "importance" else 52) * int(run.num_layers) + 90
 event = st.altair_chart(chart, on_select="rerun", selection_mode=[charts.HEAD], key=f"heads.{show}.{scale}",
                         height=grid_height)
-points = (event or {}).get("selection", {}).get(charts.HEAD, []) if event else []
+points = selected(event, charts.HEAD)
 clicked = (int(points[0]["layer"]), int(points[0]["head"])) if points else None
-last_key = "_last.head_click"
-if clicked is not None and clicked != st.session_state.get(last_key):
-    st.session_state[last_key] = clicked
+if state.newly_clicked("head_click", clicked):
     if prune_mode:
         pruned_by_run[run.run_id] = sorted(set(pruned) ^ {clicked})
     else:
         st.session_state["head"] = clicked
     st.rerun()
-elif clicked is None:
-    st.session_state[last_key] = None
 st.caption(("Prune mode: click a head to prune or restore it. " if prune_mode else "Click a head to select it. ")
            + "Pruned heads are faded and marked ✕.")
 

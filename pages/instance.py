@@ -10,6 +10,7 @@ from t3vis.attribution import METHODS, prepare
 from t3vis.head_view import instance_heads
 from t3vis.token_view import layout_tokens, merge_word_pieces
 from t3vis_app import data, sidebar, state
+from t3vis_app.selection import selected
 from t3vis_app.models import checkpoint_model, session_cached
 
 ctx = sidebar.render()
@@ -49,7 +50,6 @@ with right:
 
 # -- controls ---------------------------------------------------------------------------------------
 controls = st.columns([2, 2, 2, 2])
-fast = [name for name, method in METHODS.items() if not method.slow]
 method_name = state.choice(controls[0].selectbox, "Saliency method", list(METHODS), name="instance_method",
                            format_func=lambda name: METHODS[name].label,
                            help="\n\n".join(f"**{m.label}**: {m.description}" for m in METHODS.values()))
@@ -68,11 +68,11 @@ with controls[3]:
 
 method = METHODS[method_name]
 attribution_key = (*key, method_name, target)
-run_slow = method.slow and st.session_state.get("_computed", set()).__contains__(attribution_key)
-if method.slow and not run_slow:
+requested: set = st.session_state.setdefault("_requested", set())  # slow methods the user asked for
+if method.slow and attribution_key not in requested:
     st.caption(f"{method.label} is slower ({method.description}).")
     if st.button(f"Compute {method.label}"):
-        st.session_state.setdefault("_computed", set()).add(attribution_key)
+        requested.add(attribution_key)
         st.rerun()
     attribution = None
 else:
@@ -111,16 +111,13 @@ chart = charts.token_chart(layout, shown_values, value_title=value_title, diverg
                            selected_index=selected_block, title=title)
 event = st.altair_chart(chart, on_select="rerun", selection_mode=[charts.TOKEN], key="tokens", width="content",
                         height=26 * (int(layout.line.max()) + 1) + 110)
-points = (event or {}).get("selection", {}).get(charts.TOKEN, []) if event else []
+points = selected(event, charts.TOKEN)
 clicked = groups[int(points[0]["index"])][0] if points else None
-if clicked is not None and clicked != st.session_state.get("_last.token_click"):
-    st.session_state["_last.token_click"] = clicked
+if state.newly_clicked("token_click", clicked):
     st.session_state["token"] = clicked
     if selected_head is not None:
         st.session_state["colour_by_attention"] = True
     st.rerun()
-elif clicked is None:
-    st.session_state["_last.token_click"] = None
 
 st.caption(
     ("Head: " + (f"L{selected_head[0]}·H{selected_head[1]} (from the Attention heads view)" if selected_head

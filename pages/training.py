@@ -5,6 +5,7 @@ import streamlit as st
 
 from t3vis import training_view
 from t3vis_app import sidebar, state
+from t3vis_app.selection import selected
 
 ctx = sidebar.render()
 run_id = ctx.run.run_id
@@ -49,7 +50,7 @@ st.caption(f"{len(flipped)} example{'' if len(flipped) == 1 else 's'} changed th
 event = st.dataframe(flipped, hide_index=True, on_select="rerun", selection_mode="single-row", key="flipped",
                      column_config={"loss_before": st.column_config.NumberColumn(format="%.3f"),
                                     "loss_after": st.column_config.NumberColumn(format="%.3f")})
-rows = (event or {}).get("selection", {}).get("rows", []) if event else []
+rows = selected(event, "rows")
 if rows and rows[0] < len(flipped):
     chosen = int(flipped.iloc[rows[0]].example_id)
     if (state.get("example_id"), state.get("split")) != (chosen, split):

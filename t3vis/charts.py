@@ -97,7 +97,7 @@ def projection_chart(
     ring = alt.Chart(chosen).mark_point(size=400, filled=False, color="black", strokeWidth=3).encode(x="x:Q", y="y:Q")
     chart = alt.layer(points, ring).properties(height=height, title=title)
     if svg:
-        chart = chart.properties(usermeta={"embedOptions": {"renderer": "svg"}})
+        chart = chart.properties(usermeta=SVG)
     return chart
 
 

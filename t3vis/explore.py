@@ -126,28 +126,36 @@ def attributes(store: Store, view: View) -> list[Attribute]:
         found += PREDICTION_ATTRIBUTES
     if info.has_dynamics:
         found += DATA_MAP_ATTRIBUTES
-    taken = {attribute.name for attribute in found} | {"example_id", "text", "x", "y", "label_id", "pred"}
-    for key, kind in extra_columns(store, view.run_id, view.split).items():
-        name = key if key not in taken else f"extra_{key}"
-        found.append(Attribute(name, key, "continuous" if kind in ("BIGINT", "UBIGINT", "DOUBLE") else "categorical"))
-    return found
+    return found + [attribute for _, attribute, _ in _extras(store, view)]
 
 
 def _quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
+# Names the example frame uses itself; an extra column with one of these names is called extra_<name>.
+_RESERVED = {a.name for a in (*BASE_ATTRIBUTES, *PREDICTION_ATTRIBUTES, *DATA_MAP_ATTRIBUTES)} | {
+    "example_id", "text", "x", "y", "label_id", "pred"}
+_NUMERIC_JSON = {"BIGINT", "UBIGINT", "DOUBLE"}
+
+
+def _extras(store: Store, view: View) -> list[tuple[str, Attribute, str]]:
+    """(JSON key, attribute, SQL type) of each extra column: the one place that names and types them."""
+    found = []
+    for key, kind in extra_columns(store, view.run_id, view.split).items():
+        name = key if key not in _RESERVED else f"extra_{key}"
+        numeric = kind in _NUMERIC_JSON
+        cast = "DOUBLE" if numeric else "BOOLEAN" if kind == "BOOLEAN" else "VARCHAR"
+        found.append((key, Attribute(name, key, "continuous" if numeric else "categorical"), cast))
+    return found
+
+
 def _extra_select(store: Store, view: View) -> tuple[str, list]:
     """SELECT items for the extra JSON columns, and their parameters (the JSON paths)."""
-    items, params = [], []
-    base_names = {a.name for a in (*BASE_ATTRIBUTES, *PREDICTION_ATTRIBUTES, *DATA_MAP_ATTRIBUTES)}
-    base_names |= {"example_id", "text", "x", "y", "label_id", "pred"}
-    for key, kind in extra_columns(store, view.run_id, view.split).items():
-        name = key if key not in base_names else f"extra_{key}"
-        cast = {"BOOLEAN": "BOOLEAN", "BIGINT": "DOUBLE", "UBIGINT": "DOUBLE", "DOUBLE": "DOUBLE"}.get(kind, "VARCHAR")
-        items.append(f"TRY_CAST(json_extract_string(e.extra, ?) AS {cast}) AS {_quote(name)}")
-        params.append('$."' + key + '"')
-    return ", ".join(items), params
+    extras = _extras(store, view)
+    items = [f"TRY_CAST(json_extract_string(e.extra, ?) AS {cast}) AS {_quote(attribute.name)}"
+             for _, attribute, cast in extras]
+    return ", ".join(items), ['$."' + key + '"' for key, _, _ in extras]
 
 
 def example_frame(store: Store, view: View, filters: Sequence[Filter] = (), *,

@@ -59,7 +59,7 @@ def encode_one(bundle: ModelBundle, text: str, text_pair: str | None = None) -> 
     """Model inputs (batch of one) for a text, its tokens, and whether it was truncated."""
     encoded = encode(bundle.tokenizer, [text], None if text_pair is None else [text_pair],
                      max_length=bundle.max_length)
-    pad = bundle.tokenizer.pad_token_id if bundle.tokenizer.pad_token_id is not None else 0
+    pad = bundle.pad_token_id
     inputs = collate(encoded, np.array([0]), pad_token_id=pad, device=bundle.device)
     tokens = bundle.tokenizer.convert_ids_to_tokens(encoded.input_ids[0])
     return inputs, tokens, bool(encoded.truncated[0])
@@ -121,7 +121,7 @@ def evaluate(bundle: ModelBundle, examples: ExampleSet, *, pruned: Iterable[Head
     mask = head_mask(pruned, bundle.num_layers, bundle.num_heads).to(bundle.device)  # (L, H)
     encoded = encode(bundle.tokenizer, examples.texts, examples.text_pairs, max_length=bundle.max_length)
     labels = torch.tensor(np.array(examples.labels), dtype=torch.long)  # (N,)
-    pad = bundle.tokenizer.pad_token_id if bundle.tokenizer.pad_token_id is not None else 0
+    pad = bundle.pad_token_id
     correct, loss, done = 0, 0.0, 0
     progress("evaluate", 0, len(examples))
     with torch.no_grad():
@@ -197,7 +197,7 @@ def importance_on(bundle: ModelBundle, examples: ExampleSet, *, batch_size: int 
     """(L, H) first-order importance over the examples: sum over batches of |dL/dm| / N (as at ingest)."""
     encoded = encode(bundle.tokenizer, examples.texts, examples.text_pairs, max_length=bundle.max_length)
     labels = torch.tensor(np.array(examples.labels), dtype=torch.long)  # (N,)
-    pad = bundle.tokenizer.pad_token_id if bundle.tokenizer.pad_token_id is not None else 0
+    pad = bundle.pad_token_id
     total = torch.zeros(bundle.num_layers, bundle.num_heads, dtype=torch.float64)
     for indices, inputs in iterate_batches(encoded, batch_size, pad_token_id=pad, device=bundle.device):
         _, gradient = head_mask_gradient(bundle.model, inputs, labels[indices].to(bundle.device))

@@ -258,7 +258,7 @@ def _forward_pass(
     importance = torch.zeros(bundle.num_layers, bundle.num_heads, dtype=torch.float64)
     importance_examples = 0
     separator_ids = torch.tensor(_separator_ids(bundle.tokenizer), device=device)
-    pad_id = bundle.tokenizer.pad_token_id if bundle.tokenizer.pad_token_id is not None else 0
+    pad_id = bundle.pad_token_id
     labels_tensor = torch.tensor(labels, dtype=torch.long)
 
     progress("forward", 0, n)

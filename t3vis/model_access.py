@@ -181,6 +181,12 @@ class ModelBundle:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def pad_token_id(self) -> int:
+        """The id batches are padded with (0 when the tokenizer has no padding token)."""
+        pad = self.tokenizer.pad_token_id
+        return pad if pad is not None else 0
+
 
 def model_max_length(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> int:
     """The longest input both the tokenizer and the position embeddings allow."""

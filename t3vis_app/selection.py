@@ -11,28 +11,26 @@ from t3vis import charts
 from t3vis_app import data, state
 
 
-def _changed(key: str, current) -> bool:
-    last = f"_last.{key}"
-    previous = st.session_state.get(last)
-    st.session_state[last] = current
-    return current is not None and current != previous
+def selected(event, name: str) -> list:
+    """What a chart (``name``: its selection parameter) or table (``name="rows"``) reports as selected."""
+    return (event or {}).get("selection", {}).get(name, []) if event else []
 
 
 def picked_from_chart(event, key: str) -> int | None:
     """The example id newly clicked on a projection chart, else None."""
-    points = (event or {}).get("selection", {}).get(charts.PICK, []) if event else []
+    points = selected(event, charts.PICK)
     current = None
     if points:
         value = points[0].get("example_id")
         current = None if value is None else int(value)
-    return current if _changed(key, current) else None
+    return current if state.newly_clicked(key, current) else None
 
 
 def picked_from_table(event, table: pd.DataFrame, key: str) -> int | None:
     """The example id of a newly selected table row, else None."""
-    rows = (event or {}).get("selection", {}).get("rows", []) if event else []
+    rows = selected(event, "rows")
     current = int(table.iloc[rows[0]].example_id) if rows and rows[0] < len(table) else None
-    return current if _changed(key, current) else None
+    return current if state.newly_clicked(key, current) else None
 
 
 def example_panel(ctx, split: str) -> None:

@@ -110,6 +110,15 @@ def toggle(label: str, *, name: str, default: bool = False, **kwargs) -> bool:
     return value
 
 
+def newly_clicked(key: str, current: Any) -> bool:
+    """True once per new click: ``current`` (a chart or table selection) is set and differs from the
+    selection seen on the previous run under ``key``. Widgets keep reporting a selection on every rerun."""
+    last = f"_last.{key}"
+    previous = st.session_state.get(last)
+    st.session_state[last] = current
+    return current is not None and current != previous
+
+
 def select_example(split: str, example_id: int | None) -> None:
     """Make an example the selected one for every page."""
     st.session_state["split"] = split

@@ -48,12 +48,10 @@ def tiny_bundle(tiny_model_dir):
     return load_model(tiny_model_dir, device="cpu")
 
 
-@pytest.fixture()
-def topic_csv(tmp_path) -> Path:
-    """A small CSV of 15 topic sentences with string labels and an extra column."""
+def write_topic_csv(path: Path) -> Path:
+    """Write the 15 topic sentences as a CSV (text, label, source) at ``path``; returns the path."""
     import csv
 
-    path = tmp_path / "topics.csv"
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["text", "label", "source"])
@@ -61,6 +59,12 @@ def topic_csv(tmp_path) -> Path:
             for index, sentence in enumerate(sentences):
                 writer.writerow([sentence, topic, f"{topic}-{index}"])
     return path
+
+
+@pytest.fixture()
+def topic_csv(tmp_path) -> Path:
+    """A small CSV of 15 topic sentences with string labels and an extra column."""
+    return write_topic_csv(tmp_path / "topics.csv")
 
 
 @pytest.fixture()

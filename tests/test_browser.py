@@ -92,9 +92,7 @@ def test_clicking_a_point_then_a_table_row_selects_the_example_everywhere(app_ur
 
 @pytest.fixture(scope="module")
 def tiny_app_url(tmp_path_factory):
-    import csv
-
-    from conftest import TOPIC_SENTENCES
+    from conftest import write_topic_csv
     from t3vis.data_loading import load_examples
     from t3vis.ingest import IngestConfig, ingest_checkpoint
     from t3vis.model_access import load_model
@@ -105,11 +103,7 @@ def tiny_app_url(tmp_path_factory):
     # Larger random weights than the default: peaked probabilities, so one pruned head shows in 3 decimals.
     model_dir = save_tiny_model(folder / "model", num_labels=3, seed=1, initializer_range=0.5)
     bundle = load_model(model_dir, label_names=("business", "science", "sports"), device="cpu")
-    with (folder / "topics.csv").open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["text", "label"])
-        for topic, sentences in TOPIC_SENTENCES.items():
-            writer.writerows([sentence, topic] for sentence in sentences)
+    write_topic_csv(folder / "topics.csv")
     store = Store(folder / "tiny.duckdb")
     ingest_checkpoint(store, bundle, load_examples(folder / "topics.csv"), run_id="tiny", checkpoint="c1",
                       step=1, path=str(model_dir), config=IngestConfig(projection="pca", batch_size=4))

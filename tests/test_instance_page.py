@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conftest import PROJECT
+from conftest import PROJECT, write_topic_csv
 from page_helpers import chart_with, open_page
 from t3vis.data_loading import load_examples
 from t3vis.ingest import IngestConfig, ingest_checkpoint
@@ -20,17 +20,9 @@ PAGE = str(PROJECT / "pages" / "instance.py")
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    import csv
-
-    from conftest import TOPIC_SENTENCES
-
     folder = tmp_path_factory.mktemp("instance")
     model_dir = save_tiny_model(folder / "model", num_labels=3, seed=1, initializer_range=0.3)
-    with (folder / "topics.csv").open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["text", "label"])
-        for topic, sentences in TOPIC_SENTENCES.items():
-            writer.writerows([sentence, topic] for sentence in sentences)
+    write_topic_csv(folder / "topics.csv")
     bundle = load_model(model_dir, label_names=("business", "science", "sports"), device="cpu")
     store = Store(folder / "s.duckdb")
     ingest_checkpoint(store, bundle, load_examples(folder / "topics.csv"), run_id="tiny", checkpoint="c1", step=1,

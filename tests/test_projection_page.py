@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -27,7 +26,7 @@ def _open(store: Store, **state) -> AppTest:
     return open_page(PAGE, store.path, **state)
 
 
-def charts(app: AppTest) -> list[tuple[dict, "pd.DataFrame"]]:  # noqa: F821
+def charts(app: AppTest) -> list[tuple[dict, pd.DataFrame]]:
     """(Vega-Lite spec, data of the points layer) of every projection chart on the page."""
     return chart_with(app, "pick")
 

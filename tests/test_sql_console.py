@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from conftest import PROJECT
+from conftest import PROJECT, write_topic_csv
 from page_helpers import open_page
 from t3vis.cli import run as run_cli
 from t3vis.data_loading import load_examples
@@ -55,16 +55,8 @@ def synthetic(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_store(tmp_path_factory, tiny_bundle):
-    import csv
-
-    from conftest import TOPIC_SENTENCES
-
     folder = tmp_path_factory.mktemp("sql-tiny")
-    with (folder / "topics.csv").open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["text", "label"])
-        for topic, sentences in TOPIC_SENTENCES.items():
-            writer.writerows([sentence, topic] for sentence in sentences)
+    write_topic_csv(folder / "topics.csv")
     store = Store(folder / "tiny.duckdb")
     examples = load_examples(folder / "topics.csv")
     for step in (1, 2):
