@@ -222,7 +222,7 @@ def token_chart(layout: pd.DataFrame, values: np.ndarray, *, value_title: str, d
     scale = (alt.Scale(scheme="redblue", domain=[-extent, extent], reverse=True) if diverging
              else alt.Scale(scheme="purples", domain=[0, extent]))
     data["dark"] = np.abs(data.value) > 0.6 * extent  # white text on strong colours
-    width = int(max(data.x1.max(), 100)) if len(data) else 100
+    width = int(max(data.x1.max(), 640)) if len(data) else 640  # room for the title on short texts
     height = int(data.y1.max() + 4) if len(data) else 30
     x = alt.X("x0:Q", axis=None, scale=None)  # positions are pixels: no scale to squeeze the lines together
     y = alt.Y("y0:Q", axis=None, scale=None)
