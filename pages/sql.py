@@ -7,14 +7,17 @@ import streamlit as st
 from t3vis import charts
 from t3vis.errors import T3visError
 from t3vis.example_queries import EXAMPLE_QUERIES
-from t3vis.sql_console import DEFAULT_MAX_ROWS, run_query, schema_description
+from t3vis.markdown_text import escape_markdown as md
+from t3vis.sql_console import (DEFAULT_MAX_BYTES, DEFAULT_MAX_ROWS, DEFAULT_MEMORY_LIMIT, DEFAULT_TIMEOUT,
+                               run_query, schema_description)
 from t3vis_app import sidebar
 
 ctx = sidebar.render()
 st.title("SQL")
 st.caption("One SELECT query over the store (DuckDB SQL). The console only reads: statements that change the "
-           f"store, other files and extensions are refused; queries stop after 30 s and show at most "
-           f"{DEFAULT_MAX_ROWS:,} rows.")
+           f"store, other files and extensions are refused; queries stop after {DEFAULT_TIMEOUT:g} s or "
+           f"{DEFAULT_MEMORY_LIMIT} of memory and show at most {DEFAULT_MAX_ROWS:,} rows "
+           f"({DEFAULT_MAX_BYTES / 1e6:g} MB).")
 
 with st.expander("Schema: tables, views and columns"):
     schema = schema_description(ctx.store)
@@ -41,7 +44,7 @@ ran = st.session_state.get("sql_result")
 if ran is not None:
     text, result = ran
     if isinstance(result, Exception):
-        st.error(str(result))
+        st.error(md(result))  # DuckDB's messages quote the data
     else:
         st.caption(result.notice)
         st.dataframe(result.frame, hide_index=True)

@@ -14,7 +14,16 @@ Batches are shuffled, accumulated and loaded by worker processes, and the Traine
 dataset columns the model does not take (such as an id). The callback therefore recognises
 each training row by its token ids: before training it indexes the training set by the tokens
 of each example, and at the end of the epoch maps every logged row back to its example id
-(the row's index in the training set). Identical token sequences are given their ids in turn.
+(the row's index in the training set). Rows are matched on tokens and gold label, so that two
+identical texts with different labels keep their own ids; identical examples take their ids in
+turn. The gold labels come from the training items themselves, so recording works when the
+model call carries no ``labels`` (``label_smoothing_factor > 0``, ``compute_loss_func``).
+
+Recording never fails or stalls training: every store write goes through a
+:class:`~t3vis.background_writer.BackgroundWriter` (a queue and a thread that waits out readers
+holding the store), checkpoints are computed from memory (the previous layout included), and
+anything that cannot be recorded is reported as a :class:`RecordingWarning`. At the end of
+training the callback waits for the queue to drain (``flush_timeout``).
 """
 
 from __future__ import annotations
@@ -34,8 +43,9 @@ from transformers import PreTrainedModel, TrainerCallback
 from t3vis.data_loading import ExampleSet
 from t3vis.dynamics import DynamicsRecorder
 from t3vis.encoding import encode
-from t3vis.errors import ModelError
-from t3vis.ingest import IngestConfig, IngestSummary, examples_table, ingest_checkpoint
+from t3vis.background_writer import BackgroundWriter, RecordingWarning
+from t3vis.errors import ModelError, StoreError, StoreLockedError
+from t3vis.ingest import IngestConfig, IngestSummary, compute_checkpoint, examples_table
 from t3vis.model_access import ModelBundle, model_max_length, using_t3vis_attention
 from t3vis.progress import Progress, no_progress
 from t3vis.store import DEFAULT_STORE_PATH, RunInfo, Store
@@ -47,27 +57,41 @@ def _token_key(ids) -> bytes:
 
 
 class TokenIndex:
-    """Maps the token ids of a training row back to its example id; duplicates take their ids in turn."""
+    """Maps a training row (token ids, and gold label when known) back to its example id.
 
-    def __init__(self, token_rows, example_ids: np.ndarray):
-        self._ids: dict[bytes, list[int]] = defaultdict(list)
-        for ids, example_id in zip(token_rows, example_ids):
-            self._ids[_token_key(ids)].append(int(example_id))
-        self._turn: dict[bytes, int] = defaultdict(int)
+    Identical examples (same tokens and label) take their ids in turn. A row whose label is
+    unknown (the model call carried no labels) is matched on its tokens alone.
+    """
+
+    def __init__(self, token_rows, example_ids: np.ndarray, labels: np.ndarray):
+        self.labels = np.asarray(labels, dtype=np.int64)  # (N,) gold label of each example id
+        self._by_tokens_and_label: dict[tuple[bytes, int], list[int]] = defaultdict(list)
+        self._by_tokens: dict[bytes, list[int]] = defaultdict(list)
+        for ids, example_id, label in zip(token_rows, example_ids, self.labels):
+            key = _token_key(ids)
+            self._by_tokens_and_label[(key, int(label))].append(int(example_id))
+            self._by_tokens[key].append(int(example_id))
+        self._turn: dict = defaultdict(int)
         self.unmatched = 0
 
     def new_epoch(self) -> None:
         self._turn.clear()
         self.unmatched = 0
 
-    def lookup(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> np.ndarray:
-        """Example ids (B,) of a padded batch input_ids (B, T); -1 where a row matches no example."""
+    def lookup(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+               labels: torch.Tensor | None = None) -> np.ndarray:
+        """Example ids (B,) of a padded batch input_ids (B, T) with labels (B,) or None; -1 where nothing matches."""
         rows = input_ids.cpu().numpy()
         mask = np.ones_like(rows, dtype=bool) if attention_mask is None else attention_mask.cpu().numpy().astype(bool)
+        gold = None if labels is None else labels.cpu().numpy().reshape(-1)
         found = np.full(len(rows), -1, dtype=np.int64)
         for index, (row, real) in enumerate(zip(rows, mask)):
-            key = _token_key(row[real])
-            candidates = self._ids.get(key)
+            tokens = _token_key(row[real])
+            if gold is None:
+                key, candidates = tokens, self._by_tokens.get(tokens)
+            else:
+                key = (tokens, int(gold[index]))
+                candidates = self._by_tokens_and_label.get(key)
             if not candidates:
                 self.unmatched += 1
                 continue
@@ -114,6 +138,9 @@ class T3visCallback(TrainerCallback):
         relative to the store's own folder when it lies inside it.
     model_name : str, optional
         The base model's name in the ``runs`` table; default: the config's ``_name_or_path``.
+    flush_timeout : float
+        Seconds to wait at the end of training for queued writes (held up by readers of the
+        store) to finish; after that they go on in the background while the process lives.
     """
 
     def __init__(
@@ -131,10 +158,11 @@ class T3visCallback(TrainerCallback):
         checkpoint_dir: str | Path | None = None,
         model_name: str | None = None,
         progress: Progress = no_progress,
+        flush_timeout: float = 600.0,
     ):
         if ingest_every != "epoch" and not (isinstance(ingest_every, int) and ingest_every > 0):
             raise ValueError(f"ingest_every must be 'epoch' or a positive number of steps, not {ingest_every!r}")
-        self.store = store if isinstance(store, Store) else Store(store)
+        self.store = store if isinstance(store, Store) else Store(store, create=True)
         self.run_id = run_id
         self.eval_examples = eval_examples
         self.train_examples = train_examples
@@ -146,7 +174,11 @@ class T3visCallback(TrainerCallback):
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
         self.model_name = model_name
         self.progress = progress
+        self.flush_timeout = flush_timeout
+        self.writer = BackgroundWriter()
         self.summaries: list[IngestSummary] = []
+        self.problems: list[str] = []  # what could not be recorded (also warned)
+        self._previous_layouts: pa.Table | None = None
         self._recorder: DynamicsRecorder | None = None
         self._index: TokenIndex | None = None
         self._hook = None
@@ -158,25 +190,31 @@ class T3visCallback(TrainerCallback):
     def _keep_training_batch(self, module, args, kwargs, output) -> None:
         if not module.training or self._recorder is None:
             return
-        input_ids, labels = kwargs.get("input_ids"), kwargs.get("labels")
+        input_ids = kwargs.get("input_ids")
         logits = getattr(output, "logits", None)
-        if input_ids is None or labels is None or logits is None:
-            return  # not a classification training step (e.g. a custom loss without labels)
-        mask = kwargs.get("attention_mask")
+        if input_ids is None or logits is None:
+            return
+        labels, mask = kwargs.get("labels"), kwargs.get("attention_mask")
+        # No labels in the call (label smoothing, compute_loss_func): the index supplies them.
         self._batches.append((input_ids.detach(), None if mask is None else mask.detach(), logits.detach(),
-                              labels.detach()))
+                              None if labels is None else labels.detach()))
 
     # -- Trainer events ------------------------------------------------------------------------
 
     def on_train_begin(self, args, state, control, model=None, processing_class=None, train_dataloader=None,
                        **kwargs):
         self._tokenizer = processing_class or self._tokenizer
-        if self._tokenizer is None:
-            raise ModelError("T3visCallback needs the tokenizer: pass processing_class=tokenizer to the Trainer.")
-        run = self._run_info(model)
-        self._index = self._index_training_set(train_dataloader)
+        try:
+            if self._tokenizer is None:
+                raise ModelError("T3visCallback needs the tokenizer: pass processing_class=tokenizer to the Trainer.")
+            run = self._run_info(model)
+            self._check_run(run)
+            self._index = self._index_training_set(train_dataloader)
+        except Exception as exc:  # recording must never fail training
+            self._problem(f"{exc} Training goes on without t3vis recording.")
+            return
         self._write_train_examples(run, train_dataloader)
-        self._recorder = DynamicsRecorder(self.store, run, split=self.train_split)
+        self._recorder = DynamicsRecorder(self.store, run, split=self.train_split, writer=self.writer)
         self._remove_hook()
         self._hook = model.register_forward_hook(self._keep_training_batch, with_kwargs=True)
 
@@ -184,20 +222,37 @@ class T3visCallback(TrainerCallback):
         self._batches.clear()
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
-        if isinstance(self.ingest_every, int) and state.global_step % self.ingest_every == 0:
+        if self._recorder is not None and isinstance(self.ingest_every, int) \
+                and state.global_step % self.ingest_every == 0:
             self._ingest(model, state, name=f"step-{state.global_step}")
 
     def on_epoch_end(self, args, state, control, model=None, **kwargs):
+        if self._recorder is None:
+            return
+        completed = self._recorder.epoch + 1
         self._flush_epoch()
         if self.ingest_every == "epoch":
-            self._ingest(model, state, name=f"epoch-{self._recorder.epoch}")
+            self._ingest(model, state, name=f"epoch-{completed}")
 
     def on_train_end(self, args, state, control, **kwargs):
         try:
-            if self._batches:
+            if self._recorder is not None and self._batches:
                 self._flush_epoch()  # training stopped mid-epoch (max_steps): keep what was seen
         finally:
             self._remove_hook()
+        self.flush(self.flush_timeout)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait for the queued writes; True when all are in the store. Warns when ``timeout`` passed first."""
+        if self.writer.flush(timeout):
+            return True
+        self._problem(f"{self.writer.pending} t3vis writes are still waiting for the store {self.store.path}, "
+                      "held by another process; they are written when it frees, while this process runs.")
+        return False
+
+    def _problem(self, message: str) -> None:
+        self.problems.append(message)
+        warnings.warn(message, RecordingWarning, stacklevel=3)
 
     def _remove_hook(self) -> None:
         if self._hook is not None:
@@ -207,30 +262,45 @@ class T3visCallback(TrainerCallback):
     # -- work ----------------------------------------------------------------------------------
 
     def _flush_epoch(self) -> None:
-        """Map the epoch's training rows to example ids and write them (one transaction)."""
-        self._index.new_epoch()
-        for input_ids, mask, logits, labels in self._batches:
-            ids = self._index.lookup(input_ids, mask)
-            matched = torch.from_numpy(ids >= 0)
-            self._recorder.log_batch(ids[matched.numpy()], logits.cpu()[matched], labels.cpu()[matched])
-        self._batches.clear()
-        if self._index.unmatched:
-            warnings.warn(f"{self._index.unmatched} training rows matched no training example by their tokens "
-                          "(does the collator change tokens?); they were left out of the training dynamics.")
-        self._recorder.end_epoch()
+        """Map the epoch's training rows to example ids and queue their write."""
+        try:
+            self._index.new_epoch()
+            for input_ids, mask, logits, labels in self._batches:
+                ids = self._index.lookup(input_ids, mask, labels)
+                matched = ids >= 0
+                ids = ids[matched]
+                self._recorder.log_batch(ids, logits.cpu()[torch.from_numpy(matched)], self._index.labels[ids])
+            self._batches.clear()
+            if self._index.unmatched:
+                self._problem(f"{self._index.unmatched} training rows matched no training example by their tokens "
+                              "and label (does the collator change tokens?); they were left out of the training "
+                              "dynamics.")
+            epoch = self._recorder.epoch
+            if not self._recorder.end_epoch():
+                self._problem(f"t3vis recorded no training dynamics in epoch {epoch}: no training forward pass gave "
+                              "logits for the training examples. The Data Map of this run will be empty.")
+        except Exception as exc:  # recording must never fail training
+            self._batches.clear()
+            self._problem(f"t3vis could not record the training dynamics of this epoch: {exc}")
 
     def _ingest(self, model: PreTrainedModel, state, *, name: str) -> None:
         if self.eval_examples is None:
             return
-        path = self._save_weights(model, name)
-        with _evaluating(model):
-            bundle = self._bundle(model)
-            summary = ingest_checkpoint(
-                self.store, bundle, self.eval_examples, run_id=self.run_id, checkpoint=name,
-                step=state.global_step, epoch=state.epoch, task=self.task, path=path,
-                extra_metrics=_last_logged(state), config=self.ingest_config, progress=self.progress,
-            )
-        self.summaries.append(summary)
+        try:
+            path = self._save_weights(model, name)
+            with _evaluating(model):
+                record = compute_checkpoint(
+                    self._bundle(model), self.eval_examples, run_id=self.run_id, checkpoint=name,
+                    step=state.global_step, epoch=state.epoch, task=self.task, path=path,
+                    extra_metrics=_last_logged(state), config=self.ingest_config, progress=self.progress,
+                    previous=self._previous_layouts,
+                )
+        except Exception as exc:  # recording must never fail training
+            self._problem(f"t3vis could not record checkpoint {name}: {exc}")
+            return
+        self._previous_layouts = record.results.tables.get("projections")
+        self.writer.submit(f"checkpoint {name}", lambda: record.write(self.store))
+        self.summaries.append(record.summary)
 
     def _save_weights(self, model: PreTrainedModel, name: str) -> str | None:
         if self.checkpoint_dir is None:
@@ -272,13 +342,31 @@ class T3visCallback(TrainerCallback):
             max_length=max_length, config={"recorded_by": "T3visCallback", "ingest_every": self.ingest_every},
         )
 
+    def _check_run(self, run: RunInfo) -> None:
+        """Refuse, before training, a run name the store already uses for another model or labels."""
+        try:
+            existing = self.store.run(run.run_id)
+        except StoreLockedError:
+            return  # cannot look now; the write would report it
+        if existing is not None and (existing.label_names, existing.num_layers, existing.num_heads) != \
+                (run.label_names, run.num_layers, run.num_heads):
+            raise StoreError(f"Run {run.run_id!r} already exists in {self.store.path} with labels "
+                             f"{list(existing.label_names)} and {existing.num_layers}x{existing.num_heads} heads; "
+                             f"this model has labels {list(run.label_names)} and {run.num_layers}x{run.num_heads}. "
+                             "Choose another run_id.")
+
     def _index_training_set(self, train_dataloader) -> TokenIndex:
         dataset = getattr(train_dataloader, "dataset", None)
         if dataset is None or not hasattr(dataset, "__len__"):
             raise ModelError("T3visCallback needs a map-style training dataset (with len()) to tell examples "
                              "apart; iterable datasets are not supported.")
-        rows = [_item_tokens(dataset[index]) for index in range(len(dataset))]
-        return TokenIndex(rows, np.arange(len(rows)))
+        items = [dataset[index] for index in range(len(dataset))]
+        rows = [_item_tokens(item) for item in items]
+        if self.train_examples is not None and len(self.train_examples) == len(items):
+            labels = np.asarray(self.train_examples.labels, dtype=np.int64)
+        else:
+            labels = np.array([_item_label(item) for item in items], dtype=np.int64)
+        return TokenIndex(rows, np.arange(len(rows)), labels)
 
     def _write_train_examples(self, run: RunInfo, train_dataloader) -> None:
         examples = self.train_examples
@@ -286,12 +374,13 @@ class T3visCallback(TrainerCallback):
             return
         dataset = train_dataloader.dataset
         if len(examples) != len(dataset):
-            raise ModelError(f"train_examples has {len(examples)} rows but the training dataset has "
-                             f"{len(dataset)}; they must be the same examples in the same order.")
+            self._problem(f"train_examples has {len(examples)} rows but the training dataset has {len(dataset)}; "
+                          "they must be the same examples in the same order. The training texts are not recorded.")
+            return
         encoded = encode(self._tokenizer, examples.texts, examples.text_pairs, max_length=run.max_length)
         rows = examples_table(examples, encoded, run.label_names)
         rows = rows.set_column(0, "example_id", pa.array(np.arange(len(examples)), type=pa.int64()))  # ids are training-set row indices
-        self.store.write_examples(run, self.train_split, rows)
+        self.writer.submit("the training examples", lambda: self.store.write_examples(run, self.train_split, rows))
 
 
 def _item_tokens(item) -> list[int]:
@@ -303,6 +392,17 @@ def _item_tokens(item) -> list[int]:
     if mask is not None:  # a dataset padded in advance: only real tokens identify the example
         ids = ids[np.asarray(mask.tolist() if isinstance(mask, torch.Tensor) else mask, dtype=bool)]
     return ids.tolist()
+
+
+def _item_label(item) -> int:
+    label = item.get("labels", item.get("label")) if isinstance(item, dict) else None
+    if label is None:
+        raise ModelError("T3visCallback needs the gold label of each training item ('labels' or 'label'), or "
+                         "train_examples with the labels in the order of the training dataset.")
+    label = label.item() if isinstance(label, torch.Tensor) else label
+    if isinstance(label, (list, tuple, np.ndarray)):
+        raise ModelError("T3visCallback records sequence classification: each training item needs one label.")
+    return int(label)
 
 
 def _last_logged(state) -> dict:

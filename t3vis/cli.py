@@ -4,6 +4,8 @@
     t3vis ingest-dir OUTPUT_DIR --data FILE [options]         every checkpoint-* folder of a Trainer run
     t3vis demo [--store PATH]                                 build the built-in demo store
     t3vis info [--store PATH]                                 what a store holds
+    t3vis sql QUERY [--store PATH]                            one read-only SELECT over a store
+    t3vis upgrade [--store PATH]                              convert a store of an older schema version
 
 Errors the user can fix are printed as one message (exit code 2), not as a traceback.
 """
@@ -45,9 +47,11 @@ def _parse_layers(value: str) -> tuple[int, ...] | None:
         raise argparse.ArgumentTypeError(f"--layers takes 'last', 'all' or comma-separated integers, not {value!r}")
 
 
-def _add_store_option(parser: argparse.ArgumentParser) -> None:
+def _add_store_option(parser: argparse.ArgumentParser, *, writes: bool) -> None:
+    what = ("created by the first write when missing" if writes
+            else "opened read-only: no byte of it changes")
     parser.add_argument("--store", type=Path, default=DEFAULT_STORE_PATH,
-                        help=f"the DuckDB store file (created when missing; default: {DEFAULT_STORE_PATH})")
+                        help=f"the DuckDB store file ({what}; default: {DEFAULT_STORE_PATH})")
 
 
 def _add_ingest_options(parser: argparse.ArgumentParser) -> None:
@@ -79,7 +83,7 @@ def _add_ingest_options(parser: argparse.ArgumentParser) -> None:
                        help="allow model code shipped with the weights to run (off by default: it runs arbitrary code)")
 
     record = parser.add_argument_group("recording")
-    _add_store_option(record)
+    _add_store_option(record, writes=True)
     record.add_argument("--run", dest="run_id", help="run name (default: the model folder's name)")
     record.add_argument("--task", help="free-text task name stored with the run (default: the data file's name)")
     record.add_argument("--layers", type=_parse_layers, default=None,
@@ -132,16 +136,29 @@ def build_parser() -> argparse.ArgumentParser:
                     "2 CPU cores. The store is built aside and moved into place when complete.")
     demo.add_argument("--store", type=Path, default=None,
                       help="where to write the demo store (default: store/demo.duckdb); its checkpoints go to "
-                           "<name>-checkpoints/ beside it")
+                           "<name>-checkpoints/ beside it. Only a store and folder an earlier demo build made are "
+                           "ever replaced")
     demo.add_argument("--epochs", type=int, default=4, help="fine-tuning epochs (default: 4)")
     demo.add_argument("--train-size", type=int, default=1000, help="training examples (default: 1000)")
     demo.add_argument("--eval-size", type=int, default=400, help="evaluation examples (default: 400)")
-    demo.add_argument("--force", action="store_true", help="rebuild even when the demo store exists")
+    demo.add_argument("--force", action="store_true", help="rebuild even when the demo store exists (only an "
+                                                           "earlier demo's store is replaced)")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    upgrade = commands.add_parser(
+        "upgrade", help="convert a store written by an older t3vis to this version's schema",
+        description="Convert a store of an older schema version in place, after copying it to "
+                    "<name>.v<version>.bak. From version 1: head importance is recomputed with the current "
+                    "definition (the mean over examples of |dL(x)/dm|) from each checkpoint's saved weights; "
+                    "checkpoints whose weights are gone lose their head importance (re-ingest them).")
+    upgrade.add_argument("--store", type=Path, default=DEFAULT_STORE_PATH,
+                         help=f"the store to convert (default: {DEFAULT_STORE_PATH})")
+    upgrade.add_argument("--device", default="cpu", help="device for recomputing (default: cpu)")
+    upgrade.add_argument("--quiet", action="store_true", help="no progress bars")
 
     info = commands.add_parser("info", help="list the runs and checkpoints in a store",
                                description="List each run of a store with its checkpoints and row counts.")
-    _add_store_option(info)
+    _add_store_option(info, writes=False)
 
     sql = commands.add_parser(
         "sql", help="run one read-only SELECT query on a store and print the result",
@@ -149,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "read other files, or load extensions are refused with a message. Tables and columns: "
                     "README.md, 'The store schema'.")
     sql.add_argument("query", help='the query, e.g. "SELECT region, count(*) FROM data_map GROUP BY region"')
-    _add_store_option(sql)
+    _add_store_option(sql, writes=False)
     sql.add_argument("--csv", action="store_true", help="print CSV instead of a table")
     sql.add_argument("--max-rows", type=int, default=10_000, help="rows to fetch at most (default: 10000)")
     sql.add_argument("--timeout", type=float, default=30.0, help="seconds before the query is stopped (default: 30)")
@@ -160,7 +177,7 @@ def _sql(args) -> int:
     from t3vis.sql_console import run_query
     from t3vis.store import Store
 
-    result = run_query(Store(args.store, create=False), args.query, max_rows=args.max_rows, timeout=args.timeout)
+    result = run_query(Store(args.store), args.query, max_rows=args.max_rows, timeout=args.timeout)
     if args.csv:
         sys.stdout.write(result.frame.to_csv(index=False))
     else:
@@ -260,19 +277,37 @@ def _info(store) -> None:
 def _demo(args) -> int:
     from dataclasses import replace
 
-    from t3vis.demo import DEFAULT_DEMO_PATH, DemoConfig, build_demo
+    from t3vis.demo import DEFAULT_DEMO_PATH, DemoConfig, build_demo, check_demo_target
     from t3vis.progress import tqdm_progress
 
     path = args.store or DEFAULT_DEMO_PATH
     if path.exists() and not args.force:
         print(f"{path} exists; pass --force to rebuild it. Explore it with `streamlit run streamlit_app.py`.")
         return 0
+    check_demo_target(path)  # refuses, before training, to replace anything a demo build did not make
     config = DemoConfig(epochs=args.epochs)
     config = replace(config, corpus=replace(config.corpus, train_size=args.train_size, eval_size=args.eval_size))
     with tqdm_progress(disable=args.quiet) as progress:
         result = build_demo(path, config=config, progress=progress)
     print(f"demo store {result.path} built in {result.seconds:.0f} s (final validation accuracy "
           f"{result.final_accuracy:.3f}). Explore it with `streamlit run streamlit_app.py`.")
+    return 0
+
+
+def _upgrade(args) -> int:
+    from t3vis.progress import tqdm_progress
+    from t3vis.upgrade import upgrade_store
+
+    with tqdm_progress(disable=args.quiet) as progress:
+        report = upgrade_store(args.store, device=args.device, progress=progress)
+    if report.backup is None:
+        print(f"{args.store} is already at the current schema version; nothing to do.")
+        return 0
+    print(f"{args.store}: upgraded from schema version {report.from_version} (the old file is kept as {report.backup}).")
+    for name in report.recomputed:
+        print(f"  head importance recomputed: {name}")
+    for name in report.dropped:
+        print(f"  head importance removed: {name} (re-ingest it to get it back)")
     return 0
 
 
@@ -285,13 +320,15 @@ def run(argv: list[str] | None = None) -> int:
         from t3vis.store import Store
 
         if args.command == "info":
-            _info(Store(args.store, create=False))
+            _info(Store(args.store))
             return 0
+        if args.command == "upgrade":
+            return _upgrade(args)
         if args.command == "demo":
             return _demo(args)
         if args.command == "sql":
             return _sql(args)
-        store = Store(args.store)
+        store = Store(args.store, create=True)  # the file is made by the first write, after data and model load
         started = time.perf_counter()
         with tqdm_progress(disable=args.quiet) as progress:
             if args.command == "ingest":

@@ -27,11 +27,14 @@ from t3vis.demo_corpus import DemoCorpusConfig, demo_corpus
 from t3vis.ingest import IngestConfig
 from t3vis.model_access import load_model
 from t3vis.progress import Progress, no_progress
+from t3vis.errors import StoreError
 from t3vis.store import DEFAULT_STORE_DIR, Store
 from t3vis.testing import minilm_path
 
 DEFAULT_DEMO_PATH = DEFAULT_STORE_DIR / "demo.duckdb"
 DEMO_RUN = "demo-minilm-topics"
+DEMO_MARK_KEY = "demo_build"  # in t3vis_meta of a demo store; its value is DEMO_RUN
+DEMO_MARK_FILE = ".t3vis-demo"  # in the demo's checkpoints folder
 
 
 @dataclass(frozen=True)
@@ -87,27 +90,56 @@ def build_demo(
 ) -> DemoResult:
     """Build the demo store at ``path`` (and its checkpoints in ``<name>-checkpoints/`` beside it).
 
-    An existing demo at ``path`` is replaced only once the new one is complete.
+    An existing demo at ``path`` is replaced only once the new one is complete. Only what an
+    earlier demo build made is replaced: a store without the demo's mark in ``t3vis_meta``, or a
+    checkpoints folder without the demo's mark file, is refused with :class:`StoreError` before
+    any work starts.
     """
     started = time.perf_counter()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     weights_name = f"{path.stem}-checkpoints"
+    final_weights = path.parent / weights_name
+    check_demo_target(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     with tempfile.TemporaryDirectory(prefix=".demo-build-", dir=path.parent) as scratch:
         scratch = Path(scratch)
-        store = Store(scratch / path.name)
+        store = Store(scratch / path.name, create=True)
         _train(store, scratch / weights_name, config, progress, show_trainer_progress)
+        store.write_meta(DEMO_MARK_KEY, DEMO_RUN)
+        (scratch / weights_name / DEMO_MARK_FILE).write_text(
+            "Made by `t3vis demo`; a later demo build may replace this folder.\n", encoding="utf-8")
         accuracy = float(store.scalar(
             """SELECT avg(p.correct::INT) FROM predictions p
                WHERE p.checkpoint = (SELECT checkpoint FROM checkpoints ORDER BY step DESC LIMIT 1)"""))
+        check_demo_target(path)  # nothing else appeared at the target while training
         # Move into place: the checkpoints first, then the store that points at them.
-        final_weights = path.parent / weights_name
         if final_weights.exists():
             shutil.rmtree(final_weights)
         (scratch / weights_name).rename(final_weights)
         (scratch / path.name).replace(path)
     return DemoResult(path=path, seconds=time.perf_counter() - started, final_accuracy=accuracy)
+
+
+def is_demo_store(path: str | Path) -> bool:
+    """Whether ``path`` is a store made by :func:`build_demo` (it carries the demo's mark)."""
+    try:
+        return Store(path).meta(DEMO_MARK_KEY) == DEMO_RUN
+    except StoreError:
+        return False
+
+
+def check_demo_target(path: str | Path) -> None:
+    """Refuse to build the demo where it would replace something an earlier demo build did not make."""
+    path = Path(path)
+    weights = path.parent / f"{path.stem}-checkpoints"
+    if path.exists() and not is_demo_store(path):
+        raise StoreError(f"{path} exists and was not made by `t3vis demo`; the demo never replaces it. "
+                         "Choose another --store path for the demo, or move that file away yourself.")
+    if weights.exists() and not (weights / DEMO_MARK_FILE).is_file():
+        raise StoreError(f"{weights} exists and was not made by `t3vis demo` (it has no {DEMO_MARK_FILE} file); the "
+                         "demo would put its checkpoints there and never replaces it. Choose another --store path "
+                         "for the demo, or move that folder away yourself.")
 
 
 def _train(store: Store, weights_dir: Path, config: DemoConfig, progress: Progress, show_progress: bool) -> None:

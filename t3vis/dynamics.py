@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from t3vis.background_writer import BackgroundWriter
 from t3vis.store import RunInfo, Store
 
 
@@ -68,12 +69,17 @@ class DynamicsRecorder:
         The run the dynamics belong to (created in the store if new).
     split : str
         Split name of the training examples.
+    writer : BackgroundWriter, optional
+        Queue each epoch's write on this writer's thread instead of writing before ``end_epoch``
+        returns, so that a reader holding the store never stalls the training loop (call
+        ``writer.flush()`` at the end of training).
     """
 
-    def __init__(self, store: Store, run: RunInfo, *, split: str = "train"):
+    def __init__(self, store: Store, run: RunInfo, *, split: str = "train", writer: BackgroundWriter | None = None):
         self.store = store
         self.run = run
         self.split = split
+        self.writer = writer
         self.epoch = 0
         self._ids: list[np.ndarray] = []
         self._logits: list[np.ndarray] = []
@@ -99,13 +105,19 @@ class DynamicsRecorder:
         self._labels.append(gold)
 
     def end_epoch(self, epoch: int | None = None) -> int:
-        """Write the epoch's rows (one transaction) and start the next epoch; returns the rows written."""
+        """Write the epoch's rows (one transaction, or queued on the writer) and start the next epoch;
+        returns the number of rows."""
         epoch = self.epoch if epoch is None else epoch
         written = 0
         if self._ids:
             rows = dynamics_rows(np.concatenate(self._ids), np.concatenate(self._logits),
                                  np.concatenate(self._labels))
-            self.store.write_training_dynamics(self.run, self.split, epoch, rows)
+            if self.writer is None:
+                self.store.write_training_dynamics(self.run, self.split, epoch, rows)
+            else:
+                run, split = self.run, self.split
+                self.writer.submit(f"training dynamics of epoch {epoch}",
+                                   lambda: self.store.write_training_dynamics(run, split, epoch, rows))
             written = rows.num_rows
         self._ids, self._logits, self._labels = [], [], []
         self.epoch = epoch + 1

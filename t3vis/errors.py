@@ -19,3 +19,7 @@ class StoreError(T3visError):
 
 class SchemaVersionError(StoreError):
     """A store written by another schema version of t3vis."""
+
+
+class StoreLockedError(StoreError):
+    """Another process held the store for longer than the lock timeout."""

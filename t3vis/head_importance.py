@@ -1,15 +1,21 @@
 """Head importance: the first-order Taylor estimate of the loss change from removing a head.
 
 T3-Vis (appendix A.1) after Michel et al. (2019): each head's context output is multiplied by
-a mask variable m (all ones); removing head h changes the loss by about |dL/dm_h|. The
-importance of a head is that gradient's magnitude, accumulated over the validation batches:
+a mask variable m (all ones); removing head h changes the loss of example x by about
+|dL(x)/dm_h|. The importance of a head is the mean of that magnitude over the examples:
 
-    importance_h = sum over batches b of |dL_b / dm_h| / N
+    importance_h = (1/N) * sum over examples x of |dL(x) / dm_h|
 
-with L_b the *summed* cross-entropy of batch b and N the number of examples, so the value does
-not depend on the batch size's effect on the mean. Two normalisations are stored beside it:
-``importance_layer_norm`` divides by the L2 norm of the layer's importances (Michel et al.);
-``importance_global`` divides by the largest importance of any head, giving [0, 1].
+per example first, then the absolute value, then the mean. (The absolute value of a batch's
+summed gradient is a different number, which depends on the batch size and on which examples
+share a batch: gradients of opposite sign cancel.) A mask with one row per example, shape
+(B, L, H), gives every example's gradient in one backward pass, since example b's loss depends
+only on its own row. So the aggregate importance of a split is exactly the mean of the
+instance-scale importances the head view computes for single examples.
+
+Two normalisations are stored beside it: ``importance_layer_norm`` divides by the L2 norm of
+the layer's importances (Michel et al.); ``importance_global`` divides by the largest importance
+of any head, giving [0, 1].
 """
 
 from __future__ import annotations
@@ -30,22 +36,27 @@ def head_mask_gradient(
     head_mask: torch.Tensor | None = None,  # (L, H) values of m; default ones
     **model_kwargs,
 ) -> tuple[object, torch.Tensor]:
-    """One forward and backward pass; returns ``(output, dL/dm (L, H))``, L = summed cross-entropy.
+    """One forward and backward pass; returns ``(output, dL(x)/dm (B, L, H))``, one gradient per example.
 
-    The model's parameters are not touched and get no gradients (``torch.autograd.grad`` only
-    follows the paths to the mask).
+    L(x) is the cross-entropy of example x. The mask is expanded to one row per example, so the
+    gradient of the summed loss with respect to row b is example b's own gradient. The model's
+    parameters are not touched and get no gradients (``torch.autograd.grad`` only follows the
+    paths to the mask).
     """
     config = model.config
     values = torch.ones(config.num_hidden_layers, config.num_attention_heads) if head_mask is None else head_mask
-    mask = values.detach().clone().to(model.device).float().requires_grad_(True)  # (L, H)
+    batch = labels.shape[0]
+    mask = values.detach().float().to(model.device).expand(batch, -1, -1).clone().requires_grad_(True)  # (B, L, H)
     probe = probe or AttentionProbe()
     probe.head_mask = mask
-    with torch.enable_grad():
-        output, _ = run_with_probe(model, probe, **inputs, **model_kwargs)
-        loss = torch.nn.functional.cross_entropy(output.logits.float(), labels, reduction="sum")
-        (gradient,) = torch.autograd.grad(loss, mask)
-    probe.head_mask = None
-    return output, gradient.detach().cpu()  # (L, H)
+    try:
+        with torch.enable_grad():
+            output, _ = run_with_probe(model, probe, **inputs, **model_kwargs)
+            loss = torch.nn.functional.cross_entropy(output.logits.float(), labels, reduction="sum")
+            (gradient,) = torch.autograd.grad(loss, mask)
+    finally:
+        probe.head_mask = None
+    return output, gradient.detach().cpu()  # (B, L, H)
 
 
 def normalise_importance(importance: np.ndarray) -> dict[str, np.ndarray]:

@@ -19,7 +19,7 @@ import torch
 from t3vis.data_loading import ExampleSet
 from t3vis.encoding import collate, encode, iterate_batches
 from t3vis.head_importance import head_mask_gradient
-from t3vis.model_access import AttentionProbe, ModelBundle, run_with_probe
+from t3vis.model_access import AttentionProbe, ModelBundle, eval_mode, run_with_probe
 from t3vis.progress import Progress, no_progress
 from t3vis.store import Store
 
@@ -81,15 +81,16 @@ def instance_heads(bundle: ModelBundle, text: str, text_pair: str | None = None,
     inputs, tokens, truncated = encode_one(bundle, text, text_pair)
     mask = head_mask(pruned, bundle.num_layers, bundle.num_heads)  # (L, H)
     probe = AttentionProbe(record=True)
-    output, gradient = head_mask_gradient(bundle.model, inputs, torch.tensor([label], device=bundle.device),
-                                          probe=probe, head_mask=mask)
+    with eval_mode(bundle.model):
+        output, gradient = head_mask_gradient(bundle.model, inputs, torch.tensor([label], device=bundle.device),
+                                              probe=probe, head_mask=mask)
     logits = output.logits.detach().float().cpu()[0]  # (K,)
     return InstanceHeads(
         tokens=tokens,
         logits=logits.numpy(),
         probs=torch.softmax(logits, -1).numpy(),
         attentions=probe.stacked_attentions()[:, 0].float().cpu().numpy(),  # (L, H, T, T)
-        importance=gradient.abs().numpy(),  # (L, H)
+        importance=gradient[0].abs().numpy(),  # (L, H)
         label=label,
         truncated=truncated,
     )
@@ -194,14 +195,14 @@ def instance_pattern_frame(attentions: np.ndarray, *, bins: int = 16):
 
 
 def importance_on(bundle: ModelBundle, examples: ExampleSet, *, batch_size: int = 32) -> np.ndarray:
-    """(L, H) first-order importance over the examples: sum over batches of |dL/dm| / N (as at ingest)."""
+    """(L, H) first-order importance over the examples: the mean of per-example |dL(x)/dm| (as at ingest)."""
     encoded = encode(bundle.tokenizer, examples.texts, examples.text_pairs, max_length=bundle.max_length)
     labels = torch.tensor(np.array(examples.labels), dtype=torch.long)  # (N,)
     pad = bundle.pad_token_id
     total = torch.zeros(bundle.num_layers, bundle.num_heads, dtype=torch.float64)
     for indices, inputs in iterate_batches(encoded, batch_size, pad_token_id=pad, device=bundle.device):
         _, gradient = head_mask_gradient(bundle.model, inputs, labels[indices].to(bundle.device))
-        total += gradient.abs().double()
+        total += gradient.abs().double().sum(0)  # (L, H)
     return (total / len(examples)).numpy()
 
 

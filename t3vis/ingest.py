@@ -22,7 +22,8 @@ from t3vis.data_loading import ExampleSet
 from t3vis.encoding import EncodedExamples, collate, encode, length_sorted_batches
 from t3vis.errors import DataError
 from t3vis.head_importance import head_mask_gradient, normalise_importance
-from t3vis.model_access import AttentionProbe, ModelBundle, pool_hidden_states, run_with_probe
+from t3vis.model_access import (AttentionProbe, ModelBundle, check_tokens_are_known, pool_hidden_states,
+                                run_with_probe)
 from t3vis.progress import Progress, no_progress
 from t3vis.projection import METHODS, project
 from t3vis.store import CheckpointInfo, CheckpointResults, RunInfo, Store
@@ -82,7 +83,7 @@ class IngestSummary:
 class _PassResult:
     logits: np.ndarray  # (N, K)
     pooled: dict[int, np.ndarray]  # layer -> (N, D)
-    importance: np.ndarray | None  # (L, H) summed |dL/dm|
+    importance: np.ndarray | None  # (L, H) mean over examples of |dL(x)/dm|
     importance_examples: int
     attention: dict[str, np.ndarray]  # pattern (L, H, bins, bins) and scalars (L, H)
     attention_examples: int
@@ -102,6 +103,20 @@ def resolve_label_names(bundle: ModelBundle, examples: ExampleSet) -> tuple[str,
         return bundle.label_names
     data_names = list(examples.label_names)
     return tuple(data_names + [f"LABEL_{index}" for index in range(len(data_names), num_labels)])
+
+
+@dataclass(frozen=True)
+class CheckpointRecord:
+    """One checkpoint's results over one split, computed and not yet written."""
+
+    run: RunInfo
+    checkpoint: CheckpointInfo
+    results: CheckpointResults
+    summary: IngestSummary
+
+    def write(self, store: Store) -> None:
+        """Write it into the store (one transaction)."""
+        store.write_checkpoint(self.run, self.checkpoint, self.results)
 
 
 def ingest_checkpoint(
@@ -124,7 +139,8 @@ def ingest_checkpoint(
     Parameters
     ----------
     store : Store
-        Where to write.
+        Where to write (``Store(path, create=True)`` for a new store: the file is made by this
+        write, so a failure before it leaves no file behind).
     bundle : ModelBundle
         The checkpoint's model and tokenizer (``t3vis.model_access.load_model``).
     examples : ExampleSet
@@ -136,6 +152,58 @@ def ingest_checkpoint(
     progress : callable
         ``progress(phase, done, total)``, called as the work advances.
     """
+    previous = previous_layouts(store, run_id, checkpoint=checkpoint, step=step, config=config)
+    record = compute_checkpoint(
+        bundle, examples, run_id=run_id, checkpoint=checkpoint, step=step, epoch=epoch, path=path, task=task,
+        extra_metrics=extra_metrics, config=config, progress=progress, previous=previous,
+    )
+    started = time.perf_counter()
+    progress("write", 0, 1)
+    record.write(store)
+    progress("write", 1, 1)
+    record.summary.seconds["write"] = time.perf_counter() - started
+    return record.summary
+
+
+def previous_layouts(store: Store, run_id: str, *, checkpoint: str, step: int | None,
+                     config: IngestConfig) -> pa.Table | None:
+    """The layouts of the run's checkpoint before ``step`` (same split, method and pooling), or None.
+
+    Columns layer, example_id, x, y: what the next checkpoint's t-SNE starts from.
+    """
+    if config.projection == "none":
+        return None
+    previous = store.previous_checkpoint(run_id, step=step, exclude=checkpoint)
+    if previous is None:
+        return None
+    rows = store.query(
+        """SELECT layer, example_id, x, y FROM projections
+           WHERE run_id = ? AND checkpoint = ? AND split = ? AND method = ? AND pooling = ?""",
+        [run_id, previous, config.split, config.projection, config.pooling],
+    )
+    return pa.Table.from_pandas(rows, preserve_index=False) if len(rows) else None
+
+
+def compute_checkpoint(
+    bundle: ModelBundle,
+    examples: ExampleSet,
+    *,
+    run_id: str,
+    checkpoint: str,
+    step: int | None = None,
+    epoch: float | None = None,
+    path: str | Path | None = None,
+    task: str | None = None,
+    extra_metrics: dict | None = None,
+    config: IngestConfig = IngestConfig(),
+    progress: Progress = no_progress,
+    previous: pa.Table | None = None,
+) -> CheckpointRecord:
+    """Everything :func:`ingest_checkpoint` writes, computed without touching the store.
+
+    ``previous`` holds the layouts the t-SNE starts from (:func:`previous_layouts`: layer,
+    example_id, x, y), e.g. kept in memory by a recorder whose writes are queued.
+    """
     if len(examples) == 0:
         raise DataError("There are no examples to ingest.")
     label_names = resolve_label_names(bundle, examples)
@@ -145,6 +213,7 @@ def ingest_checkpoint(
 
     started = time.perf_counter()
     encoded = encode(bundle.tokenizer, examples.texts, examples.text_pairs, max_length=max_length)
+    check_tokens_are_known(bundle.tokenizer, encoded.input_ids)
     seconds["tokenize"] = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -164,7 +233,7 @@ def ingest_checkpoint(
     )
 
     started = time.perf_counter()
-    projections = _projections(store, run_id, checkpoint, step, examples, result.pooled, config, progress)
+    projections = _projections(examples.example_ids, result.pooled, config, progress, previous)
     seconds["projection"] = time.perf_counter() - started
 
     tables = {
@@ -174,35 +243,24 @@ def ingest_checkpoint(
     if projections is not None:
         tables["projections"] = projections
     if result.importance is not None:
-        tables["head_importance"] = _importance_table(result.importance, result.importance_examples)
+        tables["head_importance"] = importance_table(result.importance, result.importance_examples)
     accuracy = float(predictions["correct"].mean())
     loss = float(predictions["loss"].mean())
     metrics = {
         config.split: {"accuracy": accuracy, "loss": loss, "n_examples": len(examples)},
         **({"trainer": extra_metrics} if extra_metrics else {}),
     }
-
-    started = time.perf_counter()
-    progress("write", 0, 1)
-    store.write_checkpoint(
-        run,
-        CheckpointInfo(run_id=run_id, checkpoint=checkpoint, step=step, epoch=epoch,
-                       path=None if path is None else str(path), metrics=metrics),
-        CheckpointResults(
-            split=config.split, tables=tables, examples=examples_table(examples, encoded, label_names)
-        ),
+    summary = IngestSummary(
+        run_id=run_id, checkpoint=checkpoint, split=config.split, n_examples=len(examples),
+        n_truncated=int(encoded.truncated.sum()), accuracy=accuracy, loss=loss, seconds=seconds,
     )
-    progress("write", 1, 1)
-    seconds["write"] = time.perf_counter() - started
-    return IngestSummary(
-        run_id=run_id,
-        checkpoint=checkpoint,
-        split=config.split,
-        n_examples=len(examples),
-        n_truncated=int(encoded.truncated.sum()),
-        accuracy=accuracy,
-        loss=loss,
-        seconds=seconds,
+    return CheckpointRecord(
+        run=run,
+        checkpoint=CheckpointInfo(run_id=run_id, checkpoint=checkpoint, step=step, epoch=epoch,
+                                  path=None if path is None else str(path), metrics=metrics),
+        results=CheckpointResults(split=config.split, tables=tables,
+                                  examples=examples_table(examples, encoded, label_names)),
+        summary=summary,
     )
 
 
@@ -273,7 +331,7 @@ def _forward_pass(
             output, gradient = head_mask_gradient(
                 model, inputs, labels_tensor[indices].to(device), probe=probe, output_hidden_states=True
             )
-            importance += gradient.abs().double()
+            importance += gradient.abs().double().sum(0)  # (L, H): sum over the batch of per-example |dL(x)/dm|
             importance_examples += len(indices)
         else:
             with torch.no_grad():
@@ -300,6 +358,23 @@ def _forward_pass(
         attention=accumulator.summary(),
         attention_examples=accumulator.n_examples,
     )
+
+
+def sample_importance(bundle: ModelBundle, examples: ExampleSet, config: IngestConfig) -> tuple[np.ndarray, int]:
+    """Head importance (L, H) over the same sample of batches ingestion takes, and the sample's size."""
+    max_length = min(config.max_length or bundle.max_length, bundle.max_length)
+    encoded = encode(bundle.tokenizer, examples.texts, examples.text_pairs, max_length=max_length)
+    batches = length_sorted_batches(encoded.n_tokens, config.batch_size)
+    labels = torch.tensor(examples.labels, dtype=torch.long)
+    total = torch.zeros(bundle.num_layers, bundle.num_heads, dtype=torch.float64)
+    count = 0
+    for index in sorted(_sampled_batches(batches, config.importance_examples, config.seed)):
+        indices = batches[index]
+        inputs = collate(encoded, indices, pad_token_id=bundle.pad_token_id, device=bundle.device)
+        _, gradient = head_mask_gradient(bundle.model, inputs, labels[indices].to(bundle.device))
+        total += gradient.abs().double().sum(0)  # (L, H)
+        count += len(indices)
+    return (total / max(count, 1)).numpy(), count
 
 
 def _separator_ids(tokenizer) -> list[int]:
@@ -363,30 +438,23 @@ def examples_table(examples: ExampleSet, encoded: EncodedExamples, label_names: 
     })
 
 
-def _previous_layout(
-    store: Store, run_id: str, checkpoint: str, step: int | None, example_ids: np.ndarray,
-    split: str, layer: int, method: str, pooling: str,
-) -> np.ndarray | None:
-    """The previous checkpoint's layout of these examples (N, 2), or None when it lacks any of them."""
-    previous = store.previous_checkpoint(run_id, step=step, exclude=checkpoint)
+def _layout_of(previous: pa.Table | None, layer: int, example_ids: np.ndarray) -> np.ndarray | None:
+    """A layer's previous layout of these examples (N, 2), or None when it lacks any of them."""
     if previous is None:
         return None
-    rows = store.query(
-        """SELECT example_id, x, y FROM projections
-           WHERE run_id = ? AND checkpoint = ? AND split = ? AND layer = ? AND method = ? AND pooling = ?""",
-        [run_id, previous, split, layer, method, pooling],
-    )
+    rows = previous.to_pandas()
+    rows = rows[rows.layer == layer]
     if len(rows) != len(example_ids):
         return None
     coords = rows.set_index("example_id").reindex(example_ids)
-    if coords.isna().any().any():
+    if coords[["x", "y"]].isna().any().any():
         return None
     return coords[["x", "y"]].to_numpy(dtype=np.float64)
 
 
 def _projections(
-    store: Store, run_id: str, checkpoint: str, step: int | None, examples: ExampleSet,
-    pooled: dict[int, np.ndarray], config: IngestConfig, progress: Progress,
+    example_ids: np.ndarray, pooled: dict[int, np.ndarray], config: IngestConfig, progress: Progress,
+    previous: pa.Table | None,
 ) -> pa.Table | None:
     if config.projection == "none":
         return None
@@ -394,16 +462,13 @@ def _projections(
     phase = f"{config.projection} layouts"
     for done, (layer, features) in enumerate(sorted(pooled.items())):
         progress(phase, done, len(pooled))
-        previous = _previous_layout(
-            store, run_id, checkpoint, step, examples.example_ids, config.split, layer,
-            config.projection, config.pooling,
-        )
-        coords = project(features, method=config.projection, previous=previous, seed=config.seed)  # (N, 2)
+        start = _layout_of(previous, layer, example_ids)
+        coords = project(features, method=config.projection, previous=start, seed=config.seed)  # (N, 2)
         parts.append(pa.table({
             "layer": pa.array(np.full(len(coords), layer, dtype=np.int32)),
             "method": pa.array([config.projection] * len(coords), type=pa.string()),
             "pooling": pa.array([config.pooling] * len(coords), type=pa.string()),
-            "example_id": pa.array(examples.example_ids, type=pa.int64()),
+            "example_id": pa.array(example_ids, type=pa.int64()),
             "x": pa.array(coords[:, 0], type=pa.float32()),
             "y": pa.array(coords[:, 1], type=pa.float32()),
         }))
@@ -416,7 +481,8 @@ def _grid_columns(num_layers: int, num_heads: int) -> dict[str, pa.Array]:
     return {"layer": pa.array(layer.ravel().astype(np.int32)), "head": pa.array(head.ravel().astype(np.int32))}
 
 
-def _importance_table(importance: np.ndarray, n_examples: int) -> pa.Table:
+def importance_table(importance: np.ndarray, n_examples: int) -> pa.Table:
+    """Rows of ``head_importance`` (without run, checkpoint, split) for importances (L, H)."""
     columns = normalise_importance(importance)
     num_layers, num_heads = importance.shape
     return pa.table({

@@ -28,6 +28,7 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
+from safetensors import SafetensorError
 from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
@@ -46,9 +47,10 @@ class AttentionProbe:
 
     Parameters
     ----------
-    head_mask : Tensor (L, H), optional
+    head_mask : Tensor (L, H) or (B, L, H), optional
         Multiplies each head's attention probabilities (hence its context output). Ones change
-        nothing; a zero removes the head. May require grad (head importance).
+        nothing; a zero removes the head. May require grad (head importance); a mask per example
+        (B, L, H) gives every example's own gradient in one backward pass.
     record : bool
         Keep every layer's attention probabilities in ``attentions``.
     consumer : callable, optional
@@ -92,14 +94,14 @@ def t3vis_attention(
         if layer is None:
             raise ModelError(f"{type(module).__name__} has no layer_idx; t3vis cannot tell its layers apart.")
         probe.layers_seen.append(layer)
-    head_mask = None if probe is None or probe.head_mask is None else probe.head_mask[layer]  # (H,)
+    head_mask = None if probe is None or probe.head_mask is None else _layer_mask(probe.head_mask, layer)  # (B|1, H)
 
     if probe is None or not probe.needs_probabilities:
         output, _ = sdpa_attention_forward(
             module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs
         )  # (B, T, H, d)
         if head_mask is not None:
-            output = output * head_mask.to(output.dtype)[None, None, :, None]
+            output = output * head_mask.to(output.dtype)[:, None, :, None]
         return output, None
 
     groups = getattr(module, "num_key_value_groups", 1)
@@ -115,7 +117,7 @@ def t3vis_attention(
         scores = scores + attention_mask
     probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)  # (B, H, T, S)
     if head_mask is not None:
-        probs = probs * head_mask.to(probs.dtype)[None, :, None, None]
+        probs = probs * head_mask.to(probs.dtype)[:, :, None, None]
     if probe.record:
         probe.attentions[layer] = probs.detach()
     if probe.consumer is not None:
@@ -125,6 +127,15 @@ def t3vis_attention(
     probs_dropped = torch.nn.functional.dropout(probs, p=dropout, training=module.training)
     output = torch.matmul(probs_dropped, value).transpose(1, 2).contiguous()  # (B, T, H, d)
     return output, probs
+
+
+def _layer_mask(mask: torch.Tensor, layer: int) -> torch.Tensor:
+    """The mask of one layer as (B, H) or (1, H), from a mask (L, H) or (B, L, H)."""
+    if mask.dim() == 2:
+        return mask[layer][None]  # (1, H)
+    if mask.dim() == 3:
+        return mask[:, layer]  # (B, H)
+    raise ValueError(f"a head mask has shape (L, H) or (B, L, H), not {tuple(mask.shape)}")
 
 
 AttentionInterface.register(ATTENTION_NAME, t3vis_attention)
@@ -151,6 +162,17 @@ def run_with_probe(model: PreTrainedModel, probe: AttentionProbe, **inputs) -> t
             "attention or mask heads for this architecture."
         )
     return output, probe
+
+
+@contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """The model in eval mode (no dropout) for the block, whatever mode it came in; restored in ``finally``."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 @contextmanager
@@ -249,6 +271,11 @@ def load_model(
             output_loading_info=True,
             **overrides,
         )
+    except SafetensorError as exc:
+        raise ModelError(
+            f"The weights file {_weights_file(source)} is truncated or corrupt ({exc}). Copy or save the checkpoint "
+            "again (an interrupted copy or download leaves such files)."
+        ) from exc
     except (OSError, ValueError, RuntimeError) as exc:
         raise ModelError(f"Cannot load a sequence-classification model from {source!r}: {exc}") from exc
     tokenizer_obj = _load_tokenizer(source, tokenizer, trust_remote_code=trust_remote_code)
@@ -292,22 +319,74 @@ def _number_attention_layers(model: PreTrainedModel) -> None:
             module.layer_idx = index
 
 
+# Files that hold a tokenizer's vocabulary; a folder with none of them has no tokenizer.
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
+                   "tokenizer.model", "spm.model")
+
+
+def _weights_file(source: str) -> str:
+    folder = Path(source)
+    files = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
+    return str(files[0]) if len(files) == 1 else f"in {source}"
+
+
 def _load_tokenizer(source: str, tokenizer: str | Path | None, *, trust_remote_code: bool) -> PreTrainedTokenizerBase:
-    candidates = [str(tokenizer)] if tokenizer is not None else [source]
+    where = str(tokenizer) if tokenizer is not None else source
+    folder = Path(where)
+    present = [name for name in TOKENIZER_FILES if (folder / name).is_file()] if folder.is_dir() else []
+    if folder.is_dir() and not present:
+        hint = "Pass the tokenizer the model was trained with" + (" (--tokenizer FOLDER_OR_NAME)." if tokenizer is None
+                                                                  else ".")
+        raise ModelError(f"{folder} has no tokenizer files (none of {', '.join(TOKENIZER_FILES)}). {hint}")
     try:
-        return AutoTokenizer.from_pretrained(candidates[0], trust_remote_code=trust_remote_code)
-    except (OSError, ValueError, TypeError) as exc:
-        hint = "" if tokenizer is not None else " The checkpoint has no tokenizer files: pass --tokenizer with the base model."
-        raise ModelError(f"Cannot load a tokenizer from {candidates[0]!r}: {exc}.{hint}") from exc
+        return AutoTokenizer.from_pretrained(where, trust_remote_code=trust_remote_code)
+    except Exception as exc:  # a corrupt file raises anything from JSON to Rust errors
+        if present:
+            raise ModelError(
+                f"Cannot read the tokenizer files {', '.join(str(folder / name) for name in present)}: {exc}. "
+                "A file may be truncated or corrupt: save the tokenizer again, or pass another one (--tokenizer)."
+            ) from exc
+        raise ModelError(f"Cannot load a tokenizer from {where!r}: {exc}. Pass a tokenizer folder or, when online, "
+                         "a hub name (--tokenizer).") from exc
 
 
 def _check_tokenizer_matches(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, source: str) -> None:
-    """Refuse a tokenizer whose token ids do not fit the model's embedding matrix."""
+    """Refuse a tokenizer whose ids do not fit the model's embedding matrix, or one far smaller than it."""
     rows = model.get_input_embeddings().num_embeddings
     if len(tokenizer) > rows:
         raise ModelError(
             f"The tokenizer has {len(tokenizer)} tokens but the model at {source!r} has {rows} token embeddings: "
             "the checkpoint does not match this tokenizer. Pass the tokenizer the model was trained with (--tokenizer)."
+        )
+    if len(tokenizer) < MIN_VOCABULARY_SHARE * rows:
+        raise ModelError(
+            f"The tokenizer has only {len(tokenizer)} tokens but the model at {source!r} has {rows} token embeddings: "
+            "this is not the tokenizer the model was trained with (an empty or placeholder vocabulary maps every word "
+            "to the unknown token). Pass the right tokenizer (--tokenizer)."
+        )
+
+
+MIN_VOCABULARY_SHARE = 0.5  # a tokenizer covering less than this share of the embedding rows is refused
+MAX_UNKNOWN_SHARE = 0.5  # data whose word pieces are mostly the unknown token is refused
+
+
+def check_tokens_are_known(tokenizer: PreTrainedTokenizerBase, input_ids: list[list[int]]) -> None:
+    """Refuse data that the tokenizer maps mostly to its unknown token (the wrong tokenizer, or garbled text)."""
+    unknown = tokenizer.unk_token_id
+    if unknown is None:
+        return
+    special = set(tokenizer.all_special_ids) - {unknown}
+    total = hits = 0
+    for ids in input_ids:
+        for token in ids:
+            if token not in special:
+                total += 1
+                hits += token == unknown
+    if total and hits / total > MAX_UNKNOWN_SHARE:
+        raise ModelError(
+            f"{hits / total:.0%} of the data's word pieces are the unknown token {tokenizer.unk_token!r}: the tokenizer "
+            "does not fit this text (a wrong or empty vocabulary, or undecoded bytes). Pass the tokenizer the model "
+            "was trained with (--tokenizer), or check the data's encoding (--encoding)."
         )
 
 

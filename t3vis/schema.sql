@@ -1,4 +1,5 @@
--- The t3vis analysis store, schema version 1.
+-- The t3vis analysis store, schema version 2 (version 1 defined head_importance.importance differently;
+-- `t3vis upgrade` converts such stores).
 --
 -- Long-format tables, keyed by (run_id, checkpoint, split, example_id[, layer, head]),
 -- so that ad-hoc SQL is a join on the key columns. A "run" is one model being
@@ -90,10 +91,10 @@ CREATE TABLE head_importance (
     split                 VARCHAR NOT NULL,   -- the split the importance was measured on
     layer                 INTEGER NOT NULL,   -- 0-based Transformer layer
     head                  INTEGER NOT NULL,   -- 0-based head
-    importance            DOUBLE NOT NULL,    -- sum over batches of |dL/dm| / n_examples, L = summed cross-entropy, m = head mask
+    importance            DOUBLE NOT NULL,    -- mean over examples x of |dL(x)/dm|, L(x) = cross-entropy of x, m = the head's mask
     importance_layer_norm DOUBLE NOT NULL,    -- importance / L2 norm of its layer's importances (Michel et al.)
     importance_global     DOUBLE NOT NULL,    -- importance / max importance over all heads, in [0, 1]
-    n_examples            INTEGER NOT NULL,   -- examples the estimate is summed over
+    n_examples            INTEGER NOT NULL,   -- examples the mean is taken over
     PRIMARY KEY (run_id, checkpoint, split, layer, head)
 );
 

@@ -1,33 +1,61 @@
 """Ad-hoc SQL over a store that can only read it: the SQL console of the app and `t3vis sql`.
 
-Three guards, so that a query can neither change the store nor reach other files:
+Four guards, so that a query can neither change the store, reach other files nor exhaust the machine:
 
 1. the text must be exactly one SELECT statement (DuckDB's own parser decides; ``WITH ... SELECT``,
-   ``VALUES`` and ``FROM`` shorthand count): no DROP, INSERT, CREATE, ATTACH, COPY, INSTALL, LOAD,
-   SET, PRAGMA, EXPORT, CALL, and no second statement;
+   ``VALUES``, ``FROM`` shorthand and ``PIVOT ... IN (...)`` count): no DROP, INSERT, CREATE, ATTACH,
+   COPY, INSTALL, LOAD, SET, PRAGMA, EXPORT, CALL, no second statement, and no DELETE, INSERT, UPDATE
+   or COPY hidden in a CTE (``WITH x AS (DELETE FROM runs RETURNING *) SELECT * FROM x``, which
+   DuckDB's parser calls a SELECT): see :func:`check_query`;
 2. the connection is read-only and sandboxed (:data:`t3vis.store.SANDBOX_CONFIG`): file access
    outside the store is disabled (``read_csv('/etc/passwd')``, ``read_text``, ``glob`` fail),
    extensions cannot be installed or loaded, and these settings are locked;
-3. a timer interrupts queries running longer than ``timeout`` seconds, and at most ``max_rows``
-   rows are fetched (the result says when it was cut).
+3. DuckDB's own limits, set on that connection before it is locked: ``memory_limit``, ``threads``
+   and the size of the files it may spill to (``max_temp_directory_size``);
+4. a timer interrupts queries running longer than ``timeout`` seconds, and the rows are fetched in
+   small Arrow batches until ``max_rows`` rows or ``max_bytes`` bytes (the result says when and why
+   it was cut).
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 
 from t3vis.errors import T3visError
-from t3vis.store import Store
+from t3vis.store import SANDBOX_CONFIG, Store
 
 DEFAULT_MAX_ROWS = 10_000
+DEFAULT_MAX_BYTES = 50_000_000  # of Arrow data; the DataFrame built from it is of the same order
 DEFAULT_TIMEOUT = 30.0
+DEFAULT_MEMORY_LIMIT = "1GB"
+DEFAULT_THREADS = 2
+DEFAULT_TEMP_LIMIT = "1GB"
+
+# Rows per fetched batch. Small, because the byte cap is checked between batches: a batch of rows
+# holding megabyte strings must not overshoot it by much (64 rows of 1 MB are 64 MB).
+_BATCH_ROWS = 64
+
+# Query nodes a read-only statement is made of. DuckDB's parse tree names every query node
+# "<KIND>_NODE"; a CTE may also hold DELETE_QUERY_NODE, INSERT_QUERY_NODE, UPDATE_QUERY_NODE or
+# COPY_QUERY_NODE, and newer DuckDB versions may add more: anything not listed here is refused.
+_READ_ONLY_NODES = frozenset({"SELECT_NODE", "SET_OPERATION_NODE", "RECURSIVE_CTE_NODE", "CTE_NODE"})
+
+# Functions that run SQL given as a string, which the parse tree shows only as a string constant.
+_UNCHECKED_FUNCTIONS = frozenset({"query"})
+
+_SIZE = re.compile(r"^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$", re.IGNORECASE)
 
 
 class QueryRefused(T3visError):
@@ -38,17 +66,32 @@ class QueryRefused(T3visError):
 class QueryResult:
     frame: pd.DataFrame
     seconds: float
-    truncated: bool  # more rows than max_rows: only the first max_rows are in frame
+    cut: str = ""  # why the result was cut ("" when frame holds every row), e.g. "more than 10,000 rows"
+
+    @property
+    def truncated(self) -> bool:
+        """True when the query returned more than ``frame`` holds."""
+        return bool(self.cut)
 
     @property
     def notice(self) -> str:
         rows = f"{len(self.frame):,} row{'' if len(self.frame) == 1 else 's'}"
-        cut = " (the result was cut here: add a LIMIT or aggregate)" if self.truncated else ""
+        cut = (f" (the result was cut here: it has {self.cut}; add a LIMIT, aggregate or select fewer "
+               "columns)") if self.cut else ""
         return f"{rows}{cut} in {self.seconds * 1000:.0f} ms"
 
 
 def check_query(sql: str) -> str:
-    """The query if it is exactly one SELECT statement; otherwise :class:`QueryRefused` saying why."""
+    """The query if it is exactly one read-only SELECT statement; otherwise :class:`QueryRefused` saying why.
+
+    Two checks, both by DuckDB's own parser (the text is parsed, never run):
+
+    1. :func:`duckdb.extract_statements` gives the statement's type: one statement, of type SELECT;
+    2. ``json_serialize_sql`` gives its parse tree, and every query node in it, however deeply nested
+       (CTEs, subqueries, set operations), must be a SELECT-like node. The statement type alone is not
+       enough: a data-modifying CTE (``WITH x AS (DELETE ... RETURNING *) SELECT * FROM x``) is of type
+       SELECT. The read-only connection would stop it too; this check says why before anything runs.
+    """
     text = sql.strip().rstrip(";").strip()
     if not text:
         raise QueryRefused("The query is empty. Write one SELECT statement, e.g. SELECT * FROM runs.")
@@ -60,41 +103,206 @@ def check_query(sql: str) -> str:
         raise QueryRefused(f"The console runs one statement at a time; this text holds {len(statements)}. "
                            "Remove the others (or the semicolons between them).")
     kind = statements[0].type
+    if kind == duckdb.StatementType.MULTI and re.search(r"\bpivot\b", text, re.IGNORECASE):
+        # DuckDB runs a PIVOT without an IN list as several statements (one finds the distinct values
+        # first), which cannot be checked as one SELECT. With the values listed it is a plain SELECT.
+        raise QueryRefused("PIVOT without an IN list is not supported in the console. List the values to "
+                           "pivot on, e.g. PIVOT predictions ON correct IN (true, false) USING count(*), or "
+                           "use SELECT ... FROM t PIVOT (count(*) FOR column IN (...)) or count(*) FILTER "
+                           "(WHERE ...).")
     if kind != duckdb.StatementType.SELECT:
         name = str(kind).split(".")[-1]
-        raise QueryRefused(f"Only SELECT queries run here; this is a {name} statement. The console reads the "
+        raise QueryRefused(f"Only SELECT queries run here; this is {_a(name)} statement. The console reads the "
                            "store and never changes it, reads other files or loads extensions.")
+    nodes = list(_tree_dicts(_parse_tree(text)))
+    kinds = {node["type"] for node in nodes if str(node.get("type", "")).endswith("_NODE")}
+    writes = sorted(kinds - _READ_ONLY_NODES)
+    if writes:
+        names = " and ".join(kind.removesuffix("_NODE").removesuffix("_QUERY") for kind in writes)
+        raise QueryRefused(f"Only SELECT queries run here; this one holds {_a(names)} inside it (in a WITH "
+                           "clause or a subquery). The console reads the store and never changes it.")
+    if any(node.get("function_name") in _UNCHECKED_FUNCTIONS for node in nodes):
+        raise QueryRefused("The query() table function is not available in the console: it runs SQL text "
+                           "that cannot be checked beforehand. Write that query directly instead.")
     return text
 
 
-def run_query(store: Store, sql: str, *, max_rows: int = DEFAULT_MAX_ROWS,
-              timeout: float = DEFAULT_TIMEOUT) -> QueryResult:
-    """Run one read-only SELECT on the store; at most ``max_rows`` rows, interrupted after ``timeout`` s."""
+@functools.cache
+def _parser() -> tuple[duckdb.DuckDBPyConnection, threading.Lock]:
+    """An in-memory, sandboxed connection that only parses, and the lock that serialises its use.
+
+    Kept for the process: a new connection costs ~40 ms, a parse ~1 ms. A DuckDB connection is not
+    safe to share between threads (Streamlit runs each session in its own), hence the lock.
+    """
+    return duckdb.connect(":memory:", config=SANDBOX_CONFIG), threading.Lock()
+
+
+def _parse_tree(text: str) -> dict[str, Any]:
+    """DuckDB's parse tree of one SELECT statement, as ``json_serialize_sql`` writes it."""
+    con, lock = _parser()
+    try:
+        with lock:
+            row = con.execute("SELECT json_serialize_sql(?)", [text]).fetchone()
+        tree = json.loads(row[0])
+    except (duckdb.Error, ValueError, TypeError) as exc:
+        # Fail closed: a statement whose tree cannot be read is not known to be read-only.
+        raise QueryRefused(f"The query could not be checked: {_first_line(exc)}") from exc
+    if tree.get("error"):
+        raise QueryRefused(f"The query could not be checked: {tree.get('error_message', 'unknown error')}")
+    return tree
+
+
+def _tree_dicts(tree: Any) -> Iterator[dict[str, Any]]:
+    """Every object (JSON dict) of a parse tree, at any depth."""
+    stack = [tree]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            yield item
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def run_query(store: Store, sql: str, *, max_rows: int = DEFAULT_MAX_ROWS, max_bytes: int = DEFAULT_MAX_BYTES,
+              timeout: float = DEFAULT_TIMEOUT, memory_limit: str = DEFAULT_MEMORY_LIMIT,
+              threads: int = DEFAULT_THREADS, temp_limit: str = DEFAULT_TEMP_LIMIT) -> QueryResult:
+    """Run one read-only SELECT on the store, within limits on time, memory, disk and result size.
+
+    Parameters
+    ----------
+    store : Store
+        The store to read; it is opened read-only and sandboxed for this one query.
+    sql : str
+        One SELECT statement (see :func:`check_query`).
+    max_rows : int
+        Rows kept at most; a longer result is cut and :attr:`QueryResult.cut` says so.
+    max_bytes : int
+        Bytes of result data (Arrow) kept at most; rows past it are dropped and the result says so.
+    timeout : float
+        Seconds before the query is interrupted (:class:`QueryRefused`).
+    memory_limit : str
+        DuckDB's ``memory_limit`` for the query, e.g. "1GB"; a query needing more fails with a message.
+    threads : int
+        DuckDB's ``threads``: CPU cores the query may use.
+    temp_limit : str
+        DuckDB's ``max_temp_directory_size``: how much a query past ``memory_limit`` may spill to disk;
+        "0B" turns spilling off. Spill files go to DuckDB's default ``<store>.tmp`` folder beside the
+        store and are removed when the query ends (DuckDB refuses to move ``temp_directory`` once
+        external access is off, and the sandbox sets both when it connects).
+
+    Raises
+    ------
+    QueryRefused
+        The query is not one read-only SELECT, or it failed, ran out of time, memory or spill space.
+    """
+    _check_limits(max_rows=max_rows, max_bytes=max_bytes, timeout=timeout, memory_limit=memory_limit,
+                  threads=threads, temp_limit=temp_limit)
     text = check_query(sql)
+    limits = {"memory_limit": memory_limit, "threads": threads, "max_temp_directory_size": temp_limit}
     started = time.perf_counter()
-    with store.sandboxed() as con:
+    with store.sandboxed(limits) as con:
         timer = threading.Timer(timeout, con.interrupt)
         timer.start()
         try:
-            result = con.execute(text)
-            rows = result.fetchmany(max_rows + 1)
-            columns = [column[0] for column in result.description]
-        except duckdb.InterruptException as exc:
-            raise QueryRefused(f"The query ran longer than {timeout:.0f} s and was stopped. Narrow it with WHERE, "
-                               "aggregate, or add a LIMIT.") from exc
-        except duckdb.Error as exc:
+            table, cut = _fetch(con, text, max_rows=max_rows, max_bytes=max_bytes)
+        except (duckdb.Error, pa.ArrowException) as exc:
+            # DuckDB's errors may also reach us wrapped by Arrow's stream reader: judge by the message too.
+            message = str(exc)
+            if isinstance(exc, duckdb.InterruptException) or "INTERRUPT Error" in message:
+                raise QueryRefused(f"The query ran longer than {timeout:g} s and was stopped. Narrow it with "
+                                   "WHERE, aggregate, or add a LIMIT.") from exc
+            if isinstance(exc, duckdb.OutOfMemoryException) or "Out of Memory Error" in message:
+                raise QueryRefused(f"The query needed more than {memory_limit} of memory (and {temp_limit} of "
+                                   "spill files) and was stopped. Filter with WHERE, aggregate, or select fewer "
+                                   "columns.") from exc
             raise QueryRefused(_readable(exc)) from exc
         finally:
             timer.cancel()
-    frame = pd.DataFrame.from_records(rows[:max_rows], columns=columns)
-    return QueryResult(frame=frame, seconds=time.perf_counter() - started, truncated=len(rows) > max_rows)
+    return QueryResult(frame=_to_frame(table), seconds=time.perf_counter() - started, cut=cut)
+
+
+def _check_limits(*, max_rows: int, max_bytes: int, timeout: float, memory_limit: str, threads: int,
+                  temp_limit: str) -> None:
+    for name, value in (("max_rows", max_rows), ("max_bytes", max_bytes), ("threads", threads)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if not timeout > 0:
+        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    for name, value in (("memory_limit", memory_limit), ("temp_limit", temp_limit)):
+        if not isinstance(value, str) or not _SIZE.match(value):
+            raise ValueError(f"{name} must be a size such as '1GB' or '500MB', got {value!r}")
+
+
+def _fetch(con: duckdb.DuckDBPyConnection, text: str, *, max_rows: int, max_bytes: int) -> tuple[pa.Table, str]:
+    """The query's first rows within ``max_rows`` and ``max_bytes``, and why the rest was left ("" if none was).
+
+    The result streams in batches of :data:`_BATCH_ROWS` rows; reading stops at the first batch that
+    passes a limit, so DuckDB never computes (and Python never holds) much more than is kept.
+    """
+    reader = con.sql(text).to_arrow_reader(_BATCH_ROWS)
+    batches: list[pa.RecordBatch] = []
+    rows = size = 0
+    cut = ""
+    try:
+        for batch in reader:
+            if rows + batch.num_rows > max_rows:
+                batch = batch.slice(0, max_rows - rows)
+                cut = f"more than {max_rows:,} rows"
+            if size + batch.nbytes > max_bytes:
+                batch = _head_within(batch, max_bytes - size)
+                cut = f"more than {_megabytes(max_bytes)} of data"
+            batches.append(batch)
+            rows += batch.num_rows
+            size += batch.nbytes
+            if cut:
+                break
+    finally:
+        reader.close()
+    return pa.Table.from_batches(batches, schema=reader.schema), cut
+
+
+def _head_within(batch: pa.RecordBatch, budget: int) -> pa.RecordBatch:
+    """The longest head of the batch whose data fits in ``budget`` bytes (binary search over its length)."""
+    low, high = 0, batch.num_rows  # the answer lies in [low, high]; slice(0, low) always fits
+    while low < high:
+        middle = (low + high + 1) // 2
+        if batch.slice(0, middle).nbytes <= budget:
+            low = middle
+        else:
+            high = middle - 1
+    return batch.slice(0, low)
+
+
+def _megabytes(n: int) -> str:
+    return f"{n / 1e6:g} MB"
+
+
+def _to_frame(table: pa.Table) -> pd.DataFrame:
+    """The rows as a DataFrame; list columns hold Python lists, and repeated column names are kept."""
+    columns = {}
+    for i, (field, column) in enumerate(zip(table.schema, table.columns)):
+        if pa.types.is_list(field.type) or pa.types.is_large_list(field.type) \
+                or pa.types.is_fixed_size_list(field.type):
+            # Arrow would give NumPy arrays; lists print as [0.1, 0.9] in tables and CSV.
+            columns[i] = pd.Series(column.to_pylist(), dtype=object)
+        else:
+            columns[i] = column.to_pandas()
+    # Columns are keyed by position first: ``SELECT 1 AS a, 2 AS a`` has two columns named "a".
+    frame = pd.DataFrame(columns, index=pd.RangeIndex(table.num_rows))
+    frame.columns = table.column_names
+    return frame
+
+
+def _a(word: str) -> str:
+    return f"{'an' if word[:1].upper() in 'AEIOU' else 'a'} {word}"
 
 
 def _first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-def _readable(exc: duckdb.Error) -> str:
+def _readable(exc: Exception) -> str:
     message = _first_line(exc)
     if isinstance(exc, duckdb.PermissionException):
         return (f"{message}. The console reads only this store: other files, extensions and settings are off "

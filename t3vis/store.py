@@ -12,6 +12,8 @@ so a crash leaves the store as it was and readers never see half a checkpoint.
 from __future__ import annotations
 
 import json
+import os
+import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -24,9 +26,14 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from t3vis.errors import SchemaVersionError, StoreError
+from t3vis.errors import SchemaVersionError, StoreError, StoreLockedError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Older versions `t3vis upgrade` converts, with what changed.
+UPGRADABLE_VERSIONS = {
+    "1": "Version 1 stored head importance as |gradient summed over a batch| summed over batches, which depends "
+         "on the batch size; version 2 stores the mean over examples of |gradient| (Michel et al. 2019).",
+}
 DEFAULT_STORE_DIR = Path("store")
 DEFAULT_STORE_PATH = DEFAULT_STORE_DIR / "t3vis.duckdb"
 
@@ -43,13 +50,106 @@ SANDBOX_CONFIG = {
     "lock_configuration": True,
 }
 
-_LOCK_MESSAGES = ("lock", "different configuration", "conflicting")
-
 
 def _first_row(result: duckdb.DuckDBPyConnection) -> tuple | None:
     """The first row of a result, fetching all of it: DuckDB 2 refuses new work on a half-read result."""
     rows = result.fetchall()
     return rows[0] if rows else None
+
+
+# DuckDB's messages for a file held by another connection; matched after removing the file's path,
+# so that a path containing these words is not taken for a lock.
+_LOCK_PATTERNS = (
+    re.compile(r"Could not set lock on file"),
+    re.compile(r"Can't open a connection to same database file with a different configuration"),
+)
+
+
+def is_lock_conflict(exc: BaseException, path: Path) -> bool:
+    """Whether a DuckDB error says that another connection holds ``path``."""
+    if not isinstance(exc, (duckdb.IOException, duckdb.ConnectionException)):
+        return False
+    message = str(exc)
+    for form in {str(path), str(path.resolve()), os.path.abspath(path)}:
+        message = message.replace(form, "<store>")
+    return any(pattern.search(message) for pattern in _LOCK_PATTERNS)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _open_failure(path: Path, exc: duckdb.Error, *, read_only: bool) -> str:
+    text = str(exc)
+    if "not a valid DuckDB database file" in text:
+        return (f"{path} is not a DuckDB database (nor a t3vis store). Give the path of a store written by "
+                "t3vis, or a new path to create one.")
+    if "ermission denied" in text or "Read-only file system" in text:
+        action = "read" if read_only else "write"
+        return f"Cannot {action} {path}: permission denied. Check the permissions of the file and its folder."
+    return f"Cannot open {path} as a DuckDB database: {_first_line(exc)}"
+
+
+def _check_can_create(path: Path) -> None:
+    """Refuse early a new store path whose folder cannot be made or written."""
+    folder = path.parent.resolve()
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise StoreError(f"Cannot create the store {path}: {existing} is a file, not a folder. Choose another path.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = "its folder" if existing == folder else f"the folder {folder}, since {existing} is not writable"
+        raise StoreError(f"Cannot create the store {path} in {what}. Choose a store path in a folder you can "
+                         "write to.")
+
+
+def _remove_created(path: Path) -> None:
+    """Remove a store file (and its write-ahead log) that a failed first write created."""
+    for file in (path, path.with_name(path.name + ".wal")):
+        try:
+            file.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def _user_tables(con: duckdb.DuckDBPyConnection) -> set[str]:
+    return {row[0] for row in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+
+
+def _check_schema(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    tables = _user_tables(con)
+    if "t3vis_meta" not in tables:
+        raise StoreError(
+            f"{path} is a DuckDB file but not a t3vis store (it has no t3vis_meta table). t3vis does not write into "
+            "other databases: give the path of a t3vis store, or a new path."
+        )
+    row = _first_row(con.execute("SELECT value FROM t3vis_meta WHERE key = 'schema_version'"))
+    found = row[0] if row else "unknown"
+    if found == str(SCHEMA_VERSION):
+        return
+    if found in UPGRADABLE_VERSIONS:
+        raise SchemaVersionError(
+            f"{path} was written with store schema version {found}; this t3vis reads version {SCHEMA_VERSION}. "
+            f"{UPGRADABLE_VERSIONS[found]} Convert it with `t3vis upgrade --store {path}` (it keeps a copy of the "
+            "old file), or re-ingest the checkpoints into a new store."
+        )
+    raise SchemaVersionError(
+        f"{path} was written with store schema version {found}, but this t3vis reads "
+        f"version {SCHEMA_VERSION}. Re-ingest the checkpoints into a new store (another --store "
+        "path), or open it with the t3vis release that wrote it."
+    )
+
+
+def _initialise_or_check(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """Inside a write transaction: create the schema in a new, empty file, else check the store."""
+    if not _user_tables(con):
+        con.execute(schema_sql())
+        con.execute("INSERT INTO t3vis_meta VALUES ('schema_version', ?), ('created_by', 't3vis')",
+                    [str(SCHEMA_VERSION)])
+        return
+    _check_schema(con, path)
 
 
 def schema_sql() -> str:
@@ -99,30 +199,36 @@ class CheckpointResults:
 class Store:
     """A t3vis analysis store: one DuckDB file.
 
+    Opening a store reads it: the file is opened read-only, checked and closed, and no byte of
+    it changes. Only the write methods open it read-write, one short transaction each.
+
     Parameters
     ----------
     path : str or Path
-        The DuckDB file. Its folder is created when missing.
+        The DuckDB file.
     create : bool
-        Create and initialise the file when it does not exist. With False, a missing file is a
-        :class:`StoreError`.
+        Allow a new store at ``path`` (recording and ingestion). The file and its folder are made
+        by the first write, in the same transaction that initialises the schema, so a recording
+        that fails before it writes leaves no empty store behind. With False (reading), a missing
+        file is a :class:`StoreError`.
     lock_timeout : float
         Seconds to keep retrying while another process holds the file.
     """
 
-    def __init__(self, path: str | Path, *, create: bool = True, lock_timeout: float = 60.0):
+    def __init__(self, path: str | Path, *, create: bool = False, lock_timeout: float = 60.0):
         self.path = Path(path)
         self.lock_timeout = lock_timeout
         if self.path.is_dir():
             raise StoreError(f"{self.path} is a folder; give the path of a .duckdb file inside it.")
-        if not self.path.exists() or self.path.stat().st_size == 0:
-            if not create:
-                raise StoreError(
-                    f"No t3vis store at {self.path}. Create one with `t3vis ingest ... --store {self.path}` "
-                    "or `t3vis demo`."
-                )
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._initialise_or_check()
+        if self.path.exists():
+            self._check()
+        elif create:
+            _check_can_create(self.path)
+        else:
+            raise StoreError(
+                f"No t3vis store at {self.path}. Create one with `t3vis ingest ... --store {self.path}` "
+                "or `t3vis demo`."
+            )
 
     def __repr__(self) -> str:
         return f"Store({str(self.path)!r})"
@@ -132,19 +238,30 @@ class Store:
     @contextmanager
     def _connect(self, *, read_only: bool, config: Mapping[str, Any] | None = None
                  ) -> Iterator[duckdb.DuckDBPyConnection]:
-        """Open the file, retrying while another connection holds a conflicting lock."""
+        """Open the file, retrying while another connection holds a conflicting lock.
+
+        Reading a store whose file does not exist yet (``create=True`` before the first write)
+        reads an empty in-memory store with the same schema.
+        """
+        if read_only and not self.path.exists():
+            con = duckdb.connect(":memory:", config=dict(config or {}))
+            con.execute(schema_sql())
+            try:
+                yield con
+            finally:
+                con.close()
+            return
         deadline = time.monotonic() + self.lock_timeout
         delay = 0.01
         while True:
             try:
                 con = duckdb.connect(str(self.path), read_only=read_only, config=dict(config or {}))
                 break
-            except (duckdb.IOException, duckdb.ConnectionException) as exc:
-                message = str(exc).lower()
-                if not any(text in message for text in _LOCK_MESSAGES):
-                    raise StoreError(f"Cannot open {self.path} as a DuckDB database: {exc}") from exc
+            except duckdb.Error as exc:
+                if not is_lock_conflict(exc, self.path):
+                    raise StoreError(_open_failure(self.path, exc, read_only=read_only)) from exc
                 if time.monotonic() > deadline:
-                    raise StoreError(
+                    raise StoreLockedError(
                         f"{self.path} stayed locked by another process for {self.lock_timeout:.0f} s. "
                         "Is a writer stuck? Close it, or raise lock_timeout."
                     ) from exc
@@ -155,31 +272,10 @@ class Store:
         finally:
             con.close()
 
-    def _initialise_or_check(self) -> None:
-        with self._connect(read_only=False) as con:
-            tables = {row[0] for row in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
-            if not tables:
-                con.execute("BEGIN TRANSACTION")
-                con.execute(schema_sql())
-                con.execute(
-                    "INSERT INTO t3vis_meta VALUES ('schema_version', ?), ('created_by', 't3vis')",
-                    [str(SCHEMA_VERSION)],
-                )
-                con.execute("COMMIT")
-                return
-            if "t3vis_meta" not in tables:
-                raise StoreError(
-                    f"{self.path} is a DuckDB file but not a t3vis store (it has no t3vis_meta table). "
-                    "Give another --store path."
-                )
-            row = _first_row(con.execute("SELECT value FROM t3vis_meta WHERE key = 'schema_version'"))
-        found = row[0] if row else "unknown"
-        if found != str(SCHEMA_VERSION):
-            raise SchemaVersionError(
-                f"{self.path} was written with store schema version {found}, but this t3vis reads "
-                f"version {SCHEMA_VERSION}. Re-ingest the checkpoints into a new store (another --store "
-                "path), or open it with the t3vis release that wrote it."
-            )
+    def _check(self) -> None:
+        """Refuse a file that is not a t3vis store of this schema version (opened read-only)."""
+        with self._connect(read_only=True) as con:
+            _check_schema(con, self.path)
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -195,11 +291,16 @@ class Store:
         return None if row is None else row[0]
 
     @contextmanager
-    def sandboxed(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def sandboxed(self, limits: Mapping[str, Any] | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
         """A read-only connection for user-written SQL: no file access beyond this store, no extensions,
-        settings locked (see :mod:`t3vis.sql_console`)."""
-        with self._connect(read_only=True, config=SANDBOX_CONFIG) as con:
+        settings locked (see :mod:`t3vis.sql_console`). ``limits``: more DuckDB settings (memory_limit,
+        threads, ...), applied before the settings are locked."""
+        with self._connect(read_only=True, config={**dict(limits or {}), **SANDBOX_CONFIG}) as con:
             yield con
+
+    def meta(self, key: str) -> str | None:
+        """A value of the ``t3vis_meta`` table (e.g. ``"schema_version"``), or None."""
+        return self.scalar("SELECT value FROM t3vis_meta WHERE key = ?", [key])
 
     def runs(self) -> pd.DataFrame:
         """All runs, oldest first."""
@@ -242,15 +343,38 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A read-write connection inside one transaction: committed on success, else rolled back."""
-        with self._connect(read_only=False) as con:
-            con.execute("BEGIN TRANSACTION")
+        """A read-write connection inside one transaction: committed on success, else rolled back.
+
+        The first write to a new store creates the file and its schema in this transaction; if
+        the transaction fails, the file it created is removed again.
+        """
+        fresh = not self.path.exists()
+        if fresh:
             try:
-                yield con
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            con.execute("COMMIT")
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"Cannot create the folder {self.path.parent} for the store: {exc.strerror}. "
+                                 "Choose a store path in a folder you can write to.") from exc
+        try:
+            with self._connect(read_only=False) as con:
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    _initialise_or_check(con, self.path)
+                    yield con
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+                try:
+                    con.execute("COMMIT")
+                except duckdb.Error as exc:
+                    raise StoreError(
+                        f"Could not write to {self.path}: {_first_line(exc)}. Check that the file and its folder "
+                        "are writable and the disk has space; the store is unchanged."
+                    ) from exc
+        except BaseException:
+            if fresh:
+                _remove_created(self.path)
+            raise
 
     def write_run(self, con: duckdb.DuckDBPyConnection, run: RunInfo) -> None:
         """Insert the run, or check that an existing run of that name matches it."""
@@ -353,6 +477,16 @@ class Store:
             )
             rows = rows.append_column("epoch", pa.array([epoch] * rows.num_rows, type=pa.int32()))
             self._insert(con, "training_dynamics", rows, run_id=run.run_id, split=split)
+
+    def initialise(self) -> None:
+        """Create the file and its schema now, if it does not exist yet (otherwise check it)."""
+        with self.transaction():
+            pass
+
+    def write_meta(self, key: str, value: str) -> None:
+        """Set a value of the ``t3vis_meta`` table (one transaction)."""
+        with self.transaction() as con:
+            con.execute("INSERT OR REPLACE INTO t3vis_meta VALUES (?, ?)", [key, value])
 
     def delete_run(self, run_id: str) -> None:
         """Remove a run and everything recorded for it."""

@@ -10,6 +10,7 @@ import torch
 
 from t3vis.attribution import METHODS, prepare
 from t3vis.attribution.lrp import conservative_rules
+from t3vis.errors import ModelError
 from t3vis.model_access import AttentionProbe, load_model, run_with_probe
 from t3vis.testing import minilm_path, save_tiny_model
 
@@ -52,6 +53,49 @@ def test_lrp_relevance_sums_to_the_explained_logit_on_a_bias_free_model(tmp_path
             result = METHODS["lrp"].attribute(bundle, example, target, pruned=pruned)
             assert abs(result.logit) > 1e-3
             assert result.total == pytest.approx(result.logit, rel=1e-3, abs=1e-5)
+
+
+@pytest.mark.parametrize("activation", ["relu", "silu", "gelu_new", "quick_gelu"])
+def test_lrp_conserves_relevance_with_every_activation_it_accepts(tmp_path, activation):
+    folder = save_tiny_model(tmp_path / activation, num_labels=3, seed=3, initializer_range=0.3, hidden_act=activation)
+    bundle = load_model(folder, device="cpu")
+    _zero_biases(bundle.model)
+    result = METHODS["lrp"].attribute(bundle, prepare(bundle, TEXT), 1)
+    assert abs(result.logit) > 1e-3
+    assert result.total == pytest.approx(result.logit, rel=1e-3, abs=1e-5)
+
+
+def test_lrp_refuses_an_activation_its_identity_rule_would_falsify(tmp_path):
+    """f(x)/x of a sigmoid is unbounded near 0 and its zero branch would change the forward value."""
+    folder = save_tiny_model(tmp_path / "sigmoid", num_labels=3, seed=3, hidden_act="sigmoid")
+    bundle = load_model(folder, device="cpu")
+    hooks = _hooks(bundle.model)
+    with pytest.raises(ModelError, match="Sigmoid gives f\\(0\\) = 0.5.*Input×Gradient"):
+        METHODS["lrp"].attribute(bundle, prepare(bundle, TEXT), 1)
+    assert _hooks(bundle.model) == hooks
+    example = prepare(bundle, TEXT)
+    assert METHODS["input_x_gradient"].attribute(bundle, example, 1).scores.shape == (len(example.tokens),)
+
+
+def test_attribution_runs_in_eval_mode_and_restores_the_mode(peaked_bundle):
+    example = prepare(peaked_bundle, TEXT)
+    model = peaked_bundle.model
+    model.train()
+    try:
+        model.config.hidden_dropout_prob = 0.5
+        for module in model.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.5
+        for method in ("lrp", "input_x_gradient"):
+            first = METHODS[method].attribute(peaked_bundle, example, 1).scores
+            second = METHODS[method].attribute(peaked_bundle, example, 1).scores
+            np.testing.assert_array_equal(first, second)
+            assert model.training
+    finally:
+        for module in model.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.1
+        model.eval()
 
 
 def test_lrp_differs_from_plain_gradient_times_input(peaked_bundle):

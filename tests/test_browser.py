@@ -104,7 +104,7 @@ def tiny_app_url(tmp_path_factory):
     model_dir = save_tiny_model(folder / "model", num_labels=3, seed=1, initializer_range=0.5)
     bundle = load_model(model_dir, label_names=("business", "science", "sports"), device="cpu")
     write_topic_csv(folder / "topics.csv")
-    store = Store(folder / "tiny.duckdb")
+    store = Store(folder / "tiny.duckdb", create=True)
     ingest_checkpoint(store, bundle, load_examples(folder / "topics.csv"), run_id="tiny", checkpoint="c1",
                       step=1, path=str(model_dir), config=IngestConfig(projection="pca", batch_size=4))
     with serve_app(store.path) as url:

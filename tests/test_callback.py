@@ -70,7 +70,7 @@ def test_recorded_dynamics_equal_a_separate_recording_of_the_same_logits(tmp_pat
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir)
     texts, labels = _texts(40)
-    store = Store(tmp_path / "dyn.duckdb")
+    store = Store(tmp_path / "dyn.duckdb", create=True)
     callback = T3visCallback(store, run_id="tiny", label_names=["a", "b", "c"])
     trainer = ReferenceTrainer(
         model=model,
@@ -110,7 +110,7 @@ def test_callback_ingests_a_checkpoint_per_epoch_and_writes_train_examples(tmp_p
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir)
     examples = load_examples(topic_csv)
-    store = Store(tmp_path / "cb.duckdb")
+    store = Store(tmp_path / "cb.duckdb", create=True)
     callback = T3visCallback(store, run_id="cb", eval_examples=examples, train_examples=examples,
                              ingest_config=IngestConfig(projection="pca", importance_examples=8))
     trainer = Trainer(
@@ -137,7 +137,7 @@ def test_callback_ingests_a_checkpoint_per_epoch_and_writes_train_examples(tmp_p
 
 
 def test_recorder_for_a_plain_loop(tmp_path):
-    store = Store(tmp_path / "loop.duckdb")
+    store = Store(tmp_path / "loop.duckdb", create=True)
     run = RunInfo(run_id="loop", model="m", label_names=("a", "b"), num_layers=1, num_heads=1, max_length=8)
     recorder = DynamicsRecorder(store, run)
     recorder.log_batch(torch.tensor([3, 1]), torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 0]))

@@ -50,7 +50,7 @@ def test_ingest_then_info(tmp_path, tiny_model_dir, topic_csv, capsys):
     assert code == 0
     out = capsys.readouterr().out
     assert "cli-run/first [validation]: 15 examples" in out
-    store = Store(store_path)
+    store = Store(store_path, create=True)
     assert store.scalar("SELECT count(DISTINCT layer) FROM projections") == 3  # embeddings + 2 layers
     assert run(["info", "--store", str(store_path)]) == 0
     info = capsys.readouterr().out

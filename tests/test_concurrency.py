@@ -17,7 +17,7 @@ WRITER = textwrap.dedent("""
     from t3vis.store import Store
 
     store_path, model_dir, data, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-    store = Store(store_path)
+    store = Store(store_path, create=True)
     bundle = load_model(model_dir, device="cpu")
     examples = load_examples(data)
     for step in range(1, count + 1):
@@ -56,7 +56,7 @@ READER = textwrap.dedent("""
 
 def test_reader_never_errors_nor_sees_a_partial_checkpoint(tmp_path, tiny_model_dir, tiny_bundle, topic_csv):
     store_path = tmp_path / "live.duckdb"
-    Store(store_path)  # the app opens an existing store
+    Store(store_path, create=True).initialise()  # the app opens an existing store
     checkpoints, heads = 4, tiny_bundle.num_layers * tiny_bundle.num_heads
     reader = subprocess.Popen([sys.executable, "-c", READER, str(store_path), str(checkpoints), "15", str(heads)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -20,7 +20,7 @@ def _ingest(store, bundle, examples, checkpoint="c1", step=1, config=CONFIG):
 
 
 def test_ingest_writes_every_table(store_path, tiny_bundle, topic_csv):
-    store = Store(store_path)
+    store = Store(store_path, create=True)
     examples = load_examples(topic_csv)
     summary = _ingest(store, tiny_bundle, examples)
     n, layers, heads = len(examples), tiny_bundle.num_layers, tiny_bundle.num_heads
@@ -38,7 +38,7 @@ def test_ingest_writes_every_table(store_path, tiny_bundle, topic_csv):
 
 
 def test_predictions_equal_a_direct_forward_pass(store_path, tiny_bundle, topic_csv):
-    store = Store(store_path)
+    store = Store(store_path, create=True)
     examples = load_examples(topic_csv)
     _ingest(store, tiny_bundle, examples)
     stored = store.query("SELECT * FROM predictions ORDER BY example_id")
@@ -65,7 +65,7 @@ def test_predictions_equal_a_direct_forward_pass(store_path, tiny_bundle, topic_
 
 
 def test_reingesting_a_checkpoint_replaces_it(store_path, tiny_bundle, topic_csv):
-    store = Store(store_path)
+    store = Store(store_path, create=True)
     examples = load_examples(topic_csv)
     _ingest(store, tiny_bundle, examples)
     _ingest(store, tiny_bundle, examples)
@@ -84,7 +84,7 @@ def test_layouts_start_from_the_previous_checkpoint(store_path, tiny_bundle, tmp
     import json
 
     path.write_text("\n".join(json.dumps({"text": s, "label": i % 3}) for i, s in enumerate(sentences)))
-    store = Store(store_path)
+    store = Store(store_path, create=True)
     examples = load_examples(path)
     config = IngestConfig(layers=(2,), projection="tsne", importance_examples=0)
     _ingest(store, tiny_bundle, examples, "c1", 1, config)
@@ -99,7 +99,7 @@ def test_layouts_start_from_the_previous_checkpoint(store_path, tiny_bundle, tmp
 
 
 def test_long_texts_are_truncated_and_recorded(store_path, tiny_bundle, topic_csv):
-    store = Store(store_path)
+    store = Store(store_path, create=True)
     examples = load_examples(topic_csv)
     summary = _ingest(store, tiny_bundle, examples, config=IngestConfig(max_length=6, projection="pca"))
     rows = store.query("SELECT n_tokens, n_tokens_full, truncated FROM examples")
@@ -112,14 +112,14 @@ def test_long_texts_are_truncated_and_recorded(store_path, tiny_bundle, topic_cs
 def test_labels_out_of_range_are_refused_and_nothing_is_written(store_path, tiny_bundle, tmp_path):
     path = tmp_path / "bad.csv"
     path.write_text("text,label\nhello there,0\nmore words,7\n")
-    store = Store(store_path)
+    store = Store(store_path, create=True)
     with pytest.raises(DataError, match="labels out of range"):
         _ingest(store, tiny_bundle, load_examples(path), config=IngestConfig(projection="pca"))
     assert store.scalar("SELECT count(*) FROM runs") == 0
 
 
 def test_a_run_cannot_change_its_examples(store_path, tiny_bundle, topic_csv, tmp_path):
-    store = Store(store_path)
+    store = Store(store_path, create=True)
     examples = load_examples(topic_csv)
     _ingest(store, tiny_bundle, examples)
     other = tmp_path / "other.csv"
@@ -132,7 +132,7 @@ def test_a_run_cannot_change_its_examples(store_path, tiny_bundle, topic_csv, tm
 
 @pytest.mark.parametrize("wanted, expected", [(4, 4), (5, 8), (-1, 15)])
 def test_aggregate_attention_averages_a_sample_of_whole_batches(store_path, tiny_bundle, topic_csv, wanted, expected):
-    store = Store(store_path)
+    store = Store(store_path, create=True)
     config = IngestConfig(projection="none", batch_size=4, importance_examples=0, attention_examples=wanted)
     _ingest(store, tiny_bundle, load_examples(topic_csv), config=config)
     rows = store.query("SELECT n_examples, pattern, bins FROM attention_patterns")

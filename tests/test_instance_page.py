@@ -24,7 +24,7 @@ def store(tmp_path_factory):
     model_dir = save_tiny_model(folder / "model", num_labels=3, seed=1, initializer_range=0.3)
     write_topic_csv(folder / "topics.csv")
     bundle = load_model(model_dir, label_names=("business", "science", "sports"), device="cpu")
-    store = Store(folder / "s.duckdb")
+    store = Store(folder / "s.duckdb", create=True)
     ingest_checkpoint(store, bundle, load_examples(folder / "topics.csv"), run_id="tiny", checkpoint="c1", step=1,
                       path=str(model_dir), config=IngestConfig(projection="none", batch_size=4))
     return store

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 import textwrap
+import time
 
 import duckdb
 import numpy as np
@@ -19,41 +21,90 @@ TABLES = {"t3vis_meta", "runs", "checkpoints", "examples", "predictions", "proje
 RUN = RunInfo(run_id="r", model="m", label_names=("neg", "pos"), num_layers=2, num_heads=4, max_length=16)
 
 
+def _write_a_run(store: Store) -> None:
+    with store.transaction() as con:
+        store.write_run(con, RUN)
+
+
 def test_new_store_has_every_table_and_the_schema_version(store_path):
-    store = Store(store_path)
+    store = Store(store_path, create=True)
+    assert not store_path.exists()  # nothing is written before the first write
+    _write_a_run(store)
     tables = set(store.query("SELECT table_name FROM duckdb_tables()").table_name)
     assert TABLES <= tables
     views = set(store.query("SELECT view_name FROM duckdb_views() WHERE NOT internal").view_name)
     assert "data_map" in views
-    assert store.scalar("SELECT value FROM t3vis_meta WHERE key = 'schema_version'") == str(SCHEMA_VERSION)
-    Store(store_path)  # reopening an existing store works and changes nothing
-    assert store.runs().empty
+    assert store.meta("schema_version") == str(SCHEMA_VERSION)
+    assert list(Store(store_path).runs().run_id) == ["r"]  # reopening an existing store for reading
+
+
+def test_a_store_that_is_not_written_yet_reads_as_empty(store_path):
+    store = Store(store_path, create=True)
+    assert store.runs().empty and store.checkpoints("r").empty
+    assert store.previous_checkpoint("r", step=3, exclude="x") is None
+    assert not store_path.exists() and not store_path.parent.exists()
+
+
+def test_a_failed_first_write_leaves_no_file(store_path):
+    store = Store(store_path, create=True)
+    with pytest.raises(RuntimeError):
+        with store.transaction() as con:
+            store.write_run(con, RUN)
+            raise RuntimeError("the data turned out bad")
+    assert not store_path.exists() and not store_path.with_name(store_path.name + ".wal").exists()
+
+
+def _fingerprint(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mtime_ns
+
+
+def test_reading_a_store_changes_no_byte(store_path):
+    store = Store(store_path, create=True)
+    _write_a_run(store)
+    before = _fingerprint(store_path)
+    reader = Store(store_path)
+    reader.runs(), reader.checkpoints("r"), reader.query("SELECT * FROM data_map")
+    assert _fingerprint(store_path) == before
+    assert sorted(p.name for p in store_path.parent.iterdir()) == [store_path.name]
 
 
 def test_store_of_another_schema_version_is_refused(store_path):
-    Store(store_path)
+    _write_a_run(Store(store_path, create=True))
     con = duckdb.connect(str(store_path))
     con.execute("UPDATE t3vis_meta SET value = '99' WHERE key = 'schema_version'")
     con.close()
-    with pytest.raises(SchemaVersionError, match="version 99.*reads version 1"):
+    before = _fingerprint(store_path)
+    with pytest.raises(SchemaVersionError, match=f"version 99.*reads version {SCHEMA_VERSION}"):
         Store(store_path)
+    with pytest.raises(SchemaVersionError):
+        Store(store_path, create=True)
+    assert _fingerprint(store_path) == before
 
 
-def test_duckdb_file_that_is_not_a_store_is_refused(tmp_path):
+@pytest.mark.parametrize("tables", [[], ["CREATE TABLE things (x INTEGER)"]])
+def test_duckdb_file_that_is_not_a_store_is_refused_and_left_unchanged(tmp_path, tables):
     path = tmp_path / "other.duckdb"
     con = duckdb.connect(str(path))
-    con.execute("CREATE TABLE things (x INTEGER)")
+    for statement in tables:
+        con.execute(statement)
     con.close()
-    with pytest.raises(StoreError, match="not a t3vis store"):
-        Store(path)
+    before = _fingerprint(path)
+    for create in (False, True):
+        with pytest.raises(StoreError, match="not a t3vis store"):
+            Store(path, create=create)
+    assert _fingerprint(path) == before
 
 
-def test_file_that_is_not_duckdb_is_refused(tmp_path):
-    path = tmp_path / "notes.duckdb"
-    path.write_text("just some text, not a database\n" * 100)
-    with pytest.raises(StoreError, match="Cannot open"):
-        Store(path)
-    assert path.read_text().startswith("just some text")
+@pytest.mark.parametrize("name", ["notes.duckdb", "lock-conflicting.duckdb", "empty.duckdb"])
+def test_file_that_is_not_duckdb_is_refused_at_once(tmp_path, name):
+    path = tmp_path / name
+    path.write_text("" if name.startswith("empty") else "just some text, not a database\n" * 100)
+    before = _fingerprint(path)
+    started = time.monotonic()
+    with pytest.raises(StoreError, match="is not a DuckDB database"):
+        Store(path, create=True)
+    assert time.monotonic() - started < 5  # a lock word in the path is not taken for a lock
+    assert _fingerprint(path) == before
 
 
 def test_missing_store_without_create(tmp_path):
@@ -63,7 +114,7 @@ def test_missing_store_without_create(tmp_path):
 
 
 def test_a_failed_transaction_leaves_the_store_as_it_was(store_path):
-    store = Store(store_path)
+    store = Store(store_path, create=True)
     with store.transaction() as con:
         store.write_run(con, RUN)
     with pytest.raises(RuntimeError):
@@ -74,7 +125,7 @@ def test_a_failed_transaction_leaves_the_store_as_it_was(store_path):
 
 
 def test_a_run_with_other_labels_is_refused(store_path):
-    store = Store(store_path)
+    store = Store(store_path, create=True)
     with store.transaction() as con:
         store.write_run(con, RUN)
     other = RunInfo(run_id="r", model="m", label_names=("a", "b", "c"), num_layers=2, num_heads=4, max_length=16)
@@ -94,7 +145,7 @@ def _dynamics(gold_probs: np.ndarray, correct: np.ndarray) -> pa.Table:
 
 
 def test_data_map_view_matches_a_hand_computation(store_path):
-    store = Store(store_path)
+    store = Store(store_path, create=True)
     rng = np.random.default_rng(1)
     epochs, n = 4, 30
     gold = rng.uniform(0.01, 0.99, size=(epochs, n)).astype(np.float32)
@@ -123,7 +174,7 @@ CRASHING_WRITER = textwrap.dedent("""
     import numpy as np, pyarrow as pa
     from t3vis.store import CheckpointInfo, CheckpointResults, RunInfo, Store
 
-    store = Store(sys.argv[1])
+    store = Store(sys.argv[1], create=True)
     run = RunInfo(run_id="r", model="m", label_names=("neg", "pos"), num_layers=2, num_heads=4, max_length=16)
     n = 5000
     predictions = pa.table({
@@ -165,3 +216,47 @@ def test_a_writer_killed_mid_checkpoint_leaves_the_earlier_checkpoints_intact(st
     subprocess.run([sys.executable, "-c", CRASHING_WRITER, str(store_path), "ok"], check=True, timeout=120)
     assert list(store.checkpoints("r").checkpoint) == ["first", "second"]
     assert store.scalar("SELECT count(*) FROM predictions") == 10000
+
+
+def _immutable(path):
+    """chattr +i: even root cannot write (permissions do not stop root). Skips where the filesystem lacks it."""
+    result = subprocess.run(["chattr", "+i", str(path)], capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.skip(f"chattr +i is not available here ({result.stderr.strip()}): cannot make a read-only folder")
+
+
+def _mutable(path):
+    subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+def test_a_read_only_store_can_be_viewed_and_a_write_fails_with_a_message(tmp_path):
+    folder = tmp_path / "shared"
+    store = Store(folder / "s.duckdb", create=True)
+    _write_a_run(store)
+    before = _fingerprint(folder / "s.duckdb")
+    _immutable(folder / "s.duckdb")
+    _immutable(folder)
+    try:
+        assert list(Store(folder / "s.duckdb").runs().run_id) == ["r"]
+        with pytest.raises(StoreError, match="s.duckdb"):
+            Store(folder / "s.duckdb").delete_run("r")
+    finally:
+        _mutable(folder)
+        _mutable(folder / "s.duckdb")
+    assert _fingerprint(folder / "s.duckdb") == before
+
+
+def test_a_store_in_a_folder_that_cannot_be_made_is_refused(tmp_path):
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(StoreError, match="is a file, not a folder"):
+        Store(tmp_path / "a-file" / "sub" / "s.duckdb", create=True)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    store = Store(locked / "new" / "s.duckdb", create=True)
+    _immutable(locked)
+    try:
+        with pytest.raises(StoreError, match="Cannot create the folder"):
+            _write_a_run(store)
+    finally:
+        _mutable(locked)
+    assert list(locked.iterdir()) == []

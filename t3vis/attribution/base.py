@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from t3vis.head_view import Head, encode_one, head_mask
-from t3vis.model_access import ModelBundle
+from t3vis.model_access import ModelBundle, eval_mode
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,8 @@ class AttributionMethod:
         if not 0 <= target < len(bundle.label_names):
             raise ValueError(f"target {target} is not one of the model's {len(bundle.label_names)} classes")
         mask = head_mask(pruned, bundle.num_layers, bundle.num_heads).to(bundle.device)  # (L, H)
-        with torch.enable_grad():
+        # Explanations are of the deterministic model: dropout off, whatever mode the model came in.
+        with eval_mode(bundle.model), torch.enable_grad():
             scores, logits = self._scores(bundle, example.inputs, target, mask)
         logits = logits.detach().float().cpu()[0]  # (K,)
         return Attribution(method=self.name, tokens=example.tokens, scores=scores.detach().float().cpu().numpy(),

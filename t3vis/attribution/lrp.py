@@ -4,8 +4,10 @@ The backward pass is changed so that Gradient × Input equals LRP with the AH an
 
 - attention probabilities are constants (``AttentionProbe(detach_probabilities=True)``);
 - every LayerNorm's normaliser σ is a constant: y = (x − mean(x)) / σ̂ · γ + β with σ̂ detached;
-- element-wise nonlinearities (GELU, the pooler's tanh) pass relevance on unchanged (identity
-  rule): f(x) is computed as x · (f(x)/x) with the ratio detached, so the backward uses f(x)/x.
+- element-wise nonlinearities (GELU, SiLU, ReLU, the pooler's tanh) pass relevance on unchanged
+  (identity rule): f(x) is computed as x · (f(x)/x) with the ratio detached, so the backward uses
+  f(x)/x. The rule needs f(0) = 0 (otherwise f(x)/x is unbounded near 0 and the forward value
+  changes): a model with another element-wise activation, such as a sigmoid, is refused.
 
 The network is then linear in the embedding sum h₀ = word + position + token-type embeddings
 (the input of the embedding LayerNorm), so relevance R_i = Σ_d h₀[i, d] · ∂y_c/∂h₀[i, d] and,
@@ -31,11 +33,23 @@ from t3vis.errors import ModelError
 from t3vis.model_access import AttentionProbe, run_with_probe
 
 _ACTIVE: contextvars.ContextVar[object | None] = contextvars.ContextVar("t3vis_lrp_active", default=None)
-_ELEMENTWISE = (nn.GELU, nn.Tanh, nn.ReLU, nn.SiLU, nn.Sigmoid)
+_ELEMENTWISE = (nn.GELU, nn.Tanh, nn.ReLU, nn.SiLU, nn.Sigmoid, nn.Softplus, nn.ELU, nn.Mish, nn.LeakyReLU)
 
 
 def _is_elementwise_activation(module: nn.Module) -> bool:
     return isinstance(module, _ELEMENTWISE) or type(module).__module__ == "transformers.activations"
+
+
+def _check_identity_rule_applies(module: nn.Module) -> None:
+    """The identity rule x · (f(x)/x) is exact only for f(0) = 0; refuse other activations."""
+    probe = torch.tensor([0.0, 1e-4, -1e-4])
+    with torch.no_grad():
+        values = module(probe.to(next(iter(module.parameters()), probe).device))
+    if float(values.abs().max()) > 1e-3:
+        raise ModelError(
+            f"{type(module).__name__} gives f(0) = {float(values[0]):.3g}: LRP's identity rule needs f(0) = 0, so "
+            "t3vis cannot explain this model with LRP (Input×Gradient and Integrated Gradients still work)."
+        )
 
 
 def _embedding_layer_norm(model: nn.Module) -> nn.LayerNorm:
@@ -103,6 +117,7 @@ def conservative_rules(model: nn.Module) -> Iterator[dict]:
             if isinstance(module, nn.LayerNorm):
                 handles.append(module.register_forward_hook(layer_norm_rule))
             elif _is_elementwise_activation(module):
+                _check_identity_rule_applies(module)
                 handles.append(module.register_forward_hook(identity_rule))
             dense, out_proj = getattr(module, "dense", None), getattr(module, "out_proj", None)
             if isinstance(dense, nn.Linear) and isinstance(out_proj, nn.Linear) and \

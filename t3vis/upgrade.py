@@ -1,0 +1,153 @@
+"""Converting a store written by an older schema version: ``t3vis upgrade --store PATH``.
+
+Version 1 → 2: version 1 stored head importance as |gradient of a batch's summed loss|, summed
+over batches and divided by the number of examples. Gradients of opposite sign cancel inside a
+batch, so the number depended on the batch size and on which examples shared a batch. Version 2
+stores the definition of Michel et al. (2019): the mean over examples of |dL(x)/dm|. The old
+numbers cannot be converted arithmetically; the upgrade recomputes them from each checkpoint's
+saved weights, over the same sample of the split's stored examples (the run's recorded batch
+size, seed and sample size). Checkpoints whose weights are not on disk lose their head
+importance (the report names them; re-ingest them to get it back). Everything else is kept.
+
+The old file is copied to ``<name>.v1.bak`` first, and the new rows are written in one
+transaction: an interrupted upgrade leaves the store as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import duckdb
+
+from t3vis.errors import StoreError
+from t3vis.ingest import IngestConfig, importance_table, sample_importance
+from t3vis.progress import Progress, no_progress
+from t3vis.store import SCHEMA_VERSION, UPGRADABLE_VERSIONS, Store
+
+
+@dataclass
+class UpgradeReport:
+    path: Path
+    from_version: str
+    backup: Path | None = None
+    recomputed: list[str] = field(default_factory=list)  # "run/checkpoint [split]"
+    dropped: list[str] = field(default_factory=list)  # importances that could not be recomputed, with why
+
+
+def stored_version(path: Path) -> str:
+    """The schema version recorded in a store file (read-only)."""
+    if not path.is_file():
+        raise StoreError(f"No store at {path}.")
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error as exc:
+        raise StoreError(f"Cannot open {path} as a DuckDB database: {exc}") from exc
+    try:
+        row = con.execute("SELECT value FROM t3vis_meta WHERE key = 'schema_version'").fetchall()
+    except duckdb.CatalogException as exc:
+        raise StoreError(f"{path} is not a t3vis store (it has no t3vis_meta table).") from exc
+    finally:
+        con.close()
+    return row[0][0] if row else "unknown"
+
+
+def upgrade_store(path: str | Path, *, device: str | None = "cpu", progress: Progress = no_progress) -> UpgradeReport:
+    """Convert the store at ``path`` to the current schema version (see the module docstring)."""
+    path = Path(path)
+    version = stored_version(path)
+    report = UpgradeReport(path=path, from_version=version)
+    if version == str(SCHEMA_VERSION):
+        return report
+    if version not in UPGRADABLE_VERSIONS:
+        raise StoreError(f"{path} has schema version {version}, which this t3vis cannot convert. Re-ingest the "
+                         "checkpoints into a new store.")
+    backup = path.with_name(f"{path.name}.v{version}.bak")
+    if backup.exists():
+        raise StoreError(f"{backup} exists already; move it away first (the upgrade never overwrites a file).")
+    shutil.copy2(path, backup)
+    report.backup = backup
+
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        keys = con.execute(
+            """SELECT DISTINCT h.run_id, h.checkpoint, h.split, c.path, r.config, r.label_names
+               FROM head_importance h JOIN checkpoints c USING (run_id, checkpoint) JOIN runs r USING (run_id)
+               ORDER BY h.run_id, h.checkpoint, h.split"""
+        ).fetchall()
+    finally:
+        con.close()
+
+    new_tables, gone = {}, []
+    for done, (run_id, checkpoint, split, weights, config_json, label_names) in enumerate(keys):
+        progress("head importance", done, len(keys))
+        name = f"{run_id}/{checkpoint} [{split}]"
+        folder = _weights_folder(path, weights)
+        if folder is None:
+            gone.append((run_id, checkpoint, split))
+            report.dropped.append(f"{name}: its weights are not on disk")
+            continue
+        config = _ingest_config(config_json, split)
+        new_tables[(run_id, checkpoint, split)] = _recompute(path, folder, run_id, split, tuple(label_names),
+                                                             config, device)
+        report.recomputed.append(name)
+    progress("head importance", len(keys), len(keys))
+
+    con = duckdb.connect(str(path))
+    try:
+        con.execute("BEGIN TRANSACTION")
+        for (run_id, checkpoint, split), table in new_tables.items():
+            con.execute("DELETE FROM head_importance WHERE run_id = ? AND checkpoint = ? AND split = ?",
+                        [run_id, checkpoint, split])
+            Store._insert(con, "head_importance", table, run_id=run_id, checkpoint=checkpoint, split=split)
+        for run_id, checkpoint, split in gone:
+            con.execute("DELETE FROM head_importance WHERE run_id = ? AND checkpoint = ? AND split = ?",
+                        [run_id, checkpoint, split])
+        con.execute("UPDATE t3vis_meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)])
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        con.close()
+    return report
+
+
+def _weights_folder(store_path: Path, recorded: str | None) -> Path | None:
+    if not recorded:
+        return None
+    folder = Path(recorded)
+    if not folder.is_absolute():
+        folder = store_path.resolve().parent / folder
+    return folder if (folder / "config.json").is_file() else None
+
+
+def _ingest_config(config_json: str | None, split: str) -> IngestConfig:
+    recorded = json.loads(config_json) if config_json else {}
+    names = {item.name for item in fields(IngestConfig)} - {"layers", "split"}
+    values = {key: value for key, value in recorded.items() if key in names}
+    return IngestConfig(split=split, **values)
+
+
+def _recompute(store_path: Path, folder: Path, run_id: str, split: str, label_names: tuple[str, ...],
+               config: IngestConfig, device: str | None):
+    from t3vis.head_view import stored_examples  # the examples as the store holds them
+    from t3vis.model_access import load_model
+
+    bundle = load_model(folder, label_names=label_names, device=device)
+    examples = _read_examples(store_path, run_id, split, stored_examples)
+    importance, n_examples = sample_importance(bundle, examples, config)
+    return importance_table(importance, n_examples)
+
+
+def _read_examples(store_path: Path, run_id: str, split: str, reader):
+    """The split's stored examples, read with a connection that ignores the old schema version."""
+
+    class _OldStore(Store):
+        def _check(self) -> None:  # the version is what is being upgraded
+            pass
+
+    return reader(_OldStore(store_path), run_id, split)
+
