@@ -295,7 +295,14 @@ class Store:
         """A read-only connection for user-written SQL: no file access beyond this store, no extensions,
         settings locked (see :mod:`t3vis.sql_console`). ``limits``: more DuckDB settings (memory_limit,
         threads, ...), applied before the settings are locked."""
-        with self._connect(read_only=True, config={**dict(limits or {}), **SANDBOX_CONFIG}) as con:
+        config = {**dict(limits or {}), **SANDBOX_CONFIG, "lock_configuration": False}
+        with self._connect(read_only=True, config=config) as con:
+            # Session settings first (DuckDB may draw a progress bar on the server's stdout for long queries),
+            # then lock every setting before any user SQL runs. Connections of one process share the database
+            # instance, and with it the lock: a second sandboxed connection finds it locked already.
+            if not _first_row(con.execute("SELECT current_setting('lock_configuration')"))[0]:
+                con.execute("SET enable_progress_bar = false")
+                con.execute("SET lock_configuration = true")
             yield con
 
     def meta(self, key: str) -> str | None:
