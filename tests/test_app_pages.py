@@ -28,14 +28,14 @@ def test_page_explains_a_missing_store(page, tmp_path):
 
 @pytest.mark.parametrize("page", PAGES)
 def test_page_explains_an_empty_store(page, tmp_path):
-    Store(tmp_path / "empty.duckdb")
+    Store(tmp_path / "empty.duckdb", create=True).initialise()
     app = _page(page, tmp_path / "empty.duckdb")
     assert not app.exception
     assert any("no runs" in info.value for info in app.info)
 
 
 def test_overview_lists_runs_and_checkpoints(tmp_path, tiny_bundle, topic_csv):
-    store = Store(tmp_path / "s.duckdb")
+    store = Store(tmp_path / "s.duckdb", create=True)
     examples = load_examples(topic_csv)
     for step in (1, 2):
         ingest_checkpoint(store, tiny_bundle, examples, run_id="tiny", checkpoint=f"c{step}", step=step,
@@ -57,8 +57,17 @@ def test_library_never_imports_streamlit():
     assert offenders == []
 
 
-def test_overview_offers_to_build_the_demo_when_there_is_no_store(tmp_path):
-    app = _page(str(PROJECT / "pages" / "overview.py"), tmp_path / "demo.duckdb")
+def test_overview_offers_to_build_the_demo_at_the_default_path_only(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default demo path, store/demo.duckdb, is relative to the working folder
+    app = _page(str(PROJECT / "pages" / "overview.py"), "store/demo.duckdb")
     assert not app.exception
     assert [button.label for button in app.button] == ["Build the demo store"]
     assert any("built-in demo" in markdown.value for markdown in app.markdown)
+    # any other path: no button, so a visitor cannot make the server write where they choose
+    (tmp_path / "store").mkdir()
+    for elsewhere in (tmp_path / "demo.duckdb", tmp_path / "store" / "sst2.duckdb"):
+        app = _page(str(PROJECT / "pages" / "overview.py"), elsewhere)
+        assert not app.exception
+        assert len(app.button) == 0
+        assert any("t3vis ingest" in markdown.value for markdown in app.markdown)
+    assert sorted(path.name for path in tmp_path.rglob("*")) == ["store"]

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from t3vis.demo import DEMO_RUN, DemoConfig, build_demo
+from t3vis.demo import DEMO_MARK_FILE, DEMO_RUN, DemoConfig, build_demo, check_demo_target, is_demo_store
+from t3vis.errors import StoreError
+from t3vis.synthetic_store import SyntheticConfig, build_synthetic_store
 from t3vis.demo_corpus import LABELS, DemoCorpusConfig, demo_corpus
 from t3vis.model_access import AttentionProbe, load_model, run_with_probe
 from t3vis.store import Store
@@ -37,10 +39,39 @@ def test_corpus_is_deterministic_varied_and_marked():
     assert any("hockey" in text or "football" in text for text, c in zip(evaluation.texts, confusers) if c)
 
 
+def test_the_demo_never_replaces_what_it_did_not_make(tmp_path):
+    """With the README's layout (callback checkpoints in store/sst2-checkpoints), building the demo at
+    store/sst2.duckdb must not touch the user's checkpoints, nor a store of theirs."""
+    checkpoints = tmp_path / "store" / "sst2-checkpoints" / "epoch-1"
+    checkpoints.mkdir(parents=True)
+    (checkpoints / "config.json").write_text("{}")
+    with pytest.raises(StoreError, match="sst2-checkpoints exists and was not made by `t3vis demo`"):
+        build_demo(tmp_path / "store" / "sst2.duckdb", config=SMALL)
+    assert (checkpoints / "config.json").read_text() == "{}"
+    assert sorted(p.name for p in (tmp_path / "store").iterdir()) == ["sst2-checkpoints"]
+
+    theirs = tmp_path / "theirs.duckdb"
+    synthetic = build_synthetic_store(theirs, SyntheticConfig(n_examples=20, n_checkpoints=1))
+    before = theirs.read_bytes()
+    with pytest.raises(StoreError, match="was not made by `t3vis demo`"):
+        build_demo(theirs, config=SMALL)
+    from t3vis.cli import run
+    assert run(["demo", "--store", str(theirs), "--force", "--quiet"]) == 2
+    assert theirs.read_bytes() == before and not synthetic.path.with_name("theirs-checkpoints").exists()
+
+
 @pytest.fixture(scope="module")
 def small_demo(tmp_path_factory):
     folder = tmp_path_factory.mktemp("demo")
     return build_demo(folder / "demo.duckdb", config=SMALL)
+
+
+@pytest.mark.slow
+def test_a_demo_build_is_marked_so_that_a_rebuild_may_replace_it(small_demo):
+    weights = small_demo.path.with_name("demo-checkpoints")
+    assert is_demo_store(small_demo.path) and (weights / DEMO_MARK_FILE).is_file()
+    check_demo_target(small_demo.path)  # no error: a later build may replace these
+    assert not [p for p in small_demo.path.parent.iterdir() if p.name.startswith(".demo-build-")]
 
 
 @pytest.mark.slow
