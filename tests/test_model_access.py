@@ -114,3 +114,65 @@ def test_load_model_reports_a_new_classification_head(tmp_path):
     assert bundle.classifier_was_initialised
     assert (bundle.num_layers, bundle.num_heads, len(bundle.label_names)) == (6, 12, 4)
     assert not bundle.model.training
+
+
+def _copy_model(source, target, *, keep_tokenizer: bool = True):
+    import shutil
+
+    shutil.copytree(source, target)
+    if not keep_tokenizer:
+        for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+            (target / name).unlink(missing_ok=True)
+    return target
+
+
+def test_a_checkpoint_without_tokenizer_files_is_refused(tiny_model_dir, tmp_path):
+    folder = _copy_model(tiny_model_dir, tmp_path / "no-tokenizer", keep_tokenizer=False)
+    with pytest.raises(ModelError, match="has no tokenizer files.*--tokenizer"):
+        load_model(folder, device="cpu")
+    assert load_model(folder, tokenizer=tiny_model_dir, device="cpu").tokenizer.vocab_size == 30522
+
+
+def test_corrupt_weights_and_tokenizer_files_are_named(tiny_model_dir, tmp_path):
+    folder = _copy_model(tiny_model_dir, tmp_path / "cut")
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(ModelError, match="model.safetensors is truncated or corrupt"):
+        load_model(folder, device="cpu")
+    folder = _copy_model(tiny_model_dir, tmp_path / "bad-json")
+    (folder / "tokenizer.json").write_text("{not json")
+    with pytest.raises(ModelError, match="Cannot read the tokenizer files .*tokenizer.json.*corrupt"):
+        load_model(folder, device="cpu")
+
+
+def _small_vocabulary_model(folder, *, model_rows: int):
+    """A tiny model with ``model_rows`` embeddings and a 40-token WordPiece vocabulary of made-up words."""
+    from transformers import BertTokenizer
+
+    from t3vis.testing import tiny_config
+
+    folder.mkdir()
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"zq{index}" for index in range(35)]
+    (folder / "vocab.txt").write_text("\n".join(words) + "\n")
+    BertTokenizer(str(folder / "vocab.txt")).save_pretrained(folder)
+    AutoModelForSequenceClassification.from_config(tiny_config(vocab_size=model_rows)).save_pretrained(folder)
+    return folder
+
+
+def test_a_tokenizer_far_smaller_than_the_model_is_refused(tmp_path):
+    folder = _small_vocabulary_model(tmp_path / "small", model_rows=30522)
+    with pytest.raises(ModelError, match="only 40 tokens but the model .* 30522 token embeddings"):
+        load_model(folder, device="cpu")
+
+
+def test_data_that_is_mostly_unknown_tokens_is_refused(tmp_path, topic_csv):
+    from t3vis.data_loading import load_examples
+    from t3vis.ingest import IngestConfig, ingest_checkpoint
+    from t3vis.store import Store
+
+    bundle = load_model(_small_vocabulary_model(tmp_path / "wrong", model_rows=40), device="cpu")
+    store = Store(tmp_path / "s.duckdb", create=True)
+    with pytest.raises(ModelError, match="100% of the data's word pieces are the unknown token"):
+        ingest_checkpoint(store, bundle, load_examples(topic_csv), run_id="r", checkpoint="c",
+                          config=IngestConfig(projection="none"))
+    assert not store.path.exists()
