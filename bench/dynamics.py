@@ -37,7 +37,7 @@ def train_once(train, *, record: bool, epochs: int, folder: Path) -> float:
     """Seconds of ``trainer.train()`` for a fresh MiniLM, with or without the dynamics callback."""
     torch.manual_seed(0)
     bundle = load_model(minilm_path(), label_names=tuple(train.label_names), device="cpu")
-    callbacks = [T3visCallback(Store(folder / f"dyn-{time.time_ns()}.duckdb"), run_id="bench")] if record else []
+    callbacks = [T3visCallback(Store(folder / f"dyn-{time.time_ns()}.duckdb", create=True), run_id="bench")] if record else []
     trainer = Trainer(
         model=bundle.model.train(),
         args=TrainingArguments(output_dir=str(folder / "out"), num_train_epochs=epochs, per_device_train_batch_size=16,

@@ -77,7 +77,7 @@ def main() -> None:
     config = IngestConfig(split="train", projection="none", batch_size=args.batch_size)
     bare_times, ingest_times = [], []
     with tempfile.TemporaryDirectory() as folder:
-        store = Store(Path(folder) / "bench.duckdb")
+        store = Store(Path(folder) / "bench.duckdb", create=True)
         for repeat in range(2):  # alternate the order so that warm-up and drift hit both alike
             order = ("bare", "ingest") if repeat == 0 else ("ingest", "bare")
             for which in order:

@@ -45,7 +45,7 @@ def main() -> None:
     train = load_examples(DATA / "sst2_train.tsv", limit=args.train_size, label_names=["negative", "positive"])
     dev = load_examples(DATA / "sst2_dev.tsv", label_names=["negative", "positive"])
     with tempfile.TemporaryDirectory() as scratch:
-        store = Store(args.store or Path(scratch) / "sst2.duckdb")
+        store = Store(args.store or Path(scratch) / "sst2.duckdb", create=True)
         torch.manual_seed(0)
         bundle = load_model(minilm_path(), label_names=("negative", "positive"), device="cpu")
         callback = T3visCallback(store, run_id="minilm-sst2", eval_examples=dev, train_examples=train,

@@ -1,12 +1,11 @@
 """Attention Head view: a layers x heads grid of importance or attention patterns, and reversible pruning."""
 
-from html import escape  # dataset text shown as Markdown is escaped
-
 import pandas as pd
 import streamlit as st
 
 from t3vis import charts, explore
 from t3vis.head_view import evaluate, instance_heads, instance_pattern_frame, stored_examples
+from t3vis.markdown_text import escape_markdown as md  # store text shown as Markdown
 from t3vis_app import data, sidebar, state
 from t3vis_app.selection import selected
 from t3vis_app.models import checkpoint_model, session_cached
@@ -77,7 +76,7 @@ if scale == "aggregate":
     importance = data.head_importance(ctx.store, ctx.path, ctx.stamp, run.run_id, ctx.checkpoint)
     if show == "importance":
         if importance.empty:
-            st.info(f"{ctx.checkpoint} has no head importance (ingested with --importance-examples 0).")
+            st.info(f"{md(ctx.checkpoint)} has no head importance (ingested with --importance-examples 0).")
             st.stop()
         grid = importance.rename(columns={normalisation: "value"})
         diverging = compare_with != "—"
@@ -140,7 +139,8 @@ if selected_head is not None:
     else:
         stats = data.head_stats(ctx.store, ctx.path, ctx.stamp, run.run_id, ctx.checkpoint, layer, head)
         if stats:
-            st.markdown(" · ".join(f"{name.replace('attn_', 'to ')}: **{value:.2f}**" for name, value in stats.items()))
+            st.markdown(" · ".join(f"{md(name.replace('attn_', 'to '))}: **{value:.2f}**"
+                                   for name, value in stats.items()))
 
 # -- pruning's effect on the selected example --------------------------------------------------------
 st.subheader("Effect of pruning")
@@ -156,8 +156,8 @@ else:
     for column, result, heading in ((left, before, "All heads"), (right, after, pruned_label)):
         predicted = names[int(result.probs.argmax())]
         with column:
-            st.markdown(f"**{heading}**: predicts **{escape(predicted)}** for #{example_id} "
-                        f"(gold {escape(details['label_name'])})")
+            st.markdown(f"**{heading}**: predicts **{md(predicted)}** for #{example_id} "
+                        f"(gold {md(details['label_name'])})")
             st.altair_chart(charts.probability_chart(names, list(result.probs), gold=details["label_name"],
                                                      predicted=predicted), height=28 * len(names) + 70)
     if st.button("Measure on the whole evaluation set", disabled=not pruned,

@@ -1,13 +1,12 @@
 """Instance Investigation view: the selected example's tokens coloured by saliency, or by a head's attention."""
 
-from html import escape  # dataset text shown as Markdown is escaped
-
 import numpy as np
 import streamlit as st
 
 from t3vis import charts
 from t3vis.attribution import METHODS, prepare
 from t3vis.head_view import instance_heads
+from t3vis.markdown_text import escape_markdown as md  # store text shown as Markdown
 from t3vis.token_view import layout_tokens, merge_word_pieces
 from t3vis_app import data, sidebar, state
 from t3vis_app.selection import selected
@@ -39,8 +38,8 @@ predicted = int(np.argmax(heads.probs))
 # -- the example ------------------------------------------------------------------------------------
 left, right = st.columns([3, 2])
 with left:
-    st.markdown(f"**#{example_id}** · {split} split · gold label **{escape(details['label_name'])}** · predicted "
-                f"**{escape(names[predicted])}** at {ctx.checkpoint}"
+    st.markdown(f"**#{example_id}** · {md(split)} split · gold label **{md(details['label_name'])}** · predicted "
+                f"**{md(names[predicted])}** at {md(ctx.checkpoint)}"
                 + (f" · {len(pruned)} pruned head{'' if len(pruned) == 1 else 's'}" if pruned else ""))
     if heads.truncated:
         st.warning(f"The text is longer than the model's limit and was cut to {bundle.max_length} tokens.")
@@ -122,7 +121,7 @@ if state.newly_clicked("token_click", clicked):
 st.caption(
     ("Head: " + (f"L{selected_head[0]}·H{selected_head[1]} (from the Attention heads view)" if selected_head
                  else "none selected: choose one in the Attention heads view to see attention from a token"))
-    + " · Token: " + (f"{token_index} ({escape(tokens[token_index])})" if token_index is not None else "click one")
+    + " · Token: " + (f"{token_index} ({md(tokens[token_index])})" if token_index is not None else "click one")
     + (". Darker: more attention from the clicked token." if showing_attention
        else ". Red: supports the explained class; blue: speaks against it."))
 state.write_url()

@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from t3vis.markdown_text import escape_markdown as md
 from t3vis_app import data, sidebar
 
 ctx = sidebar.render()
@@ -10,5 +11,5 @@ st.subheader("Runs")
 runs = data.runs(ctx.store, ctx.path, ctx.stamp)
 st.dataframe(runs[["run_id", "model", "task", "label_names", "num_layers", "num_heads", "max_length"]],
              hide_index=True)
-st.subheader(f"Checkpoints of {ctx.run.run_id}")
+st.subheader(f"Checkpoints of {md(ctx.run.run_id)}")
 st.dataframe(ctx.checkpoints[["checkpoint", "step", "epoch", "path", "metrics", "ingested_at"]], hide_index=True)

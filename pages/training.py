@@ -4,6 +4,7 @@ import altair as alt
 import streamlit as st
 
 from t3vis import training_view
+from t3vis.markdown_text import escape_markdown as md
 from t3vis_app import sidebar, state
 from t3vis_app.selection import selected
 
@@ -55,4 +56,5 @@ if rows and rows[0] < len(flipped):
     chosen = int(flipped.iloc[rows[0]].example_id)
     if (state.get("example_id"), state.get("split")) != (chosen, split):
         state.select_example(split, chosen)
-    st.success(f"Example #{chosen} ({split}) is selected: open the Instance or Attention heads page to look at it.")
+    st.success(f"Example #{chosen} ({md(split)}) is selected: open the Instance or Attention heads page to look "
+               "at it.")

@@ -42,20 +42,24 @@ class SyntheticConfig:
     bins: int = 8
     seed: int = 0
     run_id: str = "synthetic"
+    label_names: tuple[str, ...] = tuple(WORDS)  # label i's texts use the words of the i-th topic (cycling)
+    checkpoint_names: tuple[str, ...] = ()  # one per checkpoint; empty: epoch-1, epoch-2, ...
+    text_prefix: str = "what about the"  # each text is this prefix, then topic words
 
 
-def _texts(rng: np.random.Generator, labels: np.ndarray, names: list[str]) -> list[str]:
+def _texts(rng: np.random.Generator, labels: np.ndarray, prefix: str) -> list[str]:
+    topics = list(WORDS)
     texts = []
     for label in labels:
-        words = WORDS[names[label]]
+        words = WORDS[topics[label % len(topics)]]
         picked = rng.choice(words, size=int(rng.integers(5, 14)))
-        texts.append("what about the " + " ".join(picked) + "?")
+        texts.append(prefix + " " + " ".join(picked) + "?")
     return texts
 
 
-def _examples_table(rng, labels: np.ndarray, names: list[str], flipped: np.ndarray) -> pa.Table:
+def _examples_table(rng, labels: np.ndarray, names: list[str], flipped: np.ndarray, prefix: str) -> pa.Table:
     shown = np.where(flipped, (labels + 1) % len(names), labels)  # the (possibly wrong) gold label
-    texts = _texts(rng, labels, names)
+    texts = _texts(rng, labels, prefix)
     n_tokens = np.array([len(text.split()) + 2 for text in texts], dtype=np.int32)
     extra = [json.dumps({"flipped": bool(f), "source": "synthetic"}) for f in flipped]
     return pa.table({
@@ -142,16 +146,20 @@ def _heads(rng, config: SyntheticConfig, n: int) -> tuple[pa.Table, pa.Table]:
 def build_synthetic_store(path: str | Path, config: SyntheticConfig = SyntheticConfig()) -> Store:
     """Write a synthetic run into the store at ``path`` (created when missing); returns the store."""
     rng = np.random.default_rng(config.seed)
-    names = list(WORDS)
+    names = list(config.label_names)
     k = len(names)
-    store = Store(path)
+    if config.checkpoint_names and len(config.checkpoint_names) != config.n_checkpoints:
+        raise ValueError(f"checkpoint_names holds {len(config.checkpoint_names)} names for n_checkpoints="
+                         f"{config.n_checkpoints}")
+    checkpoint_names = config.checkpoint_names or tuple(f"epoch-{i + 1}" for i in range(config.n_checkpoints))
+    store = Store(path, create=True)
     run = RunInfo(run_id=config.run_id, model="synthetic", label_names=tuple(names), num_layers=config.num_layers,
                   num_heads=config.num_heads, max_length=128, task="synthetic topics")
 
     true = rng.integers(0, k, config.n_examples)
     flipped = rng.random(config.n_examples) < config.flipped_fraction
     gold = np.where(flipped, (true + 1) % k, true)
-    examples = _examples_table(rng, true, names, flipped)
+    examples = _examples_table(rng, true, names, flipped, config.text_prefix)
     for index in range(config.n_checkpoints):
         skill = 1.0 + 1.5 * index
         predictions = _predictions(rng, true, gold, k, skill)
@@ -159,7 +167,7 @@ def build_synthetic_store(path: str | Path, config: SyntheticConfig = SyntheticC
         accuracy = float(np.mean(predictions.column("correct").to_numpy(zero_copy_only=False)))
         store.write_checkpoint(
             run,
-            CheckpointInfo(run_id=run.run_id, checkpoint=f"epoch-{index + 1}", step=100 * (index + 1),
+            CheckpointInfo(run_id=run.run_id, checkpoint=checkpoint_names[index], step=100 * (index + 1),
                            epoch=float(index + 1), metrics={"validation": {"accuracy": accuracy}}),
             CheckpointResults(split="validation", examples=examples if index == 0 else None, tables={
                 "predictions": predictions,
@@ -173,7 +181,7 @@ def build_synthetic_store(path: str | Path, config: SyntheticConfig = SyntheticC
         train_true = rng.integers(0, k, config.n_train)
         train_flipped = rng.random(config.n_train) < config.flipped_fraction
         train_gold = np.where(train_flipped, (train_true + 1) % k, train_true)
-        store.write_examples(run, "train", _examples_table(rng, train_true, names, train_flipped))
+        store.write_examples(run, "train", _examples_table(rng, train_true, names, train_flipped, config.text_prefix))
         for epoch in range(config.epochs):
             logits = rng.normal(0, 1, size=(config.n_train, k))
             logits[np.arange(config.n_train), train_true] += 0.5 + 1.5 * epoch * rng.uniform(0.2, 1.2, config.n_train)

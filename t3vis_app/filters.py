@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from t3vis import explore
+from t3vis.markdown_text import escape_markdown as md
 
 
 def filter_widgets(known: list[explore.Attribute], frame: pd.DataFrame) -> tuple:
@@ -31,13 +32,13 @@ def filter_widgets(known: list[explore.Attribute], frame: pd.DataFrame) -> tuple
             if attribute.kind == "continuous":
                 low, high = summary
                 if low == high:
-                    st.caption(f"{attribute.label}: every example has {low:g}")
+                    st.caption(f"{md(attribute.label)}: every example has {low:g}")
                     continue
                 value = saved.get(name, (low, high))
                 value = (max(low, min(value[0], high)), min(high, max(value[1], low)))
                 if key not in st.session_state:
                     st.session_state[key] = value
-                chosen_range = st.slider(attribute.label, min_value=low, max_value=high, key=key)
+                chosen_range = st.slider(md(attribute.label), min_value=low, max_value=high, key=key)
                 saved[name] = chosen_range
                 if chosen_range != (low, high):
                     result.append(explore.RangeFilter(name, float(chosen_range[0]), float(chosen_range[1])))
@@ -45,7 +46,7 @@ def filter_widgets(known: list[explore.Attribute], frame: pd.DataFrame) -> tuple
                 values = saved.get(name, list(summary))
                 if key not in st.session_state:
                     st.session_state[key] = [value for value in values if value in summary]
-                picked = st.multiselect(attribute.label, list(summary), key=key)
+                picked = st.multiselect(md(attribute.label), list(summary), key=key)
                 saved[name] = picked
                 if set(picked) != set(summary):
                     result.append(explore.ValuesFilter(name, tuple(picked)))

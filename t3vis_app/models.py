@@ -10,6 +10,7 @@ from pathlib import Path
 import streamlit as st
 
 from t3vis.head_view import checkpoint_weights
+from t3vis.markdown_text import escape_markdown as md
 from t3vis.model_access import ModelBundle, load_model
 from t3vis.store import Store
 
@@ -21,14 +22,14 @@ def load_checkpoint_model(path: str, label_names: tuple[str, ...]) -> ModelBundl
 
 
 def checkpoint_model(store: Store, run, checkpoint: str | None) -> tuple[ModelBundle | None, str]:
-    """The checkpoint's model, or None with the reason it cannot be loaded."""
+    """The checkpoint's model, or None with the reason it cannot be loaded (Markdown, names escaped)."""
     if checkpoint is None:
         return None, "No checkpoint is chosen."
     folder = checkpoint_weights(store, run.run_id, checkpoint)
     if folder is None:
-        return None, (f"The weights of {checkpoint} are not on disk (the store records no readable folder for it), "
-                      "so live computations are unavailable. Ingest with `t3vis ingest --model FOLDER` or record "
-                      "training with `T3visCallback(checkpoint_dir=...)` to keep them.")
+        return None, (f"The weights of {md(checkpoint)} are not on disk (the store records no readable folder "
+                      "for it), so live computations are unavailable. Ingest with `t3vis ingest --model FOLDER` or "
+                      "record training with `T3visCallback(checkpoint_dir=...)` to keep them.")
     return load_checkpoint_model(str(Path(folder)), tuple(run.label_names)), ""
 
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import html
-
 import pandas as pd
 import streamlit as st
 
 from t3vis import charts
+from t3vis.markdown_text import escape_markdown as md
 from t3vis_app import data, state
 
 
@@ -43,12 +42,12 @@ def example_panel(ctx, split: str) -> None:
     details = data.example_details(ctx.store, ctx.path, ctx.stamp, ctx.run.run_id, split, int(example_id),
                                    ctx.checkpoint)
     if details is None:
-        st.caption(f"Example {example_id} is not in the {split} split of this run.")
+        st.caption(f"Example {example_id} is not in the {md(split)} split of this run.")
         return
     label_names = list(details["label_names"])
     left, right = st.columns([3, 2])
     with left:
-        st.markdown(f"**#{example_id}** · {split} split · label **{html.escape(details['label_name'])}**"
+        st.markdown(f"**#{example_id}** · {md(split)} split · label **{md(details['label_name'])}**"
                     + (" · truncated" if details["truncated"] else ""))
         st.text(details["text"] + ("" if not details.get("text_pair") else "\n\n" + details["text_pair"]))
     with right:
@@ -57,7 +56,7 @@ def example_panel(ctx, split: str) -> None:
             st.caption("No prediction at this checkpoint for this split.")
         else:
             predicted = label_names[int(details["pred"])]
-            st.markdown(f"Prediction at **{ctx.checkpoint}**: **{html.escape(predicted)}** "
+            st.markdown(f"Prediction at **{md(ctx.checkpoint)}**: **{md(predicted)}** "
                         f"(loss {details['loss']:.3f})")
             st.altair_chart(charts.probability_chart(label_names, list(probs), gold=details["label_name"],
                                                      predicted=predicted),

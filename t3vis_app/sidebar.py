@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from t3vis.errors import StoreError
+from t3vis.markdown_text import escape_markdown as md
 from t3vis.store import DEFAULT_STORE_DIR, Store
 from t3vis_app import data, state
 
@@ -29,23 +31,45 @@ class Context:
     checkpoint: str | None
 
 
+@st.cache_resource(show_spinner=False)
+def _demo_build_lock() -> threading.Lock:
+    """One demo build at a time for the whole server, whatever the number of browser sessions."""
+    return threading.Lock()
+
+
 def offer_demo(path: str) -> None:
+    """The no-store screen. The demo can be built from the browser only at the default demo path: a
+    visitor of a hosted app must not create files at paths of their choosing."""
     st.info(f"No store at `{path}` yet.")
+    if Path(path).resolve() != DEFAULT_DEMO_PATH.resolve():
+        st.markdown(
+            f"Record a run into it with `t3vis ingest --model CHECKPOINT --data FILE --store {path}` or "
+            f"the `T3visCallback`, or open the built-in demo at `{DEFAULT_DEMO_PATH}`."
+        )
+        return
     st.markdown(
         "Build the **built-in demo**: the pretrained MiniLM fine-tuned for 4 epochs on a generated topic "
         "corpus with 10% flipped labels (about 1.5 minutes on 2 CPU cores, no network needed), "
         f"or record your own run with `t3vis ingest --model CHECKPOINT --data FILE --store {path}`."
     )
     if st.button("Build the demo store", type="primary"):
-        from t3vis.demo import build_demo  # imports torch and transformers: only when needed
+        lock = _demo_build_lock()
+        if not lock.acquire(blocking=False):
+            st.warning("The demo is being built in another session; reload this page in a minute.")
+            return
+        try:
+            from t3vis.demo import build_demo  # imports torch and transformers: only when needed
 
-        bar = st.progress(0.0, text="Starting ...")
+            bar = st.progress(0.0, text="Starting ...")
 
-        def report(phase: str, done: int, total: int) -> None:
-            bar.progress(min(done / max(total, 1), 1.0), text=f"{phase}: {done} / {total}")
+            def report(phase: str, done: int, total: int) -> None:
+                bar.progress(min(done / max(total, 1), 1.0), text=f"{phase}: {done} / {total}")
 
-        result = build_demo(path, progress=report)
-        bar.progress(1.0, text=f"Built in {result.seconds:.0f} s")
+            if not DEFAULT_DEMO_PATH.exists():  # another session may have finished it meanwhile
+                result = build_demo(DEFAULT_DEMO_PATH, progress=report)
+                bar.progress(1.0, text=f"Built in {result.seconds:.0f} s")
+        finally:
+            lock.release()
         st.rerun()
 
 
@@ -65,7 +89,7 @@ def render() -> Context:
     try:
         store = data.open_store(path)
     except StoreError as error:
-        st.error(str(error))
+        st.error(md(error))
         st.stop()
     stamp = data.version(store)
     runs = data.runs(store, path, stamp)

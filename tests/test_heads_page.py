@@ -24,7 +24,7 @@ def synthetic(tmp_path_factory):
 
 @pytest.fixture()
 def tiny_store(tmp_path, tiny_model_dir, tiny_bundle, topic_csv):
-    store = Store(tmp_path / "tiny.duckdb")
+    store = Store(tmp_path / "tiny.duckdb", create=True)
     examples = load_examples(topic_csv)
     ingest_checkpoint(store, tiny_bundle, examples, run_id="tiny", checkpoint="c1", step=1, path=str(tiny_model_dir),
                       config=IngestConfig(projection="none", batch_size=4, importance_examples=-1))

@@ -146,7 +146,7 @@ def test_a_selected_example_is_ringed_marked_in_the_table_and_shown(synthetic):
 
 
 def test_page_works_on_a_really_ingested_store(tmp_path, tiny_bundle, topic_csv):
-    store = Store(tmp_path / "real.duckdb")
+    store = Store(tmp_path / "real.duckdb", create=True)
     examples = load_examples(topic_csv)
     for step in (1, 2):
         ingest_checkpoint(store, tiny_bundle, examples, run_id="tiny", checkpoint=f"c{step}", step=step,
