@@ -34,12 +34,15 @@ def describe_checkpoint(path: str | Path, *, name: str | None = None) -> Checkpo
     if state_file.is_file():
         try:
             state = json.loads(state_file.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:  # a truncated or binary file
             raise ModelError(f"{state_file} is not readable JSON ({exc}); delete or repair it.") from exc
+        if not isinstance(state, dict) or not isinstance(state.get("log_history", []), list):
+            raise ModelError(f"{state_file} is not a Trainer state (a JSON object with a log_history list); "
+                             "delete or repair it.")
         step = state.get("global_step", step)
         epoch = state.get("epoch")
         for entry in state.get("log_history", []):
-            if entry.get("step") == step:
+            if isinstance(entry, dict) and entry.get("step") == step:
                 metrics.update({key: value for key, value in entry.items() if isinstance(value, (int, float))})
     return CheckpointFolder(path=folder, name=name or folder.name, step=step, epoch=epoch, trainer_metrics=metrics)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from t3vis import __version__
 from t3vis.errors import T3visError
-from t3vis.ingest import IngestConfig
+from t3vis.ingest_config import IngestConfig
 from t3vis.store import DEFAULT_STORE_PATH
 
 DESCRIPTION = """\
@@ -329,6 +329,10 @@ def run(argv: list[str] | None = None) -> int:
         if args.command == "sql":
             return _sql(args)
         store = Store(args.store, create=True)  # the file is made by the first write, after data and model load
+        if args.quiet:
+            from transformers.utils import logging as transformers_logging
+
+            transformers_logging.disable_progress_bar()  # its "Loading weights" bars
         started = time.perf_counter()
         with tqdm_progress(disable=args.quiet) as progress:
             if args.command == "ingest":

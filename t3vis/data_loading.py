@@ -266,8 +266,10 @@ def load_examples(
     id_column : str, optional
         Integer column of unique example ids; default: row numbers from 0.
     limit : int, optional
-        Keep the first ``limit`` rows.
+        Keep the first ``limit`` rows (at least 1).
     """
+    if limit is not None and limit < 1:
+        raise DataError(f"--limit must be at least 1 (the number of examples to use), not {limit}.")
     frame = read_table(path, file_format=file_format, encoding=encoding, split=split)
     if frame.empty:
         raise DataError(f"{Path(path).name} contains no rows (only a header).")

@@ -24,45 +24,10 @@ from t3vis.errors import DataError
 from t3vis.head_importance import head_mask_gradient, normalise_importance
 from t3vis.model_access import (AttentionProbe, ModelBundle, check_tokens_are_known, pool_hidden_states,
                                 run_with_probe)
+from t3vis.ingest_config import IngestConfig
 from t3vis.progress import Progress, no_progress
-from t3vis.projection import METHODS, project
+from t3vis.projection import project
 from t3vis.store import CheckpointInfo, CheckpointResults, RunInfo, Store
-
-
-@dataclass(frozen=True)
-class IngestConfig:
-    """How a checkpoint is recorded. Each field's ``help`` is shown by the CLI."""
-
-    split: str = field(default="validation", metadata={"help": "name of the split the examples belong to"})
-    layers: tuple[int, ...] | None = field(
-        default=None,
-        metadata={"help": "hidden layers to project: 0 = embeddings, 1..L = Transformer layers; default: the last"},
-    )
-    pooling: str = field(default="cls", metadata={"help": "'cls' (first token) or 'mean' (over real tokens)"})
-    projection: str = field(default="tsne", metadata={"help": "'tsne' (openTSNE), 'pca' (fast) or 'none'"})
-    batch_size: int = field(default=32, metadata={"help": "examples per forward pass"})
-    max_length: int | None = field(
-        default=None, metadata={"help": "truncate texts to this many tokens; default: the model's limit"}
-    )
-    importance_examples: int = field(
-        default=256,
-        metadata={"help": "examples (whole batches, drawn at random) for head importance; 0 = skip, -1 = all"},
-    )
-    attention_examples: int = field(
-        default=512,
-        metadata={"help": "examples (whole batches, drawn at random, the importance batches first) averaged into "
-                          "the aggregate attention patterns; -1 = all"},
-    )
-    attention_bins: int = field(default=16, metadata={"help": "size of the aggregate attention pattern grid"})
-    seed: int = field(default=0, metadata={"help": "seed for the importance sample and t-SNE"})
-
-    def __post_init__(self) -> None:
-        if self.pooling not in ("cls", "mean"):
-            raise ValueError(f"pooling must be 'cls' or 'mean', not {self.pooling!r}")
-        if self.projection not in (*METHODS, "none"):
-            raise ValueError(f"projection must be one of {(*METHODS, 'none')}, not {self.projection!r}")
-        if self.batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
 
 
 @dataclass(frozen=True)

@@ -257,6 +257,14 @@ def load_model(
             f"Cannot load a model config from {source!r}: {exc}. Give a folder with config.json "
             "(a Trainer checkpoint or a saved model) or, when online, a hub model name."
         ) from exc
+    trained_head = any(name.endswith("ForSequenceClassification") for name in (config.architectures or []))
+    if trained_head and num_labels is not None and num_labels != config.num_labels:
+        raise ModelError(
+            f"{len(label_names) if label_names is not None else num_labels} labels were asked for "
+            f"({'label names' if label_names is not None else 'num_labels'}), but the checkpoint {source!r} has a "
+            f"trained classification head with {config.num_labels} labels. Give {config.num_labels} label names "
+            "(--label-names), or leave them out to use the checkpoint's own."
+        )
     overrides = {}
     if num_labels is not None and num_labels != config.num_labels:
         overrides["num_labels"] = num_labels

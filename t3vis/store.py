@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -140,16 +141,6 @@ def _check_schema(con: duckdb.DuckDBPyConnection, path: Path) -> None:
         f"version {SCHEMA_VERSION}. Re-ingest the checkpoints into a new store (another --store "
         "path), or open it with the t3vis release that wrote it."
     )
-
-
-def _initialise_or_check(con: duckdb.DuckDBPyConnection, path: Path) -> None:
-    """Inside a write transaction: create the schema in a new, empty file, else check the store."""
-    if not _user_tables(con):
-        con.execute(schema_sql())
-        con.execute("INSERT INTO t3vis_meta VALUES ('schema_version', ?), ('created_by', 't3vis')",
-                    [str(SCHEMA_VERSION)])
-        return
-    _check_schema(con, path)
 
 
 def schema_sql() -> str:
@@ -352,21 +343,18 @@ class Store:
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A read-write connection inside one transaction: committed on success, else rolled back.
 
-        The first write to a new store creates the file and its schema in this transaction; if
-        the transaction fails, the file it created is removed again.
+        The first write to a new store first puts an empty store with its schema in place (built
+        aside and linked in atomically, so a crash leaves no file or a valid store); if the
+        transaction then fails, the file it created is removed again.
         """
         fresh = not self.path.exists()
         if fresh:
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise StoreError(f"Cannot create the folder {self.path.parent} for the store: {exc.strerror}. "
-                                 "Choose a store path in a folder you can write to.") from exc
+            self._create_file()
         try:
             with self._connect(read_only=False) as con:
                 con.execute("BEGIN TRANSACTION")
                 try:
-                    _initialise_or_check(con, self.path)
+                    _check_schema(con, self.path)
                     yield con
                 except BaseException:
                     con.execute("ROLLBACK")
@@ -382,6 +370,37 @@ class Store:
             if fresh:
                 _remove_created(self.path)
             raise
+
+    def _create_file(self) -> None:
+        """Make an empty store at ``self.path``: built in a scratch file, then linked in (never replacing a file)."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"Cannot create the folder {self.path.parent} for the store: {exc.strerror}. "
+                             "Choose a store path in a folder you can write to.") from exc
+        scratch = self.path.with_name(f".{self.path.name}.creating-{os.getpid()}-{threading.get_ident()}")
+        try:
+            con = duckdb.connect(str(scratch))
+            try:
+                con.execute("BEGIN TRANSACTION")
+                con.execute(schema_sql())
+                con.execute("INSERT INTO t3vis_meta VALUES ('schema_version', ?), ('created_by', 't3vis')",
+                            [str(SCHEMA_VERSION)])
+                con.execute("COMMIT")
+            finally:
+                con.close()
+            try:
+                os.link(scratch, self.path)  # atomic, and fails rather than replace a file that appeared meanwhile
+            except FileExistsError:
+                pass  # another process created the store first: write into theirs
+            except OSError:  # a filesystem without hard links
+                if not self.path.exists():
+                    os.replace(scratch, self.path)
+        except (OSError, duckdb.Error) as exc:
+            raise StoreError(f"Cannot create the store {self.path}: {exc}. Choose a store path in a folder you can "
+                             "write to.") from exc
+        finally:
+            _remove_created(scratch)
 
     def write_run(self, con: duckdb.DuckDBPyConnection, run: RunInfo) -> None:
         """Insert the run, or check that an existing run of that name matches it."""

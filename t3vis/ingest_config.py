@@ -1,0 +1,44 @@
+"""How a checkpoint is recorded: :class:`IngestConfig`, apart from the computation so that the CLI can
+build its options (and answer ``t3vis info``) without importing torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from t3vis.projection import METHODS
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """How a checkpoint is recorded. Each field's ``help`` is shown by the CLI."""
+
+    split: str = field(default="validation", metadata={"help": "name of the split the examples belong to"})
+    layers: tuple[int, ...] | None = field(
+        default=None,
+        metadata={"help": "hidden layers to project: 0 = embeddings, 1..L = Transformer layers; default: the last"},
+    )
+    pooling: str = field(default="cls", metadata={"help": "'cls' (first token) or 'mean' (over real tokens)"})
+    projection: str = field(default="tsne", metadata={"help": "'tsne' (openTSNE), 'pca' (fast) or 'none'"})
+    batch_size: int = field(default=32, metadata={"help": "examples per forward pass"})
+    max_length: int | None = field(
+        default=None, metadata={"help": "truncate texts to this many tokens; default: the model's limit"}
+    )
+    importance_examples: int = field(
+        default=256,
+        metadata={"help": "examples (whole batches, drawn at random) for head importance; 0 = skip, -1 = all"},
+    )
+    attention_examples: int = field(
+        default=512,
+        metadata={"help": "examples (whole batches, drawn at random, the importance batches first) averaged into "
+                          "the aggregate attention patterns; -1 = all"},
+    )
+    attention_bins: int = field(default=16, metadata={"help": "size of the aggregate attention pattern grid"})
+    seed: int = field(default=0, metadata={"help": "seed for the importance sample and t-SNE"})
+
+    def __post_init__(self) -> None:
+        if self.pooling not in ("cls", "mean"):
+            raise ValueError(f"pooling must be 'cls' or 'mean', not {self.pooling!r}")
+        if self.projection not in (*METHODS, "none"):
+            raise ValueError(f"projection must be one of {(*METHODS, 'none')}, not {self.projection!r}")
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
