@@ -2,7 +2,7 @@
 
     python bench/app.py [--sizes 10000,50000] [--repeats 5]
 
-For each size, a synthetic store (t3vis.synthetic_store: the shapes of a real recording, 3
+For each size, a synthetic store (t3vis.fixtures.synthetic_store: the shapes of a real recording, 3
 checkpoints, 2 layers, training dynamics) is written, then:
 
 - server: the Projection page is run with Streamlit's AppTest; a filter is changed (the label
@@ -39,7 +39,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from app_browser import chromium_page, serve_app  # noqa: E402
-from t3vis.synthetic_store import SyntheticConfig, build_synthetic_store  # noqa: E402
+from t3vis.fixtures.synthetic_store import SyntheticConfig, build_synthetic_store  # noqa: E402
 
 PAGE = str(PROJECT / "pages" / "projection.py")
 CHART_DRAWN = """() => {

@@ -25,12 +25,12 @@ import numpy as np
 import torch
 from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
-from t3vis.callback import T3visCallback
-from t3vis.demo import DEMO_RUN, DemoConfig, TokenisedExamples, build_demo
-from t3vis.demo_corpus import DemoCorpusConfig, demo_corpus
-from t3vis.model_access import load_model
-from t3vis.store import Store
-from t3vis.testing import minilm_path
+from t3vis.record.callback import T3visCallback
+from t3vis.demo.build import DEMO_RUN, DemoConfig, TokenisedExamples, build_demo
+from t3vis.demo.corpus import DemoCorpusConfig, demo_corpus
+from t3vis.model.access import load_model
+from t3vis.store.database import Store
+from t3vis.fixtures.tiny_models import minilm_path
 
 
 def train_once(train, *, record: bool, epochs: int, folder: Path) -> float:

@@ -28,10 +28,10 @@ import numpy as np
 import torch
 
 from t3vis.attribution import METHODS, prepare
-from t3vis.data_loading import load_examples
-from t3vis.head_view import instance_heads
-from t3vis.model_access import AttentionProbe, load_model, run_with_probe
-from t3vis.testing import minilm_path
+from t3vis.data.loading import load_examples
+from t3vis.analysis.head_view import instance_heads
+from t3vis.model.access import AttentionProbe, load_model, run_with_probe
+from t3vis.fixtures.tiny_models import minilm_path
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

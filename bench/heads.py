@@ -26,11 +26,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from t3vis.demo import DEFAULT_DEMO_PATH, DEMO_RUN, build_demo
-from t3vis.head_view import (ablation_loss_increase, checkpoint_weights, importance_on, instance_heads,
+from t3vis.demo.build import DEFAULT_DEMO_PATH, DEMO_RUN, build_demo
+from t3vis.analysis.head_view import (ablation_loss_increase, checkpoint_weights, importance_on, instance_heads,
                              instance_pattern_frame, spearman, stored_examples)
-from t3vis.model_access import load_model
-from t3vis.store import Store
+from t3vis.model.access import load_model
+from t3vis.store.database import Store
 
 
 def text_of_tokens(tokenizer, texts: list[str], n_tokens: int) -> str:

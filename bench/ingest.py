@@ -33,7 +33,7 @@ def bare_forward(bundle, encoded, batch_size: int) -> tuple[float, np.ndarray]:
     """Seconds for a plain no-grad forward over the encoded examples, and their [CLS] states (N, D)."""
     from transformers import AutoModelForSequenceClassification
 
-    from t3vis.encoding import iterate_batches
+    from t3vis.model.encoding import iterate_batches
 
     model = AutoModelForSequenceClassification.from_pretrained(
         bundle.name, num_labels=len(bundle.label_names), attn_implementation="sdpa"
@@ -58,13 +58,13 @@ def main() -> None:
         sys.exit(f"{SST2_TRAIN} is absent: this benchmark needs the shared SST-2 data.")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-    from t3vis.data_loading import load_examples
-    from t3vis.encoding import encode
-    from t3vis.ingest import IngestConfig, ingest_checkpoint
-    from t3vis.model_access import load_model
-    from t3vis.projection import tsne
-    from t3vis.store import Store
-    from t3vis.testing import minilm_path
+    from t3vis.data.loading import load_examples
+    from t3vis.model.encoding import encode
+    from t3vis.record.ingest import IngestConfig, ingest_checkpoint
+    from t3vis.model.access import load_model
+    from t3vis.record.projection import tsne
+    from t3vis.store.database import Store
+    from t3vis.fixtures.tiny_models import minilm_path
 
     tsne_sizes = [int(size) for size in args.tsne_sizes.split(",")]
     examples = load_examples(SST2_TRAIN, limit=max(args.examples, *tsne_sizes))

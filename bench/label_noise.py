@@ -39,12 +39,12 @@ import pandas as pd
 import torch
 from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
-from t3vis.callback import T3visCallback
-from t3vis.data_loading import ExampleSet, load_examples
-from t3vis.demo import TokenisedExamples
-from t3vis.model_access import load_model
-from t3vis.store import Store
-from t3vis.testing import minilm_path
+from t3vis.record.callback import T3visCallback
+from t3vis.data.loading import ExampleSet, load_examples
+from t3vis.demo.build import TokenisedExamples
+from t3vis.model.access import load_model
+from t3vis.store.database import Store
+from t3vis.fixtures.tiny_models import minilm_path
 
 PROJECT = Path(__file__).resolve().parents[1]
 DATA = PROJECT.parent / "shared" / "data"

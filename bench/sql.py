@@ -2,10 +2,10 @@
 
     python bench/sql.py [--examples 100000] [--checkpoints 10] [--repeats 5]
 
-A synthetic store (t3vis.synthetic_store) of N evaluation examples x C checkpoints (predictions,
+A synthetic store (t3vis.fixtures.synthetic_store) of N evaluation examples x C checkpoints (predictions,
 one projection layer, head importance, attention) and N training examples x 4 epochs of dynamics
-is written; each example query of the console (t3vis.example_queries) is run through the sandboxed
-read-only path (t3vis.sql_console.run_query, a fresh connection each time, as in the app) and timed.
+is written; each example query of the console (t3vis.queries.example_queries) is run through the sandboxed
+read-only path (t3vis.queries.sql_console.run_query, a fresh connection each time, as in the app) and timed.
 
 Last line: ``BENCH sql p50_ms=... max_ms=...`` over all queries' median times. Goal: each under 200 ms.
 """
@@ -18,9 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from t3vis.example_queries import EXAMPLE_QUERIES
-from t3vis.sql_console import run_query
-from t3vis.synthetic_store import SyntheticConfig, build_synthetic_store
+from t3vis.queries.example_queries import EXAMPLE_QUERIES
+from t3vis.queries.sql_console import run_query
+from t3vis.fixtures.synthetic_store import SyntheticConfig, build_synthetic_store
 
 
 def main() -> None:

@@ -2,7 +2,9 @@
 
 import streamlit as st
 
-from t3vis import charts, explore
+from t3vis import charts
+
+from t3vis.queries import explore
 from t3vis_app import data, sidebar, state
 from t3vis_app.filters import filter_widgets
 from t3vis_app.selection import example_panel, picked_from_chart, picked_from_table

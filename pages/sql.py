@@ -6,9 +6,9 @@ import streamlit as st
 
 from t3vis import charts
 from t3vis.errors import T3visError
-from t3vis.example_queries import EXAMPLE_QUERIES
+from t3vis.queries.example_queries import EXAMPLE_QUERIES
 from t3vis.markdown_text import escape_markdown as md
-from t3vis.sql_console import (DEFAULT_MAX_BYTES, DEFAULT_MAX_ROWS, DEFAULT_MEMORY_LIMIT, DEFAULT_TIMEOUT,
+from t3vis.queries.sql_console import (DEFAULT_MAX_BYTES, DEFAULT_MAX_ROWS, DEFAULT_MEMORY_LIMIT, DEFAULT_TIMEOUT,
                                run_query, schema_description)
 from t3vis_app import sidebar
 

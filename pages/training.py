@@ -3,7 +3,7 @@
 import altair as alt
 import streamlit as st
 
-from t3vis import training_view
+from t3vis.queries import training_view
 from t3vis.markdown_text import escape_markdown as md
 from t3vis_app import sidebar, state
 from t3vis_app.selection import selected

@@ -14,7 +14,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from t3vis.explore import DATA_MAP, Attribute
+from t3vis.queries.explore import DATA_MAP, Attribute
 
 PICK = "pick"
 LARGE = 10_000  # above this many points, tooltips show a shorter text (the table and the panel show more)
@@ -210,7 +210,7 @@ def token_chart(layout: pd.DataFrame, values: np.ndarray, *, value_title: str, d
                 selected_index: int | None = None, char_px: int = 9, line_px: int = 26, title: str = "") -> alt.LayerChart:
     """Tokens as blocks on wrapped lines, background colour = value (diverging around 0 for signed scores).
 
-    ``layout`` comes from :func:`t3vis.token_view.layout_tokens`; ``values`` has one value per token.
+    ``layout`` comes from :func:`t3vis.analysis.token_view.layout_tokens`; ``values`` has one value per token.
     Click a token to select it (selection ``TOKEN`` over ``index``).
     """
     data = layout.copy()

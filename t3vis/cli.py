@@ -21,8 +21,8 @@ from pathlib import Path
 
 from t3vis import __version__
 from t3vis.errors import T3visError
-from t3vis.ingest_config import IngestConfig
-from t3vis.store import DEFAULT_STORE_PATH
+from t3vis.record.ingest_config import IngestConfig
+from t3vis.store.database import DEFAULT_STORE_PATH
 
 DESCRIPTION = """\
 t3vis records what a Transformer classifier does on a dataset, checkpoint by checkpoint,
@@ -174,8 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _sql(args) -> int:
-    from t3vis.sql_console import run_query
-    from t3vis.store import Store
+    from t3vis.queries.sql_console import run_query
+    from t3vis.store.database import Store
 
     result = run_query(Store(args.store), args.query, max_rows=args.max_rows, timeout=args.timeout)
     if args.csv:
@@ -194,10 +194,10 @@ def _wide_display():
 
 
 def _ingest_one(args, store, model_path: Path | str, *, name: str | None, step, epoch, progress) -> None:
-    from t3vis.checkpoints import describe_checkpoint
-    from t3vis.data_loading import load_examples
-    from t3vis.ingest import ingest_checkpoint
-    from t3vis.model_access import load_model
+    from t3vis.record.checkpoints import describe_checkpoint
+    from t3vis.data.loading import load_examples
+    from t3vis.record.ingest import ingest_checkpoint
+    from t3vis.model.access import load_model
 
     described = describe_checkpoint(model_path, name=name) if Path(model_path).exists() else None
     label_names = args.label_names.split(",") if args.label_names else None
@@ -277,7 +277,7 @@ def _info(store) -> None:
 def _demo(args) -> int:
     from dataclasses import replace
 
-    from t3vis.demo import DEFAULT_DEMO_PATH, DemoConfig, build_demo, check_demo_target
+    from t3vis.demo.build import DEFAULT_DEMO_PATH, DemoConfig, build_demo, check_demo_target
     from t3vis.progress import tqdm_progress
 
     path = args.store or DEFAULT_DEMO_PATH
@@ -296,7 +296,7 @@ def _demo(args) -> int:
 
 def _upgrade(args) -> int:
     from t3vis.progress import tqdm_progress
-    from t3vis.upgrade import upgrade_store
+    from t3vis.record.upgrade import upgrade_store
 
     with tqdm_progress(disable=args.quiet) as progress:
         report = upgrade_store(args.store, device=args.device, progress=progress)
@@ -317,7 +317,7 @@ def run(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         from t3vis.progress import tqdm_progress
-        from t3vis.store import Store
+        from t3vis.store.database import Store
 
         if args.command == "info":
             _info(Store(args.store))
@@ -339,7 +339,7 @@ def run(argv: list[str] | None = None) -> int:
                 _ingest_one(args, store, args.model, name=args.checkpoint, step=args.step, epoch=args.epoch,
                             progress=progress)
             else:
-                from t3vis.checkpoints import find_checkpoints
+                from t3vis.record.checkpoints import find_checkpoints
 
                 for folder in find_checkpoints(args.output_dir):
                     _ingest_one(args, store, folder.path, name=folder.name, step=folder.step,

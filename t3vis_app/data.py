@@ -7,8 +7,8 @@ import os
 import pandas as pd
 import streamlit as st
 
-from t3vis import explore
-from t3vis.store import Store
+from t3vis.queries import explore
+from t3vis.store.database import Store
 
 
 @st.cache_resource(show_spinner=False)

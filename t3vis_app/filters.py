@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from t3vis import explore
+from t3vis.queries import explore
 from t3vis.markdown_text import escape_markdown as md
 
 

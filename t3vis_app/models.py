@@ -9,10 +9,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from t3vis.head_view import checkpoint_weights
+from t3vis.analysis.head_view import checkpoint_weights
 from t3vis.markdown_text import escape_markdown as md
-from t3vis.model_access import ModelBundle, load_model
-from t3vis.store import Store
+from t3vis.model.access import ModelBundle, load_model
+from t3vis.store.database import Store
 
 
 @st.cache_resource(show_spinner="Loading the checkpoint's model ...", max_entries=3)

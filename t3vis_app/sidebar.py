@@ -12,11 +12,11 @@ import streamlit as st
 
 from t3vis.errors import StoreError
 from t3vis.markdown_text import escape_markdown as md
-from t3vis.store import DEFAULT_STORE_DIR, Store
+from t3vis.store.database import DEFAULT_STORE_DIR, Store
 from t3vis_app import data, state
 
 
-DEFAULT_DEMO_PATH = DEFAULT_STORE_DIR / "demo.duckdb"  # as t3vis.demo, without importing torch for every page
+DEFAULT_DEMO_PATH = DEFAULT_STORE_DIR / "demo.duckdb"  # as t3vis.demo.build, without importing torch for every page
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def offer_demo(path: str) -> None:
             st.warning("The demo is being built in another session; reload this page in a minute.")
             return
         try:
-            from t3vis.demo import build_demo  # imports torch and transformers: only when needed
+            from t3vis.demo.build import build_demo  # imports torch and transformers: only when needed
 
             bar = st.progress(0.0, text="Starting ...")
 

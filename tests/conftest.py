@@ -36,14 +36,14 @@ def shared_file(name: str) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A tiny random BERT classifier (2 layers x 4 heads, 3 labels) saved with the MiniLM tokenizer."""
-    from t3vis.testing import save_tiny_model
+    from t3vis.fixtures.tiny_models import save_tiny_model
 
     return save_tiny_model(tmp_path_factory.mktemp("tiny-bert"), "bert", num_labels=3)
 
 
 @pytest.fixture(scope="session")
 def tiny_bundle(tiny_model_dir):
-    from t3vis.model_access import load_model
+    from t3vis.model.access import load_model
 
     return load_model(tiny_model_dir, device="cpu")
 

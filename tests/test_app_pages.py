@@ -6,9 +6,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from conftest import PROJECT
-from t3vis.data_loading import load_examples
-from t3vis.ingest import IngestConfig, ingest_checkpoint
-from t3vis.store import Store
+from t3vis.data.loading import load_examples
+from t3vis.record.ingest import IngestConfig, ingest_checkpoint
+from t3vis.store.database import Store
 
 PAGES = sorted(str(path) for path in (PROJECT / "pages").glob("*.py"))
 

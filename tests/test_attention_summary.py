@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from t3vis.attention_summary import AttentionAccumulator
+from t3vis.record.attention_summary import AttentionAccumulator
 
 
 def _brute_force(attentions, lengths, bins):

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from app_browser import CHROMIUM, PROJECT, chromium_page, serve_app
-from t3vis.synthetic_store import SyntheticConfig, build_synthetic_store
+from t3vis.fixtures.synthetic_store import SyntheticConfig, build_synthetic_store
 
 pytestmark = [
     pytest.mark.browser,
@@ -93,11 +93,11 @@ def test_clicking_a_point_then_a_table_row_selects_the_example_everywhere(app_ur
 @pytest.fixture(scope="module")
 def tiny_app_url(tmp_path_factory):
     from conftest import write_topic_csv
-    from t3vis.data_loading import load_examples
-    from t3vis.ingest import IngestConfig, ingest_checkpoint
-    from t3vis.model_access import load_model
-    from t3vis.store import Store
-    from t3vis.testing import save_tiny_model
+    from t3vis.data.loading import load_examples
+    from t3vis.record.ingest import IngestConfig, ingest_checkpoint
+    from t3vis.model.access import load_model
+    from t3vis.store.database import Store
+    from t3vis.fixtures.tiny_models import save_tiny_model
 
     folder = tmp_path_factory.mktemp("browser-tiny")
     # Larger random weights than the default: peaked probabilities, so one pruned head shows in 3 decimals.

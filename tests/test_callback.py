@@ -9,12 +9,12 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments
 
-from t3vis.background_writer import RecordingWarning
-from t3vis.callback import T3visCallback
-from t3vis.data_loading import load_examples
-from t3vis.dynamics import DynamicsRecorder, dynamics_rows
-from t3vis.ingest import IngestConfig
-from t3vis.store import RunInfo, Store
+from t3vis.store.background_writer import RecordingWarning
+from t3vis.record.callback import T3visCallback
+from t3vis.data.loading import load_examples
+from t3vis.record.dynamics import DynamicsRecorder, dynamics_rows
+from t3vis.record.ingest import IngestConfig
+from t3vis.store.database import RunInfo, Store
 
 TOPICS = {0: "match goal team coach league", 1: "shares bank market profit merger", 2: "planet genome theory lab"}
 

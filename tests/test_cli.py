@@ -11,8 +11,8 @@ import sys
 import pytest
 
 from t3vis.cli import build_parser, run
-from t3vis.store import Store
-from t3vis.testing import save_tiny_model
+from t3vis.store.database import Store
+from t3vis.fixtures.tiny_models import save_tiny_model
 
 
 def _subparsers(parser):

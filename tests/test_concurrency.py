@@ -7,14 +7,14 @@ import subprocess
 import sys
 import textwrap
 
-from t3vis.store import Store
+from t3vis.store.database import Store
 
 WRITER = textwrap.dedent("""
     import sys
-    from t3vis.data_loading import load_examples
-    from t3vis.ingest import IngestConfig, ingest_checkpoint
-    from t3vis.model_access import load_model
-    from t3vis.store import Store
+    from t3vis.data.loading import load_examples
+    from t3vis.record.ingest import IngestConfig, ingest_checkpoint
+    from t3vis.model.access import load_model
+    from t3vis.store.database import Store
 
     store_path, model_dir, data, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     store = Store(store_path, create=True)
@@ -27,7 +27,7 @@ WRITER = textwrap.dedent("""
 
 READER = textwrap.dedent("""
     import json, sys, time
-    from t3vis.store import Store
+    from t3vis.store.database import Store
 
     store_path, expected, n_examples, heads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     store = Store(store_path, create=False)

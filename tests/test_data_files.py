@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from conftest import shared_file
-from t3vis.data_loading import load_examples, read_table
+from t3vis.data.loading import load_examples, read_table
 from t3vis.errors import DataError
 
 ROWS = [("a fine film", "pos"), ("a dull film", "neg"), ('he said "wow" twice', "pos"), ("slow, and long", "neg")]

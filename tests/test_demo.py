@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from t3vis.demo import DEMO_MARK_FILE, DEMO_RUN, DemoConfig, build_demo, check_demo_target, is_demo_store
+from t3vis.demo.build import DEMO_MARK_FILE, DEMO_RUN, DemoConfig, build_demo, check_demo_target, is_demo_store
 from t3vis.errors import StoreError
-from t3vis.synthetic_store import SyntheticConfig, build_synthetic_store
-from t3vis.demo_corpus import LABELS, DemoCorpusConfig, demo_corpus
-from t3vis.model_access import AttentionProbe, load_model, run_with_probe
-from t3vis.store import Store
+from t3vis.fixtures.synthetic_store import SyntheticConfig, build_synthetic_store
+from t3vis.demo.corpus import LABELS, DemoCorpusConfig, demo_corpus
+from t3vis.model.access import AttentionProbe, load_model, run_with_probe
+from t3vis.store.database import Store
 
 SMALL = DemoConfig(corpus=DemoCorpusConfig(train_size=240, eval_size=80), epochs=3, batch_size=16)
 
@@ -141,7 +141,7 @@ def test_head_importance_ranks_heads_like_masking_them_does(small_demo):
     """
     from dataclasses import replace as replaced
 
-    from t3vis.head_view import ablation_loss_increase, checkpoint_weights, importance_on, spearman, stored_examples
+    from t3vis.analysis.head_view import ablation_loss_increase, checkpoint_weights, importance_on, spearman, stored_examples
 
     store = Store(small_demo.path, create=False)
     checkpoint = store.checkpoints(DEMO_RUN).checkpoint.iloc[-1]
@@ -159,8 +159,8 @@ def test_head_importance_ranks_heads_like_masking_them_does(small_demo):
 
 @pytest.mark.slow
 def test_every_example_query_answers_on_the_demo_store(small_demo):
-    from t3vis.example_queries import EXAMPLE_QUERIES
-    from t3vis.sql_console import run_query
+    from t3vis.queries.example_queries import EXAMPLE_QUERIES
+    from t3vis.queries.sql_console import run_query
 
     store = Store(small_demo.path, create=False)
     for query in EXAMPLE_QUERIES:

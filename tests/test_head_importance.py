@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from t3vis.head_importance import head_mask_gradient, normalise_importance
-from t3vis.model_access import AttentionProbe, run_with_probe
+from t3vis.record.head_importance import head_mask_gradient, normalise_importance
+from t3vis.model.access import AttentionProbe, run_with_probe
 
 
 def _loss(bundle, inputs, labels, mask):
@@ -51,10 +51,10 @@ def test_per_example_gradients_equal_one_pass_per_example(tiny_bundle):
 
 
 def test_stored_importance_is_the_mean_of_instance_importances_at_any_batch_size(tiny_bundle, tmp_path):
-    from t3vis.data_loading import ExampleSet
-    from t3vis.head_view import instance_heads
-    from t3vis.ingest import IngestConfig, ingest_checkpoint
-    from t3vis.store import Store
+    from t3vis.data.loading import ExampleSet
+    from t3vis.analysis.head_view import instance_heads
+    from t3vis.record.ingest import IngestConfig, ingest_checkpoint
+    from t3vis.store.database import Store
     import pandas as pd
 
     texts = ["the striker scored twice", "shares fell", "the telescope found a distant planet",

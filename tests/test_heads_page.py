@@ -8,10 +8,10 @@ from streamlit.testing.v1 import AppTest
 
 from conftest import PROJECT
 from page_helpers import chart_with, open_page, vega_charts
-from t3vis.data_loading import load_examples
-from t3vis.ingest import IngestConfig, ingest_checkpoint
-from t3vis.store import Store
-from t3vis.synthetic_store import SyntheticConfig, build_synthetic_store
+from t3vis.data.loading import load_examples
+from t3vis.record.ingest import IngestConfig, ingest_checkpoint
+from t3vis.store.database import Store
+from t3vis.fixtures.synthetic_store import SyntheticConfig, build_synthetic_store
 
 PAGE = str(PROJECT / "pages" / "heads.py")
 

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from t3vis.data_loading import load_examples
+from t3vis.data.loading import load_examples
 from t3vis.errors import DataError, StoreError
-from t3vis.ingest import IngestConfig, ingest_checkpoint
-from t3vis.model_access import AttentionProbe, run_with_probe
-from t3vis.store import Store
+from t3vis.record.ingest import IngestConfig, ingest_checkpoint
+from t3vis.model.access import AttentionProbe, run_with_probe
+from t3vis.store.database import Store
 
 CONFIG = IngestConfig(split="validation", layers=(0, 2), projection="pca", batch_size=4, importance_examples=-1)
 

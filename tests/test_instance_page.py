@@ -8,12 +8,12 @@ from streamlit.testing.v1 import AppTest
 
 from conftest import PROJECT, write_topic_csv
 from page_helpers import chart_with, open_page
-from t3vis.data_loading import load_examples
-from t3vis.ingest import IngestConfig, ingest_checkpoint
-from t3vis.model_access import load_model
-from t3vis.store import Store
-from t3vis.testing import save_tiny_model
-from t3vis.token_view import layout_tokens, merge_word_pieces
+from t3vis.data.loading import load_examples
+from t3vis.record.ingest import IngestConfig, ingest_checkpoint
+from t3vis.model.access import load_model
+from t3vis.store.database import Store
+from t3vis.fixtures.tiny_models import save_tiny_model
+from t3vis.analysis.token_view import layout_tokens, merge_word_pieces
 
 PAGE = str(PROJECT / "pages" / "instance.py")
 
@@ -85,7 +85,7 @@ def test_integrated_gradients_runs_only_on_request(store):
 
 
 def test_clicking_a_token_with_a_head_selected_colours_by_its_attention_row(store):
-    from t3vis.head_view import instance_heads
+    from t3vis.analysis.head_view import instance_heads
 
     app = _open(store, head=(1, 2), token=3, colour_by_attention=True)
     assert not app.exception

@@ -18,13 +18,13 @@ from streamlit.testing.v1 import AppTest
 
 from conftest import PROJECT
 from page_helpers import _walk, open_page
-from t3vis.data_loading import load_examples
-from t3vis.ingest import IngestConfig, ingest_checkpoint
+from t3vis.data.loading import load_examples
+from t3vis.record.ingest import IngestConfig, ingest_checkpoint
 from t3vis.markdown_text import WORD_JOINER, escape_markdown
-from t3vis.model_access import load_model
-from t3vis.store import Store
-from t3vis.synthetic_store import SyntheticConfig, build_synthetic_store
-from t3vis.testing import save_tiny_model
+from t3vis.model.access import load_model
+from t3vis.store.database import Store
+from t3vis.fixtures.synthetic_store import SyntheticConfig, build_synthetic_store
+from t3vis.fixtures.tiny_models import save_tiny_model
 
 HOSTILE = (
     "![x](http://127.0.0.1/x)",

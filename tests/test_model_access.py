@@ -7,8 +7,8 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from t3vis.errors import ModelError
-from t3vis.model_access import ATTENTION_NAME, AttentionProbe, load_model, run_with_probe, using_t3vis_attention
-from t3vis.testing import save_tiny_model
+from t3vis.model.access import ATTENTION_NAME, AttentionProbe, load_model, run_with_probe, using_t3vis_attention
+from t3vis.fixtures.tiny_models import save_tiny_model
 
 SENTENCES = ["the striker scored twice in the final", "shares fell", "a new vaccine entered clinical trials today"]
 
@@ -108,7 +108,7 @@ def test_using_t3vis_attention_restores_the_implementation_after_an_error(tiny_m
 
 
 def test_load_model_reports_a_new_classification_head(tmp_path):
-    from t3vis.testing import minilm_path
+    from t3vis.fixtures.tiny_models import minilm_path
 
     bundle = load_model(minilm_path(), num_labels=4, device="cpu")
     assert bundle.classifier_was_initialised
@@ -149,7 +149,7 @@ def _small_vocabulary_model(folder, *, model_rows: int):
     """A tiny model with ``model_rows`` embeddings and a 40-token WordPiece vocabulary of made-up words."""
     from transformers import BertTokenizer
 
-    from t3vis.testing import tiny_config
+    from t3vis.fixtures.tiny_models import tiny_config
 
     folder.mkdir()
     words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"zq{index}" for index in range(35)]
@@ -166,9 +166,9 @@ def test_a_tokenizer_far_smaller_than_the_model_is_refused(tmp_path):
 
 
 def test_data_that_is_mostly_unknown_tokens_is_refused(tmp_path, topic_csv):
-    from t3vis.data_loading import load_examples
-    from t3vis.ingest import IngestConfig, ingest_checkpoint
-    from t3vis.store import Store
+    from t3vis.data.loading import load_examples
+    from t3vis.record.ingest import IngestConfig, ingest_checkpoint
+    from t3vis.store.database import Store
 
     bundle = load_model(_small_vocabulary_model(tmp_path / "wrong", model_rows=40), device="cpu")
     store = Store(tmp_path / "s.duckdb", create=True)

@@ -8,10 +8,10 @@ from streamlit.testing.v1 import AppTest
 
 from conftest import PROJECT
 from page_helpers import chart_with, open_page, vega_charts
-from t3vis.data_loading import load_examples
-from t3vis.ingest import IngestConfig, ingest_checkpoint
-from t3vis.store import Store
-from t3vis.synthetic_store import SyntheticConfig, build_synthetic_store
+from t3vis.data.loading import load_examples
+from t3vis.record.ingest import IngestConfig, ingest_checkpoint
+from t3vis.store.database import Store
+from t3vis.fixtures.synthetic_store import SyntheticConfig, build_synthetic_store
 
 PAGE = str(PROJECT / "pages" / "projection.py")
 
@@ -164,7 +164,7 @@ def test_page_works_on_a_really_ingested_store(tmp_path, tiny_bundle, topic_csv)
     ("loss", (0.05, 1.0)),
 ])
 def test_in_memory_filtering_equals_filtering_in_the_store(synthetic, filters):
-    from t3vis import explore
+    from t3vis.queries import explore
 
     view = explore.View(run_id="synthetic", split="validation", checkpoint="epoch-2", layout="tsne", layer=3)
     known = explore.attributes(synthetic, view)

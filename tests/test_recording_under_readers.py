@@ -19,17 +19,17 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainerCallback, TrainingArguments
 
-from t3vis.callback import T3visCallback
-from t3vis.data_loading import load_examples
-from t3vis.ingest import IngestConfig
-from t3vis.store import Store
+from t3vis.record.callback import T3visCallback
+from t3vis.data.loading import load_examples
+from t3vis.record.ingest import IngestConfig
+from t3vis.store.database import Store
 
 HOLD_SECONDS = 40  # the console process keeps a read-only connection open this long, without a gap
 
 CONSOLE = textwrap.dedent("""
     import json, os, sys, threading, time
-    from t3vis.sql_console import QueryRefused, run_query
-    from t3vis.store import Store
+    from t3vis.queries.sql_console import QueryRefused, run_query
+    from t3vis.store.database import Store
 
     os.nice(19)  # the test is about the store's lock, not about the CPU the queries take from training
 
@@ -60,7 +60,7 @@ CONSOLE = textwrap.dedent("""
 
 APP_LOOP = textwrap.dedent("""
     import json, os, sys, time
-    from t3vis.store import Store
+    from t3vis.store.database import Store
 
     os.nice(19)
     store, seconds = Store(sys.argv[1]), float(sys.argv[2])

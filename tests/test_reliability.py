@@ -27,8 +27,8 @@ import pytest
 from conftest import write_topic_csv
 from t3vis.cli import run
 from t3vis.errors import StoreError
-from t3vis.store import CHECKPOINT_TABLES, Store
-from t3vis.testing import save_tiny_model
+from t3vis.store.database import CHECKPOINT_TABLES, Store
+from t3vis.fixtures.tiny_models import save_tiny_model
 
 RUN = "r"
 N_EXAMPLES = 15  # the topic CSV
@@ -119,7 +119,7 @@ def _copy_store(base_store, folder: Path, name: str = "store.duckdb") -> Path:
 # forking it is safe.
 KILLER = textwrap.dedent("""
     import json, os, signal, sys, traceback
-    import t3vis.cli, t3vis.data_loading, t3vis.ingest, t3vis.model_access, t3vis.store
+    import t3vis.cli, t3vis.data.loading, t3vis.record.ingest, t3vis.model.access, t3vis.store.database
 
     def die():
         sys.stdout.flush(); sys.stderr.flush()
@@ -135,13 +135,13 @@ KILLER = textwrap.dedent("""
         setattr(module, name, wrapper)
 
     def arm(moment):
-        Store = t3vis.store.Store
+        Store = t3vis.store.database.Store
         if moment == "start":  # the store is opened, nothing loaded yet
-            die_on_call(t3vis.data_loading, "load_examples", 0)
+            die_on_call(t3vis.data.loading, "load_examples", 0)
         elif moment == "forward":  # two of the four batches have run
-            die_on_call(t3vis.ingest, "collate", 2)
+            die_on_call(t3vis.record.ingest, "collate", 2)
         elif moment == "projection":  # one of the three layers is laid out
-            die_on_call(t3vis.ingest, "project", 1)
+            die_on_call(t3vis.record.ingest, "project", 1)
         elif moment == "write":  # inside the write transaction: some tables inserted, not committed
             insert = Store._insert
             def insert_then_die(con, table, rows, **constants):
@@ -276,7 +276,7 @@ def test_kill_9_of_the_ingest_command_while_it_writes(tmp_path, base_store, tiny
 
 READER = textwrap.dedent("""
     import csv, io, json, os, subprocess, sys, threading, time
-    from t3vis.store import Store
+    from t3vis.store.database import Store
 
     store_path, with_cli, stop_file, bin_dir = sys.argv[1], sys.argv[2] == "cli", sys.argv[3], sys.argv[4]
     complete = json.loads(sys.argv[5])

@@ -11,13 +11,13 @@ import pytest
 from conftest import PROJECT, write_topic_csv
 from page_helpers import open_page
 from t3vis.cli import run as run_cli
-from t3vis.data_loading import load_examples
-from t3vis.example_queries import EXAMPLE_QUERIES
-from t3vis.ingest import IngestConfig, ingest_checkpoint
-from t3vis.sql_console import (DEFAULT_MAX_BYTES, QueryRefused, check_query, run_query,
+from t3vis.data.loading import load_examples
+from t3vis.queries.example_queries import EXAMPLE_QUERIES
+from t3vis.record.ingest import IngestConfig, ingest_checkpoint
+from t3vis.queries.sql_console import (DEFAULT_MAX_BYTES, QueryRefused, check_query, run_query,
                                schema_description)
-from t3vis.store import Store
-from t3vis.synthetic_store import SyntheticConfig, build_synthetic_store
+from t3vis.store.database import Store
+from t3vis.fixtures.synthetic_store import SyntheticConfig, build_synthetic_store
 
 # Statements the console must refuse, each with a piece of the message that says why.
 ONLY_SELECT, ONE, FILES, HIDDEN = "Only SELECT", "one statement", "Permission", "inside it"

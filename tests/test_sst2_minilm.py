@@ -8,8 +8,8 @@ import pytest
 
 from conftest import PROJECT, shared_file
 from t3vis.cli import run
-from t3vis.store import Store
-from t3vis.testing import minilm_path
+from t3vis.store.database import Store
+from t3vis.fixtures.tiny_models import minilm_path
 
 
 @pytest.fixture(scope="module")

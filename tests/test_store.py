@@ -14,7 +14,7 @@ import pyarrow as pa
 import pytest
 
 from t3vis.errors import SchemaVersionError, StoreError
-from t3vis.store import SCHEMA_VERSION, RunInfo, Store
+from t3vis.store.database import SCHEMA_VERSION, RunInfo, Store
 
 TABLES = {"t3vis_meta", "runs", "checkpoints", "examples", "predictions", "projections", "head_importance",
           "attention_patterns", "training_dynamics"}
@@ -172,7 +172,7 @@ def test_data_map_view_matches_a_hand_computation(store_path):
 CRASHING_WRITER = textwrap.dedent("""
     import os, signal, sys
     import numpy as np, pyarrow as pa
-    from t3vis.store import CheckpointInfo, CheckpointResults, RunInfo, Store
+    from t3vis.store.database import CheckpointInfo, CheckpointResults, RunInfo, Store
 
     store = Store(sys.argv[1], create=True)
     run = RunInfo(run_id="r", model="m", label_names=("neg", "pos"), num_layers=2, num_heads=4, max_length=16)

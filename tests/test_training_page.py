@@ -6,8 +6,8 @@ import pytest
 
 from conftest import PROJECT
 from page_helpers import open_page, vega_charts
-from t3vis import training_view
-from t3vis.synthetic_store import SyntheticConfig, build_synthetic_store
+from t3vis.queries import training_view
+from t3vis.fixtures.synthetic_store import SyntheticConfig, build_synthetic_store
 
 PAGE = str(PROJECT / "pages" / "training.py")
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from t3vis.cli import run
-from t3vis.data_loading import load_examples
+from t3vis.data.loading import load_examples
 from t3vis.errors import SchemaVersionError
-from t3vis.ingest import IngestConfig, ingest_checkpoint
-from t3vis.store import SCHEMA_VERSION, Store
+from t3vis.record.ingest import IngestConfig, ingest_checkpoint
+from t3vis.store.database import SCHEMA_VERSION, Store
 
 CONFIG = IngestConfig(projection="pca", importance_examples=8, batch_size=4, seed=3)
 

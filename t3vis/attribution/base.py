@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from t3vis.head_view import Head, encode_one, head_mask
-from t3vis.model_access import ModelBundle, eval_mode
+from t3vis.analysis.head_view import Head, encode_one, head_mask
+from t3vis.model.access import ModelBundle, eval_mode
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ class AttributionMethod:
 
 def forward_from_embeddings(bundle: ModelBundle, inputs: dict, mask: torch.Tensor):
     """A function of word embeddings (B, T, D) -> logits (B, K), the other inputs fixed (expanded to B)."""
-    from t3vis.model_access import AttentionProbe, run_with_probe
+    from t3vis.model.access import AttentionProbe, run_with_probe
 
     def forward(embeddings: torch.Tensor) -> torch.Tensor:
         batch = embeddings.shape[0]

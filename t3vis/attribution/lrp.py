@@ -30,7 +30,7 @@ from torch import nn
 
 from t3vis.attribution.base import AttributionMethod
 from t3vis.errors import ModelError
-from t3vis.model_access import AttentionProbe, run_with_probe
+from t3vis.model.access import AttentionProbe, run_with_probe
 
 _ACTIVE: contextvars.ContextVar[object | None] = contextvars.ContextVar("t3vis_lrp_active", default=None)
 _ELEMENTWISE = (nn.GELU, nn.Tanh, nn.ReLU, nn.SiLU, nn.Sigmoid, nn.Softplus, nn.ELU, nn.Mish, nn.LeakyReLU)

@@ -5,7 +5,7 @@
 -- so that ad-hoc SQL is a join on the key columns. A "run" is one model being
 -- fine-tuned on one dataset; a "checkpoint" is one saved state of it.
 -- Every table and column is documented in README.md ("The store schema").
--- The loader (t3vis/store.py) runs this file once on a new store and then records
+-- The loader (t3vis/store/database.py) runs this file once on a new store and then records
 -- the version in t3vis_meta; a store of another version is refused, never migrated silently.
 
 CREATE TABLE t3vis_meta (

@@ -1,7 +1,7 @@
 """The Attention Head view's computations: instance-scale importance and patterns, pruning, ablation.
 
 Pruning is a head mask (L, H) of ones and zeros passed with each call through an
-:class:`~t3vis.model_access.AttentionProbe`: the model object, which the app shares between
+:class:`~t3vis.model.access.AttentionProbe`: the model object, which the app shares between
 all sessions, is never modified, so pruning is reversible and private to whoever passes the
 mask. A pruned head's attention probabilities are multiplied by zero, hence its context output
 is zero (what Michel et al. 2019 call masking a head).
@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from t3vis.data_loading import ExampleSet
-from t3vis.encoding import collate, encode, iterate_batches
-from t3vis.head_importance import head_mask_gradient
-from t3vis.model_access import AttentionProbe, ModelBundle, eval_mode, run_with_probe
+from t3vis.data.loading import ExampleSet
+from t3vis.model.encoding import collate, encode, iterate_batches
+from t3vis.record.head_importance import head_mask_gradient
+from t3vis.model.access import AttentionProbe, ModelBundle, eval_mode, run_with_probe
 from t3vis.progress import Progress, no_progress
-from t3vis.store import Store
+from t3vis.store.database import Store
 
 Head = tuple[int, int]  # (layer, head), both 0-based
 

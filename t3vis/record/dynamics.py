@@ -25,8 +25,8 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from t3vis.background_writer import BackgroundWriter
-from t3vis.store import RunInfo, Store
+from t3vis.store.background_writer import BackgroundWriter
+from t3vis.store.database import RunInfo, Store
 
 
 def _to_numpy(values, dtype) -> np.ndarray:

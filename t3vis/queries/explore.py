@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import duckdb
 import pandas as pd
 
-from t3vis.store import Store
+from t3vis.store.database import Store
 
 DATA_MAP = "datamap"
 TEXT_PREVIEW = 160

@@ -144,8 +144,8 @@ def _check_schema(con: duckdb.DuckDBPyConnection, path: Path) -> None:
 
 
 def schema_sql() -> str:
-    """The store's schema as SQL text (``t3vis/schema.sql``)."""
-    return resources.files("t3vis").joinpath("schema.sql").read_text(encoding="utf-8")
+    """The store's schema as SQL text (``t3vis/store/schema.sql``)."""
+    return resources.files("t3vis.store").joinpath("schema.sql").read_text(encoding="utf-8")
 
 
 @dataclass(frozen=True)
@@ -284,7 +284,7 @@ class Store:
     @contextmanager
     def sandboxed(self, limits: Mapping[str, Any] | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
         """A read-only connection for user-written SQL: no file access beyond this store, no extensions,
-        settings locked (see :mod:`t3vis.sql_console`). ``limits``: more DuckDB settings (memory_limit,
+        settings locked (see :mod:`t3vis.queries.sql_console`). ``limits``: more DuckDB settings (memory_limit,
         threads, ...), applied before the settings are locked."""
         config = {**dict(limits or {}), **SANDBOX_CONFIG, "lock_configuration": False}
         with self._connect(read_only=True, config=config) as con:

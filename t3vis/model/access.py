@@ -151,7 +151,7 @@ def run_with_probe(model: PreTrainedModel, probe: AttentionProbe, **inputs) -> t
     if model.config._attn_implementation != ATTENTION_NAME:
         raise ModelError(
             f"The model uses attention implementation {model.config._attn_implementation!r}; load it with "
-            "t3vis.model_access.load_model or wrap the call in `using_t3vis_attention(model)`."
+            "t3vis.model.access.load_model or wrap the call in `using_t3vis_attention(model)`."
         )
     probe.layers_seen.clear()
     output = model(**inputs, **{PROBE_KWARG: probe})

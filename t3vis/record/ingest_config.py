@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from t3vis.projection import METHODS
+from t3vis.record.projection import METHODS
 
 
 @dataclass(frozen=True)

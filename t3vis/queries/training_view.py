@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from t3vis.store import Store
+from t3vis.store.database import Store
 
 
 def learning_curves(store: Store, run_id: str) -> pd.DataFrame:

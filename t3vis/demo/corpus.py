@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from t3vis.data_loading import ExampleSet
+from t3vis.data.loading import ExampleSet
 
 LABELS = ("Business & Finance", "Health", "Science & Mathematics", "Sports")
 

@@ -23,9 +23,9 @@ from pathlib import Path
 import duckdb
 
 from t3vis.errors import StoreError
-from t3vis.ingest import IngestConfig, importance_table, sample_importance
+from t3vis.record.ingest import IngestConfig, importance_table, sample_importance
 from t3vis.progress import Progress, no_progress
-from t3vis.store import SCHEMA_VERSION, UPGRADABLE_VERSIONS, Store
+from t3vis.store.database import SCHEMA_VERSION, UPGRADABLE_VERSIONS, Store
 
 
 @dataclass
@@ -133,8 +133,8 @@ def _ingest_config(config_json: str | None, split: str) -> IngestConfig:
 
 def _recompute(store_path: Path, folder: Path, run_id: str, split: str, label_names: tuple[str, ...],
                config: IngestConfig, device: str | None):
-    from t3vis.head_view import stored_examples  # the examples as the store holds them
-    from t3vis.model_access import load_model
+    from t3vis.analysis.head_view import stored_examples  # the examples as the store holds them
+    from t3vis.model.access import load_model
 
     bundle = load_model(folder, label_names=label_names, device=device)
     examples = _read_examples(store_path, run_id, split, stored_examples)

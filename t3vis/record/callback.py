@@ -20,7 +20,7 @@ turn. The gold labels come from the training items themselves, so recording work
 model call carries no ``labels`` (``label_smoothing_factor > 0``, ``compute_loss_func``).
 
 Recording never fails or stalls training: every store write goes through a
-:class:`~t3vis.background_writer.BackgroundWriter` (a queue and a thread that waits out readers
+:class:`~t3vis.store.background_writer.BackgroundWriter` (a queue and a thread that waits out readers
 holding the store), checkpoints are computed from memory (the previous layout included), and
 anything that cannot be recorded is reported as a :class:`RecordingWarning`. At the end of
 training the callback waits for the queue to drain (``flush_timeout``).
@@ -40,15 +40,15 @@ import pyarrow as pa
 import torch
 from transformers import PreTrainedModel, TrainerCallback
 
-from t3vis.data_loading import ExampleSet
-from t3vis.dynamics import DynamicsRecorder
-from t3vis.encoding import encode
-from t3vis.background_writer import BackgroundWriter, RecordingWarning
+from t3vis.data.loading import ExampleSet
+from t3vis.record.dynamics import DynamicsRecorder
+from t3vis.model.encoding import encode
+from t3vis.store.background_writer import BackgroundWriter, RecordingWarning
 from t3vis.errors import ModelError, StoreError, StoreLockedError
-from t3vis.ingest import IngestConfig, IngestSummary, compute_checkpoint, examples_table
-from t3vis.model_access import ModelBundle, model_max_length, using_t3vis_attention
+from t3vis.record.ingest import IngestConfig, IngestSummary, compute_checkpoint, examples_table
+from t3vis.model.access import ModelBundle, model_max_length, using_t3vis_attention
 from t3vis.progress import Progress, no_progress
-from t3vis.store import DEFAULT_STORE_PATH, RunInfo, Store
+from t3vis.store.database import DEFAULT_STORE_PATH, RunInfo, Store
 
 
 def _token_key(ids) -> bytes:

@@ -17,17 +17,17 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from t3vis.attention_summary import SCALARS, AttentionAccumulator
-from t3vis.data_loading import ExampleSet
-from t3vis.encoding import EncodedExamples, collate, encode, length_sorted_batches
+from t3vis.record.attention_summary import SCALARS, AttentionAccumulator
+from t3vis.data.loading import ExampleSet
+from t3vis.model.encoding import EncodedExamples, collate, encode, length_sorted_batches
 from t3vis.errors import DataError
-from t3vis.head_importance import head_mask_gradient, normalise_importance
-from t3vis.model_access import (AttentionProbe, ModelBundle, check_tokens_are_known, pool_hidden_states,
+from t3vis.record.head_importance import head_mask_gradient, normalise_importance
+from t3vis.model.access import (AttentionProbe, ModelBundle, check_tokens_are_known, pool_hidden_states,
                                 run_with_probe)
-from t3vis.ingest_config import IngestConfig
+from t3vis.record.ingest_config import IngestConfig
 from t3vis.progress import Progress, no_progress
-from t3vis.projection import project
-from t3vis.store import CheckpointInfo, CheckpointResults, RunInfo, Store
+from t3vis.record.projection import project
+from t3vis.store.database import CheckpointInfo, CheckpointResults, RunInfo, Store
 
 
 @dataclass(frozen=True)
@@ -107,9 +107,9 @@ def ingest_checkpoint(
         Where to write (``Store(path, create=True)`` for a new store: the file is made by this
         write, so a failure before it leaves no file behind).
     bundle : ModelBundle
-        The checkpoint's model and tokenizer (``t3vis.model_access.load_model``).
+        The checkpoint's model and tokenizer (``t3vis.model.access.load_model``).
     examples : ExampleSet
-        The split's examples (``t3vis.data_loading.load_examples``).
+        The split's examples (``t3vis.data.loading.load_examples``).
     run_id, checkpoint : str
         Names; ingesting the same (run, checkpoint, split) again replaces it.
     step, epoch : optional

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel
 
-from t3vis.model_access import AttentionProbe, run_with_probe
+from t3vis.model.access import AttentionProbe, run_with_probe
 
 
 def head_mask_gradient(

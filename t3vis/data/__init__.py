@@ -1,0 +1,1 @@
+"""Datasets: reading CSV, TSV, JSONL, Parquet, `datasets` folders and TREC files into ExampleSets."""

@@ -1,0 +1,1 @@
+"""The built-in demo: a generated topic corpus and the fine-tuning run that records it."""
