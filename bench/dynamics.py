@@ -30,7 +30,7 @@ from t3vis.demo.build import DEMO_RUN, DemoConfig, TokenisedExamples, build_demo
 from t3vis.demo.corpus import DemoCorpusConfig, demo_corpus
 from t3vis.model.access import load_model
 from t3vis.store.database import Store
-from t3vis.fixtures.tiny_models import minilm_path
+from t3vis.model.pretrained import minilm_path
 
 
 def train_once(train, *, record: bool, epochs: int, folder: Path) -> float:

@@ -29,9 +29,9 @@ import torch
 
 from t3vis.attribution import METHODS, prepare
 from t3vis.data.loading import load_examples
-from t3vis.analysis.head_view import instance_heads
+from t3vis.analysis.instance_heads import instance_heads
 from t3vis.model.access import AttentionProbe, load_model, run_with_probe
-from t3vis.fixtures.tiny_models import minilm_path
+from t3vis.model.pretrained import minilm_path
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -27,8 +27,9 @@ import numpy as np
 import torch
 
 from t3vis.demo.build import DEFAULT_DEMO_PATH, DEMO_RUN, build_demo
-from t3vis.analysis.head_view import (ablation_loss_increase, checkpoint_weights, importance_on, instance_heads,
-                             instance_pattern_frame, spearman, stored_examples)
+from t3vis.analysis.instance_heads import instance_heads, instance_pattern_frame
+from t3vis.analysis.validation import ablation_loss_increase, importance_on, spearman
+from t3vis.queries.checkpoint_reads import checkpoint_weights, stored_examples
 from t3vis.model.access import load_model
 from t3vis.store.database import Store
 

@@ -64,7 +64,7 @@ def main() -> None:
     from t3vis.model.access import load_model
     from t3vis.record.projection import tsne
     from t3vis.store.database import Store
-    from t3vis.fixtures.tiny_models import minilm_path
+    from t3vis.model.pretrained import minilm_path
 
     tsne_sizes = [int(size) for size in args.tsne_sizes.split(",")]
     examples = load_examples(SST2_TRAIN, limit=max(args.examples, *tsne_sizes))

@@ -44,7 +44,7 @@ from t3vis.data.loading import ExampleSet, load_examples
 from t3vis.demo.build import TokenisedExamples
 from t3vis.model.access import load_model
 from t3vis.store.database import Store
-from t3vis.fixtures.tiny_models import minilm_path
+from t3vis.model.pretrained import minilm_path
 
 PROJECT = Path(__file__).resolve().parents[1]
 DATA = PROJECT.parent / "shared" / "data"

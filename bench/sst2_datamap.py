@@ -28,7 +28,7 @@ from t3vis.demo.build import TokenisedExamples
 from t3vis.record.ingest import IngestConfig
 from t3vis.model.access import load_model
 from t3vis.store.database import Store
-from t3vis.fixtures.tiny_models import minilm_path
+from t3vis.model.pretrained import minilm_path
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

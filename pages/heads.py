@@ -6,7 +6,9 @@ import streamlit as st
 from t3vis import charts
 
 from t3vis.queries import explore
-from t3vis.analysis.head_view import evaluate, instance_heads, instance_pattern_frame, stored_examples
+from t3vis.analysis.evaluation import evaluate
+from t3vis.analysis.instance_heads import instance_heads, instance_pattern_frame
+from t3vis.queries.checkpoint_reads import stored_examples
 from t3vis.markdown_text import escape_markdown as md  # store text shown as Markdown
 from t3vis_app import data, sidebar, state
 from t3vis_app.selection import selected

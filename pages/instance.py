@@ -5,7 +5,7 @@ import streamlit as st
 
 from t3vis import charts
 from t3vis.attribution import METHODS, prepare
-from t3vis.analysis.head_view import instance_heads
+from t3vis.analysis.instance_heads import instance_heads
 from t3vis.markdown_text import escape_markdown as md  # store text shown as Markdown
 from t3vis.analysis.token_view import layout_tokens, merge_word_pieces
 from t3vis_app import data, sidebar, state

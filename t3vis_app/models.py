@@ -9,7 +9,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from t3vis.analysis.head_view import checkpoint_weights
+from t3vis.queries.checkpoint_reads import checkpoint_weights
 from t3vis.markdown_text import escape_markdown as md
 from t3vis.model.access import ModelBundle, load_model
 from t3vis.store.database import Store

@@ -12,11 +12,8 @@ import streamlit as st
 
 from t3vis.errors import StoreError
 from t3vis.markdown_text import escape_markdown as md
-from t3vis.store.database import DEFAULT_STORE_DIR, Store
+from t3vis.store.database import DEFAULT_DEMO_PATH, Store
 from t3vis_app import data, state
-
-
-DEFAULT_DEMO_PATH = DEFAULT_STORE_DIR / "demo.duckdb"  # as t3vis.demo.build, without importing torch for every page
 
 
 @dataclass(frozen=True)

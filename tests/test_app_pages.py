@@ -52,9 +52,34 @@ def test_entry_file_only_routes():
     assert "st.navigation" in source and "import t3vis" not in source and "duckdb" not in source
 
 
+def _imports(path) -> set[str]:
+    """Top-level names of every module a Python file imports (import x / from x import y, at any depth)."""
+    import ast
+
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
 def test_library_never_imports_streamlit():
-    offenders = [path.name for path in (PROJECT / "t3vis").rglob("*.py") if "import streamlit" in path.read_text()]
+    offenders = [path.name for path in (PROJECT / "t3vis").rglob("*.py")
+                 if any(name.split(".")[0] == "streamlit" for name in _imports(path))]
     assert offenders == []
+
+
+def test_production_code_never_imports_the_fixtures():
+    offenders = [str(path.relative_to(PROJECT)) for path in (PROJECT / "t3vis").rglob("*.py")
+                 if "fixtures" not in path.parts and any(name.startswith("t3vis.fixtures") for name in _imports(path))]
+    assert offenders == []
+
+
+def test_each_subpackage_says_its_job():
+    for init in (PROJECT / "t3vis").glob("*/__init__.py"):
+        assert init.read_text().startswith('"""'), f"{init} has no docstring naming its job"
 
 
 def test_overview_offers_to_build_the_demo_at_the_default_path_only(tmp_path, monkeypatch):

@@ -12,7 +12,8 @@ from t3vis.attribution import METHODS, prepare
 from t3vis.attribution.lrp import conservative_rules
 from t3vis.errors import ModelError
 from t3vis.model.access import AttentionProbe, load_model, run_with_probe
-from t3vis.fixtures.tiny_models import minilm_path, save_tiny_model
+from t3vis.fixtures.tiny_models import save_tiny_model
+from t3vis.model.pretrained import minilm_path
 
 TEXT = "the striker scored twice in the final match"
 

@@ -12,7 +12,8 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trai
 from t3vis.store.background_writer import RecordingWarning
 from t3vis.record.callback import T3visCallback
 from t3vis.data.loading import load_examples
-from t3vis.record.dynamics import DynamicsRecorder, dynamics_rows
+from t3vis.record.dynamics import DynamicsRecorder
+from t3vis.store.rows import dynamics_rows
 from t3vis.record.ingest import IngestConfig
 from t3vis.store.database import RunInfo, Store
 

@@ -141,7 +141,8 @@ def test_head_importance_ranks_heads_like_masking_them_does(small_demo):
     """
     from dataclasses import replace as replaced
 
-    from t3vis.analysis.head_view import ablation_loss_increase, checkpoint_weights, importance_on, spearman, stored_examples
+    from t3vis.analysis.validation import ablation_loss_increase, importance_on, spearman
+    from t3vis.queries.checkpoint_reads import checkpoint_weights, stored_examples
 
     store = Store(small_demo.path, create=False)
     checkpoint = store.checkpoints(DEMO_RUN).checkpoint.iloc[-1]

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from t3vis.record.head_importance import head_mask_gradient, normalise_importance
+from t3vis.record.head_importance import head_mask_gradient
+from t3vis.store.rows import normalise_importance
 from t3vis.model.access import AttentionProbe, run_with_probe
 
 
@@ -52,7 +53,7 @@ def test_per_example_gradients_equal_one_pass_per_example(tiny_bundle):
 
 def test_stored_importance_is_the_mean_of_instance_importances_at_any_batch_size(tiny_bundle, tmp_path):
     from t3vis.data.loading import ExampleSet
-    from t3vis.analysis.head_view import instance_heads
+    from t3vis.analysis.instance_heads import instance_heads
     from t3vis.record.ingest import IngestConfig, ingest_checkpoint
     from t3vis.store.database import Store
     import pandas as pd

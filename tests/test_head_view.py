@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from t3vis.data.loading import load_examples
-from t3vis.analysis.head_view import evaluate, head_mask, instance_heads, pool_pattern
+from t3vis.analysis.evaluation import evaluate
+from t3vis.analysis.instance_heads import instance_heads, pool_pattern
+from t3vis.model.heads import head_mask
 from t3vis.model.access import AttentionProbe, run_with_probe
 
 TEXT = "the striker scored twice in the final match"
@@ -31,7 +33,7 @@ def test_pruning_a_head_zeroes_its_attention_and_changes_the_logits(tiny_bundle)
 
 def test_pruning_nothing_reproduces_the_unmasked_logits_exactly(tiny_bundle):
     analysis = instance_heads(tiny_bundle, TEXT, label=1)
-    from t3vis.analysis.head_view import encode_one
+    from t3vis.model.heads import encode_one
 
     inputs, _, _ = encode_one(tiny_bundle, TEXT)
     with torch.no_grad():
@@ -41,7 +43,7 @@ def test_pruning_nothing_reproduces_the_unmasked_logits_exactly(tiny_bundle):
 
 
 def test_instance_importance_equals_a_finite_difference_of_the_loss(tiny_bundle):
-    from t3vis.analysis.head_view import encode_one
+    from t3vis.model.heads import encode_one
 
     label, layer, head, step = 2, 1, 3, 1e-2
     analysis = instance_heads(tiny_bundle, TEXT, label=label)
@@ -80,7 +82,7 @@ def test_two_sessions_pruning_different_heads_do_not_see_each_others_masks(tiny_
 
 
 def test_no_mask_or_hook_survives_a_call_that_raised(tiny_bundle):
-    from t3vis.analysis.head_view import encode_one
+    from t3vis.model.heads import encode_one
 
     inputs, _, _ = encode_one(tiny_bundle, TEXT)
     before = tiny_bundle.model(**inputs).logits.detach()

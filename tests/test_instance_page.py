@@ -85,7 +85,7 @@ def test_integrated_gradients_runs_only_on_request(store):
 
 
 def test_clicking_a_token_with_a_head_selected_colours_by_its_attention_row(store):
-    from t3vis.analysis.head_view import instance_heads
+    from t3vis.analysis.instance_heads import instance_heads
 
     app = _open(store, head=(1, 2), token=3, colour_by_attention=True)
     assert not app.exception

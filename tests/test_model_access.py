@@ -108,7 +108,7 @@ def test_using_t3vis_attention_restores_the_implementation_after_an_error(tiny_m
 
 
 def test_load_model_reports_a_new_classification_head(tmp_path):
-    from t3vis.fixtures.tiny_models import minilm_path
+    from t3vis.model.pretrained import minilm_path
 
     bundle = load_model(minilm_path(), num_labels=4, device="cpu")
     assert bundle.classifier_was_initialised

@@ -9,7 +9,7 @@ import pytest
 from conftest import PROJECT, shared_file
 from t3vis.cli import run
 from t3vis.store.database import Store
-from t3vis.fixtures.tiny_models import minilm_path
+from t3vis.model.pretrained import minilm_path
 
 
 @pytest.fixture(scope="module")

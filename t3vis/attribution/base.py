@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from t3vis.analysis.head_view import Head, encode_one, head_mask
+from t3vis.model.heads import Head, encode_one, head_mask
 from t3vis.model.access import ModelBundle, eval_mode
 
 

@@ -28,10 +28,9 @@ from t3vis.record.ingest import IngestConfig
 from t3vis.model.access import load_model
 from t3vis.progress import Progress, no_progress
 from t3vis.errors import StoreError
-from t3vis.store.database import DEFAULT_STORE_DIR, Store
-from t3vis.fixtures.tiny_models import minilm_path
+from t3vis.store.database import DEFAULT_DEMO_PATH, Store
+from t3vis.model.pretrained import minilm_path
 
-DEFAULT_DEMO_PATH = DEFAULT_STORE_DIR / "demo.duckdb"
 DEMO_RUN = "demo-minilm-topics"
 DEMO_MARK_KEY = "demo_build"  # in t3vis_meta of a demo store; its value is DEMO_RUN
 DEMO_MARK_FILE = ".t3vis-demo"  # in the demo's checkpoints folder

@@ -26,7 +26,6 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 import duckdb
@@ -34,7 +33,7 @@ import pandas as pd
 import pyarrow as pa
 
 from t3vis.errors import T3visError
-from t3vis.store.database import SANDBOX_CONFIG, Store
+from t3vis.store.database import SANDBOX_CONFIG, Store, schema_sql
 
 DEFAULT_MAX_ROWS = 10_000
 DEFAULT_MAX_BYTES = 50_000_000  # of Arrow data; the DataFrame built from it is of the same order
@@ -322,33 +321,28 @@ _DATA_MAP_COLUMNS = {
 }
 
 
-def _column_comments() -> dict[tuple[str, str], str]:
-    """(table, column) -> the comment beside the column in schema.sql."""
-    comments: dict[tuple[str, str], str] = {}
-    table = None
-    for line in resources.files("t3vis.store").joinpath("schema.sql").read_text(encoding="utf-8").splitlines():
-        match = re.match(r"\s*CREATE TABLE (\w+)", line)
+def _schema_comments() -> tuple[dict[tuple[str, str], str], dict[str, str]]:
+    """From schema.sql: (table, column) -> the comment beside the column, and table -> the first line of the
+    comment above its CREATE statement (the one place tables are described)."""
+    columns: dict[tuple[str, str], str] = {}
+    tables: dict[str, str] = {}
+    table, block = None, []
+    for line in schema_sql().splitlines():
+        match = re.match(r"\s*CREATE (?:TABLE|VIEW) (\w+)", line)
         if match:
             table = match.group(1)
+            if block:
+                tables[table] = block[0]
+            block = []
             continue
+        if line.startswith("--"):
+            block.append(line.lstrip("- ").strip())
+            continue
+        block = [] if not line.strip() else block
         match = re.match(r"\s+(\w+)\s+[A-Z]+.*--\s*(.+)$", line)
         if table and match:
-            comments[(table, match.group(1))] = match.group(2).strip()
-    return comments
-
-
-TABLE_DESCRIPTIONS = {
-    "runs": "one row per run: model, labels, recording options",
-    "checkpoints": "one row per ingested checkpoint: step, epoch, weights path, metrics",
-    "examples": "one row per example of a split: text, gold label, length, extra columns",
-    "predictions": "one row per checkpoint and example: logits, probabilities, prediction, loss",
-    "projections": "one row per checkpoint, layer, method and example: 2-D position",
-    "head_importance": "one row per checkpoint, layer and head: first-order importance",
-    "attention_patterns": "one row per checkpoint, layer and head: aggregate attention summary",
-    "training_dynamics": "one row per training example and epoch, from the training forward passes",
-    "data_map": "view: one row per training example: confidence, variability, correctness, region",
-    "t3vis_meta": "the store's schema version",
-}
+            columns[(table, match.group(1))] = match.group(2).strip()
+    return columns, tables
 
 
 _KEY_COLUMNS = {
@@ -369,11 +363,11 @@ def schema_description(store: Store) -> pd.DataFrame:
            FROM information_schema.columns c JOIN information_schema.tables t USING (table_schema, table_name)
            WHERE table_schema = 'main' ORDER BY table_name, ordinal_position"""
     )
-    comments = _column_comments()
+    comments, table_comments = _schema_comments()
     rows["description"] = [
         comments.get((table, column)) or (_DATA_MAP_COLUMNS.get(column) if table == "data_map" else None)
         or _KEY_COLUMNS.get(column, "")
         for table, column in zip(rows.object, rows["column"])
     ]
-    rows["object_description"] = rows.object.map(TABLE_DESCRIPTIONS).fillna("")
+    rows["object_description"] = rows.object.map(table_comments).fillna("")
     return rows.drop(columns=["ordinal_position"])

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-SCALARS = ("attn_cls", "attn_sep", "attn_self", "attn_prev", "attn_next", "entropy")
+from t3vis.store.rows import ATTENTION_SCALARS
+
+SCALARS = ATTENTION_SCALARS  # the scalar columns of attention_patterns
 
 
 def _bin_assignment(lengths: torch.Tensor, width: int, bins: int) -> torch.Tensor:

@@ -45,7 +45,7 @@ from t3vis.record.dynamics import DynamicsRecorder
 from t3vis.model.encoding import encode
 from t3vis.store.background_writer import BackgroundWriter, RecordingWarning
 from t3vis.errors import ModelError, StoreError, StoreLockedError
-from t3vis.record.ingest import IngestConfig, IngestSummary, compute_checkpoint, examples_table
+from t3vis.record.ingest import IngestConfig, IngestSummary, compute_checkpoint, examples_table, label_names_for
 from t3vis.model.access import ModelBundle, model_max_length, using_t3vis_attention
 from t3vis.progress import Progress, no_progress
 from t3vis.store.database import DEFAULT_STORE_PATH, RunInfo, Store
@@ -326,11 +326,9 @@ class T3visCallback(TrainerCallback):
         config = model.config
         names = self.label_names
         if names is None:
-            names = tuple(config.id2label[index] for index in range(config.num_labels))
-            generic = all(name == f"LABEL_{index}" for index, name in enumerate(names))
             source = self.eval_examples or self.train_examples
-            if generic and source is not None and len(source.label_names) == config.num_labels:
-                names = tuple(source.label_names)
+            names = label_names_for(tuple(str(config.id2label[index]) for index in range(config.num_labels)),
+                                    None if source is None else source.label_names)
         max_length = model_max_length(model, self._tokenizer)
         if self.ingest_config.max_length:
             max_length = min(max_length, self.ingest_config.max_length)

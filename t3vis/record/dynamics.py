@@ -27,6 +27,7 @@ import torch
 
 from t3vis.store.background_writer import BackgroundWriter
 from t3vis.store.database import RunInfo, Store
+from t3vis.store.rows import dynamics_rows
 
 
 def _to_numpy(values, dtype) -> np.ndarray:
@@ -34,28 +35,6 @@ def _to_numpy(values, dtype) -> np.ndarray:
         values = values.detach().float().cpu() if dtype == np.float32 else values.detach().cpu()
         return values.numpy().astype(dtype, copy=False)
     return np.asarray(values, dtype=dtype)
-
-
-def dynamics_rows(example_ids: np.ndarray, logits: np.ndarray, labels: np.ndarray) -> pa.Table:
-    """Rows of ``training_dynamics`` (without run, split, epoch) for ids (N,), logits (N, K), labels (N,).
-
-    An id seen more than once keeps its last observation.
-    """
-    example_ids = np.asarray(example_ids, dtype=np.int64)
-    _, last_from_end = np.unique(example_ids[::-1], return_index=True)
-    keep = np.sort(len(example_ids) - 1 - last_from_end)  # last occurrence of each id, in order seen
-    example_ids, logits, labels = example_ids[keep], logits[keep].astype(np.float64), labels[keep]
-    shifted = logits - logits.max(1, keepdims=True)  # (N, K)
-    log_probs = shifted - np.log(np.exp(shifted).sum(1, keepdims=True))  # (N, K)
-    rows = np.arange(len(labels))
-    pred = logits.argmax(1)
-    return pa.table({
-        "example_id": pa.array(example_ids, type=pa.int64()),
-        "gold_prob": pa.array(np.exp(log_probs[rows, labels]), type=pa.float32()),
-        "pred": pa.array(pred.astype(np.int32)),
-        "correct": pa.array(pred == labels),
-        "loss": pa.array(-log_probs[rows, labels], type=pa.float32()),
-    })
 
 
 class DynamicsRecorder:

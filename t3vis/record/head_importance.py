@@ -13,14 +13,13 @@ share a batch: gradients of opposite sign cancel.) A mask with one row per examp
 only on its own row. So the aggregate importance of a split is exactly the mean of the
 instance-scale importances the head view computes for single examples.
 
-Two normalisations are stored beside it: ``importance_layer_norm`` divides by the L2 norm of
+Two normalisations are stored beside it (:func:`t3vis.store.rows.normalise_importance`): ``importance_layer_norm`` divides by the L2 norm of
 the layer's importances (Michel et al.); ``importance_global`` divides by the largest importance
 of any head, giving [0, 1].
 """
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from transformers import PreTrainedModel
 
@@ -57,15 +56,3 @@ def head_mask_gradient(
     finally:
         probe.head_mask = None
     return output, gradient.detach().cpu()  # (B, L, H)
-
-
-def normalise_importance(importance: np.ndarray) -> dict[str, np.ndarray]:
-    """The stored columns for raw importances (L, H): raw, per-layer L2-normalised, global max-normalised."""
-    importance = np.asarray(importance, dtype=np.float64)  # (L, H)
-    layer_norm = np.linalg.norm(importance, axis=1, keepdims=True)  # (L, 1)
-    largest = importance.max() if importance.size else 0.0
-    return {
-        "importance": importance,
-        "importance_layer_norm": importance / np.where(layer_norm > 0, layer_norm, 1.0),
-        "importance_global": importance / (largest if largest > 0 else 1.0),
-    }

@@ -15,18 +15,20 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 
-from t3vis.record.attention_summary import SCALARS, AttentionAccumulator
+from t3vis.record.attention_summary import AttentionAccumulator
 from t3vis.data.loading import ExampleSet
 from t3vis.model.encoding import EncodedExamples, collate, encode, length_sorted_batches
 from t3vis.errors import DataError
-from t3vis.record.head_importance import head_mask_gradient, normalise_importance
+from t3vis.record.head_importance import head_mask_gradient
 from t3vis.model.access import (AttentionProbe, ModelBundle, check_tokens_are_known, pool_hidden_states,
                                 run_with_probe)
 from t3vis.record.ingest_config import IngestConfig
 from t3vis.progress import Progress, no_progress
 from t3vis.record.projection import project
+from t3vis.store.rows import attention_rows, example_rows, importance_rows, prediction_rows, projection_rows
 from t3vis.store.database import CheckpointInfo, CheckpointResults, RunInfo, Store
 
 
@@ -63,11 +65,16 @@ def resolve_label_names(bundle: ModelBundle, examples: ExampleSet) -> tuple[str,
             f"labels out of range: the data has label ids {bad[:10]} but the model has {num_labels} labels "
             f"({list(bundle.label_names)}). Check --label-column, or load the model with --num-labels."
         )
-    model_names_are_generic = all(name == f"LABEL_{index}" for index, name in enumerate(bundle.label_names))
-    if not model_names_are_generic:
-        return bundle.label_names
-    data_names = list(examples.label_names)
-    return tuple(data_names + [f"LABEL_{index}" for index in range(len(data_names), num_labels)])
+    return label_names_for(bundle.label_names, examples.label_names)
+
+
+def label_names_for(model_names: tuple[str, ...], data_names) -> tuple[str, ...]:
+    """The model's label names when it names its labels (not LABEL_0, LABEL_1, ...), else the data's,
+    padded to the model's number of labels."""
+    if not all(name == f"LABEL_{index}" for index, name in enumerate(model_names)) or not data_names:
+        return tuple(model_names)
+    names = [str(name) for name in data_names][: len(model_names)]
+    return tuple(names + [f"LABEL_{index}" for index in range(len(names), len(model_names))])
 
 
 @dataclass(frozen=True)
@@ -185,7 +192,7 @@ def compute_checkpoint(
     result = _forward_pass(bundle, encoded, examples.labels, layers=layers, config=config, progress=progress)
     seconds["forward"] = time.perf_counter() - started
 
-    predictions = _prediction_columns(result.logits, examples.labels)
+    predictions = prediction_rows(examples.example_ids, result.logits, examples.labels)
     run = RunInfo(
         run_id=run_id,
         model=bundle.name,
@@ -202,15 +209,15 @@ def compute_checkpoint(
     seconds["projection"] = time.perf_counter() - started
 
     tables = {
-        "predictions": _prediction_table(examples.example_ids, predictions),
-        "attention_patterns": _attention_table(result.attention, config.attention_bins, result.attention_examples),
+        "predictions": predictions,
+        "attention_patterns": attention_rows(result.attention["pattern"], result.attention, result.attention_examples),
     }
     if projections is not None:
         tables["projections"] = projections
     if result.importance is not None:
-        tables["head_importance"] = importance_table(result.importance, result.importance_examples)
-    accuracy = float(predictions["correct"].mean())
-    loss = float(predictions["loss"].mean())
+        tables["head_importance"] = importance_rows(result.importance, result.importance_examples)
+    accuracy = float(pc.mean(predictions["correct"].cast(pa.float64())).as_py())
+    loss = float(pc.mean(predictions["loss"]).as_py())
     metrics = {
         config.split: {"accuracy": accuracy, "loss": loss, "n_examples": len(examples)},
         **({"trainer": extra_metrics} if extra_metrics else {}),
@@ -347,60 +354,16 @@ def _separator_ids(tokenizer) -> list[int]:
     return sorted(token for token in ids if token is not None) or [-1]
 
 
-def _prediction_columns(logits: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-example prediction columns from logits (N, K) and gold labels (N,)."""
-    logits64 = logits.astype(np.float64)
-    shifted = logits64 - logits64.max(1, keepdims=True)  # (N, K)
-    log_probs = shifted - np.log(np.exp(shifted).sum(1, keepdims=True))  # (N, K)
-    probs = np.exp(log_probs)  # (N, K)
-    rows = np.arange(len(labels))
-    pred = logits.argmax(1)
-    return {
-        "logits": logits,
-        "probs": probs.astype(np.float32),
-        "pred": pred.astype(np.int32),
-        "gold_prob": probs[rows, labels].astype(np.float32),
-        "confidence": probs.max(1).astype(np.float32),
-        "loss": (-log_probs[rows, labels]).astype(np.float32),
-        "correct": pred == labels,
-    }
-
-
-def _list_column(matrix: np.ndarray) -> pa.Array:
-    """(N, K) float array -> Arrow list column of N lists of K floats."""
-    matrix = np.ascontiguousarray(matrix, dtype=np.float32)
-    return pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1)), matrix.shape[1]).cast(
-        pa.list_(pa.float32())
-    )
-
-
-def _prediction_table(example_ids: np.ndarray, columns: dict[str, np.ndarray]) -> pa.Table:
-    return pa.table({
-        "example_id": pa.array(example_ids, type=pa.int64()),
-        "logits": _list_column(columns["logits"]),
-        "probs": _list_column(columns["probs"]),
-        **{name: pa.array(columns[name]) for name in ("pred", "gold_prob", "confidence", "loss", "correct")},
-    })
-
-
 def examples_table(examples: ExampleSet, encoded: EncodedExamples, label_names: tuple[str, ...]) -> pa.Table:
     """Rows of the ``examples`` table (without run and split) for tokenised examples."""
     extra = examples.extra
     extra_json = (
-        [None] * len(examples) if extra is None or extra.shape[1] == 0
+        None if extra is None or extra.shape[1] == 0
         else extra.to_json(orient="records", lines=True, force_ascii=False).splitlines()
     )
-    return pa.table({
-        "example_id": pa.array(examples.example_ids, type=pa.int64()),
-        "text": pa.array(examples.texts, type=pa.string()),
-        "text_pair": pa.array(examples.text_pairs or [None] * len(examples), type=pa.string()),
-        "label": pa.array(examples.labels, type=pa.int32()),
-        "label_name": pa.array([label_names[label] for label in examples.labels], type=pa.string()),
-        "n_tokens": pa.array(encoded.n_tokens, type=pa.int32()),
-        "n_tokens_full": pa.array(encoded.n_tokens_full, type=pa.int32()),
-        "truncated": pa.array(encoded.truncated),
-        "extra": pa.array(extra_json, type=pa.string()),
-    })
+    return example_rows(examples.example_ids, examples.texts, examples.labels, label_names,
+                        n_tokens=encoded.n_tokens, n_tokens_full=encoded.n_tokens_full,
+                        text_pairs=examples.text_pairs, extra_json=extra_json)
 
 
 def _layout_of(previous: pa.Table | None, layer: int, example_ids: np.ndarray) -> np.ndarray | None:
@@ -429,44 +392,10 @@ def _projections(
         progress(phase, done, len(pooled))
         start = _layout_of(previous, layer, example_ids)
         coords = project(features, method=config.projection, previous=start, seed=config.seed)  # (N, 2)
-        parts.append(pa.table({
-            "layer": pa.array(np.full(len(coords), layer, dtype=np.int32)),
-            "method": pa.array([config.projection] * len(coords), type=pa.string()),
-            "pooling": pa.array([config.pooling] * len(coords), type=pa.string()),
-            "example_id": pa.array(example_ids, type=pa.int64()),
-            "x": pa.array(coords[:, 0], type=pa.float32()),
-            "y": pa.array(coords[:, 1], type=pa.float32()),
-        }))
+        parts.append(projection_rows(example_ids, coords, layer=layer, method=config.projection,
+                                     pooling=config.pooling))
     progress(phase, len(pooled), len(pooled))
     return pa.concat_tables(parts)
-
-
-def _grid_columns(num_layers: int, num_heads: int) -> dict[str, pa.Array]:
-    layer, head = np.meshgrid(np.arange(num_layers), np.arange(num_heads), indexing="ij")  # (L, H) each
-    return {"layer": pa.array(layer.ravel().astype(np.int32)), "head": pa.array(head.ravel().astype(np.int32))}
-
-
-def importance_table(importance: np.ndarray, n_examples: int) -> pa.Table:
-    """Rows of ``head_importance`` (without run, checkpoint, split) for importances (L, H)."""
-    columns = normalise_importance(importance)
-    num_layers, num_heads = importance.shape
-    return pa.table({
-        **_grid_columns(num_layers, num_heads),
-        **{name: pa.array(values.ravel()) for name, values in columns.items()},
-        "n_examples": pa.array(np.full(importance.size, n_examples, dtype=np.int32)),
-    })
-
-
-def _attention_table(summary: dict[str, np.ndarray], bins: int, n_examples: int) -> pa.Table:
-    patterns = summary["pattern"]  # (L, H, bins, bins)
-    num_layers, num_heads = patterns.shape[:2]
-    return pa.table({
-        **_grid_columns(num_layers, num_heads),
-        "bins": pa.array(np.full(num_layers * num_heads, bins, dtype=np.int32)),
-        "pattern": _list_column(patterns.reshape(num_layers * num_heads, bins * bins)),
-        **{name: pa.array(summary[name].ravel().astype(np.float32)) for name in SCALARS},
-        "n_examples": pa.array(np.full(num_layers * num_heads, n_examples, dtype=np.int32)),
-    })
 
 
 def _jsonable(value):

@@ -23,7 +23,8 @@ from pathlib import Path
 import duckdb
 
 from t3vis.errors import StoreError
-from t3vis.record.ingest import IngestConfig, importance_table, sample_importance
+from t3vis.record.ingest import IngestConfig, sample_importance
+from t3vis.store.rows import importance_rows
 from t3vis.progress import Progress, no_progress
 from t3vis.store.database import SCHEMA_VERSION, UPGRADABLE_VERSIONS, Store
 
@@ -133,13 +134,13 @@ def _ingest_config(config_json: str | None, split: str) -> IngestConfig:
 
 def _recompute(store_path: Path, folder: Path, run_id: str, split: str, label_names: tuple[str, ...],
                config: IngestConfig, device: str | None):
-    from t3vis.analysis.head_view import stored_examples  # the examples as the store holds them
+    from t3vis.queries.checkpoint_reads import stored_examples  # the examples as the store holds them
     from t3vis.model.access import load_model
 
     bundle = load_model(folder, label_names=label_names, device=device)
     examples = _read_examples(store_path, run_id, split, stored_examples)
     importance, n_examples = sample_importance(bundle, examples, config)
-    return importance_table(importance, n_examples)
+    return importance_rows(importance, n_examples)
 
 
 def _read_examples(store_path: Path, run_id: str, split: str, reader):

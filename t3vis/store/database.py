@@ -37,6 +37,7 @@ UPGRADABLE_VERSIONS = {
 }
 DEFAULT_STORE_DIR = Path("store")
 DEFAULT_STORE_PATH = DEFAULT_STORE_DIR / "t3vis.duckdb"
+DEFAULT_DEMO_PATH = DEFAULT_STORE_DIR / "demo.duckdb"  # where `t3vis demo` and the app build the demo
 
 # Tables holding one checkpoint's results; all are keyed by (run_id, checkpoint, split, ...).
 CHECKPOINT_TABLES = ("predictions", "projections", "head_importance", "attention_patterns")

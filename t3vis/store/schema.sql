@@ -8,6 +8,7 @@
 -- The loader (t3vis/store/database.py) runs this file once on a new store and then records
 -- the version in t3vis_meta; a store of another version is refused, never migrated silently.
 
+-- The store's metadata: its schema version and who created it.
 CREATE TABLE t3vis_meta (
     key   VARCHAR PRIMARY KEY,
     value VARCHAR NOT NULL
@@ -120,8 +121,8 @@ CREATE TABLE attention_patterns (
     PRIMARY KEY (run_id, checkpoint, split, layer, head)
 );
 
--- Training dynamics (Swayamdipta et al. 2020): one row per training example and epoch,
--- taken from the training forward passes themselves.
+-- Training dynamics (Swayamdipta et al. 2020): one row per training example and epoch.
+-- Taken from the training forward passes themselves.
 CREATE TABLE training_dynamics (
     run_id     VARCHAR NOT NULL,
     split      VARCHAR NOT NULL DEFAULT 'train',

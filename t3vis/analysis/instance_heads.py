@@ -1,0 +1,91 @@
+"""The Attention Head view at instance scale: one example's importance, attention and prediction, with pruning."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from t3vis.model.access import AttentionProbe, ModelBundle, eval_mode
+from t3vis.model.heads import Head, encode_one, head_mask
+from t3vis.record.head_importance import head_mask_gradient
+
+
+@dataclass(frozen=True)
+class InstanceHeads:
+    """One example through the model, with a head mask: what the head view shows at instance scale."""
+
+    tokens: list[str]  # (T,) word pieces, special tokens included
+    logits: np.ndarray  # (K,)
+    probs: np.ndarray  # (K,)
+    attentions: np.ndarray  # (L, H, T, T) after the mask: a pruned head's rows are zero
+    importance: np.ndarray  # (L, H) |dL/dm| of this example, L = cross-entropy of `label`
+    label: int  # the class whose loss the importance is taken of
+    truncated: bool  # the text was longer than the model's limit
+
+    @property
+    def importance_global(self) -> np.ndarray:
+        """Importance divided by its largest value, in [0, 1] (as ``head_importance.importance_global``)."""
+        largest = self.importance.max()
+        return self.importance / largest if largest > 0 else self.importance
+
+
+def instance_heads(bundle: ModelBundle, text: str, text_pair: str | None = None, *, label: int,
+                   pruned: Iterable[Head] = ()) -> InstanceHeads:
+    """One forward and one backward pass over one example, with the pruned heads masked.
+
+    Parameters
+    ----------
+    label : int
+        Class whose cross-entropy the importance is the gradient of (the gold label, usually).
+    pruned : iterable of (layer, head)
+        Heads to mask for this call only.
+    """
+    if not 0 <= label < len(bundle.label_names):
+        raise ValueError(f"label {label} is not one of the model's {len(bundle.label_names)} classes")
+    inputs, tokens, truncated = encode_one(bundle, text, text_pair)
+    mask = head_mask(pruned, bundle.num_layers, bundle.num_heads)  # (L, H)
+    probe = AttentionProbe(record=True)
+    with eval_mode(bundle.model):
+        output, gradient = head_mask_gradient(bundle.model, inputs, torch.tensor([label], device=bundle.device),
+                                              probe=probe, head_mask=mask)
+    logits = output.logits.detach().float().cpu()[0]  # (K,)
+    return InstanceHeads(
+        tokens=tokens,
+        logits=logits.numpy(),
+        probs=torch.softmax(logits, -1).numpy(),
+        attentions=probe.stacked_attentions()[:, 0].float().cpu().numpy(),  # (L, H, T, T)
+        importance=gradient[0].abs().numpy(),  # (L, H)
+        label=label,
+        truncated=truncated,
+    )
+
+
+def pool_pattern(attention: np.ndarray, bins: int) -> np.ndarray:
+    """A (T, T) attention matrix averaged into (bins, bins) blocks of relative position; rows keep sum 1.
+
+    With T <= bins the matrix is returned unchanged.
+    """
+    size = attention.shape[0]
+    if size <= bins:
+        return attention
+    edges = np.linspace(0, size, bins + 1).round().astype(int)
+    rows = np.add.reduceat(attention, edges[:-1], axis=0) / np.diff(edges)[:, None]  # (bins, T) row means
+    return np.add.reduceat(rows, edges[:-1], axis=1)  # (bins, bins) attention summed over key blocks
+
+
+def instance_pattern_frame(attentions: np.ndarray, *, bins: int = 16):
+    """Long frame (layer, head, query, key, weight) of attentions (L, H, T, T), each pooled to <= bins x bins."""
+    import pandas as pd
+
+    layers, heads = attentions.shape[:2]
+    frames = []
+    for layer in range(layers):
+        for head in range(heads):
+            pooled = pool_pattern(attentions[layer, head], bins)  # (b, b)
+            query, key = np.meshgrid(np.arange(pooled.shape[0]), np.arange(pooled.shape[1]), indexing="ij")
+            frames.append(pd.DataFrame({"layer": layer, "head": head, "query": query.ravel(), "key": key.ravel(),
+                                        "weight": pooled.ravel()}))
+    return pd.concat(frames, ignore_index=True)

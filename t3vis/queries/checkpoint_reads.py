@@ -1,0 +1,38 @@
+"""Reads that bring a checkpoint back to life: where its weights are, and a split's examples as stored."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from t3vis.data.loading import ExampleSet
+from t3vis.store.database import Store
+
+
+def checkpoint_weights(store: Store, run_id: str, checkpoint: str) -> Path | None:
+    """The folder of a checkpoint's weights (relative paths are relative to the store's folder), or None."""
+    path = store.scalar("SELECT path FROM checkpoints WHERE run_id = ? AND checkpoint = ?", [run_id, checkpoint])
+    if not path:
+        return None
+    folder = Path(path)
+    if not folder.is_absolute():
+        folder = store.path.resolve().parent / folder
+    return folder if (folder / "config.json").is_file() else None
+
+
+def stored_examples(store: Store, run_id: str, split: str) -> ExampleSet:
+    """A split's examples as the store holds them (texts as fed to the model, gold labels)."""
+    import pandas as pd
+
+    rows = store.query("SELECT example_id, text, text_pair, label FROM examples WHERE run_id = ? AND split = ? "
+                       "ORDER BY example_id", [run_id, split])
+    names = store.scalar("SELECT label_names FROM runs WHERE run_id = ?", [run_id])
+    has_pairs = bool(rows.text_pair.notna().any())
+    return ExampleSet(
+        example_ids=rows.example_id.to_numpy(np.int64), texts=rows.text.tolist(),
+        text_pairs=rows.text_pair.fillna("").tolist() if has_pairs else None,
+        labels=rows.label.to_numpy(np.int64), label_names=list(names or []), extra=pd.DataFrame(index=rows.index),
+        text_columns=("text", "text_pair") if has_pairs else ("text",), label_column="label",
+        source=f"{store.path}:{run_id}/{split}",
+    )

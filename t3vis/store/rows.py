@@ -1,0 +1,145 @@
+"""Arrow rows of the store's tables, built in one place from arrays (next to ``schema.sql``).
+
+One builder per table. Each takes NumPy arrays, computes the derived columns the schema
+documents (probabilities, gold-label probability, normalised importances, ...), and returns an
+Arrow table whose columns are named as in the schema, without the key columns the store fills
+in (run, checkpoint, split, epoch). Ingestion, the training-dynamics recorder and the synthetic
+stores of tests and benchmarks all use these, so a column means the same everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+# The scalar summaries of each head's attention in ``attention_patterns``.
+ATTENTION_SCALARS = ("attn_cls", "attn_sep", "attn_self", "attn_prev", "attn_next", "entropy")
+
+
+def list_column(matrix: np.ndarray) -> pa.Array:
+    """(N, K) floats -> an Arrow column of N lists of K float32 values."""
+    matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+    return pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1)), matrix.shape[1]).cast(
+        pa.list_(pa.float32()))
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    logits = np.asarray(logits, dtype=np.float64)  # (N, K)
+    shifted = logits - logits.max(1, keepdims=True)  # (N, K)
+    return shifted - np.log(np.exp(shifted).sum(1, keepdims=True))  # (N, K)
+
+
+def prediction_rows(example_ids: np.ndarray, logits: np.ndarray, labels: np.ndarray) -> pa.Table:
+    """``predictions`` rows for ids (N,), logits (N, K) and gold labels (N,)."""
+    log_probs = _log_softmax(logits)  # (N, K)
+    probs = np.exp(log_probs)  # (N, K)
+    rows = np.arange(len(labels))
+    pred = np.asarray(logits).argmax(1)
+    return pa.table({
+        "example_id": pa.array(np.asarray(example_ids), type=pa.int64()),
+        "logits": list_column(logits),
+        "probs": list_column(probs),
+        "pred": pa.array(pred.astype(np.int32)),
+        "gold_prob": pa.array(probs[rows, labels].astype(np.float32)),
+        "confidence": pa.array(probs.max(1).astype(np.float32)),
+        "loss": pa.array((-log_probs[rows, labels]).astype(np.float32)),
+        "correct": pa.array(pred == labels),
+    })
+
+
+def dynamics_rows(example_ids: np.ndarray, logits: np.ndarray, labels: np.ndarray) -> pa.Table:
+    """``training_dynamics`` rows (without run, split, epoch) for ids (N,), logits (N, K), labels (N,).
+
+    An id seen more than once keeps its last observation.
+    """
+    example_ids = np.asarray(example_ids, dtype=np.int64)
+    _, last_from_end = np.unique(example_ids[::-1], return_index=True)
+    keep = np.sort(len(example_ids) - 1 - last_from_end)  # last occurrence of each id, in order seen
+    example_ids, logits, labels = example_ids[keep], np.asarray(logits)[keep], np.asarray(labels)[keep]
+    log_probs = _log_softmax(logits)  # (N, K)
+    rows = np.arange(len(labels))
+    pred = logits.argmax(1)
+    return pa.table({
+        "example_id": pa.array(example_ids, type=pa.int64()),
+        "gold_prob": pa.array(np.exp(log_probs[rows, labels]), type=pa.float32()),
+        "pred": pa.array(pred.astype(np.int32)),
+        "correct": pa.array(pred == labels),
+        "loss": pa.array(-log_probs[rows, labels], type=pa.float32()),
+    })
+
+
+def projection_rows(example_ids: np.ndarray, coords: np.ndarray, *, layer: int, method: str,
+                    pooling: str) -> pa.Table:
+    """``projections`` rows of one layer's layout: ids (N,), coordinates (N, 2)."""
+    n = len(coords)
+    return pa.table({
+        "layer": pa.array(np.full(n, layer, dtype=np.int32)),
+        "method": pa.array([method] * n, type=pa.string()),
+        "pooling": pa.array([pooling] * n, type=pa.string()),
+        "example_id": pa.array(np.asarray(example_ids), type=pa.int64()),
+        "x": pa.array(coords[:, 0], type=pa.float32()),
+        "y": pa.array(coords[:, 1], type=pa.float32()),
+    })
+
+
+def normalise_importance(importance: np.ndarray) -> dict[str, np.ndarray]:
+    """The stored columns for raw importances (L, H): raw, per-layer L2-normalised, global max-normalised."""
+    importance = np.asarray(importance, dtype=np.float64)  # (L, H)
+    layer_norm = np.linalg.norm(importance, axis=1, keepdims=True)  # (L, 1)
+    largest = importance.max() if importance.size else 0.0
+    return {
+        "importance": importance,
+        "importance_layer_norm": importance / np.where(layer_norm > 0, layer_norm, 1.0),
+        "importance_global": importance / (largest if largest > 0 else 1.0),
+    }
+
+
+def _grid_columns(num_layers: int, num_heads: int) -> dict[str, pa.Array]:
+    layer, head = np.meshgrid(np.arange(num_layers), np.arange(num_heads), indexing="ij")  # (L, H) each
+    return {"layer": pa.array(layer.ravel().astype(np.int32)), "head": pa.array(head.ravel().astype(np.int32))}
+
+
+def importance_rows(importance: np.ndarray, n_examples: int) -> pa.Table:
+    """``head_importance`` rows for importances (L, H) measured over ``n_examples`` examples."""
+    columns = normalise_importance(importance)
+    num_layers, num_heads = np.shape(importance)
+    return pa.table({
+        **_grid_columns(num_layers, num_heads),
+        **{name: pa.array(values.ravel()) for name, values in columns.items()},
+        "n_examples": pa.array(np.full(num_layers * num_heads, n_examples, dtype=np.int32)),
+    })
+
+
+def attention_rows(patterns: np.ndarray, scalars: Mapping[str, np.ndarray], n_examples: int) -> pa.Table:
+    """``attention_patterns`` rows for patterns (L, H, bins, bins) and each of ATTENTION_SCALARS as (L, H)."""
+    num_layers, num_heads, bins = patterns.shape[:3]
+    count = num_layers * num_heads
+    return pa.table({
+        **_grid_columns(num_layers, num_heads),
+        "bins": pa.array(np.full(count, bins, dtype=np.int32)),
+        "pattern": list_column(patterns.reshape(count, bins * bins)),
+        **{name: pa.array(np.asarray(scalars[name]).ravel().astype(np.float32)) for name in ATTENTION_SCALARS},
+        "n_examples": pa.array(np.full(count, n_examples, dtype=np.int32)),
+    })
+
+
+def example_rows(example_ids: np.ndarray, texts: Sequence[str], labels: np.ndarray, label_names: Sequence[str], *,
+                 n_tokens: np.ndarray, n_tokens_full: np.ndarray, text_pairs: Sequence[str] | None = None,
+                 extra_json: Sequence[str | None] | None = None) -> pa.Table:
+    """``examples`` rows (without run and split)."""
+    n = len(texts)
+    labels = np.asarray(labels)
+    n_tokens, n_tokens_full = np.asarray(n_tokens), np.asarray(n_tokens_full)
+    return pa.table({
+        "example_id": pa.array(np.asarray(example_ids), type=pa.int64()),
+        "text": pa.array(list(texts), type=pa.string()),
+        "text_pair": pa.array(list(text_pairs) if text_pairs else [None] * n, type=pa.string()),
+        "label": pa.array(labels, type=pa.int32()),
+        "label_name": pa.array([label_names[label] for label in labels], type=pa.string()),
+        "n_tokens": pa.array(n_tokens, type=pa.int32()),
+        "n_tokens_full": pa.array(n_tokens_full, type=pa.int32()),
+        "truncated": pa.array(n_tokens_full > n_tokens),
+        "extra": pa.array(list(extra_json) if extra_json is not None else [None] * n, type=pa.string()),
+    })
