@@ -99,12 +99,9 @@ def ingest_checkpoint(
     run_id: str,
     checkpoint: str,
     step: int | None = None,
-    epoch: float | None = None,
-    path: str | Path | None = None,
-    task: str | None = None,
-    extra_metrics: dict | None = None,
     config: IngestConfig = IngestConfig(),
     progress: Progress = no_progress,
+    **details,
 ) -> IngestSummary:
     """Compute everything t3vis records for one checkpoint over one split and write it in one transaction.
 
@@ -119,16 +116,17 @@ def ingest_checkpoint(
         The split's examples (``t3vis.data.loading.load_examples``).
     run_id, checkpoint : str
         Names; ingesting the same (run, checkpoint, split) again replaces it.
-    step, epoch : optional
-        Training position of the checkpoint; ``step`` orders checkpoints.
+    step : int, optional
+        Training step of the checkpoint; it orders checkpoints, and the t-SNE layout starts from
+        the previous checkpoint's.
     progress : callable
         ``progress(phase, done, total)``, called as the work advances.
+    **details
+        ``epoch``, ``path``, ``task``, ``extra_metrics``: as for :func:`compute_checkpoint`.
     """
     previous = previous_layouts(store, run_id, checkpoint=checkpoint, step=step, config=config)
-    record = compute_checkpoint(
-        bundle, examples, run_id=run_id, checkpoint=checkpoint, step=step, epoch=epoch, path=path, task=task,
-        extra_metrics=extra_metrics, config=config, progress=progress, previous=previous,
-    )
+    record = compute_checkpoint(bundle, examples, run_id=run_id, checkpoint=checkpoint, step=step, config=config,
+                                progress=progress, previous=previous, **details)
     started = time.perf_counter()
     progress("write", 0, 1)
     record.write(store)
@@ -173,8 +171,21 @@ def compute_checkpoint(
 ) -> CheckpointRecord:
     """Everything :func:`ingest_checkpoint` writes, computed without touching the store.
 
-    ``previous`` holds the layouts the t-SNE starts from (:func:`previous_layouts`: layer,
-    example_id, x, y), e.g. kept in memory by a recorder whose writes are queued.
+    Parameters
+    ----------
+    bundle, examples, run_id, checkpoint, step, config, progress
+        As for :func:`ingest_checkpoint`.
+    epoch : float, optional
+        Training epoch of the checkpoint.
+    path : str or Path, optional
+        Folder of the checkpoint's weights, recorded so the app can load them.
+    task : str, optional
+        Free-text task name of the run (default: the data file's name).
+    extra_metrics : dict, optional
+        Numbers logged by the trainer at this step, stored under ``metrics.trainer``.
+    previous : Arrow table, optional
+        The layouts the t-SNE starts from (:func:`previous_layouts`: layer, example_id, x, y),
+        e.g. kept in memory by a recorder whose writes are queued.
     """
     if len(examples) == 0:
         raise DataError("There are no examples to ingest.")
