@@ -30,17 +30,26 @@ into a DuckDB analysis store, and explores it in a Streamlit app
 (`streamlit run streamlit_app.py`). See README.md for the store's schema."""
 
 
+_CONFIG_FIELDS = {field.name: field for field in dataclasses.fields(IngestConfig)}
+
+
 def _help(name: str) -> str:
     """The help text of an IngestConfig field, so that the CLI and the library say the same thing."""
-    fields = {field.name: field for field in dataclasses.fields(IngestConfig)}
-    return fields[name].metadata["help"]
+    return _CONFIG_FIELDS[name].metadata["help"]
 
 
-def _parse_layers(value: str) -> tuple[int, ...] | None:
+def _config_option(group, flag: str, name: str, **kwargs) -> None:
+    """An option for the IngestConfig field ``name``: its default and help come from the field."""
+    default = _CONFIG_FIELDS[name].default
+    shown = "" if default is None else f" (default: {default})"
+    group.add_argument(flag, dest=name, default=default, help=_help(name) + shown, **kwargs)
+
+
+def _parse_layers(value: str) -> tuple[int, ...] | str | None:
     if value in ("", "last"):
         return None
     if value == "all":
-        return (-999,)  # resolved to every layer once the model is known
+        return "all"  # IngestConfig resolves it once the model is known
     try:
         return tuple(int(part) for part in value.split(","))
     except ValueError:
@@ -88,16 +97,14 @@ def _add_ingest_options(parser: argparse.ArgumentParser) -> None:
     record.add_argument("--task", help="free-text task name stored with the run (default: the data file's name)")
     record.add_argument("--layers", type=_parse_layers, default=None,
                         help=_help("layers") + "; 'all', 'last' or e.g. '0,3,6', negative counts from the end")
-    record.add_argument("--pooling", choices=("cls", "mean"), default="cls", help=_help("pooling"))
-    record.add_argument("--projection", choices=("tsne", "pca", "none"), default="tsne", help=_help("projection"))
-    record.add_argument("--batch-size", type=int, default=32, help=_help("batch_size") + " (default: 32)")
-    record.add_argument("--max-length", type=int, help=_help("max_length"))
-    record.add_argument("--importance-examples", type=int, default=256,
-                        help=_help("importance_examples") + " (default: 256)")
-    record.add_argument("--attention-examples", type=int, default=512,
-                        help=_help("attention_examples") + " (default: 512)")
-    record.add_argument("--attention-bins", type=int, default=16, help=_help("attention_bins") + " (default: 16)")
-    record.add_argument("--seed", type=int, default=0, help=_help("seed"))
+    _config_option(record, "--pooling", "pooling", choices=("cls", "mean"))
+    _config_option(record, "--projection", "projection", choices=("tsne", "pca", "none"))
+    _config_option(record, "--batch-size", "batch_size", type=int)
+    _config_option(record, "--max-length", "max_length", type=int)
+    _config_option(record, "--importance-examples", "importance_examples", type=int)
+    _config_option(record, "--attention-examples", "attention_examples", type=int)
+    _config_option(record, "--attention-bins", "attention_bins", type=int)
+    _config_option(record, "--seed", "seed", type=int)
     record.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -213,13 +220,7 @@ def _ingest_one(args, store, model_path: Path | str, *, name: str | None, step, 
             and len(bundle.label_names) != len(examples.label_names):
         # A pretrained encoder without a head: size the new head to the data's labels.
         bundle = load_model(model_path, num_labels=len(examples.label_names), **options)
-    layers = tuple(range(bundle.num_layers + 1)) if args.layers == (-999,) else args.layers
-    config = IngestConfig(
-        split=args.split, layers=layers, pooling=args.pooling, projection=args.projection,
-        batch_size=args.batch_size, max_length=args.max_length, importance_examples=args.importance_examples,
-        attention_examples=args.attention_examples,
-        attention_bins=args.attention_bins, seed=args.seed,
-    )
+    config = IngestConfig(**{name: getattr(args, name) for name in _CONFIG_FIELDS})
     checkpoint = name or (described.name if described else str(model_path).rstrip("/").split("/")[-1])
     summary = ingest_checkpoint(
         store, bundle, examples,
@@ -250,6 +251,8 @@ def _default_run_name(args, model_path) -> str:
 
 
 def _info(store) -> None:
+    from t3vis.queries.store_summary import checkpoint_summary, dynamics_row_count
+
     runs = store.runs()
     if runs.empty:
         print(f"{store.path}: no runs yet.")
@@ -257,19 +260,11 @@ def _info(store) -> None:
     for run in runs.itertuples():
         print(f"run {run.run_id}: model {run.model}, labels {list(run.label_names)}, "
               f"{run.num_layers} layers x {run.num_heads} heads")
-        counts = store.query(
-            """SELECT c.checkpoint, c.step, c.epoch,
-                      (SELECT count(*) FROM predictions p WHERE p.run_id = c.run_id AND p.checkpoint = c.checkpoint)
-                          AS predictions,
-                      (SELECT count(*) FROM projections p WHERE p.run_id = c.run_id AND p.checkpoint = c.checkpoint)
-                          AS projections
-               FROM checkpoints c WHERE c.run_id = ? ORDER BY c.step NULLS LAST, c.ingested_at""",
-            [run.run_id],
-        )
+        counts = checkpoint_summary(store, run.run_id)
         for row in counts.itertuples():
             print(f"  {row.checkpoint:<24} step {row.step!s:<8} epoch {row.epoch!s:<6} "
                   f"{row.predictions} predictions, {row.projections} projection points")
-        dynamics = store.scalar("SELECT count(*) FROM training_dynamics WHERE run_id = ?", [run.run_id])
+        dynamics = dynamics_row_count(store, run.run_id)
         if dynamics:
             print(f"  training dynamics: {dynamics} rows")
 

@@ -85,3 +85,17 @@ def test_wrong_column_is_a_clear_error_not_a_traceback(tmp_path, tiny_model_dir,
 def test_info_on_a_missing_store(tmp_path, capsys):
     assert run(["info", "--store", str(tmp_path / "none.duckdb")]) == 2
     assert "No t3vis store" in capsys.readouterr().err
+
+
+def test_ingest_defaults_are_the_config_defaults():
+    """The CLI takes its defaults and help from IngestConfig's fields, so the two cannot drift apart."""
+    import dataclasses
+
+    from t3vis.cli import build_parser
+    from t3vis.record.ingest_config import IngestConfig
+
+    args = build_parser().parse_args(["ingest", "--model", "m", "--data", "d.csv"])
+    defaults = IngestConfig()
+    for field in dataclasses.fields(IngestConfig):
+        assert getattr(args, field.name) == getattr(defaults, field.name), field.name
+    assert build_parser().parse_args(["ingest", "--model", "m", "--data", "d.csv", "--layers", "all"]).layers == "all"

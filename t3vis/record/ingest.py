@@ -247,9 +247,11 @@ def compute_checkpoint(
     )
 
 
-def _resolve_layers(layers: tuple[int, ...] | None, num_layers: int) -> tuple[int, ...]:
+def _resolve_layers(layers: tuple[int, ...] | str | None, num_layers: int) -> tuple[int, ...]:
     if layers is None:
         return (num_layers,)
+    if layers == "all":
+        return tuple(range(num_layers + 1))
     resolved = tuple(sorted({layer if layer >= 0 else num_layers + 1 + layer for layer in layers}))
     bad = [layer for layer in resolved if not 0 <= layer <= num_layers]
     if bad:

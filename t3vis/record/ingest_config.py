@@ -13,9 +13,10 @@ class IngestConfig:
     """How a checkpoint is recorded. Each field's ``help`` is shown by the CLI."""
 
     split: str = field(default="validation", metadata={"help": "name of the split the examples belong to"})
-    layers: tuple[int, ...] | None = field(
+    layers: tuple[int, ...] | str | None = field(
         default=None,
-        metadata={"help": "hidden layers to project: 0 = embeddings, 1..L = Transformer layers; default: the last"},
+        metadata={"help": "hidden layers to project: 0 = embeddings, 1..L = Transformer layers, or 'all'; "
+                          "default: the last"},
     )
     pooling: str = field(default="cls", metadata={"help": "'cls' (first token) or 'mean' (over real tokens)"})
     projection: str = field(default="tsne", metadata={"help": "'tsne' (openTSNE), 'pca' (fast) or 'none'"})
@@ -36,6 +37,8 @@ class IngestConfig:
     seed: int = field(default=0, metadata={"help": "seed for the importance sample and t-SNE"})
 
     def __post_init__(self) -> None:
+        if isinstance(self.layers, str) and self.layers != "all":
+            raise ValueError(f"layers must be a tuple of layer numbers, 'all' or None, not {self.layers!r}")
         if self.pooling not in ("cls", "mean"):
             raise ValueError(f"pooling must be 'cls' or 'mean', not {self.pooling!r}")
         if self.projection not in (*METHODS, "none"):
