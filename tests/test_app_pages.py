@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conftest import PROJECT
+from helpers import PROJECT
 from t3vis.data.loading import load_examples
 from t3vis.record.ingest import IngestConfig, ingest_checkpoint
 from t3vis.store.database import Store

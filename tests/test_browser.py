@@ -92,7 +92,7 @@ def test_clicking_a_point_then_a_table_row_selects_the_example_everywhere(app_ur
 
 @pytest.fixture(scope="module")
 def tiny_app_url(tmp_path_factory):
-    from conftest import write_topic_csv
+    from helpers import write_topic_csv
     from t3vis.data.loading import load_examples
     from t3vis.record.ingest import IngestConfig, ingest_checkpoint
     from t3vis.model.access import load_model

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import shared_file
+from helpers import shared_file
 from t3vis.data.loading import load_examples, read_table
 from t3vis.errors import DataError
 

@@ -16,7 +16,7 @@ import urllib.parse
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conftest import PROJECT
+from helpers import PROJECT
 from page_helpers import _walk, open_page
 from t3vis.data.loading import load_examples
 from t3vis.record.ingest import IngestConfig, ingest_checkpoint

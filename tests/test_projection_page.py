@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conftest import PROJECT
+from helpers import PROJECT
 from page_helpers import chart_with, open_page, vega_charts
 from t3vis.data.loading import load_examples
 from t3vis.record.ingest import IngestConfig, ingest_checkpoint

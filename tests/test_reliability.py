@@ -24,7 +24,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from conftest import write_topic_csv
+from helpers import write_topic_csv
 from t3vis.cli import run
 from t3vis.errors import StoreError
 from t3vis.store.database import CHECKPOINT_TABLES, Store

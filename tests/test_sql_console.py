@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from conftest import PROJECT, write_topic_csv
+from helpers import PROJECT, write_topic_csv
 from page_helpers import open_page
 from t3vis.cli import run as run_cli
 from t3vis.data.loading import load_examples

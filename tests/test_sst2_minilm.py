@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from conftest import PROJECT, shared_file
+from helpers import PROJECT, shared_file
 from t3vis.cli import run
 from t3vis.store.database import Store
 from t3vis.model.pretrained import minilm_path

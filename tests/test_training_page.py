@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import PROJECT
+from helpers import PROJECT
 from page_helpers import open_page, vega_charts
 from t3vis.queries import training_view
 from t3vis.fixtures.synthetic_store import SyntheticConfig, build_synthetic_store
