@@ -26,7 +26,6 @@ import pytest
 
 from helpers import write_topic_csv
 from t3vis.cli import run
-from t3vis.errors import StoreError
 from t3vis.store.database import CHECKPOINT_TABLES, Store
 from t3vis.fixtures.tiny_models import save_tiny_model
 

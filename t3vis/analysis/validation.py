@@ -5,26 +5,19 @@ first-order estimate approximates), and Spearman's rank correlation between them
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from t3vis.analysis.evaluation import evaluate
 from t3vis.data.loading import ExampleSet
 from t3vis.model.access import ModelBundle
-from t3vis.model.encoding import encode, iterate_batches
 from t3vis.progress import Progress, no_progress
-from t3vis.record.head_importance import head_mask_gradient
+from t3vis.record.ingest import IngestConfig, sample_importance
 
 
 def importance_on(bundle: ModelBundle, examples: ExampleSet, *, batch_size: int = 32) -> np.ndarray:
-    """(L, H) first-order importance over the examples: the mean of per-example |dL(x)/dm| (as at ingest)."""
-    encoded = encode(bundle.tokenizer, examples.texts, examples.text_pairs, max_length=bundle.max_length)
-    labels = torch.tensor(np.array(examples.labels), dtype=torch.long)  # (N,)
-    pad = bundle.pad_token_id
-    total = torch.zeros(bundle.num_layers, bundle.num_heads, dtype=torch.float64)
-    for indices, inputs in iterate_batches(encoded, batch_size, pad_token_id=pad, device=bundle.device):
-        _, gradient = head_mask_gradient(bundle.model, inputs, labels[indices].to(bundle.device))
-        total += gradient.abs().double().sum(0)  # (L, H)
-    return (total / len(examples)).numpy()
+    """(L, H) first-order importance over all the examples: the mean of per-example |dL(x)/dm|, computed as
+    ingestion computes it."""
+    importance, _ = sample_importance(bundle, examples, IngestConfig(batch_size=batch_size, importance_examples=-1))
+    return importance
 
 
 def ablation_loss_increase(bundle: ModelBundle, examples: ExampleSet, *, batch_size: int = 32,

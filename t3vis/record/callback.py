@@ -31,8 +31,6 @@ from __future__ import annotations
 import hashlib
 import warnings
 from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +44,7 @@ from t3vis.model.encoding import encode
 from t3vis.store.background_writer import BackgroundWriter, RecordingWarning
 from t3vis.errors import ModelError, StoreError, StoreLockedError
 from t3vis.record.ingest import IngestConfig, IngestSummary, compute_checkpoint, examples_table, label_names_for
-from t3vis.model.access import ModelBundle, model_max_length, using_t3vis_attention
+from t3vis.model.access import ModelBundle, eval_mode, model_max_length, using_t3vis_attention
 from t3vis.progress import Progress, no_progress
 from t3vis.store.database import DEFAULT_STORE_PATH, RunInfo, Store
 
@@ -98,18 +96,6 @@ class TokenIndex:
             found[index] = candidates[self._turn[key] % len(candidates)]
             self._turn[key] += 1
         return found
-
-
-@contextmanager
-def _evaluating(model: PreTrainedModel) -> Iterator[PreTrainedModel]:
-    """Eval mode and t3vis attention for the duration; the training state is restored in ``finally``."""
-    was_training = model.training
-    model.eval()
-    try:
-        with using_t3vis_attention(model):
-            yield model
-    finally:
-        model.train(was_training)
 
 
 class T3visCallback(TrainerCallback):
@@ -288,7 +274,7 @@ class T3visCallback(TrainerCallback):
             return
         try:
             path = self._save_weights(model, name)
-            with _evaluating(model):
+            with eval_mode(model), using_t3vis_attention(model):  # both restored in finally
                 record = compute_checkpoint(
                     self._bundle(model), self.eval_examples, run_id=self.run_id, checkpoint=name,
                     step=state.global_step, epoch=state.epoch, task=self.task, path=path,

@@ -22,7 +22,6 @@ The Data Map itself (confidence, variability, correctness, forgetting events, re
 from __future__ import annotations
 
 import numpy as np
-import pyarrow as pa
 import torch
 
 from t3vis.store.background_writer import BackgroundWriter

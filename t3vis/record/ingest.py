@@ -10,10 +10,11 @@ everything is written in one transaction.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
@@ -379,12 +380,11 @@ def examples_table(examples: ExampleSet, encoded: EncodedExamples, label_names: 
                         text_pairs=examples.text_pairs, extra_json=extra_json)
 
 
-def _layout_of(previous: pa.Table | None, layer: int, example_ids: np.ndarray) -> np.ndarray | None:
+def _layout_of(previous: pd.DataFrame | None, layer: int, example_ids: np.ndarray) -> np.ndarray | None:
     """A layer's previous layout of these examples (N, 2), or None when it lacks any of them."""
     if previous is None:
         return None
-    rows = previous.to_pandas()
-    rows = rows[rows.layer == layer]
+    rows = previous[previous.layer == layer]
     if len(rows) != len(example_ids):
         return None
     coords = rows.set_index("example_id").reindex(example_ids)
@@ -401,9 +401,10 @@ def _projections(
         return None
     parts = []
     phase = f"{config.projection} layouts"
+    previous_frame = None if previous is None else previous.select(["layer", "example_id", "x", "y"]).to_pandas()
     for done, (layer, features) in enumerate(sorted(pooled.items())):
         progress(phase, done, len(pooled))
-        start = _layout_of(previous, layer, example_ids)
+        start = _layout_of(previous_frame, layer, example_ids)
         coords = project(features, method=config.projection, previous=start, seed=config.seed)  # (N, 2)
         parts.append(projection_rows(example_ids, coords, layer=layer, method=config.projection,
                                      pooling=config.pooling))

@@ -200,9 +200,9 @@ class Store:
         The DuckDB file.
     create : bool
         Allow a new store at ``path`` (recording and ingestion). The file and its folder are made
-        by the first write, in the same transaction that initialises the schema, so a recording
-        that fails before it writes leaves no empty store behind. With False (reading), a missing
-        file is a :class:`StoreError`.
+        by the first write (an empty store built aside and linked into place), and removed again
+        if that write fails, so a recording that fails leaves no empty store behind. With False
+        (reading), a missing file is a :class:`StoreError`.
     lock_timeout : float
         Seconds to keep retrying while another process holds the file.
     """
@@ -348,9 +348,7 @@ class Store:
         aside and linked in atomically, so a crash leaves no file or a valid store); if the
         transaction then fails, the file it created is removed again.
         """
-        fresh = not self.path.exists()
-        if fresh:
-            self._create_file()
+        created = not self.path.exists() and self._create_file()
         try:
             with self._connect(read_only=False) as con:
                 con.execute("BEGIN TRANSACTION")
@@ -368,12 +366,15 @@ class Store:
                         "are writable and the disk has space; the store is unchanged."
                     ) from exc
         except BaseException:
-            if fresh:
+            if created:  # only the file this call made; never one another process made meanwhile
                 _remove_created(self.path)
             raise
 
-    def _create_file(self) -> None:
-        """Make an empty store at ``self.path``: built in a scratch file, then linked in (never replacing a file)."""
+    def _create_file(self) -> bool:
+        """Make an empty store at ``self.path``: built in a scratch file, then linked in (never replacing a file).
+
+        Returns False when another process put its store there first (this call then writes into it).
+        """
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -393,10 +394,12 @@ class Store:
             try:
                 os.link(scratch, self.path)  # atomic, and fails rather than replace a file that appeared meanwhile
             except FileExistsError:
-                pass  # another process created the store first: write into theirs
+                return False  # another process created the store first: write into theirs
             except OSError:  # a filesystem without hard links
-                if not self.path.exists():
-                    os.replace(scratch, self.path)
+                if self.path.exists():
+                    return False
+                os.replace(scratch, self.path)
+            return True
         except (OSError, duckdb.Error) as exc:
             raise StoreError(f"Cannot create the store {self.path}: {exc}. Choose a store path in a folder you can "
                              "write to.") from exc
