@@ -200,54 +200,28 @@ def _wide_display():
     return pd.option_context("display.max_colwidth", 60, "display.width", 200)
 
 
-def _ingest_one(args, store, model_path: Path | str, *, name: str | None, step, epoch, progress) -> None:
-    from t3vis.record.checkpoints import describe_checkpoint
-    from t3vis.data.loading import load_examples
-    from t3vis.record.ingest import ingest_checkpoint
-    from t3vis.model.access import load_model
+def _ingest_one(args, store, model_path: Path | str, *, checkpoint: str | None, step, epoch, progress) -> None:
+    """One checkpoint, from the parsed options: the library's ingest_files, then a one-line report."""
+    from t3vis.record.ingest_files import DataSource, ModelSource, default_run_name, ingest_files
 
-    described = describe_checkpoint(model_path, name=name) if Path(model_path).exists() else None
-    label_names = args.label_names.split(",") if args.label_names else None
-    examples = load_examples(
-        args.data, text_columns=args.text_columns, label_column=args.label_column, label_names=label_names,
-        id_column=args.id_column, split=args.split, encoding=args.encoding, file_format=args.file_format,
-        limit=args.limit,
+    label_names = tuple(args.label_names.split(",")) if args.label_names else None
+    data = DataSource(
+        args.data, text_columns=tuple(args.text_columns) if args.text_columns else None,
+        label_column=args.label_column, label_names=label_names, id_column=args.id_column,
+        encoding=args.encoding, file_format=args.file_format, limit=args.limit,
     )
-    options = dict(label_names=label_names, tokenizer=args.tokenizer, device=args.device,
-                   trust_remote_code=args.trust_remote_code)
-    bundle = load_model(model_path, num_labels=args.num_labels, **options)
-    if bundle.classifier_was_initialised and args.num_labels is None \
-            and len(bundle.label_names) != len(examples.label_names):
-        # A pretrained encoder without a head: size the new head to the data's labels.
-        bundle = load_model(model_path, num_labels=len(examples.label_names), **options)
+    model = ModelSource(model_path, tokenizer=args.tokenizer, num_labels=args.num_labels, device=args.device,
+                        trust_remote_code=args.trust_remote_code)
     config = IngestConfig(**{name: getattr(args, name) for name in _CONFIG_FIELDS})
-    checkpoint = name or (described.name if described else str(model_path).rstrip("/").split("/")[-1])
-    summary = ingest_checkpoint(
-        store, bundle, examples,
-        run_id=args.run_id or _default_run_name(args, model_path),
-        checkpoint=checkpoint,
-        step=step if step is not None else (described.step if described else None),
-        epoch=epoch if epoch is not None else (described.epoch if described else None),
-        path=Path(model_path).resolve() if Path(model_path).exists() else model_path,
-        task=args.task,
-        extra_metrics=described.trainer_metrics if described else None,
-        config=config, progress=progress,
-    )
-    truncated = f", {summary.n_truncated} truncated to {config.max_length or bundle.max_length} tokens" \
-        if summary.n_truncated else ""
-    if bundle.classifier_was_initialised:
+    run_id = args.run_id or default_run_name(model_path, output_dir=getattr(args, "output_dir", None))
+    done = ingest_files(store, model, data, config=config, run_id=run_id, checkpoint=checkpoint, step=step,
+                        epoch=epoch, task=args.task, progress=progress)
+    summary = done.summary
+    truncated = f", {summary.n_truncated} truncated to {done.max_length} tokens" if summary.n_truncated else ""
+    if done.head_was_initialised:
         print("note: the weights had no classification head; it was initialised at random.", file=sys.stderr)
     print(f"{summary.run_id}/{summary.checkpoint} [{summary.split}]: {summary.n_examples} examples{truncated}, "
           f"accuracy {summary.accuracy:.3f}, loss {summary.loss:.3f} -> {store.path}")
-
-
-def _default_run_name(args, model_path) -> str:
-    if getattr(args, "output_dir", None) is not None:
-        return Path(args.output_dir).resolve().name
-    path = Path(model_path)
-    if path.exists() and path.name.startswith("checkpoint-"):
-        return path.resolve().parent.name
-    return str(model_path).rstrip("/").split("/")[-1]
 
 
 def _info(store) -> None:
@@ -331,18 +305,18 @@ def run(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         with tqdm_progress(disable=args.quiet) as progress:
             if args.command == "ingest":
-                _ingest_one(args, store, args.model, name=args.checkpoint, step=args.step, epoch=args.epoch,
+                _ingest_one(args, store, args.model, checkpoint=args.checkpoint, step=args.step, epoch=args.epoch,
                             progress=progress)
             else:
                 from t3vis.record.checkpoints import find_checkpoints
 
                 for folder in find_checkpoints(args.output_dir):
-                    _ingest_one(args, store, folder.path, name=folder.name, step=folder.step,
+                    _ingest_one(args, store, folder.path, checkpoint=folder.name, step=folder.step,
                                 epoch=folder.epoch, progress=progress)
         print(f"done in {time.perf_counter() - started:.1f} s")
         return 0
     except T3visError as exc:
-        print(f"t3vis: error: {exc}", file=sys.stderr)
+        print(f"t3vis: error: {exc.for_cli()}", file=sys.stderr)
         return 2
 
 

@@ -80,6 +80,44 @@ def test_wrong_column_is_a_clear_error_not_a_traceback(tmp_path, tiny_model_dir,
     assert code == 2
     err = capsys.readouterr().err
     assert err.startswith("t3vis: error:") and "sentense" in err and "Traceback" not in err
+    assert "fix --text-column" in err and "text_columns" not in err  # the CLI names its own options
+
+
+def test_library_errors_name_parameters_for_python_callers_and_flags_for_the_cli(tmp_path, tiny_model_dir,
+                                                                              topic_csv, capsys):
+    from t3vis.errors import DataError
+    from t3vis.record.ingest_files import DataSource, ModelSource, ingest_files
+
+    store = Store(tmp_path / "s.duckdb", create=True)
+    with pytest.raises(DataError) as raised:
+        ingest_files(store, ModelSource(tiny_model_dir), DataSource(topic_csv, label_column="lable"))
+    message = str(raised.value)
+    assert "`label_column`" in message and "--" not in message
+    assert "--label-column" in raised.value.for_cli() and "`label_column`" not in raised.value.for_cli()
+    assert not (tmp_path / "s.duckdb").exists()  # nothing was written
+
+    code = run(["ingest", "--model", str(tiny_model_dir), "--data", str(topic_csv), "--store",
+                str(tmp_path / "s.duckdb"), "--label-column", "lable", "--quiet"])
+    assert code == 2 and "fix --label-column" in capsys.readouterr().err
+
+
+def test_ingest_files_is_the_cli_ingest_as_a_python_function(tmp_path, tiny_model_dir, topic_csv):
+    from t3vis.record.ingest_config import IngestConfig
+    from t3vis.record.ingest_files import DataSource, ModelSource, ingest_files
+
+    python_store = Store(tmp_path / "python.duckdb", create=True)
+    done = ingest_files(python_store, ModelSource(tiny_model_dir), DataSource(topic_csv),
+                        config=IngestConfig(projection="pca", importance_examples=0))
+    assert run(["ingest", "--model", str(tiny_model_dir), "--data", str(topic_csv), "--store",
+                str(tmp_path / "cli.duckdb"), "--projection", "pca", "--importance-examples", "0", "--quiet"]) == 0
+    cli_store = Store(tmp_path / "cli.duckdb")
+    assert done.summary.run_id == cli_store.runs().run_id.item() == tiny_model_dir.name
+    query = "SELECT example_id, pred, loss FROM predictions ORDER BY example_id"
+    python_rows = python_store.query(query)
+    cli_rows = cli_store.query(query)
+    assert len(python_rows) == done.summary.n_examples > 0
+    assert python_rows.pred.tolist() == cli_rows.pred.tolist()
+    assert python_rows.loss.to_numpy() == pytest.approx(cli_rows.loss.to_numpy(), abs=1e-6)
 
 
 def test_info_on_a_missing_store(tmp_path, capsys):

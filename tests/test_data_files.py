@@ -58,7 +58,7 @@ def test_datasets_folders_with_class_labels(tmp_path):
     assert examples.label_names == ["negative", "positive"]
     datasets.DatasetDict({"train": data, "validation": data.select([0, 1])}).save_to_disk(str(tmp_path / "dict"))
     assert len(load_examples(tmp_path / "dict", split="validation")) == 2
-    with pytest.raises(DataError, match=r"splits \['train', 'validation'\].*--split"):
+    with pytest.raises(DataError, match=r"splits \['train', 'validation'\].*`split`"):
         load_examples(tmp_path / "dict")
 
 
@@ -78,12 +78,12 @@ def test_label_names_map_names_and_bound_ids(tmp_path, frame):
 def test_wrong_column_names_suggest_the_right_one(tmp_path, frame):
     path = tmp_path / "d.csv"
     frame.to_csv(path, index=False)
-    with pytest.raises(DataError, match=r"no column 'txt'.*Did you mean 'text'.*--text-column"):
+    with pytest.raises(DataError, match=r"no column 'txt'.*Did you mean 'text'.*`text_columns`"):
         load_examples(path, text_columns=["txt"])
-    with pytest.raises(DataError, match=r"no column 'lable'.*'label'.*--label-column"):
+    with pytest.raises(DataError, match=r"no column 'lable'.*'label'.*`label_column`"):
         load_examples(path, label_column="lable")
     unlabelled = _write(tmp_path / "u.csv", "body,topic_name\nhello,x\n")
-    with pytest.raises(DataError, match=r"which column.*label.*\['body', 'topic_name'\].*--label-column"):
+    with pytest.raises(DataError, match=r"which column.*label.*\['body', 'topic_name'\].*`label_column`"):
         load_examples(unlabelled, text_columns=["body"])
 
 
@@ -95,7 +95,7 @@ def test_wrong_column_names_suggest_the_right_one(tmp_path, frame):
     (b"text,label\nfine,0.5\n", "fractional"),
     (b"text,label\nfine,-1\n", "out of range"),
     (b'text,label\n"a,b",0,extra,fields\n', "well-formed"),
-    (b"caf\xe9,0\n", "not valid utf-8.*--encoding latin-1"),
+    (b"caf\xe9,0\n", "not valid utf-8.*encoding='latin-1'"),
 ])
 def test_bad_files_give_clear_errors(tmp_path, content, message):
     path = _write(tmp_path / "bad.csv", content)
@@ -110,7 +110,7 @@ def test_bad_jsonl_names_the_line(tmp_path):
 
 
 def test_unknown_extension_and_missing_file(tmp_path):
-    with pytest.raises(DataError, match="--format"):
+    with pytest.raises(DataError, match="`file_format`"):
         load_examples(_write(tmp_path / "data.xlsx", "x"))
     with pytest.raises(DataError, match="does not exist"):
         load_examples(tmp_path / "nope.csv")
@@ -153,7 +153,7 @@ def test_sst2_dev_text_column_is_detected():
 
 def test_trec_latin1_byte_is_named_then_loaded_with_the_encoding():
     path = shared_file("trec_train_5500.label")
-    with pytest.raises(DataError, match=r"0xF0.*--encoding latin-1"):
+    with pytest.raises(DataError, match=r"0xF0.*encoding='latin-1'"):
         load_examples(path)
     examples = load_examples(path, encoding="latin-1")
     assert len(examples) == 5452

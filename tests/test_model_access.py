@@ -128,7 +128,7 @@ def _copy_model(source, target, *, keep_tokenizer: bool = True):
 
 def test_a_checkpoint_without_tokenizer_files_is_refused(tiny_model_dir, tmp_path):
     folder = _copy_model(tiny_model_dir, tmp_path / "no-tokenizer", keep_tokenizer=False)
-    with pytest.raises(ModelError, match="has no tokenizer files.*--tokenizer"):
+    with pytest.raises(ModelError, match="has no tokenizer files.*`tokenizer`"):
         load_model(folder, device="cpu")
     assert load_model(folder, tokenizer=tiny_model_dir, device="cpu").tokenizer.vocab_size == 30522
 

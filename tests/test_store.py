@@ -129,7 +129,7 @@ def test_a_run_with_other_labels_is_refused(store_path):
     with store.transaction() as con:
         store.write_run(con, RUN)
     other = RunInfo(run_id="r", model="m", label_names=("a", "b", "c"), num_layers=2, num_heads=4, max_length=16)
-    with pytest.raises(StoreError, match="another --run name"):
+    with pytest.raises(StoreError, match="another `run_id` name"):
         with store.transaction() as con:
             store.write_run(con, other)
 
@@ -260,3 +260,11 @@ def test_a_store_in_a_folder_that_cannot_be_made_is_refused(tmp_path):
     finally:
         _mutable(locked)
     assert list(locked.iterdir()) == []
+
+
+def test_an_option_in_a_message_reads_as_a_parameter_or_as_a_cli_flag():
+    from t3vis.errors import DataError, option
+
+    error = DataError(f"pass {option('encoding', 'latin-1')} or fix {option('run_id', flag='--run')}.")
+    assert str(error) == "pass encoding='latin-1' or fix `run_id`."
+    assert error.for_cli() == "pass --encoding latin-1 or fix --run."

@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from t3vis.errors import DataError
+from t3vis.errors import DataError, option
 
+_FORMAT = option("file_format", flag="--format")  # how messages name the format setting
 SUPPORTED_FORMATS = ("csv", "tsv", "jsonl", "parquet", "hf", "trec")
 TEXT_COLUMN_GUESSES = ("text", "sentence", "content", "question", "review", "document", "article")
 LABEL_COLUMN_GUESSES = ("label", "labels", "class", "category", "target")
@@ -66,14 +67,15 @@ def read_table(path: str | Path, *, file_format: str | None = None, encoding: st
     """
     path = Path(path)
     if not path.exists():
-        raise DataError(f"{path} does not exist. Check the --data path.")
+        raise DataError(f"{path} does not exist. Check {option('path', flag='--data')}.")
     file_format = file_format or _infer_format(path)
     if file_format not in SUPPORTED_FORMATS:
-        raise DataError(f"Unknown format {file_format!r}; use --format with one of {', '.join(SUPPORTED_FORMATS)}.")
+        raise DataError(f"Unknown format {file_format!r}; use {_FORMAT} with one of {', '.join(SUPPORTED_FORMATS)}.")
     if file_format == "hf":
         return _read_hf_folder(path, split)
     if path.is_dir():
-        raise DataError(f"{path} is a folder; give a data file, or --format hf for a `datasets` folder.")
+        raise DataError(f"{path} is a folder; give a data file, or "
+                        f"{option('file_format', 'hf', flag='--format')} for a `datasets` folder.")
     if path.stat().st_size == 0:
         raise DataError(f"{path} is empty (0 bytes).")
     if file_format == "parquet":
@@ -95,7 +97,7 @@ def _infer_format(path: Path) -> str:
     suffix = path.suffix.lower()
     if suffix not in _EXTENSIONS:
         raise DataError(
-            f"Cannot tell the format of {path.name} from its extension; pass --format with one of "
+            f"Cannot tell the format of {path.name} from its extension; pass {_FORMAT} with one of "
             f"{', '.join(SUPPORTED_FORMATS)}."
         )
     return _EXTENSIONS[suffix]
@@ -110,10 +112,13 @@ def _decode(path: Path, encoding: str) -> str:
         byte = raw[exc.start : exc.start + 1].hex().upper()
         raise DataError(
             f"{path.name} is not valid {encoding}: byte 0x{byte} at offset {exc.start} (line {line}). "
-            "If the file is Latin-1 (ISO-8859-1) or Windows-1252, pass --encoding latin-1 (or cp1252)."
+            f"If the file is Latin-1 (ISO-8859-1) or Windows-1252, pass {option('encoding', 'latin-1')} "
+            "(or 'cp1252')."
         ) from exc
     except LookupError as exc:
-        raise DataError(f"Unknown text encoding {encoding!r}; pass e.g. --encoding utf-8 or latin-1.") from exc
+        raise DataError(
+            f"Unknown text encoding {encoding!r}; pass e.g. {option('encoding', 'utf-8')} or 'latin-1'."
+        ) from exc
     text = text.removeprefix("\ufeff")
     # Line endings: CRLF and LF end a line; a bare CR inside a line (SST-2 has them) is a space.
     text = text.replace("\r\n", "\n").replace("\r", " ")
@@ -136,7 +141,7 @@ def _parse_delimited(text: str, path: Path, *, delimiter: str) -> pd.DataFrame:
             if len(row) != len(header):
                 raise DataError(
                     f"{path.name} is not a well-formed {kind} file: line {reader.line_num} has {len(row)} fields "
-                    f"but the header has {len(header)}. Fix that line (or pass --format if it is not {kind})."
+                    f"but the header has {len(header)}. Fix that line (or pass {_FORMAT} if it is not {kind})."
                 )
             rows.append(row)
     except csv.Error as exc:
@@ -205,7 +210,7 @@ def _read_hf_folder(path: Path, split: str | None) -> pd.DataFrame:
             if split is None and len(splits) == 1:
                 split = splits[0]
             else:
-                raise DataError(f"{path} is a DatasetDict with splits {splits}; choose one with --split.")
+                raise DataError(f"{path} is a DatasetDict with splits {splits}; choose one with {option('split')}.")
         path = path / split
     state_file = path / "state.json"
     if not state_file.is_file():
@@ -269,7 +274,7 @@ def load_examples(
         Keep the first ``limit`` rows (at least 1).
     """
     if limit is not None and limit < 1:
-        raise DataError(f"--limit must be at least 1 (the number of examples to use), not {limit}.")
+        raise DataError(f"{option('limit')} must be at least 1 (the number of examples to use), not {limit}.")
     frame = read_table(path, file_format=file_format, encoding=encoding, split=split)
     if frame.empty:
         raise DataError(f"{Path(path).name} contains no rows (only a header).")
@@ -278,11 +283,11 @@ def load_examples(
     if len(texts) > 2:
         raise DataError(f"At most two text columns (a sentence pair) are supported, got {list(texts)}.")
     for column in texts:
-        _require_column(column, columns, "--text-column", path)
-    label_column = label_column or _guess_column(LABEL_COLUMN_GUESSES, columns, "label", "--label-column", path)
-    _require_column(label_column, columns, "--label-column", path)
+        _require_column(column, columns, option("text_columns", flag="--text-column"), path)
+    label_column = label_column or _guess_column(LABEL_COLUMN_GUESSES, columns, "label", option("label_column"), path)
+    _require_column(label_column, columns, option("label_column"), path)
     if id_column:
-        _require_column(id_column, columns, "--id-column", path)
+        _require_column(id_column, columns, option("id_column"), path)
     if limit is not None:
         frame = frame.iloc[:limit].reset_index(drop=True)
 
@@ -330,7 +335,7 @@ def _guess_text_column(frame: pd.DataFrame, path) -> str:
     strings = [column for column in columns if frame[column].map(lambda v: isinstance(v, str)).all()]
     if len(strings) == 1:
         return strings[0]
-    return _guess_column((), columns, "text", "--text-column", path)
+    return _guess_column((), columns, "text", option("text_columns", flag="--text-column"), path)
 
 
 def _rows(mask: np.ndarray) -> str:
@@ -372,7 +377,7 @@ def _encode_labels(values: pd.Series, label_names: Sequence[str] | None, path) -
             found = sorted(set(labels[bad].tolist()))[:10]
             allowed = f"[0, {limit})" if limit is not None else "non-negative"
             raise DataError(f"{name}: labels out of range: {found} in data rows {_rows(bad)}; ids must be "
-                            f"{allowed}. Check --label-column and --label-names.")
+                            f"{allowed}. Check {option('label_column')} and {option('label_names')}.")
         names = list(label_names) if label_names is not None else [str(i) for i in range(int(labels.max()) + 1)]
         return labels, [str(n) for n in names]
     strings = values.astype(str).str.strip()
@@ -382,7 +387,7 @@ def _encode_labels(values: pd.Series, label_names: Sequence[str] | None, path) -
     if unknown.any():
         found = sorted(set(strings[unknown]))[:10]
         raise DataError(f"{name}: labels {found} (data rows {_rows(unknown)}) are not among the label names "
-                        f"{names}. Fix --label-names or --label-column.")
+                        f"{names}. Fix {option('label_names')} or {option('label_column')}.")
     return strings.map(index).to_numpy(dtype=np.int64), [str(n) for n in names]
 
 
@@ -391,12 +396,12 @@ def _example_ids(frame: pd.DataFrame, id_column: str | None, path) -> np.ndarray
         return np.arange(len(frame), dtype=np.int64)
     ids = pd.to_numeric(frame[id_column], errors="coerce")
     if ids.isna().any() or (ids != ids.round()).any():
-        raise DataError(f"{Path(path).name}: --id-column {id_column!r} must hold integers; rows "
-                        f"{_rows(ids.isna().to_numpy())} do not. Omit --id-column to use row numbers.")
+        raise DataError(f"{Path(path).name}: {option('id_column')} {id_column!r} must hold integers; rows "
+                        f"{_rows(ids.isna().to_numpy())} do not. Omit {option('id_column')} to use row numbers.")
     ids = ids.to_numpy(dtype=np.int64)
     duplicated = pd.Series(ids).duplicated().to_numpy()
     if duplicated.any():
-        raise DataError(f"{Path(path).name}: --id-column {id_column!r} has repeated ids in rows "
+        raise DataError(f"{Path(path).name}: {option('id_column')} {id_column!r} has repeated ids in rows "
                         f"{_rows(duplicated)}; ids must be unique.")
     return ids
 

@@ -27,7 +27,7 @@ from t3vis.demo.corpus import DemoCorpusConfig, demo_corpus
 from t3vis.record.ingest import IngestConfig
 from t3vis.model.access import load_model
 from t3vis.progress import Progress, no_progress
-from t3vis.errors import StoreError
+from t3vis.errors import StoreError, option
 from t3vis.store.database import DEFAULT_DEMO_PATH, Store
 from t3vis.model.pretrained import minilm_path
 
@@ -134,10 +134,12 @@ def check_demo_target(path: str | Path) -> None:
     weights = path.parent / f"{path.stem}-checkpoints"
     if path.exists() and not is_demo_store(path):
         raise StoreError(f"{path} exists and was not made by `t3vis demo`; the demo never replaces it. "
-                         "Choose another --store path for the demo, or move that file away yourself.")
+                         f"Choose another {option('path', flag='--store')} for the demo, or move that file away "
+                         "yourself.")
     if weights.exists() and not (weights / DEMO_MARK_FILE).is_file():
         raise StoreError(f"{weights} exists and was not made by `t3vis demo` (it has no {DEMO_MARK_FILE} file); the "
-                         "demo would put its checkpoints there and never replaces it. Choose another --store path "
+                         "demo would put its checkpoints there and never replaces it. Choose another "
+                         f"{option('path', flag='--store')} "
                          "for the demo, or move that folder away yourself.")
 
 

@@ -32,7 +32,7 @@ from safetensors import SafetensorError
 from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
-from t3vis.errors import ModelError
+from t3vis.errors import ModelError, option
 
 ATTENTION_NAME = "t3vis"
 PROBE_KWARG = "t3vis_probe"
@@ -263,7 +263,7 @@ def load_model(
             f"{len(label_names) if label_names is not None else num_labels} labels were asked for "
             f"({'label names' if label_names is not None else 'num_labels'}), but the checkpoint {source!r} has a "
             f"trained classification head with {config.num_labels} labels. Give {config.num_labels} label names "
-            "(--label-names), or leave them out to use the checkpoint's own."
+            f"({option('label_names')}), or leave them out to use the checkpoint's own."
         )
     overrides = {}
     if num_labels is not None and num_labels != config.num_labels:
@@ -343,7 +343,7 @@ def _load_tokenizer(source: str, tokenizer: str | Path | None, *, trust_remote_c
     folder = Path(where)
     present = [name for name in TOKENIZER_FILES if (folder / name).is_file()] if folder.is_dir() else []
     if folder.is_dir() and not present:
-        hint = "Pass the tokenizer the model was trained with" + (" (--tokenizer FOLDER_OR_NAME)." if tokenizer is None
+        hint = "Pass the tokenizer the model was trained with" + (f" ({option('tokenizer')})." if tokenizer is None
                                                                   else ".")
         raise ModelError(f"{folder} has no tokenizer files (none of {', '.join(TOKENIZER_FILES)}). {hint}")
     try:
@@ -352,10 +352,11 @@ def _load_tokenizer(source: str, tokenizer: str | Path | None, *, trust_remote_c
         if present:
             raise ModelError(
                 f"Cannot read the tokenizer files {', '.join(str(folder / name) for name in present)}: {exc}. "
-                "A file may be truncated or corrupt: save the tokenizer again, or pass another one (--tokenizer)."
+                "A file may be truncated or corrupt: save the tokenizer again, or pass another one "
+                f"({option('tokenizer')})."
             ) from exc
         raise ModelError(f"Cannot load a tokenizer from {where!r}: {exc}. Pass a tokenizer folder or, when online, "
-                         "a hub name (--tokenizer).") from exc
+                         f"a hub name ({option('tokenizer')}).") from exc
 
 
 def _check_tokenizer_matches(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, source: str) -> None:
@@ -364,13 +365,14 @@ def _check_tokenizer_matches(model: PreTrainedModel, tokenizer: PreTrainedTokeni
     if len(tokenizer) > rows:
         raise ModelError(
             f"The tokenizer has {len(tokenizer)} tokens but the model at {source!r} has {rows} token embeddings: "
-            "the checkpoint does not match this tokenizer. Pass the tokenizer the model was trained with (--tokenizer)."
+            "the checkpoint does not match this tokenizer. Pass the tokenizer the model was trained with "
+            f"({option('tokenizer')})."
         )
     if len(tokenizer) < MIN_VOCABULARY_SHARE * rows:
         raise ModelError(
             f"The tokenizer has only {len(tokenizer)} tokens but the model at {source!r} has {rows} token embeddings: "
             "this is not the tokenizer the model was trained with (an empty or placeholder vocabulary maps every word "
-            "to the unknown token). Pass the right tokenizer (--tokenizer)."
+            f"to the unknown token). Pass the right tokenizer ({option('tokenizer')})."
         )
 
 
@@ -392,9 +394,9 @@ def check_tokens_are_known(tokenizer: PreTrainedTokenizerBase, input_ids: list[l
                 hits += token == unknown
     if total and hits / total > MAX_UNKNOWN_SHARE:
         raise ModelError(
-            f"{hits / total:.0%} of the data's word pieces are the unknown token {tokenizer.unk_token!r}: the tokenizer "
-            "does not fit this text (a wrong or empty vocabulary, or undecoded bytes). Pass the tokenizer the model "
-            "was trained with (--tokenizer), or check the data's encoding (--encoding)."
+            f"{hits / total:.0%} of the data's word pieces are the unknown token {tokenizer.unk_token!r}: the "
+            "tokenizer does not fit this text (a wrong or empty vocabulary, or undecoded bytes). Pass the "
+            f"tokenizer the model was trained with ({option('tokenizer')}), or check the data's encoding ({option('encoding')})."
         )
 
 

@@ -22,7 +22,7 @@ import torch
 from t3vis.record.attention_summary import AttentionAccumulator
 from t3vis.data.loading import ExampleSet
 from t3vis.model.encoding import EncodedExamples, collate, encode, length_sorted_batches
-from t3vis.errors import DataError
+from t3vis.errors import DataError, option
 from t3vis.record.head_importance import head_mask_gradient
 from t3vis.model.access import (AttentionProbe, ModelBundle, check_tokens_are_known, pool_hidden_states,
                                 run_with_probe)
@@ -64,7 +64,8 @@ def resolve_label_names(bundle: ModelBundle, examples: ExampleSet) -> tuple[str,
         bad = sorted({int(label) for label in examples.labels if label >= num_labels})
         raise DataError(
             f"labels out of range: the data has label ids {bad[:10]} but the model has {num_labels} labels "
-            f"({list(bundle.label_names)}). Check --label-column, or load the model with --num-labels."
+            f"({list(bundle.label_names)}). Check {option('label_column')}, or load the model with "
+            f"{option('num_labels')}."
         )
     return label_names_for(bundle.label_names, examples.label_names)
 
@@ -257,7 +258,7 @@ def _resolve_layers(layers: tuple[int, ...] | str | None, num_layers: int) -> tu
     bad = [layer for layer in resolved if not 0 <= layer <= num_layers]
     if bad:
         raise DataError(
-            f"layers {bad} do not exist: this model has layers 0 (embeddings) to {num_layers}. Fix --layers."
+            f"layers {bad} do not exist: this model has layers 0 (embeddings) to {num_layers}. Fix {option('layers')}."
         )
     return resolved
 

@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from t3vis.errors import DataError
+from t3vis.errors import DataError, option
 
 METHODS = ("tsne", "pca")
 MIN_TSNE_POINTS = 10
@@ -50,7 +50,8 @@ def tsne(
     n = len(features)
     if n < MIN_TSNE_POINTS:
         raise DataError(
-            f"t-SNE needs at least {MIN_TSNE_POINTS} examples, got {n}; use --projection pca for tiny sets."
+            f"t-SNE needs at least {MIN_TSNE_POINTS} examples, got {n}; use {option('projection', 'pca')} for "
+            "tiny sets."
         )
     options = {}
     if init is None:

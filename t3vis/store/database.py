@@ -27,7 +27,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from t3vis.errors import SchemaVersionError, StoreError, StoreLockedError
+from t3vis.errors import SchemaVersionError, StoreError, StoreLockedError, option
 
 SCHEMA_VERSION = 2
 # Older versions `t3vis upgrade` converts, with what changed.
@@ -424,7 +424,7 @@ class Store:
             raise StoreError(
                 f"Run {run.run_id!r} already exists in {self.path} with labels {list(labels)} and "
                 f"{layers}x{heads} heads; this checkpoint has labels {list(run.label_names)} and "
-                f"{run.num_layers}x{run.num_heads} heads. Choose another --run name."
+                f"{run.num_layers}x{run.num_heads} heads. Choose another {option('run_id', flag='--run')} name."
             )
 
     def write_checkpoint(self, run: RunInfo, checkpoint: CheckpointInfo, results: CheckpointResults) -> None:
@@ -480,7 +480,8 @@ class Store:
         if mismatched:
             raise StoreError(
                 f"Run {run_id!r} already has a {split!r} split with other examples ({mismatched} ids differ "
-                "in text or label). Use the same data file for every checkpoint of a run, or choose another --run name."
+                "in text or label). Use the same data file for every checkpoint of a run, or choose another "
+                f"{option('run_id', flag='--run')} name."
             )
 
     @staticmethod
