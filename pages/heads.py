@@ -11,7 +11,7 @@ from t3vis.analysis.instance_heads import instance_heads, instance_pattern_frame
 from t3vis.queries.checkpoint_reads import stored_examples
 from t3vis.markdown_text import escape_markdown as md  # store text shown as Markdown
 from t3vis_app import data, sidebar, state
-from t3vis_app.selection import selected
+from t3vis_app.selection import probability_bars, selected, selected_details
 from t3vis_app.models import checkpoint_model, session_cached
 
 ctx = sidebar.render()
@@ -38,8 +38,7 @@ compare_with = state.choice(controls[3].selectbox, "Difference to checkpoint", o
                             disabled=show != "importance" or scale == "instance",
                             help="Show this checkpoint's importance minus another's (aggregate scale).")
 
-pruned_by_run: dict = st.session_state.setdefault("pruned", {})
-pruned = frozenset(tuple(head) for head in pruned_by_run.get(run.run_id, []))
+pruned = state.pruned_heads(run.run_id)
 prune_row = st.columns([2, 2, 6])
 with prune_row[0]:
     prune_mode = state.toggle("Prune mode", name="prune_mode",
@@ -47,28 +46,22 @@ with prune_row[0]:
                                    "to your session's computations only; the model itself is never changed.")
 with prune_row[1]:
     if st.button("Reset pruning", disabled=not pruned, help="Restore every pruned head."):
-        pruned_by_run[run.run_id] = []
+        state.set_pruned_heads(run.run_id, [])
         st.rerun()
 with prune_row[2]:
     st.caption("Pruned: " + (", ".join(f"L{l}·H{h}" for l, h in sorted(pruned)) if pruned else "none"))
 
-selected_head = state.get("head")
-selected_head = tuple(selected_head) if selected_head is not None else None
-if selected_head and (selected_head[0] >= int(run.num_layers) or selected_head[1] >= int(run.num_heads)):
-    selected_head = None
+selected_head = state.selected_head(int(run.num_layers), int(run.num_heads))
 
 # -- the selected example and the live analysis ------------------------------------------------------
-example_id, split = state.get("example_id"), state.get("split")
-details = None
-if example_id is not None and split is not None:
-    details = data.example_details(ctx.store, ctx.path, ctx.stamp, run.run_id, split, int(example_id), ctx.checkpoint)
+split, example_id, details = selected_details(ctx)
 bundle, why_not = (None, "")
 if scale == "instance" or (details is not None):
     bundle, why_not = checkpoint_model(ctx.store, run, ctx.checkpoint)
 
 
 def analyse(pruned_heads: frozenset):
-    key = (ctx.path, run.run_id, ctx.checkpoint, split, int(example_id), pruned_heads)
+    key = (ctx.store.path, run.run_id, ctx.checkpoint, split, example_id, pruned_heads)
     return session_cached("instance_heads", key, lambda: instance_heads(
         bundle, details["text"], details.get("text_pair") or None, label=int(details["label"]), pruned=pruned_heads))
 
@@ -77,7 +70,7 @@ def analyse(pruned_heads: frozenset):
 grid_title = ""
 chart = None
 if scale == "aggregate":
-    importance = data.head_importance(ctx.store, ctx.path, ctx.stamp, run.run_id, ctx.checkpoint)
+    importance = data.head_importance(ctx.store, run.run_id, ctx.checkpoint)
     if show == "importance":
         if importance.empty:
             st.info(f"{md(ctx.checkpoint)} has no head importance (ingested with --importance-examples 0).")
@@ -85,7 +78,7 @@ if scale == "aggregate":
         grid = importance.rename(columns={normalisation: "value"})
         diverging = compare_with != "—"
         if diverging:
-            other = data.head_importance(ctx.store, ctx.path, ctx.stamp, run.run_id, compare_with)
+            other = data.head_importance(ctx.store, run.run_id, compare_with)
             grid = grid.merge(other[["layer", "head", normalisation]], on=["layer", "head"])
             grid["value"] = grid["value"] - grid[normalisation]
         grid_title = (f"Importance at {ctx.checkpoint}" + (f" minus {compare_with}" if diverging else "")
@@ -94,7 +87,7 @@ if scale == "aggregate":
                                              selected=selected_head, pruned=pruned, diverging=diverging,
                                              title=grid_title)
     else:
-        patterns = data.attention_patterns(ctx.store, ctx.path, ctx.stamp, run.run_id, ctx.checkpoint)
+        patterns = data.attention_patterns(ctx.store, run.run_id, ctx.checkpoint)
         grid_title = (f"Mean attention at {ctx.checkpoint} over {int(patterns.n_examples.max())} examples, by "
                       "relative position (rows: query position, columns: key position)")
         chart = charts.head_pattern_chart(patterns, selected=selected_head, pruned=pruned, title=grid_title)
@@ -126,9 +119,9 @@ points = selected(event, charts.HEAD)
 clicked = (int(points[0]["layer"]), int(points[0]["head"])) if points else None
 if state.newly_clicked("head_click", clicked):
     if prune_mode:
-        pruned_by_run[run.run_id] = sorted(set(pruned) ^ {clicked})
+        state.set_pruned_heads(run.run_id, set(pruned) ^ {clicked})
     else:
-        st.session_state["head"] = clicked
+        state.select_head(clicked)
     st.rerun()
 st.caption(("Prune mode: click a head to prune or restore it. " if prune_mode else "Click a head to select it. ")
            + "Pruned heads are faded and marked ✕.")
@@ -141,7 +134,7 @@ if selected_head is not None:
         st.altair_chart(charts.attention_matrix_chart(analysis.tokens, analysis.attentions[layer, head],
                                                       title=f"Attention of L{layer}·H{head} on example #{example_id}"))
     else:
-        stats = data.head_stats(ctx.store, ctx.path, ctx.stamp, run.run_id, ctx.checkpoint, layer, head)
+        stats = data.head_stats(ctx.store, run.run_id, ctx.checkpoint, layer, head)
         if stats:
             st.markdown(" · ".join(f"{md(name.replace('attn_', 'to '))}: **{value:.2f}**"
                                    for name, value in stats.items()))
@@ -162,12 +155,11 @@ else:
         with column:
             st.markdown(f"**{heading}**: predicts **{md(predicted)}** for #{example_id} "
                         f"(gold {md(details['label_name'])})")
-            st.altair_chart(charts.probability_chart(names, list(result.probs), gold=details["label_name"],
-                                                     predicted=predicted), height=28 * len(names) + 70)
+            probability_bars(names, result.probs, gold=details["label_name"], predicted=predicted)
     if st.button("Measure on the whole evaluation set", disabled=not pruned,
                  help="Accuracy and loss of the checkpoint on the selected example's split, with and without "
                       "the pruned heads."):
-        examples = stored_examples(ctx.store, run.run_id, split)
+        examples = stored_examples(ctx.store.database, run.run_id, split)
         bar = st.progress(0.0, text="Evaluating ...")
 
         def report(phase, done, total, offset=0.0, label="all heads"):

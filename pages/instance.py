@@ -8,17 +8,14 @@ from t3vis.attribution import METHODS, prepare
 from t3vis.analysis.instance_heads import instance_heads
 from t3vis.markdown_text import escape_markdown as md  # store text shown as Markdown
 from t3vis.analysis.token_view import layout_tokens, merge_word_pieces
-from t3vis_app import data, sidebar, state
-from t3vis_app.selection import selected
+from t3vis_app import sidebar, state
+from t3vis_app.selection import probability_bars, selected, selected_details
 from t3vis_app.models import checkpoint_model, session_cached
 
 ctx = sidebar.render()
 run = ctx.run
 st.title("Instance")
-example_id, split = state.get("example_id"), state.get("split")
-details = None
-if example_id is not None and split is not None:
-    details = data.example_details(ctx.store, ctx.path, ctx.stamp, run.run_id, split, int(example_id), ctx.checkpoint)
+split, example_id, details = selected_details(ctx)
 if details is None:
     st.info("Select an example first: click a point or a table row in the Projection view.")
     st.stop()
@@ -27,10 +24,10 @@ if bundle is None:
     st.info(why_not)
     st.stop()
 
-pruned = frozenset(tuple(head) for head in st.session_state.get("pruned", {}).get(run.run_id, []))
+pruned = state.pruned_heads(run.run_id)
 names = list(run.label_names)
 text, pair = details["text"], details.get("text_pair") or None
-key = (ctx.path, run.run_id, ctx.checkpoint, split, int(example_id), pruned)
+key = (ctx.store.path, run.run_id, ctx.checkpoint, split, example_id, pruned)
 heads = session_cached("instance_heads", key, lambda: instance_heads(
     bundle, text, pair, label=int(details["label"]), pruned=pruned))
 predicted = int(np.argmax(heads.probs))
@@ -44,8 +41,7 @@ with left:
     if heads.truncated:
         st.warning(f"The text is longer than the model's limit and was cut to {bundle.max_length} tokens.")
 with right:
-    st.altair_chart(charts.probability_chart(names, list(heads.probs), gold=details["label_name"],
-                                             predicted=names[predicted]), height=28 * len(names) + 70)
+    probability_bars(names, heads.probs, gold=details["label_name"], predicted=names[predicted])
 
 # -- controls ---------------------------------------------------------------------------------------
 controls = st.columns([2, 2, 2, 2])
@@ -57,10 +53,9 @@ target = state.choice(controls[1].selectbox, "Explain class", list(range(len(nam
                                                                                   index == predicted else ""))
 with controls[2]:
     merge = state.toggle("Merge word pieces", name="merge_pieces", help="Show words; their scores are summed.")
-selected_head = state.get("head")
-selected_head = tuple(selected_head) if selected_head is not None else None
+selected_head = state.selected_head(int(run.num_layers), int(run.num_heads))
 with controls[3]:
-    colour_by_attention = state.toggle("Colour by attention", name="colour_by_attention",
+    colour_by_attention = state.toggle("Colour by attention", name=state.COLOUR_BY_ATTENTION,
                                        disabled=selected_head is None,
                                        help="With a head selected in the Attention heads view, click a token to "
                                             "colour the others by what it attends to.")
@@ -81,9 +76,7 @@ else:
 
 # -- the tokens -------------------------------------------------------------------------------------
 tokens = heads.tokens
-token_index = state.get("token")
-if token_index is not None and token_index >= len(tokens):
-    token_index = None
+token_index = state.selected_token(len(tokens))
 showing_attention = colour_by_attention and selected_head is not None and token_index is not None
 if showing_attention:
     layer, head = selected_head
@@ -113,9 +106,7 @@ event = st.altair_chart(chart, on_select="rerun", selection_mode=[charts.TOKEN],
 points = selected(event, charts.TOKEN)
 clicked = groups[int(points[0]["index"])][0] if points else None
 if state.newly_clicked("token_click", clicked):
-    st.session_state["token"] = clicked
-    if selected_head is not None:
-        st.session_state["colour_by_attention"] = True
+    state.select_token(clicked, show_attention=selected_head is not None)
     st.rerun()
 
 st.caption(

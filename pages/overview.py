@@ -8,7 +8,7 @@ from t3vis_app import data, sidebar
 ctx = sidebar.render()
 st.title("Runs & checkpoints")
 st.subheader("Runs")
-runs = data.runs(ctx.store, ctx.path, ctx.stamp)
+runs = data.runs(ctx.store)
 st.dataframe(runs[["run_id", "model", "task", "label_names", "num_layers", "num_heads", "max_length"]],
              hide_index=True)
 st.subheader(f"Checkpoints of {md(ctx.run.run_id)}")

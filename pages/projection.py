@@ -13,11 +13,11 @@ ctx = sidebar.render()
 run_id = ctx.run.run_id
 st.title("Projection")
 
-splits = data.splits(ctx.store, ctx.path, ctx.stamp, run_id)
+splits = data.splits(ctx.store, run_id)
 layout_options = []  # (layout, split): projections of the checkpoint first, then Data Maps
 for row in splits.itertuples():
     if row.has_projections and ctx.checkpoint is not None:
-        methods = data.layouts(ctx.store, ctx.path, ctx.stamp, run_id, row.split, ctx.checkpoint).method.unique()
+        methods = data.layouts(ctx.store, run_id, row.split, ctx.checkpoint).method.unique()
         layout_options += [(method, row.split) for method in methods]
 layout_options += [(explore.DATA_MAP, row.split) for row in splits.itertuples() if row.has_dynamics]
 if not layout_options:
@@ -40,7 +40,7 @@ def layer_choice(column, checkpoint: str | None, name: str) -> int | None:
     if layout == explore.DATA_MAP or checkpoint is None:
         column.selectbox("Layer", ["—"], disabled=True, key=f"w.{name}.disabled")
         return None
-    options = data.layouts(ctx.store, ctx.path, ctx.stamp, run_id, split, checkpoint)
+    options = data.layouts(ctx.store, run_id, split, checkpoint)
     layers = sorted(options[options.method == layout].layer.unique().tolist(), reverse=True)
     return state.choice(column.selectbox, "Layer", layers, name=name, default=layers[0] if layers else None,
                         format_func=lambda layer: "embeddings" if layer == 0 else f"layer {layer}")
@@ -48,7 +48,7 @@ def layer_choice(column, checkpoint: str | None, name: str) -> int | None:
 
 layer = layer_choice(controls[1], ctx.checkpoint, "layer")
 view = explore.View(run_id=run_id, split=split, checkpoint=ctx.checkpoint, layout=layout, layer=layer)
-known = data.attributes(ctx.store, ctx.path, ctx.stamp, view)
+known = data.attributes(ctx.store, view)
 by_name = {attribute.name: attribute for attribute in known}
 default_color = "region" if layout == explore.DATA_MAP and "region" in by_name else "label"
 color_name = state.choice(controls[2].selectbox, "Colour by", list(by_name), name="color", default=default_color,
@@ -60,9 +60,9 @@ with compare:
     comparing = state.toggle("Compare", name="compare", help="Two projections side by side, sharing filters "
                                                                 "and the selected example.")
 
-unfiltered = data.example_frame(ctx.store, ctx.path, ctx.stamp, view)
+unfiltered = data.example_frame(ctx.store, view)
 filters = filter_widgets(known, unfiltered)
-frame = data.example_frame(ctx.store, ctx.path, ctx.stamp, view, filters)
+frame = data.example_frame(ctx.store, view, filters)
 selected_id = state.get("example_id") if state.get("split") == split else None
 
 second_view = None
@@ -81,7 +81,7 @@ views = [(view, "left")] + ([(second_view, "right")] if second_view else [])
 columns = st.columns(len(views))
 svg = len(frame) <= 3_000  # crisp and inspectable for small sets; canvas for large ones
 for (shown_view, side), column in zip(views, columns):
-    shown = frame if shown_view is view else data.example_frame(ctx.store, ctx.path, ctx.stamp, shown_view, filters)
+    shown = frame if shown_view is view else data.example_frame(ctx.store, shown_view, filters)
     title = (f"{shown_view.checkpoint}" if layout != explore.DATA_MAP else f"Data Map · {split}") + (
         "" if shown_view.layer is None else f" · layer {shown_view.layer}")
     chart = charts.projection_chart(shown, color=by_name[color_name], layout=layout, layer=shown_view.layer,

@@ -9,8 +9,8 @@ from t3vis.errors import T3visError
 from t3vis.queries.example_queries import EXAMPLE_QUERIES
 from t3vis.markdown_text import escape_markdown as md
 from t3vis.queries.sql_console import (DEFAULT_MAX_BYTES, DEFAULT_MAX_ROWS, DEFAULT_MEMORY_LIMIT, DEFAULT_TIMEOUT,
-                               run_query, schema_description)
-from t3vis_app import sidebar
+                                         run_query)
+from t3vis_app import data, sidebar
 
 ctx = sidebar.render()
 st.title("SQL")
@@ -20,7 +20,7 @@ st.caption("One SELECT query over the store (DuckDB SQL). The console only reads
            f"({DEFAULT_MAX_BYTES / 1e6:g} MB).")
 
 with st.expander("Schema: tables, views and columns"):
-    schema = schema_description(ctx.store)
+    schema = data.schema_description(ctx.store)
     objects = schema.drop_duplicates("object")[["object", "kind", "object_description"]]
     st.dataframe(objects.rename(columns={"object_description": "description"}), hide_index=True)
     chosen = st.selectbox("Columns of", objects.object.tolist())
@@ -36,7 +36,7 @@ st.session_state.setdefault("sql_text", "SELECT region, count(*) AS n FROM data_
 sql = st.text_area("Query", key="sql_text", height=180)
 if st.button("Run", type="primary"):
     try:
-        st.session_state["sql_result"] = (sql, run_query(ctx.store, sql))
+        st.session_state["sql_result"] = (sql, run_query(ctx.store.database, sql))
     except T3visError as error:
         st.session_state["sql_result"] = (sql, error)
 

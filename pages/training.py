@@ -1,39 +1,31 @@
 """Training page: learning curves, per-class accuracy over checkpoints, and the examples that flipped."""
 
-import altair as alt
 import streamlit as st
 
-from t3vis.queries import training_view
+from t3vis import charts
 from t3vis.markdown_text import escape_markdown as md
-from t3vis_app import sidebar, state
+from t3vis_app import data, sidebar, state
 from t3vis_app.selection import selected
 
 ctx = sidebar.render()
 run_id = ctx.run.run_id
 st.title("Training")
 
-curves = training_view.learning_curves(ctx.store, run_id)
+curves = data.learning_curves(ctx.store, run_id)
 if curves.empty:
     st.info("This run has no predictions and no training dynamics yet.")
     st.stop()
 x_title = "epoch" if ctx.checkpoints.epoch.notna().any() else "step"
 left, right = st.columns(2)
 for column, metric in ((left, "accuracy"), (right, "loss")):
-    chart = alt.Chart(curves).mark_line(point=True).encode(
-        x=alt.X("x:Q", title=x_title), y=alt.Y(f"{metric}:Q", title=metric),
-        color=alt.Color("source:N", title=None), tooltip=["source", "checkpoint", "x", alt.Tooltip(metric, format=".4f")],
-    ).properties(title=f"{metric.capitalize()} over training", height=260)
-    column.altair_chart(chart)
+    column.altair_chart(charts.learning_curve_chart(curves, metric, x_title=x_title))
 
-splits = training_view.prediction_splits(ctx.store, run_id)
+splits = data.prediction_splits(ctx.store, run_id)
 if not splits:
     st.stop()
 split = state.choice(st.selectbox, "Split", splits, name="training_split")
-per_class = training_view.per_class_accuracy(ctx.store, run_id, split)
-st.altair_chart(alt.Chart(per_class).mark_line(point=True).encode(
-    x=alt.X("x:Q", title=x_title), y=alt.Y("accuracy:Q", title="accuracy", scale=alt.Scale(domain=[0, 1])),
-    color=alt.Color("label:N", title="gold label"), tooltip=["checkpoint", "label", "n", alt.Tooltip("accuracy", format=".3f")],
-).properties(title=f"Per-class accuracy on the {split} split", height=280))
+per_class = data.per_class_accuracy(ctx.store, run_id, split)
+st.altair_chart(charts.per_class_accuracy_chart(per_class, x_title=x_title, split=split))
 
 st.subheader("Examples whose prediction flipped")
 names = ctx.checkpoints.checkpoint.tolist()
@@ -43,7 +35,7 @@ if len(names) < 2:
 pick = st.columns(2)
 before = state.choice(pick[0].selectbox, "From checkpoint", names, name="flip_before", default=names[-2])
 after = state.choice(pick[1].selectbox, "To checkpoint", names, name="flip_after", default=names[-1])
-flipped = training_view.flipped_examples(ctx.store, run_id, split, before, after)
+flipped = data.flipped_examples(ctx.store, run_id, split, before, after)
 counts = flipped.change.value_counts().to_dict()
 st.caption(f"{len(flipped)} example{'' if len(flipped) == 1 else 's'} changed their prediction: {counts.get('fixed', 0)} fixed, "
            f"{counts.get('broken', 0)} broken, {counts.get('changed', 0)} changed between wrong labels. "
@@ -54,7 +46,7 @@ event = st.dataframe(flipped, hide_index=True, on_select="rerun", selection_mode
 rows = selected(event, "rows")
 if rows and rows[0] < len(flipped):
     chosen = int(flipped.iloc[rows[0]].example_id)
-    if (state.get("example_id"), state.get("split")) != (chosen, split):
+    if state.selected_example() != (split, chosen):
         state.select_example(split, chosen)
     st.success(f"Example #{chosen} ({md(split)}) is selected: open the Instance or Attention heads page to look "
                "at it.")

@@ -246,6 +246,24 @@ def token_chart(layout: pd.DataFrame, values: np.ndarray, *, value_title: str, d
         strokeWidth=0)
 
 
+def learning_curve_chart(curves: pd.DataFrame, metric: str, *, x_title: str) -> alt.Chart:
+    """One metric ("accuracy" or "loss") over training, one line per source (training passes, each split)."""
+    return alt.Chart(curves).mark_line(point=True).encode(
+        x=alt.X("x:Q", title=x_title), y=alt.Y(f"{metric}:Q", title=metric),
+        color=alt.Color("source:N", title=None),
+        tooltip=["source", "checkpoint", "x", alt.Tooltip(metric, format=".4f")],
+    ).properties(title=f"{metric.capitalize()} over training", height=260)
+
+
+def per_class_accuracy_chart(per_class: pd.DataFrame, *, x_title: str, split: str) -> alt.Chart:
+    """Accuracy of each gold label over the checkpoints."""
+    return alt.Chart(per_class).mark_line(point=True).encode(
+        x=alt.X("x:Q", title=x_title), y=alt.Y("accuracy:Q", title="accuracy", scale=alt.Scale(domain=[0, 1])),
+        color=alt.Color("label:N", title="gold label"),
+        tooltip=["checkpoint", "label", "n", alt.Tooltip("accuracy", format=".3f")],
+    ).properties(title=f"Per-class accuracy on the {split} split", height=280)
+
+
 def auto_chart(frame: pd.DataFrame) -> alt.Chart | None:
     """A chart for a query result when its shape suggests one: two numbers (scatter), or a category and a
     number (bars); None otherwise. Uses the first suitable columns."""

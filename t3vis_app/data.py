@@ -1,22 +1,53 @@
-"""Cached access to the store for the pages: one Store per path, query results cached per store version."""
+"""Cached access to the store for the pages.
+
+Pages pass one :class:`StoreHandle`: the open store together with its version. Query results are cached
+per (path, version, arguments), so they are reused until a writer commits, and then read afresh.
+"""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
-from t3vis.queries import explore
+from t3vis.queries import explore, training_view
+from t3vis.queries.checkpoint_reads import checkpoint_weights as _checkpoint_weights
+from t3vis.queries.sql_console import schema_description as _schema_description
 from t3vis.store.database import Store
 
 
+@dataclass(frozen=True)
+class StoreHandle:
+    """An open store and its version when the page started; the cache key is ``(path, version)``."""
+
+    path: str
+    version: tuple
+    database: Store = field(compare=False, repr=False)
+
+
+def _cache_key(handle: StoreHandle) -> tuple:
+    return (handle.path, handle.version)
+
+
+def _cached(max_entries: int):
+    return st.cache_data(show_spinner=False, max_entries=max_entries, hash_funcs={StoreHandle: _cache_key})
+
+
 @st.cache_resource(show_spinner=False)
-def open_store(path: str) -> Store:
+def _open_store(path: str) -> Store:
     return Store(path, create=False)
 
 
-def version(store: Store) -> tuple:
+def open_store(path: str) -> StoreHandle:
+    """The store at ``path`` (one Store object per path for the server), with its current version."""
+    store = _open_store(path)
+    return StoreHandle(path=path, version=_version(store), database=store)
+
+
+def _version(store: Store) -> tuple:
     """Changes whenever a writer commits (the file or its write-ahead log is touched)."""
     stamps = []
     for file in (store.path, store.path.with_name(store.path.name + ".wal")):
@@ -27,62 +58,99 @@ def version(store: Store) -> tuple:
     return tuple(stamps)
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
-def runs(_store: Store, path: str, stamp: tuple) -> pd.DataFrame:
-    return _store.runs()
+# -- runs and checkpoints -----------------------------------------------------------------------------
+
+@_cached(32)
+def runs(store: StoreHandle) -> pd.DataFrame:
+    return store.database.runs()
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
-def checkpoints(_store: Store, path: str, stamp: tuple, run_id: str) -> pd.DataFrame:
-    return _store.checkpoints(run_id)
+@_cached(32)
+def checkpoints(store: StoreHandle, run_id: str) -> pd.DataFrame:
+    return store.database.checkpoints(run_id)
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
-def splits(_store: Store, path: str, stamp: tuple, run_id: str) -> pd.DataFrame:
-    return explore.splits(_store, run_id)
+@_cached(32)
+def checkpoint_weights(store: StoreHandle, run_id: str, checkpoint: str) -> Path | None:
+    return _checkpoint_weights(store.database, run_id, checkpoint)
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def layouts(_store: Store, path: str, stamp: tuple, run_id: str, split: str, checkpoint: str) -> pd.DataFrame:
-    return explore.layouts(_store, run_id, split, checkpoint)
+# -- examples: projections, Data Maps, filters ------------------------------------------------------
+
+@_cached(32)
+def splits(store: StoreHandle, run_id: str) -> pd.DataFrame:
+    return explore.splits(store.database, run_id)
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def attributes(_store: Store, path: str, stamp: tuple, view: explore.View) -> list[explore.Attribute]:
-    return explore.attributes(_store, view)
+@_cached(64)
+def layouts(store: StoreHandle, run_id: str, split: str, checkpoint: str) -> pd.DataFrame:
+    return explore.layouts(store.database, run_id, split, checkpoint)
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def _unfiltered_frame(_store: Store, path: str, stamp: tuple, view: explore.View) -> pd.DataFrame:
-    return explore.example_frame(_store, view, (), known=attributes(_store, path, stamp, view))
+@_cached(64)
+def attributes(store: StoreHandle, view: explore.View) -> list[explore.Attribute]:
+    return explore.attributes(store.database, view)
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def example_frame(_store: Store, path: str, stamp: tuple, view: explore.View,
-                  filters: tuple = ()) -> pd.DataFrame:
+@_cached(16)
+def _unfiltered_frame(store: StoreHandle, view: explore.View) -> pd.DataFrame:
+    return explore.example_frame(store.database, view, (), known=attributes(store, view))
+
+
+@_cached(64)
+def example_frame(store: StoreHandle, view: explore.View, filters: tuple = ()) -> pd.DataFrame:
     """The view's examples passing the filters: read from the store once per view, then filtered by DuckDB
     in memory on each filter change."""
-    known = attributes(_store, path, stamp, view)
-    return explore.filter_frame(_unfiltered_frame(_store, path, stamp, view), filters, known)
+    return explore.filter_frame(_unfiltered_frame(store, view), filters, attributes(store, view))
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
-def example_details(_store: Store, path: str, stamp: tuple, run_id: str, split: str, example_id: int,
+@_cached(256)
+def example_details(store: StoreHandle, run_id: str, split: str, example_id: int,
                     checkpoint: str | None) -> dict | None:
-    return explore.example_details(_store, run_id, split, example_id, checkpoint)
+    return explore.example_details(store.database, run_id, split, example_id, checkpoint)
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def head_importance(_store: Store, path: str, stamp: tuple, run_id: str, checkpoint: str) -> pd.DataFrame:
-    return explore.head_importance(_store, run_id, checkpoint)
+# -- heads ------------------------------------------------------------------------------------------
+
+@_cached(64)
+def head_importance(store: StoreHandle, run_id: str, checkpoint: str) -> pd.DataFrame:
+    return explore.head_importance(store.database, run_id, checkpoint)
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
-def attention_patterns(_store: Store, path: str, stamp: tuple, run_id: str, checkpoint: str) -> pd.DataFrame:
-    return explore.attention_patterns(_store, run_id, checkpoint)
+@_cached(32)
+def attention_patterns(store: StoreHandle, run_id: str, checkpoint: str) -> pd.DataFrame:
+    return explore.attention_patterns(store.database, run_id, checkpoint)
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
-def head_stats(_store: Store, path: str, stamp: tuple, run_id: str, checkpoint: str, layer: int,
-               head: int) -> dict:
-    return explore.head_stats(_store, run_id, checkpoint, layer, head)
+@_cached(256)
+def head_stats(store: StoreHandle, run_id: str, checkpoint: str, layer: int, head: int) -> dict:
+    return explore.head_stats(store.database, run_id, checkpoint, layer, head)
+
+
+# -- training ---------------------------------------------------------------------------------------
+
+@_cached(16)
+def learning_curves(store: StoreHandle, run_id: str) -> pd.DataFrame:
+    return training_view.learning_curves(store.database, run_id)
+
+
+@_cached(16)
+def prediction_splits(store: StoreHandle, run_id: str) -> list[str]:
+    return training_view.prediction_splits(store.database, run_id)
+
+
+@_cached(32)
+def per_class_accuracy(store: StoreHandle, run_id: str, split: str) -> pd.DataFrame:
+    return training_view.per_class_accuracy(store.database, run_id, split)
+
+
+@_cached(32)
+def flipped_examples(store: StoreHandle, run_id: str, split: str, before: str, after: str) -> pd.DataFrame:
+    return training_view.flipped_examples(store.database, run_id, split, before, after)
+
+
+# -- SQL --------------------------------------------------------------------------------------------
+
+@_cached(8)
+def schema_description(store: StoreHandle) -> pd.DataFrame:
+    return _schema_description(store.database)

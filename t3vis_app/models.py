@@ -9,10 +9,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from t3vis.queries.checkpoint_reads import checkpoint_weights
 from t3vis.markdown_text import escape_markdown as md
 from t3vis.model.access import ModelBundle, load_model
-from t3vis.store.database import Store
+from t3vis_app import data
 
 
 @st.cache_resource(show_spinner="Loading the checkpoint's model ...", max_entries=3)
@@ -21,11 +20,11 @@ def load_checkpoint_model(path: str, label_names: tuple[str, ...]) -> ModelBundl
     return load_model(path, label_names=label_names, device="cpu")
 
 
-def checkpoint_model(store: Store, run, checkpoint: str | None) -> tuple[ModelBundle | None, str]:
+def checkpoint_model(store: data.StoreHandle, run, checkpoint: str | None) -> tuple[ModelBundle | None, str]:
     """The checkpoint's model, or None with the reason it cannot be loaded (Markdown, names escaped)."""
     if checkpoint is None:
         return None, "No checkpoint is chosen."
-    folder = checkpoint_weights(store, run.run_id, checkpoint)
+    folder = data.checkpoint_weights(store, run.run_id, checkpoint)
     if folder is None:
         return None, (f"The weights of {md(checkpoint)} are not on disk (the store records no readable folder "
                       "for it), so live computations are unavailable. Ingest with `t3vis ingest --model FOLDER` or "

@@ -32,15 +32,28 @@ def picked_from_table(event, table: pd.DataFrame, key: str) -> int | None:
     return current if state.newly_clicked(key, current) else None
 
 
+def selected_details(ctx) -> tuple[str | None, int | None, dict | None]:
+    """(split, example_id, details) of the selected example; details is None when none is selected or the
+    run has no such example."""
+    split, example_id = state.selected_example()
+    if split is None or example_id is None:
+        return split, example_id, None
+    return split, example_id, data.example_details(ctx.store, ctx.run.run_id, split, example_id, ctx.checkpoint)
+
+
+def probability_bars(names: list[str], probs, *, gold: str, predicted: str) -> None:
+    """The class probabilities as a bar chart, sized to the number of classes."""
+    st.altair_chart(charts.probability_chart(names, list(probs), gold=gold, predicted=predicted),
+                    width="stretch", height=28 * len(names) + 70)
+
+
 def example_panel(ctx, split: str) -> None:
     """Text, label, prediction and class probabilities of the selected example."""
-    example_id = state.get("example_id")
     st.subheader("Selected example")
-    if example_id is None or state.get("split") != split:
+    selected_split, example_id, details = selected_details(ctx)
+    if example_id is None or selected_split != split:
         st.caption("Click a point or a table row to select an example; the other views follow the selection.")
         return
-    details = data.example_details(ctx.store, ctx.path, ctx.stamp, ctx.run.run_id, split, int(example_id),
-                                   ctx.checkpoint)
     if details is None:
         st.caption(f"Example {example_id} is not in the {md(split)} split of this run.")
         return
@@ -58,6 +71,4 @@ def example_panel(ctx, split: str) -> None:
             predicted = label_names[int(details["pred"])]
             st.markdown(f"Prediction at **{md(ctx.checkpoint)}**: **{md(predicted)}** "
                         f"(loss {details['loss']:.3f})")
-            st.altair_chart(charts.probability_chart(label_names, list(probs), gold=details["label_name"],
-                                                     predicted=predicted),
-                            width="stretch", height=28 * len(label_names) + 70)
+            probability_bars(label_names, probs, gold=details["label_name"], predicted=predicted)

@@ -12,7 +12,7 @@ import streamlit as st
 
 from t3vis.errors import StoreError
 from t3vis.markdown_text import escape_markdown as md
-from t3vis.store.database import DEFAULT_DEMO_PATH, Store
+from t3vis.store.database import DEFAULT_DEMO_PATH
 from t3vis_app import data, state
 
 
@@ -20,9 +20,7 @@ from t3vis_app import data, state
 class Context:
     """What the sidebar chose, for the page to use."""
 
-    store: Store
-    path: str
-    stamp: tuple
+    store: data.StoreHandle  # the open store and its version, for the cached reads in t3vis_app.data
     run: pd.Series  # the runs row
     checkpoints: pd.DataFrame
     checkpoint: str | None
@@ -88,19 +86,18 @@ def render() -> Context:
     except StoreError as error:
         st.error(md(error))
         st.stop()
-    stamp = data.version(store)
-    runs = data.runs(store, path, stamp)
+    runs = data.runs(store)
     if runs.empty:
         st.info("This store has no runs yet. Record one with `t3vis ingest`, or build the demo with `t3vis demo`.")
         st.stop()
     run_id = state.choice(sidebar.selectbox, "Run", runs.run_id.tolist(), name="run_id")
     run = runs.set_index("run_id").loc[run_id]
     run["run_id"] = run_id
-    checkpoints = data.checkpoints(store, path, stamp, run_id)
+    checkpoints = data.checkpoints(store, run_id)
     names = checkpoints.checkpoint.tolist()
     checkpoint = state.choice(sidebar.selectbox, "Checkpoint", names, name="checkpoint",
                               default=names[-1] if names else None,
                               help="Checkpoints in training order; the latest is the default.")
     if checkpoint is None:
         sidebar.caption("This run has training dynamics but no ingested checkpoint yet.")
-    return Context(store=store, path=path, stamp=stamp, run=run, checkpoints=checkpoints, checkpoint=checkpoint)
+    return Context(store=store, run=run, checkpoints=checkpoints, checkpoint=checkpoint)

@@ -123,3 +123,52 @@ def select_example(split: str, example_id: int | None) -> None:
     """Make an example the selected one for every page."""
     st.session_state["split"] = split
     st.session_state["example_id"] = None if example_id is None else int(example_id)
+
+
+# -- selections shared by several pages ---------------------------------------------------------------
+# The selected example is ("split", "example_id") above; the keys below are read by more than one page.
+PRUNED = "pruned"  # run_id -> sorted [(layer, head), ...] pruned in this session
+HEAD = "head"  # (layer, head) chosen in the Attention heads view
+TOKEN = "token"  # token index clicked in the Instance view
+COLOUR_BY_ATTENTION = "colour_by_attention"
+
+
+def selected_example() -> tuple[str | None, int | None]:
+    """(split, example_id) of the selected example, or Nones."""
+    example_id = st.session_state.get("example_id")
+    return st.session_state.get("split"), None if example_id is None else int(example_id)
+
+
+def pruned_heads(run_id: str) -> frozenset[tuple[int, int]]:
+    """The heads pruned in this session for the run."""
+    return frozenset(tuple(head) for head in st.session_state.get(PRUNED, {}).get(run_id, []))
+
+
+def set_pruned_heads(run_id: str, heads) -> None:
+    st.session_state.setdefault(PRUNED, {})[run_id] = sorted(tuple(head) for head in heads)
+
+
+def selected_head(num_layers: int, num_heads: int) -> tuple[int, int] | None:
+    """The selected (layer, head), or None when none is selected or it does not exist in this run."""
+    head = st.session_state.get(HEAD)
+    if head is None:
+        return None
+    layer, index = (int(part) for part in head)
+    return (layer, index) if layer < num_layers and index < num_heads else None
+
+
+def select_head(head: tuple[int, int]) -> None:
+    st.session_state[HEAD] = head
+
+
+def selected_token(num_tokens: int) -> int | None:
+    """The clicked token's index, or None when none is clicked or the example is shorter."""
+    token = st.session_state.get(TOKEN)
+    return token if token is not None and token < num_tokens else None
+
+
+def select_token(token: int, *, show_attention: bool) -> None:
+    """Click a token; with a head selected, the Instance view then colours by its attention."""
+    st.session_state[TOKEN] = token
+    if show_attention:
+        st.session_state[COLOUR_BY_ATTENTION] = True
