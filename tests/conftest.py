@@ -12,6 +12,16 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from helpers import write_topic_csv  # noqa: E402  (after the environment is set)
 
+LAYERS = ("unit", "integration", "app", "browser")  # folders of tests/, each a marker of the same name
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Mark each test with its layer, the folder it lives in."""
+    for item in items:
+        layer = Path(str(item.fspath)).parent.name
+        if layer in LAYERS:
+            item.add_marker(getattr(pytest.mark, layer))
+
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:

@@ -287,6 +287,7 @@ def test_cli_refuses_hostile_statements_with_exit_code_2(synthetic, capsys, argv
     assert captured.out == "" and why in captured.err and captured.err.startswith("t3vis: error:")
 
 
+@pytest.mark.app  # a page test kept beside the console it shows
 def test_the_page_shows_rows_and_errors(synthetic):
     page = str(PROJECT / "pages" / "sql.py")
     app = open_page(page, synthetic.path)

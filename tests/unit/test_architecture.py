@@ -1,0 +1,87 @@
+"""The layout's rules, checked on the source: t3vis/ is layered and has no Streamlit; pages read through one layer."""
+
+from __future__ import annotations
+
+import ast
+
+from helpers import PROJECT
+
+# Lower layers never import higher ones: a newcomer reads store/data/model, then what is built on them.
+LAYERS = (
+    {"errors", "progress", "markdown_text"},
+    {"store", "data", "model"},  # the store file; dataset files; models, their attention and head masks
+    {"queries", "attribution"},  # what the pages read; saliency methods
+    {"record", "charts"},  # ingestion and the Trainer callback; Altair charts
+    {"analysis", "demo", "fixtures"},  # live analyses and validation; the demo; test and benchmark fixtures
+    {"cli"},
+)
+
+
+def _imports(path) -> set[str]:
+    """Every module a Python file imports (import x / from x import y, at any depth)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def _part(path) -> str:
+    """The subpackage (or top-level module) of t3vis that a file belongs to."""
+    return path.relative_to(PROJECT / "t3vis").parts[0].removesuffix(".py")
+
+
+def test_the_import_guard_sees_every_form_of_import(tmp_path):
+    source = tmp_path / "m.py"
+    source.write_text("import streamlit\nfrom streamlit import cache_data\n"
+                      "def f():\n    from streamlit.runtime import x\n    import altair as alt\n")
+    assert _imports(source) == {"streamlit", "streamlit.runtime", "altair"}
+
+
+def test_library_never_imports_streamlit():
+    offenders = [str(path.relative_to(PROJECT)) for path in (PROJECT / "t3vis").rglob("*.py")
+                 if any(name.split(".")[0] == "streamlit" for name in _imports(path))]
+    assert offenders == []
+
+
+def test_production_code_never_imports_the_fixtures():
+    offenders = [str(path.relative_to(PROJECT)) for path in (PROJECT / "t3vis").rglob("*.py")
+                 if "fixtures" not in path.parts and any(name.startswith("t3vis.fixtures") for name in _imports(path))]
+    assert offenders == []
+
+
+def test_each_subpackage_says_its_job():
+    for init in (PROJECT / "t3vis").glob("*/__init__.py"):
+        assert init.read_text().startswith('"""'), f"{init} has no docstring naming its job"
+
+
+def test_layers_import_only_layers_below_them():
+    level = {name: index for index, layer in enumerate(LAYERS) for name in layer}
+    upward = []
+    for path in (PROJECT / "t3vis").rglob("*.py"):
+        own = _part(path)
+        if own == "__init__":
+            continue
+        assert own in level, f"{own} is in no layer: add it to LAYERS"
+        for name in _imports(path):
+            parts = name.split(".")
+            if parts[0] == "t3vis" and len(parts) > 1 and parts[1] != own and level[parts[1]] >= level[own]:
+                upward.append(f"{path.relative_to(PROJECT)} imports {name}")
+    assert upward == []
+
+
+def test_pages_read_the_store_through_the_cached_data_layer():
+    """Pages pass the StoreHandle to t3vis_app.data; the raw Store is used only for the two user actions
+    that must not be cached (a SQL query, the pruning evaluation's pass over the examples)."""
+    raw = []
+    for path in (PROJECT / "pages").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr == "database":
+                raw.append(path.name)
+            if isinstance(node, ast.Call) and any(isinstance(arg, ast.Attribute) and arg.attr == "database"
+                                                  for arg in node.args):
+                raw.append((path.name, ast.unparse(node.func)))
+    assert sorted(raw, key=str) == sorted([("heads.py", "stored_examples"), "heads.py",
+                                           ("sql.py", "run_query"), "sql.py"], key=str)
