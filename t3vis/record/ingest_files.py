@@ -66,7 +66,7 @@ def ingest_files(
     checkpoint: str | None = None,
     step: int | None = None,
     epoch: float | None = None,
-    task: str | None = None,
+    dataset: str | None = None,
     progress: Progress = no_progress,
 ) -> FileIngestion:
     """Record one checkpoint, given by its path, over one data file.
@@ -95,7 +95,7 @@ def ingest_files(
         step=step if step is not None else (described.step if described else None),
         epoch=epoch if epoch is not None else (described.epoch if described else None),
         path=folder.resolve() if folder.exists() else str(model.path),
-        task=task,
+        dataset=dataset,
         extra_metrics=described.trainer_metrics if described else None,
         config=config, progress=progress,
     )

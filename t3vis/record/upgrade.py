@@ -9,13 +9,20 @@ saved weights, over the same sample of the split's stored examples (the run's re
 size, seed and sample size). Checkpoints whose weights are not on disk lose their head
 importance (the report names them; re-ingest them to get it back). Everything else is kept.
 
-The old file is copied to ``<name>.v1.bak`` first, and the new rows are written in one
-transaction: an interrupted upgrade leaves the store as it was.
+Version 2 → 3: version 3 adds tasks (``runs.task`` names the task; the free text that version 2
+kept there moves to ``runs.dataset``), per-unit tables for extractive summarization, a ``unit``
+column in the training dynamics (0 for every version-2 row), and head-function columns in
+``attention_patterns`` (NULL for checkpoints ingested before; re-ingest to measure them).
+
+Every upgrade first copies the old file to ``<name>.v<version>.bak``, then builds the new store in a
+scratch file beside it (the current schema, every row of the old one copied by column name) and moves
+it into place only when complete: an interrupted upgrade leaves the store as it was.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -26,7 +33,7 @@ from t3vis.errors import StoreError
 from t3vis.record.ingest import IngestConfig, sample_importance
 from t3vis.store.rows import importance_rows
 from t3vis.progress import Progress, no_progress
-from t3vis.store.database import SCHEMA_VERSION, UPGRADABLE_VERSIONS, Store
+from t3vis.store.database import SCHEMA_VERSION, SEQUENCE_CLASSIFICATION, UPGRADABLE_VERSIONS, Store, schema_sql
 
 
 @dataclass
@@ -70,6 +77,64 @@ def upgrade_store(path: str | Path, *, device: str | None = "cpu", progress: Pro
         raise StoreError(f"{backup} exists already; move it away first (the upgrade never overwrites a file).")
     shutil.copy2(path, backup)
     report.backup = backup
+    scratch = path.with_name(f".{path.name}.upgrading-{os.getpid()}")
+    try:
+        _copy_into_current_schema(backup, scratch)
+        if version == "1":
+            _recompute_importance(scratch, report, device, progress)
+        os.replace(scratch, path)  # only a complete conversion replaces the store
+    finally:
+        for leftover in (scratch, scratch.with_name(scratch.name + ".wal")):
+            leftover.unlink(missing_ok=True)
+    return report
+
+
+def _copy_into_current_schema(old: Path, scratch: Path) -> None:
+    """Make ``scratch`` a store of the current schema holding every row of ``old``."""
+    con = duckdb.connect(str(scratch))
+    try:
+        con.execute("BEGIN TRANSACTION")
+        con.execute(schema_sql())
+        con.execute("INSERT INTO t3vis_meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+        con.execute(f"ATTACH '{_sql_string(old)}' AS t3vis_previous (READ_ONLY)")
+        tables = [row[0] for row in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()").fetchall()]
+        for table in tables:
+            _copy_table(con, table)
+        con.execute("COMMIT")
+        con.execute("DETACH t3vis_previous")
+    finally:
+        con.close()
+
+
+def _sql_string(path: Path) -> str:
+    return str(path.resolve()).replace("'", "''")
+
+
+def _copy_table(con: duckdb.DuckDBPyConnection, table: str) -> None:
+    """Copy the old store's rows of ``table`` by column name; new columns take their defaults."""
+    def columns(database: str) -> list[str]:
+        return [row[0] for row in con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE database_name = ? AND table_name = ? "
+            "ORDER BY column_index", [database, table]).fetchall()]
+
+    old_columns = columns("t3vis_previous")
+    if not old_columns:
+        return  # a table the old version did not have
+    new_columns = set(columns(con.execute("SELECT current_database()").fetchone()[0]))
+    shared = [column for column in old_columns if column in new_columns]
+    targets, sources = list(shared), [f'"{column}"' for column in shared]
+    if table == "runs" and "dataset" not in old_columns:  # version 2 kept free text in runs.task
+        sources[targets.index("task")] = f"'{SEQUENCE_CLASSIFICATION}'"
+        targets.append("dataset")
+        sources.append('"task"')
+    where = " WHERE key <> 'schema_version'" if table == "t3vis_meta" else ""
+    quoted = ", ".join(f'"{column}"' for column in targets)
+    con.execute(f'INSERT INTO "{table}" ({quoted}) SELECT {", ".join(sources)} FROM t3vis_previous."{table}"{where}')
+
+
+def _recompute_importance(path: Path, report: UpgradeReport, device: str | None, progress: Progress) -> None:
+    """Version 1 → 2: head importance recomputed from each checkpoint's saved weights (module docstring)."""
 
     con = duckdb.connect(str(path), read_only=True)
     try:
@@ -106,14 +171,12 @@ def upgrade_store(path: str | Path, *, device: str | None = "cpu", progress: Pro
         for run_id, checkpoint, split in gone:
             con.execute("DELETE FROM head_importance WHERE run_id = ? AND checkpoint = ? AND split = ?",
                         [run_id, checkpoint, split])
-        con.execute("UPDATE t3vis_meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)])
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
     finally:
         con.close()
-    return report
 
 
 def _weights_folder(store_path: Path, recorded: str | None) -> Path | None:

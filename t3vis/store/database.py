@@ -29,18 +29,28 @@ import pyarrow as pa
 
 from t3vis.errors import SchemaVersionError, StoreError, StoreLockedError, option
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # Older versions `t3vis upgrade` converts, with what changed.
 UPGRADABLE_VERSIONS = {
     "1": "Version 1 stored head importance as |gradient summed over a batch| summed over batches, which depends "
          "on the batch size; version 2 stores the mean over examples of |gradient| (Michel et al. 2019).",
+    "2": "Version 3 records the run's task (sequence classification or extractive summarization), per-sentence "
+         "results and head functions; version 2 stores keep all their data, their runs become "
+         "sequence-classification runs.",
 }
 DEFAULT_STORE_DIR = Path("store")
 DEFAULT_STORE_PATH = DEFAULT_STORE_DIR / "t3vis.duckdb"
 DEFAULT_DEMO_PATH = DEFAULT_STORE_DIR / "demo.duckdb"  # where `t3vis demo` and the app build the demo
 
 # Tables holding one checkpoint's results; all are keyed by (run_id, checkpoint, split, ...).
-CHECKPOINT_TABLES = ("predictions", "projections", "head_importance", "attention_patterns")
+CHECKPOINT_TABLES = ("predictions", "projections", "head_importance", "attention_patterns", "unit_predictions",
+                     "document_scores")
+# Tables written once per run and split, with its examples (the first checkpoint ingested over it).
+SPLIT_TABLES = ("units", "baseline_scores")
+
+SEQUENCE_CLASSIFICATION = "sequence-classification"
+EXTRACTIVE_SUMMARIZATION = "extractive-summarization"
+TASKS = (SEQUENCE_CLASSIFICATION, EXTRACTIVE_SUMMARIZATION)  # what runs.task may hold
 
 # DuckDB settings for user-written SQL: no reading or writing other files (read_csv, COPY, ATTACH,
 # EXPORT, glob), no installing or loading extensions, and no changing these settings afterwards.
@@ -159,7 +169,8 @@ class RunInfo:
     num_layers: int
     num_heads: int
     max_length: int
-    task: str | None = None
+    task: str = SEQUENCE_CLASSIFICATION  # one of TASKS
+    dataset: str | None = None  # free text, e.g. the data file's name
     config: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -186,6 +197,7 @@ class CheckpointResults:
     split: str
     tables: Mapping[str, pa.Table]  # name in CHECKPOINT_TABLES -> rows
     examples: pa.Table | None = None  # the split's examples, written when the run lacks them
+    split_tables: Mapping[str, pa.Table] = field(default_factory=dict)  # name in SPLIT_TABLES -> rows, likewise
 
 
 class Store:
@@ -319,6 +331,7 @@ class Store:
             num_heads=int(row.num_heads),
             max_length=int(row.max_length),
             task=row.task,
+            dataset=row.dataset,
             config=json.loads(row.config) if row.config else {},
         )
 
@@ -409,17 +422,22 @@ class Store:
     def write_run(self, con: duckdb.DuckDBPyConnection, run: RunInfo) -> None:
         """Insert the run, or check that an existing run of that name matches it."""
         existing = _first_row(con.execute(
-            "SELECT label_names, num_layers, num_heads FROM runs WHERE run_id = ?", [run.run_id]
+            "SELECT label_names, num_layers, num_heads, task FROM runs WHERE run_id = ?", [run.run_id]
         ))
         if existing is None:
             con.execute(
-                "INSERT INTO runs (run_id, model, task, label_names, num_layers, num_heads, max_length, config)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [run.run_id, run.model, run.task, list(run.label_names), run.num_layers, run.num_heads,
+                "INSERT INTO runs (run_id, model, task, dataset, label_names, num_layers, num_heads, max_length, "
+                "config) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [run.run_id, run.model, run.task, run.dataset, list(run.label_names), run.num_layers, run.num_heads,
                  run.max_length, json.dumps(dict(run.config))],
             )
             return
-        labels, layers, heads = existing
+        labels, layers, heads, task = existing
+        if task != run.task:
+            raise StoreError(
+                f"Run {run.run_id!r} already exists in {self.path} as a {task} run; this checkpoint is "
+                f"{run.task}. Choose another {option('run_id', flag='--run')} name."
+            )
         if list(labels) != list(run.label_names) or (layers, heads) != (run.num_layers, run.num_heads):
             raise StoreError(
                 f"Run {run.run_id!r} already exists in {self.path} with labels {list(labels)} and "
@@ -438,6 +456,10 @@ class Store:
             self.write_run(con, run)
             if results.examples is not None:
                 self._write_examples(con, run.run_id, results.split, results.examples)
+            for table, rows in results.split_tables.items():
+                if table not in SPLIT_TABLES:
+                    raise ValueError(f"unknown split table {table!r}")
+                self._write_once(con, table, rows, run_id=run.run_id, split=results.split)
             con.execute(
                 "DELETE FROM checkpoints WHERE run_id = ? AND checkpoint = ?", key[:2]
             )
@@ -452,6 +474,14 @@ class Store:
                 if table not in CHECKPOINT_TABLES:
                     raise ValueError(f"unknown checkpoint table {table!r}")
                 self._insert(con, table, rows, run_id=key[0], checkpoint=key[1], split=key[2])
+
+    def _write_once(self, con: duckdb.DuckDBPyConnection, table: str, rows: pa.Table, *, run_id: str,
+                    split: str) -> None:
+        """Insert a split's rows of a table written once per run and split, unless it has them already."""
+        count = _first_row(con.execute(f"SELECT count(*) FROM {table} WHERE run_id = ? AND split = ?",
+                                       [run_id, split]))[0]
+        if count == 0:
+            self._insert(con, table, rows, run_id=run_id, split=split)
 
     def write_examples(self, run: RunInfo, split: str, rows: pa.Table) -> None:
         """Write a split's examples (one transaction), or check they equal the ones the run has."""
@@ -522,5 +552,5 @@ class Store:
     def delete_run(self, run_id: str) -> None:
         """Remove a run and everything recorded for it."""
         with self.transaction() as con:
-            for table in (*CHECKPOINT_TABLES, "training_dynamics", "examples", "checkpoints", "runs"):
+            for table in (*CHECKPOINT_TABLES, *SPLIT_TABLES, "training_dynamics", "examples", "checkpoints", "runs"):
                 con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])

@@ -15,7 +15,9 @@ import numpy as np
 import pyarrow as pa
 
 # The scalar summaries of each head's attention in ``attention_patterns``.
-ATTENTION_SCALARS = ("attn_cls", "attn_sep", "attn_self", "attn_prev", "attn_next", "entropy")
+ATTENTION_SCALARS = ("attn_cls", "attn_sep", "attn_self", "attn_prev", "attn_next", "entropy",
+                     "attn_same_token", "attn_same_sentence", "attn_adjacent", "attn_special")
+HEAD_FUNCTIONS = ("attn_same_token", "attn_same_sentence", "attn_adjacent", "attn_special", "attn_self")
 
 
 def list_column(matrix: np.ndarray) -> pa.Array:

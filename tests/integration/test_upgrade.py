@@ -12,6 +12,8 @@ from t3vis.errors import SchemaVersionError
 from t3vis.record.ingest import IngestConfig, ingest_checkpoint
 from t3vis.store.database import SCHEMA_VERSION, Store
 
+from helpers import PROJECT
+
 CONFIG = IngestConfig(projection="pca", importance_examples=8, batch_size=4, seed=3)
 
 
@@ -60,3 +62,39 @@ def test_a_version_1_store_is_refused_then_upgraded(tmp_path, tiny_bundle, tiny_
 
     assert run(["upgrade", "--store", str(path), "--quiet"]) == 0
     assert "nothing to do" in capsys.readouterr().out
+
+
+def test_a_version_2_store_becomes_version_3_keeping_every_row(tmp_path, capsys):
+    """Version 2 (tests/data/schema_v2.sql, the schema as released) had free text in runs.task and no units."""
+    path = tmp_path / "v2.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute((PROJECT / "tests" / "data" / "schema_v2.sql").read_text())
+    con.execute("INSERT INTO t3vis_meta VALUES ('schema_version', '2'), ('created_by', 't3vis'), ('demo_build', 'x')")
+    con.execute("INSERT INTO runs (run_id, model, task, label_names, num_layers, num_heads, max_length) "
+                "VALUES ('r', 'm', 'SST-2 dev', ['neg', 'pos'], 2, 4, 128)")
+    con.execute("INSERT INTO examples VALUES ('r', 'train', 0, 'good', NULL, 1, 'pos', 3, 3, false, NULL), "
+                "('r', 'train', 1, 'bad', NULL, 0, 'neg', 3, 3, false, '{\"flipped\": true}')")
+    con.execute("INSERT INTO training_dynamics VALUES ('r', 'train', 0, 0, 0.6, 1, true, 0.51), "
+                "('r', 'train', 0, 1, 0.8, 1, true, 0.22), ('r', 'train', 1, 0, 0.3, 1, false, 1.2)")
+    con.execute("INSERT INTO attention_patterns VALUES ('r', 'c1', 'validation', 0, 0, 2, [0.5, 0.5, 0.5, 0.5], "
+                "0.1, 0.2, 0.3, 0.1, 0.1, 0.9, 64)")
+    con.close()
+    old_bytes = path.read_bytes()
+    with pytest.raises(SchemaVersionError, match="t3vis upgrade"):
+        Store(path)
+
+    assert run(["upgrade", "--store", str(path), "--quiet"]) == 0
+    assert "upgraded from schema version 2" in capsys.readouterr().out
+    assert (tmp_path / "v2.duckdb.v2.bak").read_bytes() == old_bytes
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v2.duckdb", "v2.duckdb.v2.bak"]  # no scratch left
+    store = Store(path)
+    run_row = store.run("r")
+    assert (run_row.task, run_row.dataset) == ("sequence-classification", "SST-2 dev")
+    assert store.meta("demo_build") == "x" and store.meta("schema_version") == str(SCHEMA_VERSION)
+    assert store.query("SELECT example_id, label_name, coalesce(extra->>'flipped', '-') AS f FROM examples ORDER BY 1").values.tolist() \
+        == [[0, "pos", "-"], [1, "neg", "true"]]
+    data_map = store.query("SELECT example_id, unit, n_epochs, confidence FROM data_map ORDER BY example_id")
+    assert data_map.unit.tolist() == [0, 0] and data_map.n_epochs.tolist() == [2, 1]
+    assert data_map.confidence.tolist() == pytest.approx([0.7, 0.3])
+    pattern = store.query("SELECT attn_cls, entropy, attn_same_token, n_examples FROM attention_patterns").iloc[0]
+    assert pattern.attn_cls == pytest.approx(0.1) and pattern.n_examples == 64 and np.isnan(pattern.attn_same_token)
