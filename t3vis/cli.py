@@ -23,6 +23,7 @@ from t3vis import __version__
 from t3vis.errors import T3visError
 from t3vis.record.ingest_config import IngestConfig
 from t3vis.store.database import DEFAULT_STORE_PATH
+from t3vis.tasks import SEQUENCE_CLASSIFICATION, TASKS
 
 DESCRIPTION = """\
 t3vis records what a Transformer classifier does on a dataset, checkpoint by checkpoint,
@@ -78,6 +79,11 @@ def _add_ingest_options(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--label-names", help="comma-separated label names in id order (default: the model's "
                                              "id2label, else the sorted names found in the data)")
     data.add_argument("--id-column", help="integer column with unique example ids (default: row number)")
+    data.add_argument("--article-column", help="extractive summarization: column holding the document (default: "
+                                                "detected, e.g. article, document, text)")
+    data.add_argument("--summary-column", help="extractive summarization: column holding the reference summary, "
+                                                "one sentence per line or as prose (default: detected, e.g. "
+                                                "highlights, summary)")
     data.add_argument("--format", dest="file_format", choices=("csv", "tsv", "jsonl", "parquet", "hf", "trec"),
                       help="file format (default: from the extension)")
     data.add_argument("--encoding", default="utf-8", help="text encoding of the file (default: utf-8)")
@@ -94,6 +100,9 @@ def _add_ingest_options(parser: argparse.ArgumentParser) -> None:
     record = parser.add_argument_group("recording")
     _add_store_option(record, writes=True)
     record.add_argument("--run", dest="run_id", help="run name (default: the model folder's name)")
+    record.add_argument("--task", choices=TASKS, default=SEQUENCE_CLASSIFICATION,
+                        help="what the model does: a label per example (sequence-classification, the default) or "
+                             "a BertSum-style summarizer scoring each sentence (extractive-summarization)")
     record.add_argument("--dataset", help="free-text name of the dataset, stored with the run (default: the data "
                                            "file's name)")
     record.add_argument("--layers", type=_parse_layers, default=None,
@@ -212,19 +221,21 @@ def _ingest_one(args, store, model_path: Path | str, *, checkpoint: str | None, 
         args.data, text_columns=tuple(args.text_columns) if args.text_columns else None,
         label_column=args.label_column, label_names=label_names, id_column=args.id_column,
         encoding=args.encoding, file_format=args.file_format, limit=args.limit,
+        article_column=args.article_column, summary_column=args.summary_column,
     )
     model = ModelSource(model_path, tokenizer=args.tokenizer, num_labels=args.num_labels, device=args.device,
                         trust_remote_code=args.trust_remote_code)
     config = IngestConfig(**{name: getattr(args, name) for name in _CONFIG_FIELDS})
     run_id = args.run_id or default_run_name(model_path, output_dir=getattr(args, "output_dir", None))
     done = ingest_files(store, model, data, config=config, run_id=run_id, checkpoint=checkpoint, step=step,
-                        epoch=epoch, dataset=args.dataset, progress=progress)
+                        epoch=epoch, dataset=args.dataset, task=args.task, progress=progress)
     summary = done.summary
     truncated = f", {summary.n_truncated} truncated to {done.max_length} tokens" if summary.n_truncated else ""
     if done.head_was_initialised:
         print("note: the weights had no classification head; it was initialised at random.", file=sys.stderr)
+    scores = "".join(f", {name} {value:.3f}" for name, value in summary.scores.items())
     print(f"{summary.run_id}/{summary.checkpoint} [{summary.split}]: {summary.n_examples} examples{truncated}, "
-          f"accuracy {summary.accuracy:.3f}, loss {summary.loss:.3f} -> {store.path}")
+          f"accuracy {summary.accuracy:.3f}, loss {summary.loss:.3f}{scores} -> {store.path}")
 
 
 def _info(store) -> None:
@@ -235,7 +246,7 @@ def _info(store) -> None:
         print(f"{store.path}: no runs yet.")
         return
     for run in runs.itertuples():
-        print(f"run {run.run_id}: model {run.model}, labels {list(run.label_names)}, "
+        print(f"run {run.run_id} ({run.task}): model {run.model}, labels {list(run.label_names)}, "
               f"{run.num_layers} layers x {run.num_heads} heads")
         counts = checkpoint_summary(store, run.run_id)
         for row in counts.itertuples():

@@ -33,6 +33,7 @@ from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_f
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 from t3vis.errors import ModelError, option
+from t3vis.tasks import SEQUENCE_CLASSIFICATION
 
 ATTENTION_NAME = "t3vis"
 PROBE_KWARG = "t3vis_probe"
@@ -197,7 +198,8 @@ class ModelBundle:
     num_layers: int
     num_heads: int
     max_length: int  # longest input the model accepts, in tokens
-    classifier_was_initialised: bool  # True when the weights had no classification head
+    classifier_was_initialised: bool  # True when the weights had no classification head (or sentence scorer)
+    task: str = SEQUENCE_CLASSIFICATION  # what the model does: one of t3vis.tasks.TASKS
 
     @property
     def device(self) -> torch.device:

@@ -87,6 +87,9 @@ class ExtractiveSummarizer(PreTrainedModel):
             nn.init.normal_(module.weight, std=0.02)
             nn.init.zeros_(module.bias)
 
+    def get_input_embeddings(self) -> nn.Module:
+        return self.encoder.get_input_embeddings()
+
     def set_attn_implementation(self, attn_implementation):
         """Switch the encoder's attention too (t3vis reads this model's config and the encoder runs it)."""
         self.encoder.set_attn_implementation(attn_implementation)

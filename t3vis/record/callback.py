@@ -47,6 +47,9 @@ from t3vis.record.ingest import IngestConfig, IngestSummary, compute_checkpoint,
 from t3vis.model.access import ModelBundle, eval_mode, model_max_length, using_t3vis_attention
 from t3vis.progress import Progress, no_progress
 from t3vis.store.database import DEFAULT_STORE_PATH, RunInfo, Store
+from t3vis.model.summarizer import MODEL_TYPE as SUMMARIZER_TYPE
+from t3vis.record.summarization import compute_summarizer_checkpoint, document_examples_table, split_tables
+from t3vis.tasks import EXTRACTIVE_SUMMARIZATION, SEQUENCE_CLASSIFICATION, SUMMARY_LABELS
 
 
 def _token_key(ids) -> bytes:
@@ -170,11 +173,19 @@ class T3visCallback(TrainerCallback):
         self._hook = None
         self._batches: list[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]] = []
         self._tokenizer = None
+        self._summarizing = False  # the model is an extractive summarizer: dynamics per sentence
+        self._eval_split_written = False
 
     # -- the forward hook: keeps each training batch's tokens, logits and labels -----------------
 
     def _keep_training_batch(self, module, args, kwargs, output) -> None:
         if not module.training or self._recorder is None:
+            return
+        if self._summarizing:  # ids, sentence logits, oracle labels, sentence mask: all passed by the collator
+            names = ("example_ids", "labels", "sentence_mask")
+            if all(kwargs.get(name) is not None for name in names) and getattr(output, "logits", None) is not None:
+                self._batches.append((kwargs["example_ids"].detach(), output.logits.detach(),
+                                      kwargs["labels"].detach(), kwargs["sentence_mask"].detach()))
             return
         input_ids = kwargs.get("input_ids")
         logits = getattr(output, "logits", None)
@@ -193,9 +204,11 @@ class T3visCallback(TrainerCallback):
         try:
             if self._tokenizer is None:
                 raise ModelError("T3visCallback needs the tokenizer: pass processing_class=tokenizer to the Trainer.")
+            self._summarizing = getattr(model.config, "model_type", None) == SUMMARIZER_TYPE
             run = self._run_info(model)
             self._check_run(run)
-            self._index = self._index_training_set(train_dataloader)
+            if not self._summarizing:  # a summarizer's batches carry their example ids
+                self._index = self._index_training_set(train_dataloader)
         except Exception as exc:  # recording must never fail training
             self._problem(f"{exc} Training goes on without t3vis recording.")
             return
@@ -249,6 +262,8 @@ class T3visCallback(TrainerCallback):
 
     def _flush_epoch(self) -> None:
         """Map the epoch's training rows to example ids and queue their write."""
+        if self._summarizing:
+            return self._flush_summarizer_epoch()
         try:
             self._index.new_epoch()
             for input_ids, mask, logits, labels in self._batches:
@@ -269,18 +284,35 @@ class T3visCallback(TrainerCallback):
             self._batches.clear()
             self._problem(f"t3vis could not record the training dynamics of this epoch: {exc}")
 
+    def _flush_summarizer_epoch(self) -> None:
+        try:
+            for example_ids, logits, labels, mask in self._batches:
+                self._recorder.log_units(example_ids, logits, labels, mask)
+            self._batches.clear()
+            epoch = self._recorder.epoch
+            if not self._recorder.end_epoch():
+                self._problem(f"t3vis recorded no training dynamics in epoch {epoch}: no training batch carried "
+                              "example_ids, labels and sentence_mask (use t3vis.record.trainer_data's "
+                              "SummarizationDataset and SummarizationCollator).")
+        except Exception as exc:  # recording must never fail training
+            self._batches.clear()
+            self._problem(f"t3vis could not record the training dynamics of this epoch: {exc}")
+
     def _ingest(self, model: PreTrainedModel, state, *, name: str) -> None:
         if self.eval_examples is None:
             return
         try:
             path = self._save_weights(model, name)
+            details = dict(run_id=self.run_id, checkpoint=name, step=state.global_step, epoch=state.epoch,
+                           dataset=self.dataset, path=path, extra_metrics=_last_logged(state),
+                           config=self.ingest_config, progress=self.progress, previous=self._previous_layouts)
             with eval_mode(model), using_t3vis_attention(model):  # both restored in finally
-                record = compute_checkpoint(
-                    self._bundle(model), self.eval_examples, run_id=self.run_id, checkpoint=name,
-                    step=state.global_step, epoch=state.epoch, dataset=self.dataset, path=path,
-                    extra_metrics=_last_logged(state), config=self.ingest_config, progress=self.progress,
-                    previous=self._previous_layouts,
-                )
+                if self._summarizing:
+                    record = compute_summarizer_checkpoint(self._bundle(model), self.eval_examples,
+                                                           with_split_tables=not self._eval_split_written, **details)
+                    self._eval_split_written = True
+                else:
+                    record = compute_checkpoint(self._bundle(model), self.eval_examples, **details)
         except Exception as exc:  # recording must never fail training
             self._problem(f"t3vis could not record checkpoint {name}: {exc}")
             return
@@ -305,21 +337,24 @@ class T3visCallback(TrainerCallback):
         return ModelBundle(
             model=model, tokenizer=self._tokenizer, name=run.model, label_names=run.label_names,
             num_layers=run.num_layers, num_heads=run.num_heads,
-            max_length=model_max_length(model, self._tokenizer), classifier_was_initialised=False,
+            max_length=model_max_length(getattr(model, "encoder", model) if self._summarizing else model,
+                                        self._tokenizer),
+            classifier_was_initialised=False, task=run.task,
         )
 
     def _run_info(self, model: PreTrainedModel) -> RunInfo:
         config = model.config
-        names = self.label_names
+        names = SUMMARY_LABELS if self._summarizing else self.label_names
         if names is None:
             source = self.eval_examples or self.train_examples
             names = label_names_for(tuple(str(config.id2label[index]) for index in range(config.num_labels)),
                                     None if source is None else source.label_names)
-        max_length = model_max_length(model, self._tokenizer)
+        max_length = model_max_length(model.encoder if self._summarizing else model, self._tokenizer)
         if self.ingest_config.max_length:
             max_length = min(max_length, self.ingest_config.max_length)
         return RunInfo(
             run_id=self.run_id,
+            task=EXTRACTIVE_SUMMARIZATION if self._summarizing else SEQUENCE_CLASSIFICATION,
             model=self.model_name or str(getattr(config, "_name_or_path", "") or type(model).__name__),
             dataset=self.dataset, label_names=tuple(str(name) for name in names),
             num_layers=int(config.num_hidden_layers), num_heads=int(config.num_attention_heads),
@@ -332,6 +367,9 @@ class T3visCallback(TrainerCallback):
             existing = self.store.run(run.run_id)
         except StoreLockedError:
             return  # cannot look now; the write would report it
+        if existing is not None and existing.task != run.task:
+            raise StoreError(f"Run {run.run_id!r} already exists in {self.store.path} as a {existing.task} run; this "
+                             f"model is {run.task}. Choose another run_id.")
         if existing is not None and (existing.label_names, existing.num_layers, existing.num_heads) != \
                 (run.label_names, run.num_layers, run.num_heads):
             raise StoreError(f"Run {run.run_id!r} already exists in {self.store.path} with labels "
@@ -357,6 +395,8 @@ class T3visCallback(TrainerCallback):
         if examples is None:
             return
         dataset = train_dataloader.dataset
+        if self._summarizing:
+            return self._write_train_documents(run, dataset)
         if len(examples) != len(dataset):
             self._problem(f"train_examples has {len(examples)} rows but the training dataset has {len(dataset)}; "
                           "they must be the same examples in the same order. The training texts are not recorded.")
@@ -365,6 +405,20 @@ class T3visCallback(TrainerCallback):
         rows = examples_table(examples, encoded, run.label_names)
         rows = rows.set_column(0, "example_id", pa.array(np.arange(len(examples)), type=pa.int64()))  # ids are training-set row indices
         self.writer.submit("the training examples", lambda: self.store.write_examples(run, self.train_split, rows))
+
+
+    def _write_train_documents(self, run: RunInfo, dataset) -> None:
+        """The training documents and their sentences, keyed by the documents' own example ids."""
+        documents = self.train_examples
+        encoded = getattr(dataset, "encoded", None)
+        if encoded is None or len(encoded) != len(documents):
+            self._problem("train_examples must be the DocumentSet the SummarizationDataset was made from; the "
+                          "training documents are not recorded.")
+            return
+        rows = document_examples_table(documents, encoded)
+        units = split_tables(documents, encoded, no_progress, with_baselines=False)
+        self.writer.submit("the training documents",
+                           lambda: self.store.write_examples(run, self.train_split, rows, units))
 
 
 def _item_tokens(item) -> list[int]:

@@ -15,6 +15,9 @@ For your own training loop::
             ...
         recorder.end_epoch()
 
+For an extractive summarizer, ``log_units(example_ids, scores, labels, sentence_mask)`` records
+one row per sentence instead (the ``unit`` column), from the (B, S) sentence logits.
+
 The Data Map itself (confidence, variability, correctness, forgetting events, regions) is the
 ``data_map`` view of the store: SQL over the rows written here.
 """
@@ -26,7 +29,7 @@ import torch
 
 from t3vis.store.background_writer import BackgroundWriter
 from t3vis.store.database import RunInfo, Store
-from t3vis.store.rows import dynamics_rows
+from t3vis.store.rows import dynamics_rows, unit_dynamics_rows
 
 
 def _to_numpy(values, dtype) -> np.ndarray:
@@ -62,11 +65,12 @@ class DynamicsRecorder:
         self._ids: list[np.ndarray] = []
         self._logits: list[np.ndarray] = []
         self._labels: list[np.ndarray] = []
+        self._units: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # ids, units, scores, labels
 
     @property
     def pending(self) -> int:
         """Observations logged since the last ``end_epoch``."""
-        return sum(len(ids) for ids in self._ids)
+        return sum(len(ids) for ids in self._ids) + sum(len(rows[0]) for rows in self._units)
 
     def log_batch(self, example_ids, logits, labels) -> None:
         """Record one training forward pass: ids (B,), logits (B, K), gold labels (B,)."""
@@ -82,14 +86,31 @@ class DynamicsRecorder:
         self._logits.append(values)
         self._labels.append(gold)
 
+    def log_units(self, example_ids, scores, labels, unit_mask) -> None:
+        """Record one training forward pass of a model with binary units (a summarizer's sentences):
+        ids (B,), scores (B, S) logits, labels (B, S) 0/1, unit_mask (B, S) 1 for real units."""
+        ids = _to_numpy(example_ids, np.int64).reshape(-1)
+        values = _to_numpy(scores, np.float32)
+        gold = _to_numpy(labels, np.int64)
+        mask = _to_numpy(unit_mask, np.int64).astype(bool)
+        if values.ndim != 2 or values.shape != gold.shape or values.shape != mask.shape or len(ids) != len(values):
+            raise ValueError(f"log_units needs ids (B,) and scores, labels and mask (B, S); got {ids.shape}, "
+                             f"{values.shape}, {gold.shape}, {mask.shape}")
+        rows, units = np.nonzero(mask)  # (M,) each
+        self._units.append((ids[rows], units.astype(np.int64), values[rows, units], gold[rows, units]))
+
     def end_epoch(self, epoch: int | None = None) -> int:
         """Write the epoch's rows (one transaction, or queued on the writer) and start the next epoch;
         returns the number of rows."""
         epoch = self.epoch if epoch is None else epoch
         written = 0
+        rows = None
         if self._ids:
             rows = dynamics_rows(np.concatenate(self._ids), np.concatenate(self._logits),
                                  np.concatenate(self._labels))
+        elif self._units:
+            rows = unit_dynamics_rows(*(np.concatenate(part) for part in zip(*self._units)))
+        if rows is not None:
             if self.writer is None:
                 self.store.write_training_dynamics(self.run, self.split, epoch, rows)
             else:
@@ -97,6 +118,6 @@ class DynamicsRecorder:
                 self.writer.submit(f"training dynamics of epoch {epoch}",
                                    lambda: self.store.write_training_dynamics(run, split, epoch, rows))
             written = rows.num_rows
-        self._ids, self._logits, self._labels = [], [], []
+        self._ids, self._logits, self._labels, self._units = [], [], [], []
         self.epoch = epoch + 1
         return written

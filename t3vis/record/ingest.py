@@ -10,7 +10,7 @@ everything is written in one transaction.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -42,9 +42,10 @@ class IngestSummary:
     split: str
     n_examples: int
     n_truncated: int
-    accuracy: float
+    accuracy: float  # of the examples' labels; of the sentences' oracle labels for summarization
     loss: float
     seconds: dict[str, float]
+    scores: dict[str, float] = field(default_factory=dict)  # task metrics, e.g. ROUGE of the predicted summaries
 
 
 @dataclass

@@ -2,7 +2,9 @@
 
 This is what ``t3vis ingest`` and ``t3vis ingest-dir`` run, as a typed function for Python callers:
 load the examples, load the model (sizing a fresh classification head to the data's labels), read
-the checkpoint's step and epoch from its folder, and call :func:`t3vis.record.ingest.ingest_checkpoint`.
+the checkpoint's step and epoch from its folder, and call :func:`t3vis.record.ingest.ingest_checkpoint`
+(or, for extractive summarization, load documents and a summarizer and call
+:func:`t3vis.record.summarization.ingest_summarizer_checkpoint`).
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from t3vis.data.loading import load_examples
+from t3vis.errors import ModelError, option
 from t3vis.model.access import load_model
 from t3vis.progress import Progress, no_progress
 from t3vis.record.checkpoints import describe_checkpoint
 from t3vis.record.ingest import IngestSummary, ingest_checkpoint
 from t3vis.record.ingest_config import IngestConfig
 from t3vis.store.database import Store
+from t3vis.tasks import EXTRACTIVE_SUMMARIZATION, SEQUENCE_CLASSIFICATION, TASKS
 
 
 @dataclass(frozen=True)
@@ -27,13 +31,15 @@ class DataSource:
     """
 
     path: str | Path
-    text_columns: tuple[str, ...] | None = None
+    text_columns: tuple[str, ...] | None = None  # sequence classification
     label_column: str | None = None
     label_names: tuple[str, ...] | None = None
     id_column: str | None = None
     encoding: str = "utf-8"
     file_format: str | None = None
     limit: int | None = None
+    article_column: str | None = None  # extractive summarization: the document ...
+    summary_column: str | None = None  # ... and its reference summary
 
 
 @dataclass(frozen=True)
@@ -67,15 +73,31 @@ def ingest_files(
     step: int | None = None,
     epoch: float | None = None,
     dataset: str | None = None,
+    task: str = SEQUENCE_CLASSIFICATION,
     progress: Progress = no_progress,
 ) -> FileIngestion:
     """Record one checkpoint, given by its path, over one data file.
 
     ``run_id``, ``checkpoint``, ``step`` and ``epoch`` default to what the checkpoint folder says
     (its name, ``trainer_state.json``, the parent folder of a ``checkpoint-<step>`` folder).
+    ``task`` is one of :data:`t3vis.tasks.TASKS`.
     """
+    if task not in TASKS:
+        raise ModelError(f"Unknown task {task!r}; {option('task')} is one of {', '.join(TASKS)}.")
     folder = Path(model.path)
     described = describe_checkpoint(folder, name=checkpoint) if folder.exists() else None
+    details = dict(
+        run_id=run_id or default_run_name(model.path),
+        checkpoint=checkpoint or (described.name if described else _last_part(model.path)),
+        step=step if step is not None else (described.step if described else None),
+        epoch=epoch if epoch is not None else (described.epoch if described else None),
+        path=folder.resolve() if folder.exists() else str(model.path),
+        dataset=dataset,
+        extra_metrics=described.trainer_metrics if described else None,
+        config=config, progress=progress,
+    )
+    if task == EXTRACTIVE_SUMMARIZATION:
+        return _ingest_summarizer(store, model, data, config, details)
     examples = load_examples(
         data.path, text_columns=data.text_columns, label_column=data.label_column, label_names=data.label_names,
         id_column=data.id_column, split=config.split, encoding=data.encoding, file_format=data.file_format,
@@ -88,18 +110,25 @@ def ingest_files(
             and len(bundle.label_names) != len(examples.label_names):
         # A pretrained encoder without a head: size the new head to the data's labels.
         bundle = load_model(model.path, num_labels=len(examples.label_names), **options)
-    summary = ingest_checkpoint(
-        store, bundle, examples,
-        run_id=run_id or default_run_name(model.path),
-        checkpoint=checkpoint or (described.name if described else _last_part(model.path)),
-        step=step if step is not None else (described.step if described else None),
-        epoch=epoch if epoch is not None else (described.epoch if described else None),
-        path=folder.resolve() if folder.exists() else str(model.path),
-        dataset=dataset,
-        extra_metrics=described.trainer_metrics if described else None,
-        config=config, progress=progress,
-    )
+    summary = ingest_checkpoint(store, bundle, examples, **details)
     return FileIngestion(summary=summary, max_length=config.max_length or bundle.max_length,
+                         head_was_initialised=bundle.classifier_was_initialised)
+
+
+def _ingest_summarizer(store: Store, model: ModelSource, data: DataSource, config: IngestConfig,
+                       details: dict) -> FileIngestion:
+    from t3vis.data.documents import load_documents
+    from t3vis.model.summarizer_loading import load_summarizer
+    from t3vis.record.summarization import ingest_summarizer_checkpoint
+
+    documents = load_documents(
+        data.path, article_column=data.article_column, summary_column=data.summary_column, id_column=data.id_column,
+        split=config.split, encoding=data.encoding, file_format=data.file_format, limit=data.limit,
+    )
+    bundle = load_summarizer(model.path, tokenizer=model.tokenizer, device=model.device,
+                             trust_remote_code=model.trust_remote_code)
+    summary = ingest_summarizer_checkpoint(store, bundle, documents, **details)
+    return FileIngestion(summary=summary, max_length=min(config.max_length or bundle.max_length, bundle.max_length),
                          head_was_initialised=bundle.classifier_was_initialised)
 
 

@@ -33,7 +33,8 @@ from t3vis.errors import StoreError
 from t3vis.record.ingest import IngestConfig, sample_importance
 from t3vis.store.rows import importance_rows
 from t3vis.progress import Progress, no_progress
-from t3vis.store.database import SCHEMA_VERSION, SEQUENCE_CLASSIFICATION, UPGRADABLE_VERSIONS, Store, schema_sql
+from t3vis.store.database import SCHEMA_VERSION, UPGRADABLE_VERSIONS, Store, schema_sql
+from t3vis.tasks import SEQUENCE_CLASSIFICATION
 
 
 @dataclass

@@ -28,6 +28,7 @@ import pandas as pd
 import pyarrow as pa
 
 from t3vis.errors import SchemaVersionError, StoreError, StoreLockedError, option
+from t3vis.tasks import SEQUENCE_CLASSIFICATION
 
 SCHEMA_VERSION = 3
 # Older versions `t3vis upgrade` converts, with what changed.
@@ -48,9 +49,6 @@ CHECKPOINT_TABLES = ("predictions", "projections", "head_importance", "attention
 # Tables written once per run and split, with its examples (the first checkpoint ingested over it).
 SPLIT_TABLES = ("units", "baseline_scores")
 
-SEQUENCE_CLASSIFICATION = "sequence-classification"
-EXTRACTIVE_SUMMARIZATION = "extractive-summarization"
-TASKS = (SEQUENCE_CLASSIFICATION, EXTRACTIVE_SUMMARIZATION)  # what runs.task may hold
 
 # DuckDB settings for user-written SQL: no reading or writing other files (read_csv, COPY, ATTACH,
 # EXPORT, glob), no installing or loading extensions, and no changing these settings afterwards.
@@ -483,11 +481,17 @@ class Store:
         if count == 0:
             self._insert(con, table, rows, run_id=run_id, split=split)
 
-    def write_examples(self, run: RunInfo, split: str, rows: pa.Table) -> None:
-        """Write a split's examples (one transaction), or check they equal the ones the run has."""
+    def write_examples(self, run: RunInfo, split: str, rows: pa.Table,
+                       split_tables: Mapping[str, pa.Table] | None = None) -> None:
+        """Write a split's examples (one transaction), or check they equal the ones the run has; with the
+        split's tables of SPLIT_TABLES (e.g. a summarization split's sentences), unless it has them."""
         with self.transaction() as con:
             self.write_run(con, run)
             self._write_examples(con, run.run_id, split, rows)
+            for table, table_rows in (split_tables or {}).items():
+                if table not in SPLIT_TABLES:
+                    raise ValueError(f"unknown split table {table!r}")
+                self._write_once(con, table, table_rows, run_id=run.run_id, split=split)
 
     def _write_examples(self, con: duckdb.DuckDBPyConnection, run_id: str, split: str, rows: pa.Table) -> None:
         """Insert a split's examples, or check they equal the ones the run already has."""

@@ -72,6 +72,30 @@ def dynamics_rows(example_ids: np.ndarray, logits: np.ndarray, labels: np.ndarra
     })
 
 
+def unit_dynamics_rows(example_ids: np.ndarray, units: np.ndarray, scores: np.ndarray,
+                       labels: np.ndarray) -> pa.Table:
+    """``training_dynamics`` rows of binary units (sentences): ids, units, scores (logits) and labels, all (N,).
+
+    A unit's gold probability is sigmoid(score) for label 1 and 1 - sigmoid(score) for label 0; a
+    (example, unit) seen more than once keeps its last observation.
+    """
+    keys = np.stack([np.asarray(example_ids, dtype=np.int64), np.asarray(units, dtype=np.int64)], 1)  # (N, 2)
+    _, last_from_end = np.unique(keys[::-1], axis=0, return_index=True)
+    keep = np.sort(len(keys) - 1 - last_from_end)
+    score = np.asarray(scores, dtype=np.float64)[keep]
+    label = np.asarray(labels, dtype=np.int64)[keep]
+    log_gold = np.where(label == 1, -np.logaddexp(0.0, -score), -np.logaddexp(0.0, score))
+    pred = (score >= 0).astype(np.int32)
+    return pa.table({
+        "example_id": pa.array(keys[keep, 0], type=pa.int64()),
+        "unit": pa.array(keys[keep, 1].astype(np.int32)),
+        "gold_prob": pa.array(np.exp(log_gold), type=pa.float32()),
+        "pred": pa.array(pred),
+        "correct": pa.array(pred == label),
+        "loss": pa.array(-log_gold, type=pa.float32()),
+    })
+
+
 def projection_rows(example_ids: np.ndarray, coords: np.ndarray, *, layer: int, method: str,
                     pooling: str) -> pa.Table:
     """``projections`` rows of one layer's layout: ids (N,), coordinates (N, 2)."""
@@ -127,21 +151,104 @@ def attention_rows(patterns: np.ndarray, scalars: Mapping[str, np.ndarray], n_ex
     })
 
 
-def example_rows(example_ids: np.ndarray, texts: Sequence[str], labels: np.ndarray, label_names: Sequence[str], *,
-                 n_tokens: np.ndarray, n_tokens_full: np.ndarray, text_pairs: Sequence[str] | None = None,
-                 extra_json: Sequence[str | None] | None = None) -> pa.Table:
-    """``examples`` rows (without run and split)."""
+def example_rows(example_ids: np.ndarray, texts: Sequence[str], labels: np.ndarray | None,
+                 label_names: Sequence[str] | None, *, n_tokens: np.ndarray, n_tokens_full: np.ndarray,
+                 text_pairs: Sequence[str] | None = None, extra_json: Sequence[str | None] | None = None,
+                 references: Sequence[str] | None = None) -> pa.Table:
+    """``examples`` rows (without run and split). ``labels`` is None for tasks labelled per unit."""
     n = len(texts)
-    labels = np.asarray(labels)
     n_tokens, n_tokens_full = np.asarray(n_tokens), np.asarray(n_tokens_full)
+    labels = None if labels is None else np.asarray(labels)
     return pa.table({
         "example_id": pa.array(np.asarray(example_ids), type=pa.int64()),
         "text": pa.array(list(texts), type=pa.string()),
         "text_pair": pa.array(list(text_pairs) if text_pairs else [None] * n, type=pa.string()),
-        "label": pa.array(labels, type=pa.int32()),
-        "label_name": pa.array([label_names[label] for label in labels], type=pa.string()),
+        "label": pa.array(labels if labels is not None else [None] * n, type=pa.int32()),
+        "label_name": pa.array([label_names[label] for label in labels] if labels is not None else [None] * n,
+                               type=pa.string()),
         "n_tokens": pa.array(n_tokens, type=pa.int32()),
         "n_tokens_full": pa.array(n_tokens_full, type=pa.int32()),
         "truncated": pa.array(n_tokens_full > n_tokens),
         "extra": pa.array(list(extra_json) if extra_json is not None else [None] * n, type=pa.string()),
+        "reference": pa.array(list(references) if references is not None else [None] * n, type=pa.string()),
     })
+
+
+# -- extractive summarization: one row per sentence ------------------------------------------------------
+
+def unit_rows(example_ids: Sequence[int], texts: Sequence[Sequence[str]], labels: Sequence[np.ndarray],
+              kept: Sequence[int], n_tokens: Sequence[Sequence[int]]) -> pa.Table:
+    """``units`` rows: per document its sentences (texts), oracle labels, how many were kept, word pieces."""
+    counts = [len(sentences) for sentences in texts]
+    return pa.table({
+        "example_id": pa.array(np.repeat(np.asarray(example_ids, dtype=np.int64), counts), type=pa.int64()),
+        "unit": pa.array(np.concatenate([np.arange(c) for c in counts]).astype(np.int32) if counts else [],
+                         type=pa.int32()),
+        "text": pa.array([sentence for sentences in texts for sentence in sentences], type=pa.string()),
+        "label": pa.array(np.concatenate([np.asarray(row, dtype=np.int32) for row in labels]) if counts else [],
+                          type=pa.int32()),
+        "kept": pa.array([unit < keep for c, keep in zip(counts, kept) for unit in range(c)], type=pa.bool_()),
+        "n_tokens": pa.array([count for row in n_tokens for count in row], type=pa.int32()),
+    })
+
+
+def top_units(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` highest scores, in document order (ties: the earlier unit)."""
+    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+    return np.sort(order[:k])
+
+
+def unit_prediction_rows(example_ids: Sequence[int], scores: Sequence[np.ndarray], labels: Sequence[np.ndarray],
+                         *, summary_size: int) -> pa.Table:
+    """``unit_predictions`` rows: per document the scores (S_kept,) of its kept sentences and their labels."""
+    columns: dict[str, list] = {name: [] for name in (
+        "example_id", "unit", "score", "prob", "pred", "gold_prob", "loss", "correct", "rank", "selected")}
+    for example_id, score, label in zip(example_ids, scores, labels):
+        score = np.asarray(score, dtype=np.float64)  # (S,)
+        label = np.asarray(label, dtype=np.int64)[: len(score)]  # (S,)
+        log_in = -np.logaddexp(0.0, -score)  # ln sigmoid(score)
+        log_out = -np.logaddexp(0.0, score)  # ln (1 - sigmoid(score))
+        log_gold = np.where(label == 1, log_in, log_out)
+        pred = (score >= 0).astype(np.int64)
+        rank = np.empty(len(score), dtype=np.int64)
+        rank[np.argsort(-score, kind="stable")] = np.arange(1, len(score) + 1)
+        columns["example_id"] += [int(example_id)] * len(score)
+        columns["unit"] += list(range(len(score)))
+        columns["score"] += score.tolist()
+        columns["prob"] += np.exp(log_in).tolist()
+        columns["pred"] += pred.tolist()
+        columns["gold_prob"] += np.exp(log_gold).tolist()
+        columns["loss"] += (-log_gold).tolist()
+        columns["correct"] += (pred == label).tolist()
+        columns["rank"] += rank.tolist()
+        columns["selected"] += (rank <= summary_size).tolist()
+    types = {"example_id": pa.int64(), "unit": pa.int32(), "pred": pa.int32(), "rank": pa.int32(),
+             "correct": pa.bool_(), "selected": pa.bool_()}
+    return pa.table({name: pa.array(values, type=types.get(name, pa.float32())) for name, values in columns.items()})
+
+
+def document_score_rows(example_ids: Sequence[int], losses: Sequence[float], scores: Sequence,
+                        summaries: Sequence[Sequence[int]]) -> pa.Table:
+    """``document_scores`` rows: per document its loss, ROUGE (objects with rouge1/rouge2/rougeL), summary."""
+    return pa.table({
+        "example_id": pa.array(np.asarray(example_ids, dtype=np.int64)),
+        "loss": pa.array(np.asarray(losses, dtype=np.float32)),
+        **_rouge_columns(scores),
+        "summary": pa.array([[int(unit) for unit in summary] for summary in summaries], type=pa.list_(pa.int32())),
+    })
+
+
+def baseline_rows(example_ids: Sequence[int], system: str, scores: Sequence,
+                  summaries: Sequence[Sequence[int]]) -> pa.Table:
+    """``baseline_scores`` rows of one system ('lead-3', 'oracle') over the documents."""
+    return pa.table({
+        "example_id": pa.array(np.asarray(example_ids, dtype=np.int64)),
+        "system": pa.array([system] * len(scores), type=pa.string()),
+        **_rouge_columns(scores),
+        "summary": pa.array([[int(unit) for unit in summary] for summary in summaries], type=pa.list_(pa.int32())),
+    })
+
+
+def _rouge_columns(scores: Sequence) -> dict[str, pa.Array]:
+    return {name: pa.array(np.array([getattr(score, name) for score in scores], dtype=np.float32))
+            for name in ("rouge1", "rouge2", "rougeL")}

@@ -137,3 +137,34 @@ def test_ingest_defaults_are_the_config_defaults():
     for field in dataclasses.fields(IngestConfig):
         assert getattr(args, field.name) == getattr(defaults, field.name), field.name
     assert build_parser().parse_args(["ingest", "--model", "m", "--data", "d.csv", "--layers", "all"]).layers == "all"
+
+
+def test_ingest_an_extractive_summarizer_from_the_command_line(tmp_path, capsys):
+    """`--task extractive-summarization`: documents from a CSV, columns detected, a saved tiny summarizer."""
+    from t3vis.fixtures.tiny_models import save_tiny_summarizer
+
+    model = save_tiny_summarizer(tmp_path / "summarizer")
+    data = tmp_path / "news.csv"
+    data.write_text('id,article,highlights\n'
+                    'a1,"The council met on Monday. It approved the new budget. Critics called it reckless. '
+                    'The vote was close.","The council approved the budget ."\n'
+                    'b2,"Rain is expected tomorrow. Rivers may flood. Residents should prepare sandbags.",'
+                    '"Rivers may flood .\\nResidents should prepare ."\n', encoding="utf-8")
+    store_path = tmp_path / "s.duckdb"
+    assert run(["ingest", "--task", "extractive-summarization", "--model", str(model), "--data", str(data),
+                "--store", str(store_path), "--projection", "pca", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "rouge1" in out and "2 examples" in out
+    store = Store(store_path)
+    assert store.run("summarizer").task == "extractive-summarization"
+    units = store.query("SELECT example_id, unit, label, kept FROM units ORDER BY example_id, unit")
+    assert units.groupby("example_id").size().tolist() == [4, 3]
+    # the oracle takes the sentences the summaries repeat, and "The council met ..." for "the council"
+    assert units.label.tolist() == [1, 1, 0, 0, 0, 1, 1]
+    assert store.scalar("SELECT count(*) FROM unit_predictions") == 7
+    assert sorted(store.query("SELECT DISTINCT system FROM baseline_scores").system) == ["lead-3", "oracle"]
+    oracle = store.scalar("SELECT avg(rouge1) FROM baseline_scores WHERE system = 'oracle'")
+    assert oracle > store.scalar("SELECT avg(rouge1) FROM baseline_scores WHERE system = 'lead-3'")
+    # a classification checkpoint is no summarizer: its run may not take summarization checkpoints
+    assert run(["info", "--store", str(store_path)]) == 0
+    assert "(extractive-summarization)" in capsys.readouterr().out

@@ -1,0 +1,62 @@
+"""Loading an extractive summarizer: a saved one, or a new one around a pretrained encoder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig
+
+from t3vis.errors import ModelError
+from t3vis.model.access import (
+    ATTENTION_NAME,
+    ModelBundle,
+    _check_tokenizer_matches,
+    _load_tokenizer,
+    _number_attention_layers,
+    model_max_length,
+)
+from t3vis.model.summarizer import MODEL_TYPE, ExtractiveSummarizer
+from t3vis.tasks import EXTRACTIVE_SUMMARIZATION, SUMMARY_LABELS
+
+
+def load_summarizer(
+    name_or_path: str | Path,
+    *,
+    tokenizer: str | Path | None = None,
+    device: str | None = None,
+    trust_remote_code: bool = False,
+) -> ModelBundle:
+    """Load a BertSum-style summarizer in eval mode, with t3vis attention.
+
+    ``name_or_path`` is a saved summarizer (its config says ``t3vis-extractive-summarizer``), or any
+    encoder checkpoint: a new summarizer is then built around it, its sentence scorer initialised at
+    random (``classifier_was_initialised``), e.g. to record the untrained starting point.
+    """
+    source = str(name_or_path)
+    try:
+        config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"Cannot load a model config from {source!r}: {exc}. Give a folder with config.json "
+                         "(a saved summarizer or encoder) or, when online, a hub model name.") from exc
+    try:
+        if config.model_type == MODEL_TYPE:
+            model = ExtractiveSummarizer.from_pretrained(source, attn_implementation=ATTENTION_NAME)
+            initialised = False
+        else:
+            model = ExtractiveSummarizer.from_encoder(source, trust_remote_code=trust_remote_code)
+            model.set_attn_implementation(ATTENTION_NAME)
+            initialised = True
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise ModelError(f"Cannot load an extractive summarizer from {source!r}: {exc}") from exc
+    tokenizer_obj = _load_tokenizer(source, tokenizer, trust_remote_code=trust_remote_code)
+    _check_tokenizer_matches(model, tokenizer_obj, source)
+    _number_attention_layers(model.encoder)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = model.to(device).eval()
+    return ModelBundle(
+        model=model, tokenizer=tokenizer_obj, name=source, label_names=SUMMARY_LABELS,
+        num_layers=int(model.config.num_hidden_layers), num_heads=int(model.config.num_attention_heads),
+        max_length=model_max_length(model.encoder, tokenizer_obj), classifier_was_initialised=initialised,
+        task=EXTRACTIVE_SUMMARIZATION,
+    )

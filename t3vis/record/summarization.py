@@ -1,0 +1,283 @@
+"""Ingesting one checkpoint of an extractive summarizer over one split of documents.
+
+One pass over the documents (length-sorted batches) gives every kept sentence's score, each
+document's vector at the chosen layers (its first [CLS], or the mean over its tokens) and, per
+head, the aggregate attention and head functions. A random sample of batches runs with gradients
+to the head mask: head importance for the summarization loss, a document's loss being the mean
+binary cross-entropy of its kept sentences. Then the predicted summary of each document (its
+three highest-scoring sentences, in document order) is scored with ROUGE against the reference,
+and so, once per split, are Lead-3 and the oracle. Everything is written in one transaction.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from t3vis.data.documents import DocumentSet
+from t3vis.data.rouge import ORACLE_SENTENCES, RougeScores, rouge
+from t3vis.errors import DataError, ModelError
+from t3vis.model.access import AttentionProbe, ModelBundle, check_tokens_are_known, pool_hidden_states, run_with_probe
+from t3vis.model.encoding import length_sorted_batches
+from t3vis.model.summarizer import EncodedDocument, collate_documents, encode_documents, sentence_loss, uses_segments
+from t3vis.progress import Progress, no_progress
+from t3vis.record.attention_summary import AttentionAccumulator, token_kinds
+from t3vis.record.head_importance import head_mask_gradient
+from t3vis.record.ingest import (CheckpointRecord, IngestSummary, _jsonable, _projections, _resolve_layers,
+                                 _sampled_batches, previous_layouts)
+from t3vis.record.ingest_config import IngestConfig
+from t3vis.store.database import CheckpointInfo, CheckpointResults, RunInfo, Store
+from t3vis.store.rows import (attention_rows, baseline_rows, document_score_rows, example_rows, importance_rows,
+                              top_units, unit_prediction_rows, unit_rows)
+from t3vis.tasks import EXTRACTIVE_SUMMARIZATION
+
+SUMMARY_SIZE = ORACLE_SENTENCES  # sentences in a predicted summary, as in Liu & Lapata
+
+
+def ingest_summarizer_checkpoint(
+    store: Store,
+    bundle: ModelBundle,
+    documents: DocumentSet,
+    *,
+    run_id: str,
+    checkpoint: str,
+    step: int | None = None,
+    config: IngestConfig = IngestConfig(),
+    progress: Progress = no_progress,
+    **details,
+) -> IngestSummary:
+    """Compute everything t3vis records for a summarizer checkpoint over one split and write it.
+
+    As :func:`t3vis.record.ingest.ingest_checkpoint`, for documents (``t3vis.data.documents.load_documents``)
+    and a summarizer (``t3vis.model.summarizer_loading.load_summarizer``).
+    """
+    previous = previous_layouts(store, run_id, checkpoint=checkpoint, step=step, config=config)
+    has_split = store.scalar(
+        "SELECT count(*) FROM units WHERE run_id = ? AND split = ?", [run_id, config.split]) > 0
+    record = compute_summarizer_checkpoint(bundle, documents, run_id=run_id, checkpoint=checkpoint, step=step,
+                                           config=config, progress=progress, previous=previous,
+                                           with_split_tables=not has_split, **details)
+    started = time.perf_counter()
+    progress("write", 0, 1)
+    record.write(store)
+    progress("write", 1, 1)
+    record.summary.seconds["write"] = time.perf_counter() - started
+    return record.summary
+
+
+def compute_summarizer_checkpoint(
+    bundle: ModelBundle,
+    documents: DocumentSet,
+    *,
+    run_id: str,
+    checkpoint: str,
+    step: int | None = None,
+    epoch: float | None = None,
+    path: str | Path | None = None,
+    dataset: str | None = None,
+    extra_metrics: dict | None = None,
+    config: IngestConfig = IngestConfig(),
+    progress: Progress = no_progress,
+    previous: pa.Table | None = None,
+    with_split_tables: bool = True,
+) -> CheckpointRecord:
+    """Everything :func:`ingest_summarizer_checkpoint` writes, computed without touching the store.
+
+    ``with_split_tables=False`` skips the sentences and the Lead-3 and oracle scores, which the store
+    keeps once per run and split (an earlier checkpoint wrote them).
+    """
+    if len(documents) == 0:
+        raise DataError("There are no documents to ingest.")
+    if bundle.task != EXTRACTIVE_SUMMARIZATION:
+        raise ModelError(f"{bundle.name} is a {bundle.task} model; extractive summarization needs a summarizer "
+                         "(t3vis.model.summarizer_loading.load_summarizer).")
+    max_length = min(config.max_length or bundle.max_length, bundle.max_length)
+    layers = _resolve_layers(config.layers, bundle.num_layers)
+    seconds: dict[str, float] = {}
+
+    started = time.perf_counter()
+    encoded = encode_documents(bundle.tokenizer, documents.sentences, max_length=max_length,
+                               segments=uses_segments(bundle.model))
+    check_tokens_are_known(bundle.tokenizer, [document.input_ids for document in encoded])
+    seconds["tokenize"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    result = _forward_pass(bundle, encoded, documents.oracle, layers=layers, config=config, progress=progress)
+    seconds["forward"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    summaries = [top_units(score, SUMMARY_SIZE) for score in result.scores]
+    rouge_scores = _score(documents, summaries, progress, "ROUGE of the predicted summaries")
+    seconds["rouge"] = time.perf_counter() - started
+    predictions = unit_prediction_rows(documents.example_ids, result.scores, documents.oracle,
+                                       summary_size=SUMMARY_SIZE)
+
+    started = time.perf_counter()
+    projections = _projections(documents.example_ids, result.pooled, config, progress, previous)
+    seconds["projection"] = time.perf_counter() - started
+
+    tables = {
+        "unit_predictions": predictions,
+        "document_scores": document_score_rows(documents.example_ids, result.losses, rouge_scores, summaries),
+        "attention_patterns": attention_rows(result.attention["pattern"], result.attention, result.attention_examples),
+    }
+    if projections is not None:
+        tables["projections"] = projections
+    if result.importance is not None:
+        tables["head_importance"] = importance_rows(result.importance, result.importance_examples)
+    accuracy = float(np.mean(predictions["correct"].to_numpy(zero_copy_only=False)))
+    means = {name: float(np.mean([getattr(score, name) for score in rouge_scores]))
+             for name in ("rouge1", "rouge2", "rougeL")}
+    loss = float(np.mean(result.losses))
+    metrics = {
+        config.split: {"accuracy": accuracy, "loss": loss, **means, "n_examples": len(documents)},
+        **({"trainer": extra_metrics} if extra_metrics else {}),
+    }
+    run = RunInfo(
+        run_id=run_id, model=bundle.name, task=EXTRACTIVE_SUMMARIZATION,
+        dataset=dataset or Path(documents.source).name or None, label_names=bundle.label_names,
+        num_layers=bundle.num_layers, num_heads=bundle.num_heads, max_length=max_length,
+        config={**_jsonable(asdict(config)), "layers": list(layers), "summary_size": SUMMARY_SIZE},
+    )
+    summary = IngestSummary(
+        run_id=run_id, checkpoint=checkpoint, split=config.split, n_examples=len(documents),
+        n_truncated=sum(document.n_kept < document.n_sentences for document in encoded),
+        accuracy=accuracy, loss=loss, seconds=seconds, scores=means,
+    )
+    return CheckpointRecord(
+        run=run,
+        checkpoint=CheckpointInfo(run_id=run_id, checkpoint=checkpoint, step=step, epoch=epoch,
+                                  path=None if path is None else str(path), metrics=metrics),
+        results=CheckpointResults(
+            split=config.split, tables=tables, examples=document_examples_table(documents, encoded),
+            split_tables=split_tables(documents, encoded, progress) if with_split_tables else {},
+        ),
+        summary=summary,
+    )
+
+
+def document_examples_table(documents: DocumentSet, encoded: list[EncodedDocument]) -> pa.Table:
+    """``examples`` rows of documents: the article (sentences joined by spaces) and its reference summary."""
+    extra = documents.extra
+    extra_json = (None if extra is None or extra.shape[1] == 0
+                  else extra.to_json(orient="records", lines=True, force_ascii=False).splitlines())
+    return example_rows(
+        documents.example_ids, documents.texts, None, None,
+        n_tokens=np.array([len(document.input_ids) for document in encoded]),
+        n_tokens_full=np.array([document.n_tokens_full for document in encoded]),
+        extra_json=extra_json, references=["\n".join(reference) for reference in documents.references],
+    )
+
+
+def split_tables(documents: DocumentSet, encoded: list[EncodedDocument], progress: Progress, *,
+                 with_baselines: bool = True) -> dict[str, pa.Table]:
+    """The tables written once per run and split: the sentences (units) and the Lead-3 and oracle scores."""
+    lead = [np.arange(min(SUMMARY_SIZE, len(sentences))) for sentences in documents.sentences]
+    oracle = [np.flatnonzero(labels) for labels in documents.oracle]
+    n_tokens = [_sentence_lengths(document) for document in encoded]
+    units = unit_rows(documents.example_ids, documents.sentences, documents.oracle,
+                      [document.n_kept for document in encoded], n_tokens)
+    if not with_baselines:
+        return {"units": units}
+    return {
+        "units": units,
+        "baseline_scores": pa.concat_tables([
+            baseline_rows(documents.example_ids, "lead-3", _score(documents, lead, progress, "ROUGE of Lead-3"), lead),
+            baseline_rows(documents.example_ids, "oracle", _score(documents, oracle, progress, "ROUGE of the oracle"),
+                          oracle),
+        ]),
+    }
+
+
+def _sentence_lengths(document: EncodedDocument) -> list[int]:
+    """Word pieces of each sentence (without [CLS] and [SEP]); -1 for the sentences that were cut."""
+    ends = document.cls_positions[1:] + [len(document.input_ids)]
+    kept = [end - start - 2 for start, end in zip(document.cls_positions, ends)]
+    return kept + [-1] * (document.n_sentences - document.n_kept)
+
+
+def _score(documents: DocumentSet, summaries, progress: Progress, phase: str) -> list[RougeScores]:
+    scores = []
+    for done, (sentences, reference, summary) in enumerate(zip(documents.sentences, documents.references, summaries)):
+        if done % 50 == 0:
+            progress(phase, done, len(documents))
+        scores.append(rouge([sentences[index] for index in summary], reference))
+    progress(phase, len(documents), len(documents))
+    return scores
+
+
+def document_losses(output, inputs: dict) -> torch.Tensor:
+    """Each document's loss (B,): the mean binary cross-entropy of its kept sentences."""
+    mask = inputs["sentence_mask"]  # (B, S)
+    return sentence_loss(output.logits, inputs["labels"], mask).sum(1) / mask.sum(1).clamp(min=1)
+
+
+@dataclass
+class _SummaryPass:
+    scores: list[np.ndarray]  # N arrays (S_kept,): each kept sentence's logit
+    losses: np.ndarray  # (N,) each document's mean sentence loss
+    pooled: dict[int, np.ndarray]  # layer -> (N, D) document vectors
+    importance: np.ndarray | None  # (L, H) mean |dL/dm| over the sampled documents
+    importance_examples: int
+    attention: dict[str, np.ndarray]  # AttentionAccumulator.summary()
+    attention_examples: int
+
+
+def _forward_pass(bundle: ModelBundle, encoded: list[EncodedDocument], oracle: list[np.ndarray], *,
+                  layers: tuple[int, ...], config: IngestConfig, progress: Progress) -> _SummaryPass:
+    model, device = bundle.model, bundle.device
+    lengths = np.array([len(document.input_ids) for document in encoded])
+    batches = length_sorted_batches(lengths, config.batch_size)
+    with_gradient = _sampled_batches(batches, config.importance_examples, config.seed)
+    with_attention = _sampled_batches(batches, config.attention_examples, config.seed, first=with_gradient)
+    accumulator = AttentionAccumulator(bundle.num_layers, bundle.num_heads, config.attention_bins)
+    n = len(encoded)
+    scores: list[np.ndarray | None] = [None] * n
+    losses = np.zeros(n, dtype=np.float64)
+    pooled: dict[int, np.ndarray] = {}
+    importance = torch.zeros(bundle.num_layers, bundle.num_heads, dtype=torch.float64)
+    importance_examples = 0
+
+    progress("forward", 0, n)
+    done = 0
+    for batch_index, indices in enumerate(batches):
+        inputs = collate_documents([encoded[i] for i in indices], pad_token_id=bundle.pad_token_id,
+                                   labels=[oracle[i] for i in indices])
+        inputs = {name: value.to(device) for name, value in inputs.items()}
+        probe = AttentionProbe()
+        if batch_index in with_attention:
+            accumulator.set_batch(inputs["attention_mask"], inputs["input_ids"],
+                                  *token_kinds(inputs["input_ids"], bundle.tokenizer))
+            probe.consumer = accumulator.consume
+        if batch_index in with_gradient:
+            output, gradient = head_mask_gradient(model, inputs, None, probe=probe, output_hidden_states=True,
+                                                  example_losses=lambda out: document_losses(out, inputs))
+            importance += gradient.abs().double().sum(0)  # (L, H)
+            importance_examples += len(indices)
+        else:
+            with torch.no_grad():
+                output, _ = run_with_probe(model, probe, **inputs, output_hidden_states=True)
+        batch_losses = document_losses(output, inputs).detach().double().cpu().numpy()  # (B,)
+        batch_scores = output.logits.detach().float().cpu().numpy()  # (B, S)
+        for row, index in enumerate(indices):
+            scores[index] = batch_scores[row, : encoded[index].n_kept]
+            losses[index] = batch_losses[row]
+        for layer in layers:
+            vectors = pool_hidden_states(output.hidden_states[layer].detach(), inputs["attention_mask"],
+                                         pooling=config.pooling).float().cpu().numpy()  # (B, D)
+            if layer not in pooled:
+                pooled[layer] = np.empty((n, vectors.shape[1]), dtype=np.float32)
+            pooled[layer][indices] = vectors
+        done += len(indices)
+        progress("forward", done, n)
+    return _SummaryPass(
+        scores=scores, losses=losses, pooled=pooled,
+        importance=(importance / importance_examples).numpy() if importance_examples else None,
+        importance_examples=importance_examples,
+        attention=accumulator.summary(), attention_examples=accumulator.n_examples,
+    )
