@@ -350,6 +350,7 @@ _KEY_COLUMNS = {
     "checkpoint": "the checkpoint's name (checkpoints.checkpoint)",
     "split": "the split of the examples ('train', 'validation', ...)",
     "example_id": "the example (examples.example_id)",
+    "unit": "the output unit of the example: a sentence of a document (units.unit); 0 for example-level tasks",
     "layer": "0-based layer",
     "head": "0-based attention head",
 }
