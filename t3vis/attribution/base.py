@@ -10,20 +10,40 @@ import torch
 
 from t3vis.model.heads import Head, encode_one, head_mask
 from t3vis.model.access import ModelBundle, eval_mode
+from t3vis.model.summarizer import collate_documents, encode_documents, uses_segments
+from t3vis.tasks import EXTRACTIVE_SUMMARIZATION
 
 
 @dataclass(frozen=True)
 class ExampleInputs:
     """One example, encoded for the model (a batch of one)."""
 
-    inputs: dict  # input_ids, attention_mask (1, T)[, token_type_ids]
+    inputs: dict  # input_ids, attention_mask (1, T)[, token_type_ids][, cls_positions, sentence_mask (1, S)]
     tokens: list[str]  # (T,)
     truncated: bool
+    sentence_of_token: list[int] | None = None  # (T,) a document's sentence of each token (summarization)
+
+    @property
+    def n_outputs(self) -> int | None:
+        """Outputs to explain when they are the example's own (a document's kept sentences), else None."""
+        positions = self.inputs.get("cls_positions")
+        return None if positions is None else int(positions.shape[1])
 
 
 def prepare(bundle: ModelBundle, text: str, text_pair: str | None = None) -> ExampleInputs:
     inputs, tokens, truncated = encode_one(bundle, text, text_pair)
     return ExampleInputs(inputs=inputs, tokens=tokens, truncated=truncated)
+
+
+def prepare_document(bundle: ModelBundle, sentences: list[str]) -> ExampleInputs:
+    """A document for a summarizer: ``[CLS] s [SEP]`` per sentence, cut at the model's limit."""
+    (document,) = encode_documents(bundle.tokenizer, [sentences], max_length=bundle.max_length,
+                                   segments=uses_segments(bundle.model))
+    inputs = collate_documents([document], pad_token_id=bundle.pad_token_id)
+    inputs = {name: value.to(bundle.device) for name, value in inputs.items()}
+    return ExampleInputs(inputs=inputs, tokens=bundle.tokenizer.convert_ids_to_tokens(document.input_ids),
+                         truncated=document.n_kept < document.n_sentences,
+                         sentence_of_token=document.sentence_of_token)
 
 
 @dataclass(frozen=True)
@@ -33,9 +53,9 @@ class Attribution:
     method: str
     tokens: list[str]  # (T,)
     scores: np.ndarray  # (T,) signed relevance of each token for the target logit
-    target: int  # explained class
+    target: int  # explained class (a summarizer: the explained sentence)
     logit: float  # the explained logit
-    probs: np.ndarray  # (K,) the prediction the explanation is of
+    probs: np.ndarray  # (K,) the prediction the explanation is of (a summarizer: (S,) each sentence's probability)
 
     @property
     def total(self) -> float:
@@ -53,16 +73,20 @@ class AttributionMethod:
 
     def attribute(self, bundle: ModelBundle, example: ExampleInputs, target: int, *,
                   pruned: Iterable[Head] = ()) -> Attribution:
-        """Scores (T,) of each token for the logit of class ``target``, with the pruned heads masked."""
-        if not 0 <= target < len(bundle.label_names):
-            raise ValueError(f"target {target} is not one of the model's {len(bundle.label_names)} classes")
+        """Scores (T,) of each token for the logit of class ``target`` (a summarizer: of sentence ``target``'s
+        score), with the pruned heads masked."""
+        outputs = example.n_outputs if bundle.task == EXTRACTIVE_SUMMARIZATION else len(bundle.label_names)
+        if not 0 <= target < outputs:
+            what = "sentences" if bundle.task == EXTRACTIVE_SUMMARIZATION else "classes"
+            raise ValueError(f"target {target} is not one of the {outputs} {what} the model scores")
         mask = head_mask(pruned, bundle.num_layers, bundle.num_heads).to(bundle.device)  # (L, H)
         # Explanations are of the deterministic model: dropout off, whatever mode the model came in.
         with eval_mode(bundle.model), torch.enable_grad():
             scores, logits = self._scores(bundle, example.inputs, target, mask)
-        logits = logits.detach().float().cpu()[0]  # (K,)
+        logits = logits.detach().float().cpu()[0]  # (K,) or (S,)
+        probs = torch.sigmoid(logits) if bundle.task == EXTRACTIVE_SUMMARIZATION else torch.softmax(logits, -1)
         return Attribution(method=self.name, tokens=example.tokens, scores=scores.detach().float().cpu().numpy(),
-                           target=target, logit=float(logits[target]), probs=torch.softmax(logits, -1).numpy())
+                           target=target, logit=float(logits[target]), probs=probs.numpy())
 
     def _scores(self, bundle: ModelBundle, inputs: dict, target: int,
                 mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -60,7 +60,7 @@ class ExtractiveSummarizer(PreTrainedModel):
     """Encoder + a linear scorer on each sentence's ``[CLS]`` vector."""
 
     config_class = ExtractiveSummarizerConfig
-    base_model_prefix = "summarizer"
+    base_model_prefix = "encoder"  # model.base_model is the encoder (its embeddings, for LRP)
     _supports_attention_backend = True
     _supports_sdpa = True
 
@@ -97,17 +97,20 @@ class ExtractiveSummarizer(PreTrainedModel):
 
     def forward(
         self,
-        input_ids: torch.Tensor,  # (B, T)
-        cls_positions: torch.Tensor,  # (B, S) index of each sentence's [CLS]; padding rows point at 0
-        sentence_mask: torch.Tensor,  # (B, S) 1 for real sentences
+        input_ids: torch.Tensor | None = None,  # (B, T)
+        cls_positions: torch.Tensor | None = None,  # (B, S) index of each sentence's [CLS]; padding rows point at 0
+        sentence_mask: torch.Tensor | None = None,  # (B, S) 1 for real sentences
         attention_mask: torch.Tensor | None = None,  # (B, T)
         token_type_ids: torch.Tensor | None = None,  # (B, T) alternating segments
         labels: torch.Tensor | None = None,  # (B, S) oracle labels 0/1
         example_ids: torch.Tensor | None = None,  # (B,) passed through for recorders; unused
         output_hidden_states: bool | None = None,
+        inputs_embeds: torch.Tensor | None = None,  # (B, T, D) word embeddings instead of input_ids (attribution)
         **kwargs,
     ) -> SummarizerOutput:
-        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if cls_positions is None or sentence_mask is None:
+            raise ValueError("the summarizer needs cls_positions and sentence_mask (collate_documents makes them)")
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "inputs_embeds": inputs_embeds}
         if token_type_ids is not None and self._encoder_takes_token_types:
             inputs["token_type_ids"] = token_type_ids
         encoded = self.encoder(**inputs, output_hidden_states=output_hidden_states, **kwargs)
