@@ -1,14 +1,17 @@
 """Attention Head view: a layers x heads grid of importance or attention patterns, and reversible pruning."""
 
+from dataclasses import asdict
+
 import pandas as pd
 import streamlit as st
 
 from t3vis import charts
 
 from t3vis.queries import explore
-from t3vis.analysis.evaluation import evaluate
-from t3vis.analysis.instance_heads import instance_heads, instance_pattern_frame
-from t3vis.queries.checkpoint_reads import stored_examples
+from t3vis.analysis.evaluation import document_pruning_table, evaluate, evaluate_summaries
+from t3vis.analysis.instance_heads import document_heads, instance_heads, instance_pattern_frame
+from t3vis.queries.checkpoint_reads import stored_documents, stored_examples
+from t3vis.tasks import EXTRACTIVE_SUMMARIZATION
 from t3vis.markdown_text import escape_markdown as md  # store text shown as Markdown
 from t3vis_app import data, sidebar, state
 from t3vis_app.selection import probability_bars, selected, selected_details
@@ -23,16 +26,26 @@ if ctx.checkpoint is None:
 
 # -- controls -------------------------------------------------------------------------------------
 controls = st.columns([2, 2, 3, 2])
-show = state.choice(controls[0].radio, "Show", ["importance", "pattern"], name="heads_show", horizontal=True,
+show = state.choice(controls[0].radio, "Show", ["importance", "pattern", "function"], name="heads_show",
+                    horizontal=True,
                     help="Importance: each head's first-order Taylor importance (Michel et al. 2019). "
-                         "Pattern: each head's attention as a small heatmap.")
+                         "Pattern: each head's attention as a small heatmap. Function: how much attention each "
+                         "head gives to the same token elsewhere, its own sentence, its neighbours, special "
+                         "tokens or itself (the head functions of the T3-Vis case study).")
 scale = state.choice(controls[1].radio, "Scale", ["aggregate", "instance"], name="heads_scale", horizontal=True,
                      help="Aggregate: the evaluation set, precomputed at ingest. Instance: the selected example, "
                           "computed live with the pruned heads masked.")
-normalisation = state.choice(controls[2].selectbox, "Normalisation", list(explore.IMPORTANCE_COLUMNS),
-                             name="heads_norm", format_func=explore.IMPORTANCE_COLUMNS.get,
-                             disabled=show != "importance" or scale == "instance",
-                             help="How the aggregate importance is scaled (instance scale: ÷ the largest head).")
+if show == "function":
+    function = state.choice(controls[2].selectbox, "Head function", list(explore.HEAD_FUNCTIONS),
+                            name="heads_function", format_func=lambda name: "attention to "
+                            + explore.HEAD_FUNCTIONS[name],
+                            help="The mean attention mass each head gives, over the aggregate sample.")
+    normalisation = "importance_global"
+else:
+    normalisation = state.choice(controls[2].selectbox, "Normalisation", list(explore.IMPORTANCE_COLUMNS),
+                                 name="heads_norm", format_func=explore.IMPORTANCE_COLUMNS.get,
+                                 disabled=show != "importance" or scale == "instance",
+                                 help="How the aggregate importance is scaled (instance scale: ÷ the largest head).")
 others = ["—"] + [name for name in ctx.checkpoints.checkpoint if name != ctx.checkpoint]
 compare_with = state.choice(controls[3].selectbox, "Difference to checkpoint", others, name="heads_compare",
                             disabled=show != "importance" or scale == "instance",
@@ -54,7 +67,13 @@ with prune_row[2]:
 selected_head = state.selected_head(int(run.num_layers), int(run.num_heads))
 
 # -- the selected example and the live analysis ------------------------------------------------------
-split, example_id, details = selected_details(ctx)
+SUMMARIZATION = run.task == EXTRACTIVE_SUMMARIZATION
+if SUMMARIZATION:
+    split, example_id = state.selected_example()
+    details = None if example_id is None else data.document_details(ctx.store, run.run_id, split, example_id,
+                                                                   ctx.checkpoint)
+else:
+    split, example_id, details = selected_details(ctx)
 bundle, why_not = (None, "")
 if scale == "instance" or (details is not None):
     bundle, why_not = checkpoint_model(ctx.store, run, ctx.checkpoint)
@@ -62,6 +81,10 @@ if scale == "instance" or (details is not None):
 
 def analyse(pruned_heads: frozenset):
     key = (ctx.store.path, run.run_id, ctx.checkpoint, split, example_id, pruned_heads)
+    if SUMMARIZATION:
+        sentences = details["sentences"]
+        return session_cached("instance_heads", key, lambda: document_heads(
+            bundle, sentences.text.tolist(), sentences.label.to_numpy(), pruned=pruned_heads), size=4)
     return session_cached("instance_heads", key, lambda: instance_heads(
         bundle, details["text"], details.get("text_pair") or None, label=int(details["label"]), pruned=pruned_heads))
 
@@ -69,7 +92,23 @@ def analyse(pruned_heads: frozenset):
 # -- the grid ---------------------------------------------------------------------------------------
 grid_title = ""
 chart = None
-if scale == "aggregate":
+if show == "function":
+    if scale == "instance":
+        st.info("Head functions are measured over the aggregate sample at ingestion: switch the scale to "
+                "aggregate. At instance scale, select a head and click a token in the Instance view to see what "
+                "it attends to.")
+        st.stop()
+    functions = data.head_functions(ctx.store, run.run_id, ctx.checkpoint)
+    if functions.empty or functions[function].isna().all():
+        st.info(f"{md(ctx.checkpoint)} has no head functions: it was ingested before t3vis measured them. "
+                "Ingest it again to measure them.")
+        st.stop()
+    grid = functions.rename(columns={function: "value"})
+    grid_title = (f"Attention to {explore.HEAD_FUNCTIONS[function]} at {ctx.checkpoint} · "
+                  f"{functions.split.iloc[0]} split, {int(functions.n_examples.iloc[0])} examples")
+    chart = charts.head_importance_chart(grid, value_title="attention mass", selected=selected_head,
+                                         pruned=pruned, title=grid_title)
+elif scale == "aggregate":
     importance = data.head_importance(ctx.store, run.run_id, ctx.checkpoint)
     if show == "importance":
         if importance.empty:
@@ -103,7 +142,8 @@ else:
     if show == "importance":
         grid = pd.DataFrame([{"layer": l, "head": h, "value": float(analysis.importance_global[l, h])}
                              for l in range(int(run.num_layers)) for h in range(int(run.num_heads))])
-        grid_title = (f"Importance for example #{example_id} (gold label {details['label_name']}), ÷ the largest head"
+        explained = ("its loss against the oracle" if SUMMARIZATION else f"gold label {details['label_name']}")
+        grid_title = (f"Importance for example #{example_id} ({explained}), ÷ the largest head"
                       + (" · pruned heads masked" if pruned else ""))
         chart = charts.head_importance_chart(grid, value_title="importance", selected=selected_head,
                                              pruned=pruned, title=grid_title)
@@ -112,7 +152,7 @@ else:
         grid_title = f"Attention for example #{example_id} ({len(analysis.tokens)} tokens)"
         chart = charts.head_pattern_chart(patterns, selected=selected_head, pruned=pruned, title=grid_title)
 
-grid_height = (30 if show == "importance" else 52) * int(run.num_layers) + 90
+grid_height = (52 if show == "pattern" else 30) * int(run.num_layers) + 90
 event = st.altair_chart(chart, on_select="rerun", selection_mode=[charts.HEAD], key=f"heads.{show}.{scale}",
                         height=grid_height)
 points = selected(event, charts.HEAD)
@@ -150,32 +190,35 @@ else:
     pruned_label = f"{len(pruned)} head{'' if len(pruned) == 1 else 's'} pruned"
     names = list(run.label_names)
     left, right = st.columns(2)
-    for column, result, heading in ((left, before, "All heads"), (right, after, pruned_label)):
+    if SUMMARIZATION:
+        st.dataframe(document_pruning_table(details["sentences"], before.probs, after.probs, pruned_label),
+                     hide_index=True, column_config={"sentence": st.column_config.TextColumn(width="large")})
+    for column, result, heading in (() if SUMMARIZATION else ((left, before, "All heads"),
+                                                             (right, after, pruned_label))):
         predicted = names[int(result.probs.argmax())]
         with column:
             st.markdown(f"**{heading}**: predicts **{md(predicted)}** for #{example_id} "
                         f"(gold {md(details['label_name'])})")
             probability_bars(names, result.probs, gold=details["label_name"], predicted=predicted)
     if st.button("Measure on the whole evaluation set", disabled=not pruned,
-                 help="Accuracy and loss of the checkpoint on the selected example's split, with and without "
-                      "the pruned heads."):
-        examples = stored_examples(ctx.store.database, run.run_id, split)
+                 help="The checkpoint's metrics on the selected example's split (accuracy and loss; ROUGE and "
+                      "loss for a summarizer), with and without the pruned heads."):
+        examples = (stored_documents if SUMMARIZATION else stored_examples)(ctx.store.database, run.run_id, split)
         bar = st.progress(0.0, text="Evaluating ...")
 
         def report(phase, done, total, offset=0.0, label="all heads"):
             bar.progress(min(offset + 0.5 * done / max(total, 1), 1.0), text=f"{label}: {done} / {total}")
 
-        full = evaluate(bundle, examples, progress=report)
-        cut = evaluate(bundle, examples, pruned=pruned,
-                       progress=lambda p, d, t: report(p, d, t, 0.5, pruned_label))
+        measure = evaluate_summaries if SUMMARIZATION else evaluate
+        full = measure(bundle, examples, progress=report)
+        cut = measure(bundle, examples, pruned=pruned, progress=lambda p, d, t: report(p, d, t, 0.5, pruned_label))
         bar.empty()
         st.session_state["prune_evaluation"] = {"pruned": sorted(pruned), "split": split, "rows": [
-            {"model": "all heads", "accuracy": full.accuracy, "loss": full.loss, "examples": full.n_examples},
-            {"model": pruned_label, "accuracy": cut.accuracy, "loss": cut.loss,
-             "examples": cut.n_examples}]}
+            {"model": name, **{("examples" if key == "n_examples" else key): value for key, value in asdict(result).items()}}
+            for name, result in (("all heads", full), (pruned_label, cut))]}
     result = st.session_state.get("prune_evaluation")
     if result and result["pruned"] == sorted(pruned) and result["split"] == split:
         st.dataframe(pd.DataFrame(result["rows"]), hide_index=True,
-                     column_config={"accuracy": st.column_config.NumberColumn(format="%.3f"),
-                                    "loss": st.column_config.NumberColumn(format="%.4f")})
+                     column_config={name: st.column_config.NumberColumn(format="%.4f" if name == "loss" else "%.3f")
+                                    for name in ("accuracy", "loss", "rouge1", "rouge2", "rougeL")})
 state.write_url()

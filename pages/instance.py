@@ -8,13 +8,18 @@ from t3vis.attribution import METHODS, prepare
 from t3vis.analysis.instance_heads import instance_heads
 from t3vis.markdown_text import escape_markdown as md  # store text shown as Markdown
 from t3vis.analysis.token_view import layout_tokens, merge_word_pieces
-from t3vis_app import sidebar, state
+from t3vis.tasks import EXTRACTIVE_SUMMARIZATION
+from t3vis_app import document_instance, sidebar, state
 from t3vis_app.selection import probability_bars, selected, selected_details
 from t3vis_app.models import checkpoint_model, session_cached
 
 ctx = sidebar.render()
 run = ctx.run
 st.title("Instance")
+if run.task == EXTRACTIVE_SUMMARIZATION:
+    document_instance.render(ctx)
+    state.write_url()
+    st.stop()
 split, example_id, details = selected_details(ctx)
 if details is None:
     st.info("Select an example first: click a point or a table row in the Projection view.")

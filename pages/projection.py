@@ -7,7 +7,8 @@ from t3vis import charts
 from t3vis.queries import explore
 from t3vis_app import data, sidebar, state
 from t3vis_app.filters import filter_widgets
-from t3vis_app.selection import example_panel, picked_from_chart, picked_from_table
+from t3vis.tasks import EXTRACTIVE_SUMMARIZATION
+from t3vis_app.selection import document_panel, example_panel, picked_from_chart, picked_from_table
 
 ctx = sidebar.render()
 run_id = ctx.run.run_id
@@ -25,7 +26,11 @@ if not layout_options:
             "or record training with the T3visCallback.")
     st.stop()
 
+SUMMARIZATION = ctx.run.task == EXTRACTIVE_SUMMARIZATION  # documents in projections, sentences in the Data Map
 LAYOUT_NAMES = {"tsne": "t-SNE", "pca": "PCA", explore.DATA_MAP: "Data Map"}
+if SUMMARIZATION:
+    LAYOUT_NAMES = {"tsne": "t-SNE of documents", "pca": "PCA of documents",
+                    explore.DATA_MAP: "Data Map of sentences"}
 controls = st.columns([2, 1, 2, 1])
 saved = (state.get("layout"), state.get("split"))
 layout, split = state.choice(
@@ -96,8 +101,8 @@ for (shown_view, side), column in zip(views, columns):
 
 st.subheader("Data table")
 table = frame.drop(columns=["x", "y", "label_id", "pred"], errors="ignore")
-first = [c for c in ("example_id", "text", "label", "prediction", "correct", "loss", "confidence", "gold_prob",
-                     "region") if c in table.columns]
+first = [c for c in ("example_id", "unit", "text", "label", "prediction", "correct", "rouge1", "loss", "confidence",
+                     "gold_prob", "region") if c in table.columns]
 table = table[first + [c for c in table.columns if c not in first]]
 table.insert(0, "selected", table.example_id == selected_id)
 table_event = st.dataframe(
@@ -109,6 +114,7 @@ table_event = st.dataframe(
         "loss": st.column_config.NumberColumn("loss", format="%.3f"),
         "confidence": st.column_config.NumberColumn("confidence", format="%.3f"),
         "gold_prob": st.column_config.NumberColumn("gold prob.", format="%.3f"),
+        **{name: st.column_config.NumberColumn(name, format="%.3f") for name in ("rouge1", "rouge2", "rougeL", "prob")},
     },
 )
 row_id = picked_from_table(table_event, table, "table")
@@ -116,8 +122,11 @@ if row_id is not None:
     state.select_example(split, row_id)
     st.rerun()
 st.download_button("Download the filtered rows (CSV)",  # a callable: the CSV is built only when clicked
-                   lambda: frame.drop(columns=["label_id", "pred"]).to_csv(index=False),
+                   lambda: frame.drop(columns=["label_id", "pred"], errors="ignore").to_csv(index=False),
                    file_name=f"t3vis-{run_id}-{split}.csv", mime="text/csv")
 
-example_panel(ctx, split)
+if SUMMARIZATION:
+    document_panel(ctx, split)
+else:
+    example_panel(ctx, split)
 state.write_url()

@@ -4,6 +4,7 @@ import streamlit as st
 
 from t3vis import charts
 from t3vis.markdown_text import escape_markdown as md
+from t3vis.tasks import EXTRACTIVE_SUMMARIZATION
 from t3vis_app import data, sidebar, state
 from t3vis_app.selection import selected
 
@@ -12,10 +13,23 @@ run_id = ctx.run.run_id
 st.title("Training")
 
 curves = data.learning_curves(ctx.store, run_id)
+x_title = "epoch" if ctx.checkpoints.epoch.notna().any() else "step"
+if ctx.run.task == EXTRACTIVE_SUMMARIZATION:
+    summary = data.summary_curves(ctx.store, run_id)
+    if summary.empty and curves.empty:
+        st.info("This run has no checkpoints and no training dynamics yet.")
+        st.stop()
+    st.caption("ROUGE (F1) of each checkpoint's predicted summaries (its 3 highest-scoring sentences) against the "
+               "references; Lead-3 and the oracle as references lines. Loss: mean sentence binary cross-entropy.")
+    left, right = st.columns(2)
+    left.altair_chart(charts.learning_curve_chart(summary, "rouge1", x_title=x_title))
+    right.altair_chart(charts.learning_curve_chart(summary, "rougeL", x_title=x_title))
+    if not curves.empty:
+        st.altair_chart(charts.learning_curve_chart(curves, "loss", x_title=x_title))
+    st.stop()
 if curves.empty:
     st.info("This run has no predictions and no training dynamics yet.")
     st.stop()
-x_title = "epoch" if ctx.checkpoints.epoch.notna().any() else "step"
 left, right = st.columns(2)
 for column, metric in ((left, "accuracy"), (right, "loss")):
     column.altair_chart(charts.learning_curve_chart(curves, metric, x_title=x_title))

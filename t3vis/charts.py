@@ -47,9 +47,9 @@ def _color(attribute: Attribute, frame: pd.DataFrame) -> alt.Color:
 
 
 def _tooltip(frame: pd.DataFrame) -> list[alt.Tooltip]:
-    fields = [("example_id", "id"), ("text", "text"), ("label", "label"), ("prediction", "prediction"),
-              ("loss", "loss"), ("region", "region")]
-    return [alt.Tooltip(name, title=title, format=".3f" if name == "loss" else "")
+    fields = [("example_id", "id"), ("unit", "sentence"), ("text", "text"), ("label", "label"),
+              ("prediction", "prediction"), ("loss", "loss"), ("rouge1", "ROUGE-1"), ("region", "region")]
+    return [alt.Tooltip(name, title=title, format=".3f" if name in ("loss", "rouge1") else "")
             for name, title in fields if name in frame.columns and frame[name].notna().any()]
 
 
@@ -74,7 +74,8 @@ def projection_chart(
 ) -> alt.LayerChart:
     """Scatter plot of the example frame (columns example_id, x, y, and the colour attribute)."""
     x_title, y_title = axis_titles(layout, layer)
-    columns = ["example_id", "x", "y", color.name] + [c for c in ("text", "label", "prediction", "loss", "region")
+    columns = ["example_id", "x", "y", color.name] + [c for c in ("unit", "text", "label", "prediction", "loss",
+                                                                  "rouge1", "region")
                                                        if c in frame.columns and c != color.name]
     data = frame[columns].copy()
     if "text" in data and len(data) > LARGE:  # fewer bytes for the browser to parse; the table has more

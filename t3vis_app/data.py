@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from t3vis.queries import explore, training_view
+from t3vis.queries import explore, summaries, training_view
 from t3vis.queries.checkpoint_reads import checkpoint_weights as _checkpoint_weights
 from t3vis.queries.sql_console import schema_description as _schema_description
 from t3vis.store.database import Store
@@ -110,6 +110,11 @@ def example_details(store: StoreHandle, run_id: str, split: str, example_id: int
     return explore.example_details(store.database, run_id, split, example_id, checkpoint)
 
 
+@_cached(128)
+def document_details(store: StoreHandle, run_id: str, split: str, example_id: int, checkpoint: str | None) -> dict | None:
+    return summaries.document_details(store.database, run_id, split, example_id, checkpoint)
+
+
 # -- heads ------------------------------------------------------------------------------------------
 
 @_cached(64)
@@ -122,6 +127,11 @@ def attention_patterns(store: StoreHandle, run_id: str, checkpoint: str) -> pd.D
     return explore.attention_patterns(store.database, run_id, checkpoint)
 
 
+@_cached(32)
+def head_functions(store: StoreHandle, run_id: str, checkpoint: str) -> pd.DataFrame:
+    return explore.head_functions(store.database, run_id, checkpoint)
+
+
 @_cached(256)
 def head_stats(store: StoreHandle, run_id: str, checkpoint: str, layer: int, head: int) -> dict:
     return explore.head_stats(store.database, run_id, checkpoint, layer, head)
@@ -132,6 +142,11 @@ def head_stats(store: StoreHandle, run_id: str, checkpoint: str, layer: int, hea
 @_cached(16)
 def learning_curves(store: StoreHandle, run_id: str) -> pd.DataFrame:
     return training_view.learning_curves(store.database, run_id)
+
+
+@_cached(16)
+def summary_curves(store: StoreHandle, run_id: str) -> pd.DataFrame:
+    return summaries.summary_curves(store.database, run_id)
 
 
 @_cached(16)

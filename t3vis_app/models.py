@@ -11,12 +11,17 @@ import streamlit as st
 
 from t3vis.markdown_text import escape_markdown as md
 from t3vis.model.access import ModelBundle, load_model
+from t3vis.tasks import EXTRACTIVE_SUMMARIZATION, SEQUENCE_CLASSIFICATION
 from t3vis_app import data
 
 
 @st.cache_resource(show_spinner="Loading the checkpoint's model ...", max_entries=3)
-def load_checkpoint_model(path: str, label_names: tuple[str, ...]) -> ModelBundle:
+def load_checkpoint_model(path: str, label_names: tuple[str, ...], task: str = SEQUENCE_CLASSIFICATION) -> ModelBundle:
     # Shared across sessions: pruning and attribution pass masks per call and never change it.
+    if task == EXTRACTIVE_SUMMARIZATION:
+        from t3vis.model.summarizer_loading import load_summarizer
+
+        return load_summarizer(path, device="cpu")
     return load_model(path, label_names=label_names, device="cpu")
 
 
@@ -29,7 +34,7 @@ def checkpoint_model(store: data.StoreHandle, run, checkpoint: str | None) -> tu
         return None, (f"The weights of {md(checkpoint)} are not on disk (the store records no readable folder "
                       "for it), so live computations are unavailable. Ingest with `t3vis ingest --model FOLDER` or "
                       "record training with `T3visCallback(checkpoint_dir=...)` to keep them.")
-    return load_checkpoint_model(str(Path(folder)), tuple(run.label_names)), ""
+    return load_checkpoint_model(str(Path(folder)), tuple(run.label_names), run.task), ""
 
 
 def session_cached(name: str, key: tuple, compute: Callable, *, size: int = 16):

@@ -47,6 +47,35 @@ def probability_bars(names: list[str], probs, *, gold: str, predicted: str) -> N
                     width="stretch", height=28 * len(names) + 70)
 
 
+def document_panel(ctx, split: str) -> None:
+    """The selected document of a summarization run: its predicted summary, the oracle's and the reference."""
+    st.subheader("Selected document")
+    selected_split, example_id = state.selected_example()
+    if example_id is None or selected_split != split:
+        st.caption("Click a point or a table row to select a document; the Instance view shows it sentence by "
+                   "sentence.")
+        return
+    details = data.document_details(ctx.store, ctx.run.run_id, split, example_id, ctx.checkpoint)
+    if details is None:
+        st.caption(f"Document {example_id} is not in the {md(split)} split of this run.")
+        return
+    sentences = details["sentences"]
+    rouge1 = details.get("rouge1")
+    scored = "" if rouge1 is None or pd.isna(rouge1) else f" · ROUGE-1 {rouge1:.3f} at **{md(ctx.checkpoint)}**"
+    st.markdown(f"**#{example_id}** · {md(split)} split · {len(sentences)} sentences"
+                + (f", {int((~sentences.kept).sum())} cut at the token limit" if (~sentences.kept).any() else "")
+                + scored)
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**Predicted summary**" if sentences.selected.notna().any() else "**Oracle summary**")
+        chosen = sentences[sentences.selected.fillna(False).astype(bool)] if sentences.selected.notna().any() \
+            else sentences[sentences.label == 1]
+        st.text("\n".join(chosen.text))
+    with right:
+        st.markdown("**Reference**")
+        st.text(details.get("reference") or "")
+
+
 def example_panel(ctx, split: str) -> None:
     """Text, label, prediction and class probabilities of the selected example."""
     st.subheader("Selected example")

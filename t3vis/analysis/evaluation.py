@@ -41,3 +41,63 @@ def evaluate(bundle: ModelBundle, examples: ExampleSet, *, pruned: Iterable[Head
             done += len(indices)
             progress("evaluate", done, len(examples))
     return Evaluation(accuracy=correct / len(examples), loss=loss / len(examples), n_examples=len(examples))
+
+
+@dataclass(frozen=True)
+class SummaryEvaluation:
+    rouge1: float  # mean ROUGE-1 F1 of the predicted summaries (the 3 highest-scoring sentences)
+    rouge2: float
+    rougeL: float
+    loss: float  # mean over documents of the mean sentence binary cross-entropy
+    n_examples: int
+
+
+def evaluate_summaries(bundle: ModelBundle, documents, *, pruned: Iterable[Head] = (), batch_size: int = 8,
+                       progress: Progress = no_progress) -> SummaryEvaluation:
+    """ROUGE and loss of a summarizer over a split of documents with the pruned heads masked (no gradient)."""
+    from t3vis.data.rouge import rouge
+    from t3vis.model.summarizer import collate_documents, encode_documents, uses_segments
+    from t3vis.record.summarization import SUMMARY_SIZE, document_losses
+    from t3vis.store.rows import top_units
+
+    mask = head_mask(pruned, bundle.num_layers, bundle.num_heads).to(bundle.device)  # (L, H)
+    encoded = encode_documents(bundle.tokenizer, documents.sentences, max_length=bundle.max_length,
+                               segments=uses_segments(bundle.model))
+    scores, losses = [], []
+    progress("evaluate", 0, len(encoded))
+    with torch.no_grad():
+        for start in range(0, len(encoded), batch_size):
+            batch = encoded[start: start + batch_size]
+            inputs = collate_documents(batch, pad_token_id=bundle.pad_token_id,
+                                       labels=documents.oracle[start: start + batch_size])
+            inputs = {name: value.to(bundle.device) for name, value in inputs.items()}
+            output, _ = run_with_probe(bundle.model, AttentionProbe(head_mask=mask), **inputs)
+            losses += document_losses(output, inputs).float().cpu().tolist()
+            logits = output.logits.float().cpu().numpy()  # (B, S)
+            scores += [logits[row, : document.n_kept] for row, document in enumerate(batch)]
+            progress("evaluate", start + len(batch), len(encoded))
+    results = [rouge([sentences[i] for i in top_units(score, SUMMARY_SIZE)], reference)
+               for score, sentences, reference in zip(scores, documents.sentences, documents.references)]
+    return SummaryEvaluation(
+        rouge1=float(np.mean([r.rouge1 for r in results])), rouge2=float(np.mean([r.rouge2 for r in results])),
+        rougeL=float(np.mean([r.rougeL for r in results])), loss=float(np.mean(losses)), n_examples=len(encoded),
+    )
+
+
+def document_pruning_table(sentences, before: np.ndarray, after: np.ndarray, pruned_label: str):
+    """One document's sentences with their probability and summary membership, with all heads and pruned."""
+    import pandas as pd
+
+    from t3vis.record.summarization import SUMMARY_SIZE
+    from t3vis.store.rows import top_units
+
+    kept = len(before)
+    chosen_before, chosen_after = set(top_units(before, SUMMARY_SIZE)), set(top_units(after, SUMMARY_SIZE))
+    rows = sentences[sentences.unit < kept]
+    return pd.DataFrame({
+        "#": rows.unit.to_numpy(),
+        "sentence": rows.text.to_numpy(),
+        "oracle": ["✓" if label == 1 else "" for label in rows.label],
+        "all heads": [f"{before[i]:.3f}" + (" ✓" if i in chosen_before else "") for i in rows.unit],
+        pruned_label: [f"{after[i]:.3f}" + (" ✓" if i in chosen_after else "") for i in rows.unit],
+    })

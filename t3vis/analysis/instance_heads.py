@@ -22,7 +22,7 @@ class InstanceHeads:
     probs: np.ndarray  # (K,)
     attentions: np.ndarray  # (L, H, T, T) after the mask: a pruned head's rows are zero
     importance: np.ndarray  # (L, H) |dL/dm| of this example, L = cross-entropy of `label`
-    label: int  # the class whose loss the importance is taken of
+    label: int  # the class whose loss the importance is taken of (-1: a document's sentence labels)
     truncated: bool  # the text was longer than the model's limit
 
     @property
@@ -60,6 +60,30 @@ def instance_heads(bundle: ModelBundle, text: str, text_pair: str | None = None,
         importance=gradient[0].abs().numpy(),  # (L, H)
         label=label,
         truncated=truncated,
+    )
+
+
+def document_heads(bundle: ModelBundle, sentences: list[str], oracle: np.ndarray, *,
+                   pruned: Iterable[Head] = ()) -> InstanceHeads:
+    """:func:`instance_heads` for a summarizer and one document: importance of the document's loss (the mean
+    binary cross-entropy of its kept sentences against the oracle labels); logits and probs per sentence."""
+    from t3vis.attribution.base import prepare_document
+    from t3vis.record.summarization import document_losses
+
+    example = prepare_document(bundle, sentences)
+    inputs = dict(example.inputs)
+    inputs["labels"] = torch.tensor(np.asarray(oracle)[: example.n_outputs], dtype=torch.float,
+                                    device=bundle.device)[None]  # (1, S)
+    mask = head_mask(pruned, bundle.num_layers, bundle.num_heads)  # (L, H)
+    probe = AttentionProbe(record=True)
+    with eval_mode(bundle.model):
+        output, gradient = head_mask_gradient(bundle.model, inputs, None, probe=probe, head_mask=mask,
+                                              example_losses=lambda out: document_losses(out, inputs))
+    logits = output.logits.detach().float().cpu()[0]  # (S,)
+    return InstanceHeads(
+        tokens=example.tokens, logits=logits.numpy(), probs=torch.sigmoid(logits).numpy(),
+        attentions=probe.stacked_attentions()[:, 0].float().cpu().numpy(),  # (L, H, T, T)
+        importance=gradient[0].abs().numpy(), label=-1, truncated=example.truncated,
     )
 
 

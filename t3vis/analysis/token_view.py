@@ -31,12 +31,15 @@ def merge_word_pieces(tokens: list[str], scores: np.ndarray) -> tuple[list[str],
     return words, merged, groups
 
 
-def layout_tokens(tokens: list[str], *, line_chars: int = 90) -> pd.DataFrame:
-    """Position each token on wrapped lines: columns index, token, line, start, width (in characters)."""
+def layout_tokens(tokens: list[str], *, line_chars: int = 90, line_starts: set[int] = frozenset()) -> pd.DataFrame:
+    """Position each token on wrapped lines: columns index, token, line, start, width (in characters).
+
+    A token whose index is in ``line_starts`` begins a new line (e.g. each sentence of a document).
+    """
     rows, line, start = [], 0, 0
     for index, token in enumerate(tokens):
         width = max(len(token), 1) + 1
-        if start and start + width > line_chars:
+        if start and (start + width > line_chars or index in line_starts):
             line, start = line + 1, 0
         rows.append({"index": index, "token": token, "line": line, "start": start, "width": width})
         start += width

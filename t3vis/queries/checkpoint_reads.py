@@ -36,3 +36,26 @@ def stored_examples(store: Store, run_id: str, split: str) -> ExampleSet:
         text_columns=("text", "text_pair") if has_pairs else ("text",), label_column="label",
         source=f"{store.path}:{run_id}/{split}",
     )
+
+
+def stored_documents(store: Store, run_id: str, split: str):
+    """A summarization split's documents as the store holds them: sentences, oracle labels, references."""
+    import pandas as pd
+
+    from t3vis.data.documents import DocumentSet
+
+    documents = store.query("SELECT example_id, reference FROM examples WHERE run_id = ? AND split = ? "
+                            "ORDER BY example_id", [run_id, split])
+    units = store.query("SELECT example_id, text, label FROM units WHERE run_id = ? AND split = ? "
+                        "ORDER BY example_id, unit", [run_id, split])
+    grouped = {key: group for key, group in units.groupby("example_id", sort=False)}
+    empty = pd.DataFrame({"text": [], "label": []})
+    sentences = [grouped.get(key, empty) for key in documents.example_id]
+    return DocumentSet(
+        example_ids=documents.example_id.to_numpy(np.int64),
+        sentences=[group.text.tolist() for group in sentences],
+        references=[(reference or "").splitlines() for reference in documents.reference],
+        oracle=[group.label.to_numpy(np.int64) for group in sentences],
+        extra=pd.DataFrame(index=documents.index), article_column="text", summary_column="reference",
+        source=f"{store.path}:{run_id}/{split}",
+    )

@@ -18,6 +18,7 @@ import duckdb
 import pandas as pd
 
 from t3vis.store.database import Store
+from t3vis.tasks import EXTRACTIVE_SUMMARIZATION, SEQUENCE_CLASSIFICATION
 
 DATA_MAP = "datamap"
 TEXT_PREVIEW = 160
@@ -86,7 +87,9 @@ def splits(store: Store, run_id: str) -> pd.DataFrame:
     return store.query(
         """SELECT e.split, count(*) AS n_examples,
                   EXISTS (SELECT 1 FROM projections p WHERE p.run_id = e.run_id AND p.split = e.split) AS has_projections,
-                  EXISTS (SELECT 1 FROM predictions p WHERE p.run_id = e.run_id AND p.split = e.split) AS has_predictions,
+                  EXISTS (SELECT 1 FROM predictions p WHERE p.run_id = e.run_id AND p.split = e.split)
+                  OR EXISTS (SELECT 1 FROM unit_predictions p WHERE p.run_id = e.run_id AND p.split = e.split)
+                      AS has_predictions,
                   EXISTS (SELECT 1 FROM training_dynamics d WHERE d.run_id = e.run_id AND d.split = e.split)
                       AS has_dynamics
            FROM examples e WHERE e.run_id = ? GROUP BY e.run_id, e.split ORDER BY e.split""",
@@ -115,11 +118,20 @@ def extra_columns(store: Store, run_id: str, split: str) -> dict[str, str]:
     return {key: kind for key, kind in zip(rows.key, rows.type) if _SAFE_KEY.match(key)}
 
 
+def run_task(store: Store, run_id: str) -> str:
+    """The run's task (runs.task)."""
+    return store.scalar("SELECT task FROM runs WHERE run_id = ?", [run_id]) or SEQUENCE_CLASSIFICATION
+
+
 def attributes(store: Store, view: View) -> list[Attribute]:
     """Every attribute the example frame of this view has."""
     available = splits(store, view.run_id).set_index("split")
     if view.split not in available.index:
         return []
+    if run_task(store, view.run_id) == EXTRACTIVE_SUMMARIZATION:
+        from t3vis.queries import summaries
+
+        return summaries.attributes(store, view, [attribute for _, attribute, _ in _extras(store, view)])
     info = available.loc[view.split]
     found = list(BASE_ATTRIBUTES)
     if view.checkpoint is not None and info.has_predictions:
@@ -135,7 +147,8 @@ def _quote(identifier: str) -> str:
 
 # Names the example frame uses itself; an extra column with one of these names is called extra_<name>.
 _RESERVED = {a.name for a in (*BASE_ATTRIBUTES, *PREDICTION_ATTRIBUTES, *DATA_MAP_ATTRIBUTES)} | {
-    "example_id", "text", "x", "y", "label_id", "pred"}
+    "example_id", "text", "x", "y", "label_id", "pred", "unit", "rouge1", "rouge2", "rougeL", "n_sentences",
+    "sentences_lost", "lead3_rouge1", "oracle_rouge1", "position", "prob"}
 _NUMERIC_JSON = {"BIGINT", "UBIGINT", "DOUBLE"}
 
 
@@ -150,7 +163,7 @@ def _extras(store: Store, view: View) -> list[tuple[str, Attribute, str]]:
     return found
 
 
-def _extra_select(store: Store, view: View) -> tuple[str, list]:
+def extra_select(store: Store, view: View) -> tuple[str, list]:
     """SELECT items for the extra JSON columns, and their parameters (the JSON paths)."""
     extras = _extras(store, view)
     items = [f"TRY_CAST(json_extract_string(e.extra, ?) AS {cast}) AS {_quote(attribute.name)}"
@@ -168,7 +181,12 @@ def example_frame(store: Store, view: View, filters: Sequence[Filter] = (), *,
     a position in the chosen layout are left out.
     """
     known = list(known) if known is not None else attributes(store, view)
-    extra_sql, extra_params = _extra_select(store, view)
+    if run_task(store, view.run_id) == EXTRACTIVE_SUMMARIZATION:
+        from t3vis.queries import summaries
+
+        sql, params = summaries.frame_sql(store, view)
+        return _filtered(store, f"SELECT * FROM ({sql})", params, filters, known)
+    extra_sql, extra_params = extra_select(store, view)
     if view.layout == DATA_MAP:
         position = "d.variability AS x, d.confidence AS y"
         layout_join = ""
@@ -200,10 +218,15 @@ def example_frame(store: Store, view: View, filters: Sequence[Filter] = (), *,
         SELECT * FROM frame
     """
     params = [view.run_id, view.split, *extra_params, *layout_params, view.checkpoint, view.run_id, view.split]
+    return _filtered(store, sql, params, filters, known)
+
+
+def _filtered(store: Store, sql: str, params: list, filters: Sequence[Filter], known: Sequence[Attribute]
+              ) -> pd.DataFrame:
     where, where_params = _where(filters, known)
     if where:
         sql += f" WHERE {where}"
-    sql += " ORDER BY example_id"
+    sql += " ORDER BY ALL"
     return store.query(sql, params + where_params)
 
 
@@ -216,7 +239,7 @@ def filter_frame(frame: pd.DataFrame, filters: Sequence[Filter], known: Sequence
         return frame
     with duckdb.connect() as con:
         con.register("frame", frame)
-        return con.execute(f"SELECT * FROM frame WHERE {where} ORDER BY example_id", params).df()
+        return con.execute(f"SELECT * FROM frame WHERE {where} ORDER BY ALL", params).df()
 
 
 def _where(filters: Sequence[Filter], known: Sequence[Attribute]) -> tuple[str, list]:
@@ -289,11 +312,31 @@ def attention_patterns(store: Store, run_id: str, checkpoint: str) -> pd.DataFra
     )
 
 
+HEAD_FUNCTIONS = {
+    "attn_same_token": "other occurrences of the same token",
+    "attn_same_sentence": "tokens of the same sentence",
+    "attn_adjacent": "adjacent tokens (±1)",
+    "attn_special": "special tokens ([CLS], [SEP], ...)",
+    "attn_self": "the token itself",
+}
+
+
+def head_functions(store: Store, run_id: str, checkpoint: str) -> pd.DataFrame:
+    """Each head's aggregate attention mass per head function (layer, head, split, n_examples, one column each);
+    NULL for checkpoints ingested before the functions were measured."""
+    columns = ", ".join(HEAD_FUNCTIONS)
+    return store.query(
+        f"SELECT layer, head, split, n_examples, {columns} FROM attention_patterns "
+        "WHERE run_id = ? AND checkpoint = ? ORDER BY layer, head", [run_id, checkpoint])
+
+
 def head_stats(store: Store, run_id: str, checkpoint: str, layer: int, head: int) -> dict[str, float]:
-    """Aggregate attention statistics of one head: attn_cls, attn_sep, attn_self, attn_prev, attn_next, entropy."""
+    """Aggregate attention statistics of one head: attention to [CLS], separators, itself, the previous and next
+    token, the entropy, and the head functions (those measured)."""
     rows = store.query(
-        """SELECT attn_cls, attn_sep, attn_self, attn_prev, attn_next, entropy FROM attention_patterns
+        """SELECT attn_cls, attn_sep, attn_self, attn_prev, attn_next, entropy, attn_same_token,
+                  attn_same_sentence, attn_adjacent, attn_special FROM attention_patterns
            WHERE run_id = ? AND checkpoint = ? AND layer = ? AND head = ?""",
         [run_id, checkpoint, int(layer), int(head)],
     )
-    return {} if rows.empty else {name: float(value) for name, value in rows.iloc[0].items()}
+    return {} if rows.empty else {name: float(value) for name, value in rows.iloc[0].items() if pd.notna(value)}

@@ -1,0 +1,156 @@
+"""The Instance view of an extractive-summarization run: a document sentence by sentence.
+
+Each sentence shows its predicted score, whether it is in the predicted summary and in the oracle's;
+the reference summary is beside it. Selecting a sentence makes its score the output to explain: the
+tokens of the whole document are coloured by the chosen saliency method. With a head selected in the
+Attention heads view, clicking a token colours the document by that token's attention instead.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from t3vis import charts
+from t3vis.analysis.document_view import document_attentions
+from t3vis.analysis.token_view import layout_tokens, merge_word_pieces
+from t3vis.attribution import METHODS
+from t3vis.attribution.base import prepare_document
+from t3vis.markdown_text import escape_markdown as md
+from t3vis_app import data, state
+from t3vis_app.models import checkpoint_model, session_cached
+from t3vis_app.selection import selected
+
+SENTENCE = "summary_sentence"  # the explained sentence, kept across reruns and pages
+
+
+def render(ctx) -> None:
+    run = ctx.run
+    split, example_id = state.selected_example()
+    details = None if example_id is None else data.document_details(ctx.store, run.run_id, split, example_id,
+                                                                   ctx.checkpoint)
+    if details is None:
+        st.info("Select a document first: click a point or a table row in the Projection view.")
+        st.stop()
+    bundle, why_not = checkpoint_model(ctx.store, run, ctx.checkpoint)
+    if bundle is None:
+        st.info(why_not)
+        st.stop()
+    sentences: pd.DataFrame = details["sentences"]
+    pruned = state.pruned_heads(run.run_id)
+    key = (ctx.store.path, run.run_id, ctx.checkpoint, split, example_id)
+    example = session_cached("document_inputs", key, lambda: prepare_document(bundle, sentences.text.tolist()))
+    attentions, probs = session_cached("document_attentions", (*key, pruned),
+                                       lambda: document_attentions(bundle, example, pruned), size=2)
+    kept = example.n_outputs
+
+    # -- the document, sentence by sentence ----------------------------------------------------------
+    rouge1 = details.get("rouge1")
+    st.markdown(f"**#{example_id}** · {md(split)} split · {len(sentences)} sentences, {kept} read by the model"
+                + ("" if rouge1 is None or pd.isna(rouge1) else f" · ROUGE-1 of the predicted summary "
+                   f"**{rouge1:.3f}** at {md(ctx.checkpoint)}")
+                + (f" · {len(pruned)} pruned head{'' if len(pruned) == 1 else 's'}" if pruned else ""))
+    if example.truncated:
+        st.warning(f"The document is longer than the model's limit ({bundle.max_length} tokens): its last "
+                   f"{len(sentences) - kept} sentences were cut and are never scored.")
+    order = np.argsort(-probs, kind="stable")
+    in_summary = set(order[:3].tolist())
+    table = pd.DataFrame({
+        "#": sentences.unit,
+        "sentence": sentences.text,
+        "probability": [float(probs[i]) if i < kept else None for i in sentences.unit],
+        "summary": ["✓" if i in in_summary else "" for i in sentences.unit],
+        "oracle": ["✓" if label == 1 else "" for label in sentences.label],
+        "read": ["" if flag else "cut" for flag in sentences.kept],
+    })
+    left, right = st.columns([3, 1])
+    with left:
+        st.caption("Select a sentence to explain its score. The predicted summary is the 3 most probable "
+                   "sentences" + (", with the pruned heads masked." if pruned else "."))
+        event = st.dataframe(table, hide_index=True, on_select="rerun", selection_mode="single-row",
+                             key="document_sentences", height=min(420, 35 * (len(table) + 1) + 3),
+                             column_config={
+                                 "sentence": st.column_config.TextColumn(width="large"),
+                                 "probability": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0,
+                                                                                format="%.3f"),
+                             })
+    with right:
+        st.markdown("**Reference summary**")
+        st.text(details.get("reference") or "")
+        baselines = details["baselines"]
+        if len(baselines):
+            st.caption(" · ".join(f"{md(row.system)} ROUGE-1 {row.rouge1:.3f}" for row in baselines.itertuples()))
+    rows = selected(event, "rows")
+    if rows and rows[0] < len(table) and state.newly_clicked("document_sentence_click", rows[0]):
+        st.session_state[SENTENCE] = int(table.iloc[rows[0]]["#"])
+    target = st.session_state.get(SENTENCE)
+    if target is None or target >= kept:
+        target = int(order[0])  # the most probable sentence until the user picks one
+
+    # -- controls ------------------------------------------------------------------------------------
+    controls = st.columns([2, 2, 2])
+    method_name = state.choice(controls[0].selectbox, "Saliency method", list(METHODS), name="instance_method",
+                               format_func=lambda name: METHODS[name].label,
+                               help="\n\n".join(f"**{m.label}**: {m.description}" for m in METHODS.values()))
+    with controls[1]:
+        merge = state.toggle("Merge word pieces", name="merge_pieces", help="Show words; their scores are summed.")
+    selected_head = state.selected_head(int(run.num_layers), int(run.num_heads))
+    with controls[2]:
+        colour_by_attention = state.toggle("Colour by attention", name=state.COLOUR_BY_ATTENTION,
+                                           disabled=selected_head is None,
+                                           help="With a head selected in the Attention heads view, click a token "
+                                                "to colour the document by what it attends to.")
+    method = METHODS[method_name]
+    attribution_key = (*key, pruned, method_name, target)
+    requested: set = st.session_state.setdefault("_requested", set())
+    attribution = None
+    if method.slow and attribution_key not in requested:
+        st.caption(f"{method.label} is slower ({method.description}).")
+        if st.button(f"Compute {method.label}"):
+            requested.add(attribution_key)
+            st.rerun()
+    else:
+        with st.spinner(f"Computing {method.label} ..."):
+            attribution = session_cached("attribution", attribution_key, lambda: method.attribute(
+                bundle, example, target, pruned=pruned))
+
+    # -- the tokens ----------------------------------------------------------------------------------
+    tokens = example.tokens
+    token_index = state.selected_token(len(tokens))
+    showing_attention = colour_by_attention and selected_head is not None and token_index is not None
+    if showing_attention:
+        layer, head = selected_head
+        values = attentions[layer, head, token_index].astype(np.float32)  # (T,)
+        title = f"Attention of token {token_index} ({tokens[token_index]}) in head L{layer}·H{head}"
+        value_title, diverging = "attention", False
+    elif attribution is not None:
+        values = attribution.scores
+        title = (f"{method.label} of sentence {target}'s score (sum {attribution.total:+.3f}, "
+                 f"logit {attribution.logit:+.3f})")
+        value_title, diverging = "relevance", True
+    else:
+        values, title, value_title, diverging = np.zeros(len(tokens)), "Tokens", "relevance", True
+    groups = [[index] for index in range(len(tokens))]
+    shown_tokens, shown_values = tokens, np.asarray(values)
+    if merge:
+        shown_tokens, shown_values, groups = merge_word_pieces(tokens, values)
+    starts = {groups.index(group) for group in groups
+              if group[0] in set(int(p) for p in example.inputs["cls_positions"][0].tolist()) and group[0] > 0}
+    layout = layout_tokens(shown_tokens, line_starts=starts)
+    selected_block = next((i for i, group in enumerate(groups) if token_index in group), None)
+    chart = charts.token_chart(layout, shown_values, value_title=value_title, diverging=diverging,
+                               selected_index=selected_block, title=title)
+    event = st.altair_chart(chart, on_select="rerun", selection_mode=[charts.TOKEN], key="document_tokens",
+                            width="content", height=26 * (int(layout.line.max()) + 1) + 110)
+    points = selected(event, charts.TOKEN)
+    clicked = groups[int(points[0]["index"])][0] if points else None
+    if state.newly_clicked("document_token_click", clicked):
+        state.select_token(clicked, show_attention=selected_head is not None)
+        st.rerun()
+    st.caption(
+        f"Explaining sentence {target}: “{md(sentences.text.iloc[target][:120])}”. "
+        + ("Head: " + (f"L{selected_head[0]}·H{selected_head[1]}" if selected_head else
+                       "none selected (choose one in the Attention heads view to see a token's attention)"))
+        + (". Darker: more attention from the clicked token." if showing_attention
+           else ". Red: raises the sentence's score; blue: lowers it. Each sentence starts a line."))
