@@ -171,8 +171,18 @@ if selected_head is not None:
     layer, head = selected_head
     st.subheader(f"Head L{layer}·H{head}" + (" (pruned)" if selected_head in pruned else ""))
     if scale == "instance":
-        st.altair_chart(charts.attention_matrix_chart(analysis.tokens, analysis.attentions[layer, head],
-                                                      title=f"Attention of L{layer}·H{head} on example #{example_id}"))
+        matrix = charts.attention_matrix_chart(analysis.tokens, analysis.attentions[layer, head],
+                                               title=f"Attention of L{layer}·H{head} on example #{example_id}")
+        if len(analysis.tokens) > charts.RASTER_ABOVE:  # drawn as an image; a click on a row picks that token
+            event = st.altair_chart(matrix, on_select="rerun", selection_mode=[charts.QUERY], key="attention_rows")
+            rows = selected(event, charts.QUERY)
+            clicked = int(rows[0]["query_index"]) if rows else None
+            if state.newly_clicked("attention_row_click", clicked):
+                state.select_token(clicked, show_attention=True)
+            st.caption(f"{len(analysis.tokens)} tokens, one pixel each. Hover a row for its token and the keys it "
+                       "attends to most; click it to colour the Instance view by that token's attention.")
+        else:
+            st.altair_chart(matrix)
     else:
         stats = data.head_stats(ctx.store, run.run_id, ctx.checkpoint, layer, head)
         if stats:

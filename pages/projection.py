@@ -80,8 +80,10 @@ if comparing:
     second_view = explore.View(run_id=run_id, split=split, checkpoint=second_checkpoint, layout=layout,
                                layer=second_layer)
 
-st.caption(f"{len(frame):,} of {len(unfiltered):,} examples pass the filters. Click a point to select it; "
-           "scroll to zoom, drag to pan, double-click to reset.")
+things = ("sentences" if layout == explore.DATA_MAP else "documents") if SUMMARIZATION else "examples"
+st.caption(f"{len(frame):,} of {len(unfiltered):,} {things} pass the filters. Click a point to select "
+           + ("its document" if SUMMARIZATION and layout == explore.DATA_MAP else "it")
+           + "; scroll to zoom, drag to pan, double-click to reset.")
 views = [(view, "left")] + ([(second_view, "right")] if second_view else [])
 columns = st.columns(len(views))
 svg = len(frame) <= 3_000  # crisp and inspectable for small sets; canvas for large ones

@@ -188,9 +188,64 @@ def head_pattern_chart(patterns: pd.DataFrame, *, selected: tuple[int, int] | No
     ).properties(title=title)
 
 
-def attention_matrix_chart(tokens: list[str], attention: np.ndarray, *, title: str = "") -> alt.Chart:
-    """One head's attention over the tokens of one example: rows = query tokens, columns = keys."""
+RASTER_ABOVE = 64  # tokens: larger attention matrices are drawn as one image, not size² rectangles
+QUERY = "query_token"  # the click selection of a rasterised attention matrix, over the query's index
+_BLUES = np.array([[247, 251, 255], [198, 219, 239], [107, 174, 214], [33, 113, 181], [8, 48, 107]], dtype=float)
+
+
+def _blues(values: np.ndarray) -> np.ndarray:
+    """Weights in [0, 1] (any shape) -> RGB uint8 (shape + (3,)), the 'blues' scheme."""
+    position = np.clip(values, 0, 1) * (len(_BLUES) - 1)
+    low = np.floor(position).astype(int).clip(0, len(_BLUES) - 2)
+    fraction = (position - low)[..., None]
+    return np.round(_BLUES[low] * (1 - fraction) + _BLUES[low + 1] * fraction).astype(np.uint8)
+
+
+def attention_image_url(attention: np.ndarray) -> str:
+    """A (T, T) attention matrix as a PNG data URL, one pixel per (query, key), 'blues' on [0, 1]."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(_blues(np.asarray(attention, dtype=float))).save(buffer, format="PNG", optimize=False)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def attention_raster_chart(tokens: list[str], attention: np.ndarray, *, title: str = "", side: int = 640
+                           ) -> alt.LayerChart:
+    """A long example's attention matrix as one image (one pixel per query and key, scaled to ``side``), with
+    one transparent band per query row for hover (the row's token and its most attended keys) and click
+    (selection ``QUERY`` over ``query_index``): T marks instead of T² rectangles."""
     size = len(tokens)
+    attention = np.asarray(attention, dtype=float)
+    top = np.argsort(-attention, axis=1)[:, :3]  # (T, 3) the most attended keys of each query
+    rows = pd.DataFrame({
+        "query_index": np.arange(size), "y0": np.arange(size), "y1": np.arange(size) + 1,
+        "query": [f"{index}:{token}" for index, token in enumerate(tokens)],
+        "top_keys": [", ".join(f"{k}:{tokens[k]} {attention[q, k]:.2f}" for k in top[q]) for q in range(size)],
+        "max_weight": attention.max(1),
+    })
+    x = alt.X("x0:Q", scale=alt.Scale(domain=[0, size], nice=False), title="attends to (key position)")
+    y = alt.Y("y0:Q", scale=alt.Scale(domain=[0, size], nice=False, reverse=True), title="token (query position)")
+    image = alt.Chart(pd.DataFrame({"url": [attention_image_url(attention)], "x0": [0], "y0": [0]})).mark_image(
+        width=side, height=side, align="left", baseline="top", aspect=False).encode(x=x, y=y, url="url:N")
+    pick = alt.selection_point(name=QUERY, fields=["query_index"], on="click")
+    bands = alt.Chart(rows.assign(x0=0, x1=size)).mark_rect(opacity=0.001).encode(
+        x=x, x2="x1:Q", y=y, y2="y1:Q",
+        color=alt.Color("max_weight:Q", title="attention", scale=alt.Scale(scheme="blues", domain=[0, 1])),
+        tooltip=[alt.Tooltip("query:N", title="query token"), alt.Tooltip("top_keys:N", title="attends most to")],
+    ).add_params(pick)
+    return alt.layer(image, bands).properties(width=side, height=side, title=title)
+
+
+def attention_matrix_chart(tokens: list[str], attention: np.ndarray, *, title: str = "") -> alt.Chart:
+    """One head's attention over the tokens of one example: rows = query tokens, columns = keys. Above
+    ``RASTER_ABOVE`` tokens it is :func:`attention_raster_chart`."""
+    size = len(tokens)
+    if size > RASTER_ABOVE:
+        return attention_raster_chart(tokens, attention, title=title)
     labels = [f"{index}:{token}" for index, token in enumerate(tokens)]
     query, key = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
     data = pd.DataFrame({"query": np.array(labels)[query.ravel()], "key": np.array(labels)[key.ravel()],

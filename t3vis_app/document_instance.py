@@ -56,7 +56,11 @@ def render(ctx) -> None:
                    f"{len(sentences) - kept} sentences were cut and are never scored.")
     order = np.argsort(-probs, kind="stable")
     in_summary = set(order[:3].tolist())
+    target = st.session_state.get(SENTENCE)
+    if target is None or target >= kept:
+        target = int(order[0])  # the most probable sentence until the user picks one
     table = pd.DataFrame({
+        "explained": ["▶" if i == target else "" for i in sentences.unit],
         "#": sentences.unit,
         "sentence": sentences.text,
         "probability": [float(probs[i]) if i < kept else None for i in sentences.unit],
@@ -71,6 +75,9 @@ def render(ctx) -> None:
         event = st.dataframe(table, hide_index=True, on_select="rerun", selection_mode="single-row",
                              key="document_sentences", height=min(420, 35 * (len(table) + 1) + 3),
                              column_config={
+                                 **{name: st.column_config.TextColumn(width="small")
+                                    for name in ("explained", "summary", "oracle", "read")},
+                                 "#": st.column_config.NumberColumn(width="small"),
                                  "sentence": st.column_config.TextColumn(width="large"),
                                  "probability": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0,
                                                                                 format="%.3f"),
@@ -83,10 +90,10 @@ def render(ctx) -> None:
             st.caption(" · ".join(f"{md(row.system)} ROUGE-1 {row.rouge1:.3f}" for row in baselines.itertuples()))
     rows = selected(event, "rows")
     if rows and rows[0] < len(table) and state.newly_clicked("document_sentence_click", rows[0]):
-        st.session_state[SENTENCE] = int(table.iloc[rows[0]]["#"])
-    target = st.session_state.get(SENTENCE)
-    if target is None or target >= kept:
-        target = int(order[0])  # the most probable sentence until the user picks one
+        chosen = int(table.iloc[rows[0]]["#"])
+        if chosen < kept and chosen != target:
+            st.session_state[SENTENCE] = chosen
+            st.rerun()
 
     # -- controls ------------------------------------------------------------------------------------
     controls = st.columns([2, 2, 2])

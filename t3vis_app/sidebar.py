@@ -68,8 +68,21 @@ def offer_demo(path: str) -> None:
         st.rerun()
 
 
+def _leave_pages_folder_mode() -> None:
+    """Streamlit treats a ``pages/`` folder beside the entry point as old-style multipage navigation until the
+    entry point's ``st.navigation`` has run once on the server. A visitor whose first request opens a page's
+    own link (``/heads?...``) on a fresh server would get that page alone: file names for navigation, no wide
+    layout. Switch the server to ``st.navigation`` and rerun, which then opens the requested page properly."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if getattr(PagesManager, "uses_pages_directory", False):
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def render() -> Context:
     """Draw the sidebar; stops the page with a helpful screen when there is nothing to show."""
+    _leave_pages_folder_mode()
     state.load_url_once()
     sidebar = st.sidebar
     sidebar.markdown("### t3vis")

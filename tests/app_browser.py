@@ -72,3 +72,10 @@ def chromium_page(*, width: int = 1400, height: int = 1600):
             yield page
         finally:
             browser.close()
+
+
+def wait_until_idle(page, *, timeout_ms: int = 90_000) -> None:
+    """Wait until the app has finished its run: Streamlit's running indicator is gone, twice in a row."""
+    for _ in range(2):
+        page.wait_for_timeout(1000)
+        page.wait_for_selector("[data-testid=stStatusWidget]", state="detached", timeout=timeout_ms)

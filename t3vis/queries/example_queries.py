@@ -14,6 +14,7 @@ class ExampleQuery:
     title: str
     sql: str
     columns: tuple[str, ...]
+    task: str | None = None  # the runs it is about (t3vis.tasks); None: any run
 
 
 _ORDERED = """ordered AS (
@@ -83,5 +84,49 @@ ORDER BY h.run_id, c.step, h.importance_global DESC""",
        avg(correctness) AS correctness
 FROM data_map GROUP BY ALL ORDER BY run_id, region""",
         ("run_id", "region", "n", "confidence", "variability", "correctness"),
+    ),
+    ExampleQuery(
+        "The important heads and what they do (head functions)",
+        """SELECT h.run_id, h.checkpoint, h.layer, h.head, round(h.importance_global, 3) AS importance,
+       round(a.attn_same_token, 3) AS same_token, round(a.attn_same_sentence, 3) AS same_sentence,
+       round(a.attn_adjacent, 3) AS adjacent, round(a.attn_special, 3) AS special, round(a.attn_self, 3) AS self
+FROM head_importance h JOIN attention_patterns a USING (run_id, checkpoint, split, layer, head)
+QUALIFY row_number() OVER (PARTITION BY h.run_id, h.checkpoint ORDER BY h.importance DESC) <= 10
+ORDER BY h.run_id, h.checkpoint, importance DESC""",
+        ("run_id", "checkpoint", "layer", "head", "importance", "same_token", "same_sentence", "adjacent", "special",
+         "self"),
+    ),
+    ExampleQuery(
+        "ROUGE per checkpoint, beside Lead-3 and the oracle (summarization)",
+        """WITH model AS (
+    SELECT s.run_id, s.split, s.checkpoint AS system, c.step, avg(s.rouge1) AS rouge1, avg(s.rouge2) AS rouge2,
+           avg(s.rougeL) AS rougeL, count(*) AS documents
+    FROM document_scores s JOIN checkpoints c USING (run_id, checkpoint) GROUP BY ALL)
+SELECT * FROM model
+UNION ALL
+SELECT run_id, split, system, NULL AS step, avg(rouge1), avg(rouge2), avg(rougeL), count(*)
+FROM baseline_scores GROUP BY ALL
+ORDER BY run_id, split, step NULLS LAST, system""",
+        ("run_id", "split", "system", "step", "rouge1", "rouge2", "rougeL", "documents"),
+        task="extractive-summarization",
+    ),
+    ExampleQuery(
+        "Sentences ranked high that the oracle leaves out (summarization)",
+        """SELECT p.run_id, p.checkpoint, p.example_id, p.unit, p.rank, round(p.prob, 3) AS prob, u.text
+FROM unit_predictions p JOIN units u USING (run_id, split, example_id, unit)
+WHERE p.selected AND u.label = 0
+ORDER BY p.run_id, p.checkpoint, p.prob DESC
+LIMIT 500""",
+        ("run_id", "checkpoint", "example_id", "unit", "rank", "prob", "text"),
+        task="extractive-summarization",
+    ),
+    ExampleQuery(
+        "Sentence Data Map regions by position in the document (summarization)",
+        """SELECT d.run_id, least(d.unit, 10) AS position, d.region, count(*) AS sentences,
+       avg(u.label) AS oracle_share
+FROM data_map d JOIN units u USING (run_id, split, example_id, unit)
+GROUP BY ALL ORDER BY d.run_id, position, d.region""",
+        ("run_id", "position", "region", "sentences", "oracle_share"),
+        task="extractive-summarization",
     ),
 )

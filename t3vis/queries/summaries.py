@@ -74,7 +74,6 @@ def _document_sql(store: Store, view: View) -> tuple[str, list]:
             FROM baseline_scores WHERE run_id = ? AND split = ? GROUP BY example_id
         )
         SELECT e.example_id, j.x, j.y, left(e.text, {TEXT_PREVIEW}) AS text,
-               NULL::VARCHAR AS label, NULL::INTEGER AS label_id,
                s.rouge1, s.rouge2, s.rougeL, s.loss, b.lead3_rouge1, b.oracle_rouge1,
                u.n_sentences, u.sentences_lost, e.truncated, e.n_tokens
                {', ' + extra_sql if extra_sql else ''}

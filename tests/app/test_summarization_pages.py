@@ -44,7 +44,8 @@ def test_the_instance_view_explains_the_chosen_sentence(summaries):
     app = _page("instance", summaries, split="validation", example_id=1003, summary_sentence=2)
     assert not app.exception
     table = app.dataframe[0].value
-    assert list(table.columns[:3]) == ["#", "sentence", "probability"] and len(table) == 5
+    assert list(table.columns[:4]) == ["explained", "#", "sentence", "probability"] and len(table) == 5
+    assert table.explained.tolist() == ["", "", "▶", "", ""]
     assert table.oracle.tolist().count("✓") >= 1 and table.summary.tolist().count("✓") == 3
     tokens = [rows for spec, rows in ((s, max(d.values(), key=len)) for s, d in vega_charts(app))
               if "token" in rows.columns][0]
