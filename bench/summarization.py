@@ -106,7 +106,7 @@ def head_functions_vs_importance(store: Store, checkpoint: str) -> tuple[dict[st
     dominant = []
     for row in range(min(5, len(heads))):
         name = max(HEAD_FUNCTIONS, key=lambda function: standardised[function].iloc[row])
-        dominant.append(f"L{heads.layer.iloc[row]}H{heads.head.iloc[row]}:{name.removeprefix('attn_')}")
+        dominant.append(f"L{heads['layer'].iloc[row]}H{heads['head'].iloc[row]}:{name.removeprefix('attn_')}")
     return correlations, dominant
 
 
@@ -115,13 +115,13 @@ def browser_attention_ms(store_path: Path, store: Store) -> float:
     longest = store.scalar("SELECT example_id FROM examples WHERE run_id = ? AND split = 'validation' "
                            "ORDER BY n_tokens DESC, example_id LIMIT 1", [RUN])
     with serve_app(store_path) as url, chromium_page(height=2400) as page:
-        page.goto(f"{url}/heads?run={RUN}&split=validation&example={longest}&scale=instance&heads=pattern")
+        page.goto(f"{url}/heads?run={RUN}&split=validation&example={longest}&scale=instance&heads=importance")
         cells = page.locator("[data-testid=stVegaLiteChart]").first.locator("g.mark-rect").first.locator("path")
         cells.first.wait_for(timeout=240_000)
         wait_until_idle(page, timeout_ms=240_000)
         started = time.perf_counter()
         cells.nth(4 * 12 + 3).click()  # layer 4, head 3
-        page.locator("[data-testid=stVegaLiteChart] image").first.wait_for(timeout=120_000)
+        page.locator("[data-testid=stVegaLiteChart] svg image").first.wait_for(timeout=120_000)
         elapsed = (time.perf_counter() - started) * 1000
         wait_until_idle(page)
         page.screenshot(path=str(store_path.parent / "summarization-attention-512.png"), full_page=True)
@@ -135,28 +135,36 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--store", type=Path, default=PROJECT / "bench-out" / "summarization.duckdb")
     parser.add_argument("--no-browser", action="store_true")
+    parser.add_argument("--measure-only", action="store_true",
+                        help="reuse the store of an earlier run (its training numbers are in its checkpoints): only "
+                             "ROUGE, the instance timing, the head functions and the browser timing are measured")
     args = parser.parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if not (SHARED / "cnn_dailymail_validation_sample1000.csv").is_file():
         sys.exit(f"{SHARED} lacks the CNN/DailyMail samples: this benchmark needs ../shared/data beside the project.")
-    if args.store.exists():
-        sys.exit(f"{args.store} exists: remove it (and its -checkpoints folder) or pass another --store.")
+    if args.store.exists() and not args.measure_only:
+        sys.exit(f"{args.store} exists: remove it (and its -checkpoints folder), pass another --store, or pass "
+                 "--measure-only to measure it again.")
     args.store.parent.mkdir(parents=True, exist_ok=True)
     total = time.perf_counter()
 
-    train, held_out, prepare_s = prepare_data(args.train_docs)
-    sentences = sum(map(len, train.sentences))
-    print(f"data: {len(train)} training documents ({sentences} sentences), {len(held_out)} held out; "
-          f"sentence splitting and oracle labels {prepare_s:.0f} s", flush=True)
-    store = Store(args.store, create=True)
-    started = time.perf_counter()
-    callback = train_summarizer(store, train, held_out, run_id=RUN, epochs=args.epochs, output_dir=args.store.parent)
-    if callback.problems:
-        print("recording problems:", callback.problems, flush=True)
-    train_s = time.perf_counter() - started
+    if args.measure_only:
+        store = Store(args.store)
+    else:
+        train, held_out, prepare_s = prepare_data(args.train_docs)
+        sentences = sum(map(len, train.sentences))
+        print(f"data: {len(train)} training documents ({sentences} sentences), {len(held_out)} held out; "
+              f"sentence splitting and oracle labels {prepare_s:.0f} s", flush=True)
+        store = Store(args.store, create=True)
+        started = time.perf_counter()
+        callback = train_summarizer(store, train, held_out, run_id=RUN, epochs=args.epochs,
+                                    output_dir=args.store.parent)
+        if callback.problems:
+            print("recording problems:", callback.problems, flush=True)
+        print(f"training and recording: {(time.perf_counter() - started) / 60:.1f} min", flush=True)
     checkpoint = store.checkpoints(RUN).checkpoint.iloc[-1]
     table = rouge_table(store, checkpoint)
-    print(f"training and recording: {train_s / 60:.1f} min\n{table.round(4).to_string(index=False)}", flush=True)
+    print(table.round(4).to_string(index=False), flush=True)
     scores = {row.system.split(" ")[0]: row for row in table.itertuples()}
 
     instance_ms, n_tokens = instance_timing(store, checkpoint)

@@ -3,15 +3,14 @@
 import numpy as np
 import streamlit as st
 
-from t3vis import charts
 from t3vis.attribution import METHODS, prepare
 from t3vis.analysis.instance_heads import instance_heads
 from t3vis.markdown_text import escape_markdown as md  # store text shown as Markdown
-from t3vis.analysis.token_view import layout_tokens, merge_word_pieces
 from t3vis.tasks import EXTRACTIVE_SUMMARIZATION
 from t3vis_app import document_instance, sidebar, state
-from t3vis_app.selection import probability_bars, selected, selected_details
+from t3vis_app.selection import probability_bars, selected_details
 from t3vis_app.models import checkpoint_model, session_cached
+from t3vis_app.token_colours import show_tokens
 
 ctx = sidebar.render()
 run = ctx.run
@@ -81,38 +80,9 @@ else:
 
 # -- the tokens -------------------------------------------------------------------------------------
 tokens = heads.tokens
-token_index = state.selected_token(len(tokens))
-showing_attention = colour_by_attention and selected_head is not None and token_index is not None
-if showing_attention:
-    layer, head = selected_head
-    values = heads.attentions[layer, head, token_index]  # (T,) what the clicked token attends to
-    title = f"Attention of token {token_index} ({tokens[token_index]}) in head L{layer}·H{head}"
-    value_title, diverging = "attention", False
-elif attribution is not None:
-    values = attribution.scores
-    title = (f"{method.label} for class {names[target]} (sum {attribution.total:+.3f}, "
-             f"logit {attribution.logit:+.3f})")
-    value_title, diverging = "relevance", True
-else:
-    values, title, value_title, diverging = np.zeros(len(tokens)), "Tokens", "relevance", True
-
-groups = [[index] for index in range(len(tokens))]
-shown_tokens, shown_values = tokens, np.asarray(values)
-if merge:
-    shown_tokens, shown_values, groups = merge_word_pieces(tokens, values)
-    if showing_attention:  # attention to a word is the sum of attention to its pieces
-        shown_values = np.array([float(np.sum(np.asarray(values)[g])) for g in groups])
-selected_block = next((i for i, group in enumerate(groups) if token_index in group), None)
-layout = layout_tokens(shown_tokens)
-chart = charts.token_chart(layout, shown_values, value_title=value_title, diverging=diverging,
-                           selected_index=selected_block, title=title)
-event = st.altair_chart(chart, on_select="rerun", selection_mode=[charts.TOKEN], key="tokens", width="content",
-                        height=26 * (int(layout.line.max()) + 1) + 110)
-points = selected(event, charts.TOKEN)
-clicked = groups[int(points[0]["index"])][0] if points else None
-if state.newly_clicked("token_click", clicked):
-    state.select_token(clicked, show_attention=selected_head is not None)
-    st.rerun()
+token_index, showing_attention = show_tokens(
+    tokens, attentions=heads.attentions, attribution=attribution, explained=f"{method.label} for class {names[target]}",
+    merge=merge, colour_by_attention=colour_by_attention, selected_head=selected_head, key="tokens")
 
 st.caption(
     ("Head: " + (f"L{selected_head[0]}·H{selected_head[1]} (from the Attention heads view)" if selected_head

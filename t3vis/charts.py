@@ -201,15 +201,17 @@ def _blues(values: np.ndarray) -> np.ndarray:
     return np.round(_BLUES[low] * (1 - fraction) + _BLUES[low + 1] * fraction).astype(np.uint8)
 
 
-def attention_image_url(attention: np.ndarray) -> str:
-    """A (T, T) attention matrix as a PNG data URL, one pixel per (query, key), 'blues' on [0, 1]."""
+def attention_image_url(attention: np.ndarray, *, largest: float) -> str:
+    """A (T, T) attention matrix as a PNG data URL, one pixel per (query, key): 'blues' on a square-root
+    scale from 0 to ``largest`` (most weights of a long input are tiny; a linear scale would show white)."""
     import base64
     import io
 
     from PIL import Image
 
     buffer = io.BytesIO()
-    Image.fromarray(_blues(np.asarray(attention, dtype=float))).save(buffer, format="PNG", optimize=False)
+    shade = np.sqrt(np.asarray(attention, dtype=float) / max(largest, 1e-12))
+    Image.fromarray(_blues(shade)).save(buffer, format="PNG", optimize=False)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
@@ -227,17 +229,21 @@ def attention_raster_chart(tokens: list[str], attention: np.ndarray, *, title: s
         "top_keys": [", ".join(f"{k}:{tokens[k]} {attention[q, k]:.2f}" for k in top[q]) for q in range(size)],
         "max_weight": attention.max(1),
     })
+    largest = float(attention.max()) if attention.size else 1.0
     x = alt.X("x0:Q", scale=alt.Scale(domain=[0, size], nice=False), title="attends to (key position)")
     y = alt.Y("y0:Q", scale=alt.Scale(domain=[0, size], nice=False, reverse=True), title="token (query position)")
-    image = alt.Chart(pd.DataFrame({"url": [attention_image_url(attention)], "x0": [0], "y0": [0]})).mark_image(
-        width=side, height=side, align="left", baseline="top", aspect=False).encode(x=x, y=y, url="url:N")
+    corners = pd.DataFrame({"url": [attention_image_url(attention, largest=largest)], "x0": [0], "x1": [size],
+                            "y0": [0], "y1": [size]})
+    image = alt.Chart(corners).mark_image(aspect=False, align="left", baseline="top").encode(
+        x=x, x2="x1:Q", y=y, y2="y1:Q", url="url:N")
     pick = alt.selection_point(name=QUERY, fields=["query_index"], on="click")
     bands = alt.Chart(rows.assign(x0=0, x1=size)).mark_rect(opacity=0.001).encode(
         x=x, x2="x1:Q", y=y, y2="y1:Q",
-        color=alt.Color("max_weight:Q", title="attention", scale=alt.Scale(scheme="blues", domain=[0, 1])),
+        color=alt.Color("max_weight:Q", title="attention",
+                        scale=alt.Scale(scheme="blues", type="sqrt", domain=[0, largest])),
         tooltip=[alt.Tooltip("query:N", title="query token"), alt.Tooltip("top_keys:N", title="attends most to")],
     ).add_params(pick)
-    return alt.layer(image, bands).properties(width=side, height=side, title=title)
+    return alt.layer(image, bands).properties(width=side, height=side, title=title, usermeta=SVG)
 
 
 def attention_matrix_chart(tokens: list[str], attention: np.ndarray, *, title: str = "") -> alt.Chart:

@@ -12,14 +12,13 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from t3vis import charts
 from t3vis.analysis.document_view import document_attentions
-from t3vis.analysis.token_view import layout_tokens, merge_word_pieces
 from t3vis.attribution import METHODS
 from t3vis.attribution.base import prepare_document
 from t3vis.markdown_text import escape_markdown as md
 from t3vis_app import data, state
 from t3vis_app.models import checkpoint_model, session_cached
+from t3vis_app.token_colours import show_tokens
 from t3vis_app.selection import selected
 
 SENTENCE = "summary_sentence"  # the explained sentence, kept across reruns and pages
@@ -124,37 +123,10 @@ def render(ctx) -> None:
 
     # -- the tokens ----------------------------------------------------------------------------------
     tokens = example.tokens
-    token_index = state.selected_token(len(tokens))
-    showing_attention = colour_by_attention and selected_head is not None and token_index is not None
-    if showing_attention:
-        layer, head = selected_head
-        values = attentions[layer, head, token_index].astype(np.float32)  # (T,)
-        title = f"Attention of token {token_index} ({tokens[token_index]}) in head L{layer}·H{head}"
-        value_title, diverging = "attention", False
-    elif attribution is not None:
-        values = attribution.scores
-        title = (f"{method.label} of sentence {target}'s score (sum {attribution.total:+.3f}, "
-                 f"logit {attribution.logit:+.3f})")
-        value_title, diverging = "relevance", True
-    else:
-        values, title, value_title, diverging = np.zeros(len(tokens)), "Tokens", "relevance", True
-    groups = [[index] for index in range(len(tokens))]
-    shown_tokens, shown_values = tokens, np.asarray(values)
-    if merge:
-        shown_tokens, shown_values, groups = merge_word_pieces(tokens, values)
-    starts = {groups.index(group) for group in groups
-              if group[0] in set(int(p) for p in example.inputs["cls_positions"][0].tolist()) and group[0] > 0}
-    layout = layout_tokens(shown_tokens, line_starts=starts)
-    selected_block = next((i for i, group in enumerate(groups) if token_index in group), None)
-    chart = charts.token_chart(layout, shown_values, value_title=value_title, diverging=diverging,
-                               selected_index=selected_block, title=title)
-    event = st.altair_chart(chart, on_select="rerun", selection_mode=[charts.TOKEN], key="document_tokens",
-                            width="content", height=26 * (int(layout.line.max()) + 1) + 110)
-    points = selected(event, charts.TOKEN)
-    clicked = groups[int(points[0]["index"])][0] if points else None
-    if state.newly_clicked("document_token_click", clicked):
-        state.select_token(clicked, show_attention=selected_head is not None)
-        st.rerun()
+    token_index, showing_attention = show_tokens(
+        tokens, attentions=attentions, attribution=attribution, explained=f"{method.label} of sentence {target}'s score",
+        merge=merge, colour_by_attention=colour_by_attention, selected_head=selected_head, key="document_tokens",
+        line_starts={int(position) for position in example.inputs["cls_positions"][0].tolist()})
     st.caption(
         f"Explaining sentence {target}: “{md(sentences.text.iloc[target][:120])}”. "
         + ("Head: " + (f"L{selected_head[0]}·H{selected_head[1]}" if selected_head else

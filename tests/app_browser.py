@@ -74,6 +74,16 @@ def chromium_page(*, width: int = 1400, height: int = 1600):
             browser.close()
 
 
+def settled(read, done, timeout: float = 30.0):
+    """``read()`` until ``done(value)`` or the timeout; returns the last value (the caller asserts on it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = read()
+        if done(value) or time.monotonic() > deadline:
+            return value
+        time.sleep(0.3)
+
+
 def wait_until_idle(page, *, timeout_ms: int = 90_000) -> None:
     """Wait until the app has finished its run: Streamlit's running indicator is gone, twice in a row."""
     for _ in range(2):

@@ -93,6 +93,15 @@ class CheckpointRecord:
         """Write it into the store (one transaction)."""
         store.write_checkpoint(self.run, self.checkpoint, self.results)
 
+    def write_timed(self, store: Store, progress: Progress) -> IngestSummary:
+        """Write it, reporting the ``write`` phase and its seconds in the summary; returns the summary."""
+        started = time.perf_counter()
+        progress("write", 0, 1)
+        self.write(store)
+        progress("write", 1, 1)
+        self.summary.seconds["write"] = time.perf_counter() - started
+        return self.summary
+
 
 def ingest_checkpoint(
     store: Store,
@@ -130,12 +139,7 @@ def ingest_checkpoint(
     previous = previous_layouts(store, run_id, checkpoint=checkpoint, step=step, config=config)
     record = compute_checkpoint(bundle, examples, run_id=run_id, checkpoint=checkpoint, step=step, config=config,
                                 progress=progress, previous=previous, **details)
-    started = time.perf_counter()
-    progress("write", 0, 1)
-    record.write(store)
-    progress("write", 1, 1)
-    record.summary.seconds["write"] = time.perf_counter() - started
-    return record.summary
+    return record.write_timed(store, progress)
 
 
 def previous_layouts(store: Store, run_id: str, *, checkpoint: str, step: int | None,

@@ -62,12 +62,7 @@ def ingest_summarizer_checkpoint(
     record = compute_summarizer_checkpoint(bundle, documents, run_id=run_id, checkpoint=checkpoint, step=step,
                                            config=config, progress=progress, previous=previous,
                                            with_split_tables=not has_split, **details)
-    started = time.perf_counter()
-    progress("write", 0, 1)
-    record.write(store)
-    progress("write", 1, 1)
-    record.summary.seconds["write"] = time.perf_counter() - started
-    return record.summary
+    return record.write_timed(store, progress)
 
 
 def compute_summarizer_checkpoint(

@@ -6,11 +6,10 @@ Screenshots go to test-artifacts/ (git-ignored) so that a person can look at wha
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 
-from app_browser import CHROMIUM, PROJECT, chromium_page, serve_app
+from app_browser import CHROMIUM, PROJECT, chromium_page, serve_app, settled
 from t3vis.fixtures.synthetic_store import SyntheticConfig, build_synthetic_store
 
 pytestmark = [
@@ -115,15 +114,6 @@ def _bar_values(chart) -> list[str]:
     return [text.text_content() for text in chart.locator("g.mark-text.role-mark text").all()]
 
 
-def _settled(read, done, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = read()
-        if done(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(0.3)
-
-
 def _bars(page) -> list[list[str]]:
     """Values printed on the two probability charts (all heads, pruned)."""
     charts = page.locator("[data-testid=stVegaLiteChart]")
@@ -140,7 +130,7 @@ def test_pruning_a_head_changes_the_selected_examples_probabilities(tiny_app_url
         cells.first.wait_for(timeout=90_000)
         assert cells.count() == 2 * 4  # layers x heads of the tiny model
         page.get_by_text("0 heads pruned").first.wait_for(timeout=30_000)
-        before_all, before_pruned = _settled(lambda: _bars(page), lambda values: all(len(v) == 3 for v in values))
+        before_all, before_pruned = settled(lambda: _bars(page), lambda values: all(len(v) == 3 for v in values))
         assert before_all == before_pruned and len(before_all) == 3
         page.screenshot(path=ARTIFACTS / "heads-instance.png", full_page=True)
 
@@ -148,7 +138,7 @@ def test_pruning_a_head_changes_the_selected_examples_probabilities(tiny_app_url
         cells.nth(1 * 4 + 2).click()  # layer 1, head 2
         page.get_by_text("Pruned: L1·H2").wait_for(timeout=30_000)
         page.get_by_text("1 head pruned").first.wait_for(timeout=30_000)
-        after_all, after_pruned = _settled(
+        after_all, after_pruned = settled(
             lambda: _bars(page), lambda values: values[1] != before_all and len(values[1]) == 3 == len(values[0]))
         assert after_all == before_all and after_pruned != before_all
         page.screenshot(path=ARTIFACTS / "heads-pruned.png", full_page=True)
@@ -156,7 +146,7 @@ def test_pruning_a_head_changes_the_selected_examples_probabilities(tiny_app_url
         page.get_by_role("button", name="Reset pruning").click()
         page.get_by_text("Pruned: none").wait_for(timeout=30_000)
         page.wait_for_function("() => !document.querySelector('[data-testid=stStatusWidget]')", timeout=30_000)
-        assert _settled(lambda: _bars(page), lambda values: values == [before_all, before_all]) == [before_all,
+        assert settled(lambda: _bars(page), lambda values: values == [before_all, before_all]) == [before_all,
                                                                                                   before_all]
 
 
@@ -178,19 +168,19 @@ def test_instance_view_methods_and_attention_from_a_clicked_token(tiny_app_url):
 
         page.get_by_role("link", name="Instance").click()
         page.get_by_text("LRP (conservative) for class").wait_for(timeout=60_000)
-        lrp = _settled(lambda: _token_fills(page), lambda fills: len(fills) > 3)
+        lrp = settled(lambda: _token_fills(page), lambda fills: len(fills) > 3)
         page.screenshot(path=ARTIFACTS / "instance-lrp.png", full_page=True)
 
         page.locator(".st-key-w-instance_method [data-testid=stSelectbox] input").click()  # the method menu
         page.get_by_role("option", name="Input×Gradient").click()
         page.get_by_text("Input×Gradient for class").wait_for(timeout=30_000)
-        ixg = _settled(lambda: _token_fills(page), lambda fills: fills != lrp)
+        ixg = settled(lambda: _token_fills(page), lambda fills: fills != lrp)
         assert len(ixg) == len(lrp) and ixg != lrp
 
         chart = page.locator("[data-testid=stVegaLiteChart]").nth(1)
         chart.locator("g.mark-rect.role-mark path").nth(2).click()
         page.get_by_text("Attention of token 2").wait_for(timeout=30_000)
-        attention = _settled(lambda: _token_fills(page), lambda fills: fills != ixg)
+        attention = settled(lambda: _token_fills(page), lambda fills: fills != ixg)
         assert attention != ixg
         assert page.get_by_text("Head: L1·H1").count() >= 1
         page.screenshot(path=ARTIFACTS / "instance-attention.png", full_page=True)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import time
 
 import pytest
 
-from app_browser import CHROMIUM, chromium_page, serve_app, wait_until_idle
+from app_browser import CHROMIUM, chromium_page, serve_app, settled, wait_until_idle
 from helpers import PROJECT
 
 ARTIFACTS = PROJECT / "test-artifacts"
@@ -28,15 +27,6 @@ def _token_fills(page) -> list[str]:
     return [path.get_attribute("fill") for path in chart.locator("g.mark-rect.role-mark path").all()]
 
 
-def _settled(read, done, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = read()
-        if done(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(0.3)
-
-
 def test_selecting_a_sentence_and_clicking_a_token_recolour_the_document(summary_app_url):
     ARTIFACTS.mkdir(exist_ok=True)
     with chromium_page() as page:
@@ -55,7 +45,7 @@ def test_selecting_a_sentence_and_clicking_a_token_recolour_the_document(summary
         page.get_by_role("link", name="Instance").click()
         page.get_by_text("of sentence").first.wait_for(timeout=90_000)
         wait_until_idle(page)
-        first = _settled(lambda: _token_fills(page), lambda fills: len(fills) > 10)
+        first = settled(lambda: _token_fills(page), lambda fills: len(fills) > 10)
         explained = page.get_by_text("Explaining sentence").first.text_content()
 
         # select another sentence's row (the grid's row marker): its score is explained instead
@@ -64,7 +54,7 @@ def test_selecting_a_sentence_and_clicking_a_token_recolour_the_document(summary
         header, row_height, row = 35, 35, 4
         page.mouse.click(box["x"] + 14, box["y"] + header + row_height * row + row_height / 2)
         page.get_by_text("Explaining sentence 4").wait_for(timeout=30_000)
-        second = _settled(lambda: _token_fills(page), lambda fills: fills != first and len(fills) == len(first))
+        second = settled(lambda: _token_fills(page), lambda fills: fills != first and len(fills) == len(first))
         assert "Explaining sentence 4" not in explained and second != first
         page.screenshot(path=ARTIFACTS / "summarization-sentence.png", full_page=True)
 
@@ -72,6 +62,6 @@ def test_selecting_a_sentence_and_clicking_a_token_recolour_the_document(summary
         chart = page.locator("[data-testid=stVegaLiteChart]").first
         chart.locator("g.mark-rect.role-mark path").nth(3).click()
         page.get_by_text("Attention of token 3").wait_for(timeout=30_000)
-        attention = _settled(lambda: _token_fills(page), lambda fills: fills != second)
+        attention = settled(lambda: _token_fills(page), lambda fills: fills != second)
         assert attention != second
         page.screenshot(path=ARTIFACTS / "summarization-attention.png", full_page=True)
