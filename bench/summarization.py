@@ -1,6 +1,6 @@
 """The paper's case study, measured: MiniLM fine-tuned as BertSum on CNN/DailyMail, recorded by T3visCallback.
 
-    python bench/summarization.py [--train-docs 500] [--epochs 2] [--store bench-out/summarization.duckdb]
+    python bench/summarization.py [--train-docs 500] [--epochs 2] [--store PATH] [--measure-only]
 
 1. Data: ``../shared/data/cnn_dailymail_validation_sample1000.csv``: its last 100 documents are held out
    for evaluation; training takes the first ``--train-docs`` (500) of the other 900 and the 100-article train
@@ -133,12 +133,15 @@ def main() -> None:
     parser.add_argument("--train-docs", type=int, default=500,
                         help="documents of the validation sample to train on (with the 100 of the train sample)")
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--store", type=Path, default=PROJECT / "bench-out" / "summarization.duckdb")
+    parser.add_argument("--store", type=Path, default=None,
+                        help="default: a new bench-out/summarization-<time>/summarization.duckdb")
     parser.add_argument("--no-browser", action="store_true")
     parser.add_argument("--measure-only", action="store_true",
                         help="reuse the store of an earlier run (its training numbers are in its checkpoints): only "
                              "ROUGE, the instance timing, the head functions and the browser timing are measured")
     args = parser.parse_args()
+    if args.store is None:
+        args.store = PROJECT / "bench-out" / f"summarization-{time.strftime('%Y%m%d-%H%M%S')}" / "summarization.duckdb"
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if not (SHARED / "cnn_dailymail_validation_sample1000.csv").is_file():
         sys.exit(f"{SHARED} lacks the CNN/DailyMail samples: this benchmark needs ../shared/data beside the project.")
