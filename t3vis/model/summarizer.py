@@ -80,6 +80,7 @@ class ExtractiveSummarizer(PreTrainedModel):
         encoder = AutoModel.from_pretrained(name_or_path, **kwargs)
         model = cls(ExtractiveSummarizerConfig(encoder=encoder.config.to_dict(), scorer_dropout=scorer_dropout))
         model.encoder = encoder
+        model.config._name_or_path = str(name_or_path)  # the run's model name, as for any pretrained model
         return model
 
     def _init_weights(self, module: nn.Module) -> None:

@@ -185,7 +185,8 @@ def example_frame(store: Store, view: View, filters: Sequence[Filter] = (), *,
         from t3vis.queries import summaries
 
         sql, params = summaries.frame_sql(store, view)
-        return _filtered(store, f"SELECT * FROM ({sql})", params, filters, known)
+        order = ("example_id", "unit") if view.layout == DATA_MAP else ("example_id",)
+        return _filtered(store, f"SELECT * FROM ({sql})", params, filters, known, order=order)
     extra_sql, extra_params = extra_select(store, view)
     if view.layout == DATA_MAP:
         position = "d.variability AS x, d.confidence AS y"
@@ -221,13 +222,12 @@ def example_frame(store: Store, view: View, filters: Sequence[Filter] = (), *,
     return _filtered(store, sql, params, filters, known)
 
 
-def _filtered(store: Store, sql: str, params: list, filters: Sequence[Filter], known: Sequence[Attribute]
-              ) -> pd.DataFrame:
+def _filtered(store: Store, sql: str, params: list, filters: Sequence[Filter], known: Sequence[Attribute], *,
+              order: Sequence[str] = ("example_id",)) -> pd.DataFrame:
     where, where_params = _where(filters, known)
     if where:
         sql += f" WHERE {where}"
-    sql += " ORDER BY ALL"
-    return store.query(sql, params + where_params)
+    return store.query(f"{sql} ORDER BY {', '.join(order)}", params + where_params)
 
 
 def filter_frame(frame: pd.DataFrame, filters: Sequence[Filter], known: Sequence[Attribute]) -> pd.DataFrame:
@@ -239,7 +239,14 @@ def filter_frame(frame: pd.DataFrame, filters: Sequence[Filter], known: Sequence
         return frame
     with duckdb.connect() as con:
         con.register("frame", frame)
-        return con.execute(f"SELECT * FROM frame WHERE {where} ORDER BY ALL", params).df()
+        return con.execute(f"SELECT * FROM frame WHERE {where} ORDER BY {', '.join(_order(frame))}", params).df()
+
+
+def _order(frame: pd.DataFrame) -> list[str]:
+    """The key a frame is sorted by: the example, then its unit (a document's sentence) when it has one.
+
+    Only the key columns: sorting by every column would make DuckDB build sort keys from all the texts."""
+    return ["example_id", "unit"] if "unit" in frame.columns else ["example_id"]
 
 
 def _where(filters: Sequence[Filter], known: Sequence[Attribute]) -> tuple[str, list]:

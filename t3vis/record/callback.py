@@ -368,8 +368,8 @@ class T3visCallback(TrainerCallback):
         except StoreLockedError:
             return  # cannot look now; the write would report it
         if existing is not None and existing.task != run.task:
-            raise StoreError(f"Run {run.run_id!r} already exists in {self.store.path} as a {existing.task} run; this "
-                             f"model is {run.task}. Choose another run_id.")
+            raise StoreError(f"Run {run.run_id!r} already exists in {self.store.path} with task {existing.task!r}; "
+                             f"this model's task is {run.task!r}. Choose another run_id.")
         if existing is not None and (existing.label_names, existing.num_layers, existing.num_heads) != \
                 (run.label_names, run.num_layers, run.num_heads):
             raise StoreError(f"Run {run.run_id!r} already exists in {self.store.path} with labels "

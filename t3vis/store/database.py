@@ -433,8 +433,8 @@ class Store:
         labels, layers, heads, task = existing
         if task != run.task:
             raise StoreError(
-                f"Run {run.run_id!r} already exists in {self.path} as a {task} run; this checkpoint is "
-                f"{run.task}. Choose another {option('run_id', flag='--run')} name."
+                f"Run {run.run_id!r} already exists in {self.path} with task {task!r}; this checkpoint's task is "
+                f"{run.task!r}. Choose another {option('run_id', flag='--run')} name."
             )
         if list(labels) != list(run.label_names) or (layers, heads) != (run.num_layers, run.num_heads):
             raise StoreError(

@@ -165,6 +165,14 @@ def test_ingest_an_extractive_summarizer_from_the_command_line(tmp_path, capsys)
     assert sorted(store.query("SELECT DISTINCT system FROM baseline_scores").system) == ["lead-3", "oracle"]
     oracle = store.scalar("SELECT avg(rouge1) FROM baseline_scores WHERE system = 'oracle'")
     assert oracle > store.scalar("SELECT avg(rouge1) FROM baseline_scores WHERE system = 'lead-3'")
-    # a classification checkpoint is no summarizer: its run may not take summarization checkpoints
+    # a run has one task: a classifier's checkpoint is refused under the summarizer's run name
+    from helpers import write_topic_csv
+
+    classifier = save_tiny_model(tmp_path / "classifier")
+    topics = write_topic_csv(tmp_path / "topics.csv")
+    assert run(["ingest", "--model", str(classifier), "--data", str(topics), "--store", str(store_path),
+                "--run", "summarizer", "--projection", "pca", "--quiet"]) == 2
+    assert "with task 'extractive-summarization'" in capsys.readouterr().err
     assert run(["info", "--store", str(store_path)]) == 0
-    assert "(extractive-summarization)" in capsys.readouterr().out
+    info = capsys.readouterr().out
+    assert "(extractive-summarization)" in info and "2 predictions" in info  # the documents scored
