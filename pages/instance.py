@@ -3,14 +3,14 @@
 import numpy as np
 import streamlit as st
 
-from t3vis.attribution import METHODS, prepare
+from t3vis.attribution import prepare
 from t3vis.analysis.instance_heads import instance_heads
 from t3vis.markdown_text import escape_markdown as md  # store text shown as Markdown
 from t3vis.tasks import EXTRACTIVE_SUMMARIZATION
 from t3vis_app import document_instance, sidebar, state
 from t3vis_app.selection import probability_bars, selected_details
 from t3vis_app.models import checkpoint_model, session_cached
-from t3vis_app.token_colours import show_tokens
+from t3vis_app.token_colours import attribution_on_request, saliency_controls, show_tokens
 
 ctx = sidebar.render()
 run = ctx.run
@@ -49,34 +49,14 @@ with right:
 
 # -- controls ---------------------------------------------------------------------------------------
 controls = st.columns([2, 2, 2, 2])
-method_name = state.choice(controls[0].selectbox, "Saliency method", list(METHODS), name="instance_method",
-                           format_func=lambda name: METHODS[name].label,
-                           help="\n\n".join(f"**{m.label}**: {m.description}" for m in METHODS.values()))
+selected_head = state.selected_head(int(run.num_layers), int(run.num_heads))
+method, merge, colour_by_attention = saliency_controls(controls[0], controls[2], controls[3],
+                                                       selected_head=selected_head)
 target = state.choice(controls[1].selectbox, "Explain class", list(range(len(names))), name="instance_target",
                       default=predicted, format_func=lambda index: names[index] + (" (predicted)" if
                                                                                   index == predicted else ""))
-with controls[2]:
-    merge = state.toggle("Merge word pieces", name="merge_pieces", help="Show words; their scores are summed.")
-selected_head = state.selected_head(int(run.num_layers), int(run.num_heads))
-with controls[3]:
-    colour_by_attention = state.toggle("Colour by attention", name=state.COLOUR_BY_ATTENTION,
-                                       disabled=selected_head is None,
-                                       help="With a head selected in the Attention heads view, click a token to "
-                                            "colour the others by what it attends to.")
-
-method = METHODS[method_name]
-attribution_key = (*key, method_name, target)
-requested: set = st.session_state.setdefault("_requested", set())  # slow methods the user asked for
-if method.slow and attribution_key not in requested:
-    st.caption(f"{method.label} is slower ({method.description}).")
-    if st.button(f"Compute {method.label}"):
-        requested.add(attribution_key)
-        st.rerun()
-    attribution = None
-else:
-    with st.spinner(f"Computing {method.label} ..."):
-        attribution = session_cached("attribution", attribution_key, lambda: method.attribute(
-            bundle, prepare(bundle, text, pair), target, pruned=pruned))
+attribution = attribution_on_request(method, (*key, method.name, target), lambda: method.attribute(
+    bundle, prepare(bundle, text, pair), target, pruned=pruned))
 
 # -- the tokens -------------------------------------------------------------------------------------
 tokens = heads.tokens

@@ -13,12 +13,11 @@ import pandas as pd
 import streamlit as st
 
 from t3vis.analysis.document_view import document_attentions
-from t3vis.attribution import METHODS
 from t3vis.attribution.base import prepare_document
 from t3vis.markdown_text import escape_markdown as md
 from t3vis_app import data, state
 from t3vis_app.models import checkpoint_model, session_cached
-from t3vis_app.token_colours import show_tokens
+from t3vis_app.token_colours import attribution_on_request, saliency_controls, show_tokens
 from t3vis_app.selection import selected
 
 SENTENCE = "summary_sentence"  # the explained sentence, kept across reruns and pages
@@ -96,30 +95,11 @@ def render(ctx) -> None:
 
     # -- controls ------------------------------------------------------------------------------------
     controls = st.columns([2, 2, 2])
-    method_name = state.choice(controls[0].selectbox, "Saliency method", list(METHODS), name="instance_method",
-                               format_func=lambda name: METHODS[name].label,
-                               help="\n\n".join(f"**{m.label}**: {m.description}" for m in METHODS.values()))
-    with controls[1]:
-        merge = state.toggle("Merge word pieces", name="merge_pieces", help="Show words; their scores are summed.")
     selected_head = state.selected_head(int(run.num_layers), int(run.num_heads))
-    with controls[2]:
-        colour_by_attention = state.toggle("Colour by attention", name=state.COLOUR_BY_ATTENTION,
-                                           disabled=selected_head is None,
-                                           help="With a head selected in the Attention heads view, click a token "
-                                                "to colour the document by what it attends to.")
-    method = METHODS[method_name]
-    attribution_key = (*key, pruned, method_name, target)
-    requested: set = st.session_state.setdefault("_requested", set())
-    attribution = None
-    if method.slow and attribution_key not in requested:
-        st.caption(f"{method.label} is slower ({method.description}).")
-        if st.button(f"Compute {method.label}"):
-            requested.add(attribution_key)
-            st.rerun()
-    else:
-        with st.spinner(f"Computing {method.label} ..."):
-            attribution = session_cached("attribution", attribution_key, lambda: method.attribute(
-                bundle, example, target, pruned=pruned))
+    method, merge, colour_by_attention = saliency_controls(controls[0], controls[1], controls[2],
+                                                           selected_head=selected_head, coloured="the document")
+    attribution = attribution_on_request(method, (*key, pruned, method.name, target), lambda: method.attribute(
+        bundle, example, target, pruned=pruned))
 
     # -- the tokens ----------------------------------------------------------------------------------
     tokens = example.tokens

@@ -51,3 +51,39 @@ def show_tokens(tokens: list[str], *, attentions: np.ndarray, attribution, expla
         state.select_token(clicked, show_attention=selected_head is not None)
         st.rerun()
     return token_index, showing_attention
+
+
+def saliency_controls(method_column, merge_column, colour_column, *, selected_head: tuple[int, int] | None,
+                      coloured: str = "the others"):
+    """The Instance views' controls: saliency method, merging word pieces, colouring by a head's attention.
+
+    Returns (method, merge, colour_by_attention); ``coloured`` names what a clicked token's attention colours.
+    """
+    from t3vis.attribution import METHODS
+
+    method_name = state.choice(method_column.selectbox, "Saliency method", list(METHODS), name="instance_method",
+                               format_func=lambda name: METHODS[name].label,
+                               help="\n\n".join(f"**{m.label}**: {m.description}" for m in METHODS.values()))
+    with merge_column:
+        merge = state.toggle("Merge word pieces", name="merge_pieces", help="Show words; their scores are summed.")
+    with colour_column:
+        colour_by_attention = state.toggle("Colour by attention", name=state.COLOUR_BY_ATTENTION,
+                                           disabled=selected_head is None,
+                                           help="With a head selected in the Attention heads view, click a token "
+                                                f"to colour {coloured} by what it attends to.")
+    return METHODS[method_name], merge, colour_by_attention
+
+
+def attribution_on_request(method, key: tuple, compute):
+    """``compute()`` once per key in the session; a slow method only after the user asks (a button), else None."""
+    from t3vis_app.models import session_cached
+
+    requested: set = st.session_state.setdefault("_requested", set())  # slow methods the user asked for
+    if method.slow and key not in requested:
+        st.caption(f"{method.label} is slower ({method.description}).")
+        if st.button(f"Compute {method.label}"):
+            requested.add(key)
+            st.rerun()
+        return None
+    with st.spinner(f"Computing {method.label} ..."):
+        return session_cached("attribution", key, compute)

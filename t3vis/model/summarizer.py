@@ -154,11 +154,14 @@ class EncodedDocument:
         return len(self.cls_positions)
 
     @property
+    def sentence_spans(self) -> list[tuple[int, int]]:
+        """(start, end) token positions of each kept sentence, its [CLS] and [SEP] included."""
+        return list(zip(self.cls_positions, self.cls_positions[1:] + [len(self.input_ids)]))
+
+    @property
     def sentence_of_token(self) -> list[int]:
         """(T,) the sentence each token belongs to (its [CLS] and [SEP] included)."""
-        ends = self.cls_positions[1:] + [len(self.input_ids)]
-        return [index for index, (start, end) in enumerate(zip(self.cls_positions, ends))
-                for _ in range(end - start)]
+        return [index for index, (start, end) in enumerate(self.sentence_spans) for _ in range(end - start)]
 
 
 def encode_documents(

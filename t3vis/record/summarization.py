@@ -191,8 +191,7 @@ def split_tables(documents: DocumentSet, encoded: list[EncodedDocument], progres
 
 def _sentence_lengths(document: EncodedDocument) -> list[int]:
     """Word pieces of each sentence (without [CLS] and [SEP]); -1 for the sentences that were cut."""
-    ends = document.cls_positions[1:] + [len(document.input_ids)]
-    kept = [end - start - 2 for start, end in zip(document.cls_positions, ends)]
+    kept = [end - start - 2 for start, end in document.sentence_spans]
     return kept + [-1] * (document.n_sentences - document.n_kept)
 
 
