@@ -10,19 +10,16 @@ from pathlib import Path
 import streamlit as st
 
 from t3vis.markdown_text import escape_markdown as md
-from t3vis.model.access import ModelBundle, load_model
-from t3vis.tasks import EXTRACTIVE_SUMMARIZATION, SEQUENCE_CLASSIFICATION
+from t3vis.model.access import ModelBundle
+from t3vis.record.task import recording_task
+from t3vis.tasks import SEQUENCE_CLASSIFICATION
 from t3vis_app import data
 
 
 @st.cache_resource(show_spinner="Loading the checkpoint's model ...", max_entries=3)
 def load_checkpoint_model(path: str, label_names: tuple[str, ...], task: str = SEQUENCE_CLASSIFICATION) -> ModelBundle:
     # Shared across sessions: pruning and attribution pass masks per call and never change it.
-    if task == EXTRACTIVE_SUMMARIZATION:
-        from t3vis.model.summarizer_loading import load_summarizer
-
-        return load_summarizer(path, device="cpu")
-    return load_model(path, label_names=label_names, device="cpu")
+    return recording_task(task).load_checkpoint(path, label_names=label_names, device="cpu")
 
 
 def checkpoint_model(store: data.StoreHandle, run, checkpoint: str | None) -> tuple[ModelBundle | None, str]:

@@ -11,7 +11,7 @@ import torch
 from t3vis.model.heads import Head, encode_one, head_mask
 from t3vis.model.access import ModelBundle, eval_mode
 from t3vis.model.summarizer import collate_documents, encode_documents, uses_segments
-from t3vis.tasks import EXTRACTIVE_SUMMARIZATION
+from t3vis.tasks import SIGMOID, task_spec
 
 
 @dataclass(frozen=True)
@@ -75,16 +75,18 @@ class AttributionMethod:
                   pruned: Iterable[Head] = ()) -> Attribution:
         """Scores (T,) of each token for the logit of class ``target`` (a summarizer: of sentence ``target``'s
         score), with the pruned heads masked."""
-        outputs = example.n_outputs if bundle.task == EXTRACTIVE_SUMMARIZATION else len(bundle.label_names)
+        spec = task_spec(bundle.task)
+        # One logit per unit (a summarizer's sentences) or one per class of the example.
+        outputs = example.n_outputs if spec.output == SIGMOID else len(bundle.label_names)
         if not 0 <= target < outputs:
-            what = "sentences" if bundle.task == EXTRACTIVE_SUMMARIZATION else "classes"
+            what = f"{spec.unit}s" if spec.output == SIGMOID else "classes"
             raise ValueError(f"target {target} is not one of the {outputs} {what} the model scores")
         mask = head_mask(pruned, bundle.num_layers, bundle.num_heads).to(bundle.device)  # (L, H)
         # Explanations are of the deterministic model: dropout off, whatever mode the model came in.
         with eval_mode(bundle.model), torch.enable_grad():
             scores, logits = self._scores(bundle, example.inputs, target, mask)
         logits = logits.detach().float().cpu()[0]  # (K,) or (S,)
-        probs = torch.sigmoid(logits) if bundle.task == EXTRACTIVE_SUMMARIZATION else torch.softmax(logits, -1)
+        probs = torch.sigmoid(logits) if spec.output == SIGMOID else torch.softmax(logits, -1)
         return Attribution(method=self.name, tokens=example.tokens, scores=scores.detach().float().cpu().numpy(),
                            target=target, logit=float(logits[target]), probs=probs.numpy())
 

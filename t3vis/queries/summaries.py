@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from t3vis.queries.explore import DATA_MAP, DATA_MAP_ATTRIBUTES, TEXT_PREVIEW, Attribute, View, extra_select
+from t3vis.queries.frames import DATA_MAP, DATA_MAP_ATTRIBUTES, TEXT_PREVIEW, Attribute, TaskFrames, View, extra_select
 from t3vis.store.database import Store
 
 DOCUMENT_ATTRIBUTES = (
@@ -60,6 +60,11 @@ def frame_sql(store: Store, view: View) -> tuple[str, list]:
     if view.layout == DATA_MAP:
         return _sentence_sql(view)
     return _document_sql(store, view)
+
+
+def frame_order(view: View) -> tuple[str, ...]:
+    """Documents by id; sentences by document, then position."""
+    return ("example_id", "unit") if view.layout == DATA_MAP else ("example_id",)
 
 
 def _document_sql(store: Store, view: View) -> tuple[str, list]:
@@ -137,6 +142,9 @@ def document_details(store: Store, run_id: str, split: str, example_id: int, che
         "SELECT system, rouge1, rouge2, rougeL FROM baseline_scores WHERE run_id = ? AND split = ? "
         "AND example_id = ? ORDER BY system", [run_id, split, int(example_id)])
     return details
+
+
+FRAMES = TaskFrames(attributes=attributes, frame_sql=frame_sql, frame_order=frame_order, details=document_details)
 
 
 def summary_curves(store: Store, run_id: str) -> pd.DataFrame:

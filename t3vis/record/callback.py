@@ -10,14 +10,11 @@ steps, it ingests a checkpoint over the evaluation examples (predictions, projec
 importance, aggregate attention). Every write is one short transaction, so the app can stay
 open on the same store in another process and sees each checkpoint once it is complete.
 
-Batches are shuffled, accumulated and loaded by worker processes, and the Trainer drops
-dataset columns the model does not take (such as an id). The callback therefore recognises
-each training row by its token ids: before training it indexes the training set by the tokens
-of each example, and at the end of the epoch maps every logged row back to its example id
-(the row's index in the training set). Rows are matched on tokens and gold label, so that two
-identical texts with different labels keep their own ids; identical examples take their ids in
-turn. The gold labels come from the training items themselves, so recording works when the
-model call carries no ``labels`` (``label_smoothing_factor > 0``, ``compute_loss_func``).
+What a training batch's rows are, and which example each belongs to, is the task's business:
+the callback finds the model's task (:func:`t3vis.record.task.task_of_model`) and lets its
+:class:`~t3vis.record.task.TrainingCapture` keep each batch and log it at the epoch's end. A
+classifier's rows are recognised by their token ids (:class:`~t3vis.record.classification_task.TokenIndex`:
+batches are shuffled and the Trainer drops an id column); a summarizer's collator passes the ids.
 
 Recording never fails or stalls training: every store write goes through a
 :class:`~t3vis.store.background_writer.BackgroundWriter` (a queue and a thread that waits out readers
@@ -28,77 +25,24 @@ training the callback waits for the queue to drain (``flush_timeout``).
 
 from __future__ import annotations
 
-import hashlib
 import warnings
-from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
-import torch
 from transformers import PreTrainedModel, TrainerCallback
 
 from t3vis.data.loading import ExampleSet
-from t3vis.record.dynamics import DynamicsRecorder
-from t3vis.model.encoding import encode
-from t3vis.store.background_writer import BackgroundWriter, RecordingWarning
 from t3vis.errors import ModelError, StoreError, StoreLockedError
-from t3vis.record.ingest import IngestConfig, IngestSummary, compute_checkpoint, examples_table, label_names_for
 from t3vis.model.access import ModelBundle, eval_mode, model_max_length, using_t3vis_attention
 from t3vis.progress import Progress, no_progress
+from t3vis.record.classification_task import TokenIndex
+from t3vis.record.dynamics import DynamicsRecorder
+from t3vis.record.ingest import IngestConfig, IngestSummary
+from t3vis.record.task import RecordingTask, TrainingCapture, task_of_model
+from t3vis.store.background_writer import BackgroundWriter, RecordingWarning
 from t3vis.store.database import DEFAULT_STORE_PATH, RunInfo, Store
-from t3vis.model.summarizer import MODEL_TYPE as SUMMARIZER_TYPE
-from t3vis.record.summarization import compute_summarizer_checkpoint, document_examples_table, split_tables
-from t3vis.tasks import EXTRACTIVE_SUMMARIZATION, SEQUENCE_CLASSIFICATION, SUMMARY_LABELS
 
-
-def _token_key(ids) -> bytes:
-    """A fingerprint of one example's real token ids."""
-    return hashlib.blake2b(np.asarray(ids, dtype=np.int64).tobytes(), digest_size=12).digest()
-
-
-class TokenIndex:
-    """Maps a training row (token ids, and gold label when known) back to its example id.
-
-    Identical examples (same tokens and label) take their ids in turn. A row whose label is
-    unknown (the model call carried no labels) is matched on its tokens alone.
-    """
-
-    def __init__(self, token_rows, example_ids: np.ndarray, labels: np.ndarray):
-        self.labels = np.asarray(labels, dtype=np.int64)  # (N,) gold label of each example id
-        self._by_tokens_and_label: dict[tuple[bytes, int], list[int]] = defaultdict(list)
-        self._by_tokens: dict[bytes, list[int]] = defaultdict(list)
-        for ids, example_id, label in zip(token_rows, example_ids, self.labels):
-            key = _token_key(ids)
-            self._by_tokens_and_label[(key, int(label))].append(int(example_id))
-            self._by_tokens[key].append(int(example_id))
-        self._turn: dict = defaultdict(int)
-        self.unmatched = 0
-
-    def new_epoch(self) -> None:
-        self._turn.clear()
-        self.unmatched = 0
-
-    def lookup(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
-               labels: torch.Tensor | None = None) -> np.ndarray:
-        """Example ids (B,) of a padded batch input_ids (B, T) with labels (B,) or None; -1 where nothing matches."""
-        rows = input_ids.cpu().numpy()
-        mask = np.ones_like(rows, dtype=bool) if attention_mask is None else attention_mask.cpu().numpy().astype(bool)
-        gold = None if labels is None else labels.cpu().numpy().reshape(-1)
-        found = np.full(len(rows), -1, dtype=np.int64)
-        for index, (row, real) in enumerate(zip(rows, mask)):
-            tokens = _token_key(row[real])
-            if gold is None:
-                key, candidates = tokens, self._by_tokens.get(tokens)
-            else:
-                key = (tokens, int(gold[index]))
-                candidates = self._by_tokens_and_label.get(key)
-            if not candidates:
-                self.unmatched += 1
-                continue
-            found[index] = candidates[self._turn[key] % len(candidates)]
-            self._turn[key] += 1
-        return found
+__all__ = ["T3visCallback", "TokenIndex"]
 
 
 class T3visCallback(TrainerCallback):
@@ -169,32 +113,17 @@ class T3visCallback(TrainerCallback):
         self.problems: list[str] = []  # what could not be recorded (also warned)
         self._previous_layouts: pa.Table | None = None
         self._recorder: DynamicsRecorder | None = None
-        self._index: TokenIndex | None = None
+        self._task: RecordingTask | None = None  # found from the model at the start of training
+        self._capture: TrainingCapture | None = None
         self._hook = None
-        self._batches: list[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]] = []
         self._tokenizer = None
-        self._summarizing = False  # the model is an extractive summarizer: dynamics per sentence
         self._eval_split_written = False
 
-    # -- the forward hook: keeps each training batch's tokens, logits and labels -----------------
+    # -- the forward hook: the task's capture keeps what the dynamics need of each training batch ----
 
     def _keep_training_batch(self, module, args, kwargs, output) -> None:
-        if not module.training or self._recorder is None:
-            return
-        if self._summarizing:  # ids, sentence logits, oracle labels, sentence mask: all passed by the collator
-            names = ("example_ids", "labels", "sentence_mask")
-            if all(kwargs.get(name) is not None for name in names) and getattr(output, "logits", None) is not None:
-                self._batches.append((kwargs["example_ids"].detach(), output.logits.detach(),
-                                      kwargs["labels"].detach(), kwargs["sentence_mask"].detach()))
-            return
-        input_ids = kwargs.get("input_ids")
-        logits = getattr(output, "logits", None)
-        if input_ids is None or logits is None:
-            return
-        labels, mask = kwargs.get("labels"), kwargs.get("attention_mask")
-        # No labels in the call (label smoothing, compute_loss_func): the index supplies them.
-        self._batches.append((input_ids.detach(), None if mask is None else mask.detach(), logits.detach(),
-                              None if labels is None else labels.detach()))
+        if module.training and self._recorder is not None and self._capture is not None:
+            self._capture.keep(kwargs, output)
 
     # -- Trainer events ------------------------------------------------------------------------
 
@@ -204,11 +133,11 @@ class T3visCallback(TrainerCallback):
         try:
             if self._tokenizer is None:
                 raise ModelError("T3visCallback needs the tokenizer: pass processing_class=tokenizer to the Trainer.")
-            self._summarizing = getattr(model.config, "model_type", None) == SUMMARIZER_TYPE
+            self._task = task_of_model(model)
             run = self._run_info(model)
             self._check_run(run)
-            if not self._summarizing:  # a summarizer's batches carry their example ids
-                self._index = self._index_training_set(train_dataloader)
+            self._capture = self._task.training_capture(getattr(train_dataloader, "dataset", None),
+                                                        self.train_examples)
         except Exception as exc:  # recording must never fail training
             self._problem(f"{exc} Training goes on without t3vis recording.")
             return
@@ -218,7 +147,8 @@ class T3visCallback(TrainerCallback):
         self._hook = model.register_forward_hook(self._keep_training_batch, with_kwargs=True)
 
     def on_epoch_begin(self, args, state, control, **kwargs):
-        self._batches.clear()
+        if self._capture is not None:
+            self._capture.clear()
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if self._recorder is not None and isinstance(self.ingest_every, int) \
@@ -235,7 +165,7 @@ class T3visCallback(TrainerCallback):
 
     def on_train_end(self, args, state, control, **kwargs):
         try:
-            if self._recorder is not None and self._batches:
+            if self._recorder is not None and self._capture.pending:
                 self._flush_epoch()  # training stopped mid-epoch (max_steps): keep what was seen
         finally:
             self._remove_hook()
@@ -261,41 +191,16 @@ class T3visCallback(TrainerCallback):
     # -- work ----------------------------------------------------------------------------------
 
     def _flush_epoch(self) -> None:
-        """Map the epoch's training rows to example ids and queue their write."""
-        if self._summarizing:
-            return self._flush_summarizer_epoch()
+        """Log the epoch's kept training batches (mapped to example ids by the task) and queue their write."""
         try:
-            self._index.new_epoch()
-            for input_ids, mask, logits, labels in self._batches:
-                ids = self._index.lookup(input_ids, mask, labels)
-                matched = ids >= 0
-                ids = ids[matched]
-                self._recorder.log_batch(ids, logits.cpu()[torch.from_numpy(matched)], self._index.labels[ids])
-            self._batches.clear()
-            if self._index.unmatched:
-                self._problem(f"{self._index.unmatched} training rows matched no training example by their tokens "
-                              "and label (does the collator change tokens?); they were left out of the training "
-                              "dynamics.")
+            for problem in self._capture.flush(self._recorder):
+                self._problem(problem)
             epoch = self._recorder.epoch
             if not self._recorder.end_epoch():
-                self._problem(f"t3vis recorded no training dynamics in epoch {epoch}: no training forward pass gave "
-                              "logits for the training examples. The Data Map of this run will be empty.")
+                self._problem(f"t3vis recorded no training dynamics in epoch {epoch}: {self._capture.missing_hint}. "
+                              "The Data Map of this run will be empty.")
         except Exception as exc:  # recording must never fail training
-            self._batches.clear()
-            self._problem(f"t3vis could not record the training dynamics of this epoch: {exc}")
-
-    def _flush_summarizer_epoch(self) -> None:
-        try:
-            for example_ids, logits, labels, mask in self._batches:
-                self._recorder.log_units(example_ids, logits, labels, mask)
-            self._batches.clear()
-            epoch = self._recorder.epoch
-            if not self._recorder.end_epoch():
-                self._problem(f"t3vis recorded no training dynamics in epoch {epoch}: no training batch carried "
-                              "example_ids, labels and sentence_mask (use t3vis.record.trainer_data's "
-                              "SummarizationDataset and SummarizationCollator).")
-        except Exception as exc:  # recording must never fail training
-            self._batches.clear()
+            self._capture.clear()
             self._problem(f"t3vis could not record the training dynamics of this epoch: {exc}")
 
     def _ingest(self, model: PreTrainedModel, state, *, name: str) -> None:
@@ -307,12 +212,9 @@ class T3visCallback(TrainerCallback):
                            dataset=self.dataset, path=path, extra_metrics=_last_logged(state),
                            config=self.ingest_config, progress=self.progress, previous=self._previous_layouts)
             with eval_mode(model), using_t3vis_attention(model):  # both restored in finally
-                if self._summarizing:
-                    record = compute_summarizer_checkpoint(self._bundle(model), self.eval_examples,
-                                                           with_split_tables=not self._eval_split_written, **details)
-                    self._eval_split_written = True
-                else:
-                    record = compute_checkpoint(self._bundle(model), self.eval_examples, **details)
+                record = self._task.compute_checkpoint(self._bundle(model), self.eval_examples,
+                                                       first_of_split=not self._eval_split_written, **details)
+            self._eval_split_written = True
         except Exception as exc:  # recording must never fail training
             self._problem(f"t3vis could not record checkpoint {name}: {exc}")
             return
@@ -337,24 +239,19 @@ class T3visCallback(TrainerCallback):
         return ModelBundle(
             model=model, tokenizer=self._tokenizer, name=run.model, label_names=run.label_names,
             num_layers=run.num_layers, num_heads=run.num_heads,
-            max_length=model_max_length(getattr(model, "encoder", model) if self._summarizing else model,
-                                        self._tokenizer),
+            max_length=model_max_length(self._task.encoder(model), self._tokenizer),
             classifier_was_initialised=False, task=run.task,
         )
 
     def _run_info(self, model: PreTrainedModel) -> RunInfo:
         config = model.config
-        names = SUMMARY_LABELS if self._summarizing else self.label_names
-        if names is None:
-            source = self.eval_examples or self.train_examples
-            names = label_names_for(tuple(str(config.id2label[index]) for index in range(config.num_labels)),
-                                    None if source is None else source.label_names)
-        max_length = model_max_length(model.encoder if self._summarizing else model, self._tokenizer)
+        names = self._task.run_label_names(model, self.label_names, self.eval_examples or self.train_examples)
+        max_length = model_max_length(self._task.encoder(model), self._tokenizer)
         if self.ingest_config.max_length:
             max_length = min(max_length, self.ingest_config.max_length)
         return RunInfo(
             run_id=self.run_id,
-            task=EXTRACTIVE_SUMMARIZATION if self._summarizing else SEQUENCE_CLASSIFICATION,
+            task=self._task.spec.name,
             model=self.model_name or str(getattr(config, "_name_or_path", "") or type(model).__name__),
             dataset=self.dataset, label_names=tuple(str(name) for name in names),
             num_layers=int(config.num_hidden_layers), num_heads=int(config.num_attention_heads),
@@ -377,70 +274,18 @@ class T3visCallback(TrainerCallback):
                              f"this model has labels {list(run.label_names)} and {run.num_layers}x{run.num_heads}. "
                              "Choose another run_id.")
 
-    def _index_training_set(self, train_dataloader) -> TokenIndex:
-        dataset = getattr(train_dataloader, "dataset", None)
-        if dataset is None or not hasattr(dataset, "__len__"):
-            raise ModelError("T3visCallback needs a map-style training dataset (with len()) to tell examples "
-                             "apart; iterable datasets are not supported.")
-        items = [dataset[index] for index in range(len(dataset))]
-        rows = [_item_tokens(item) for item in items]
-        if self.train_examples is not None and len(self.train_examples) == len(items):
-            labels = np.asarray(self.train_examples.labels, dtype=np.int64)
-        else:
-            labels = np.array([_item_label(item) for item in items], dtype=np.int64)
-        return TokenIndex(rows, np.arange(len(rows)), labels)
-
     def _write_train_examples(self, run: RunInfo, train_dataloader) -> None:
-        examples = self.train_examples
-        if examples is None:
+        """The training examples' texts (and per-split tables), keyed as the dynamics key them."""
+        if self.train_examples is None:
             return
-        dataset = train_dataloader.dataset
-        if self._summarizing:
-            return self._write_train_documents(run, dataset)
-        if len(examples) != len(dataset):
-            self._problem(f"train_examples has {len(examples)} rows but the training dataset has {len(dataset)}; "
-                          "they must be the same examples in the same order. The training texts are not recorded.")
+        try:
+            rows, tables = self._task.training_examples(run, self.train_examples, train_dataloader.dataset,
+                                                        self._tokenizer)
+        except Exception as exc:  # recording must never fail training
+            self._problem(f"{exc} The training texts are not recorded.")
             return
-        encoded = encode(self._tokenizer, examples.texts, examples.text_pairs, max_length=run.max_length)
-        rows = examples_table(examples, encoded, run.label_names)
-        rows = rows.set_column(0, "example_id", pa.array(np.arange(len(examples)), type=pa.int64()))  # ids are training-set row indices
-        self.writer.submit("the training examples", lambda: self.store.write_examples(run, self.train_split, rows))
-
-
-    def _write_train_documents(self, run: RunInfo, dataset) -> None:
-        """The training documents and their sentences, keyed by the documents' own example ids."""
-        documents = self.train_examples
-        encoded = getattr(dataset, "encoded", None)
-        if encoded is None or len(encoded) != len(documents):
-            self._problem("train_examples must be the DocumentSet the SummarizationDataset was made from; the "
-                          "training documents are not recorded.")
-            return
-        rows = document_examples_table(documents, encoded)
-        units = split_tables(documents, encoded, no_progress, with_baselines=False)
-        self.writer.submit("the training documents",
-                           lambda: self.store.write_examples(run, self.train_split, rows, units))
-
-
-def _item_tokens(item) -> list[int]:
-    if not isinstance(item, dict) or "input_ids" not in item:
-        raise ModelError("T3visCallback needs training items that hold 'input_ids' (a tokenised dataset), "
-                         "to recognise each example in shuffled batches.")
-    ids = np.asarray(item["input_ids"].tolist() if isinstance(item["input_ids"], torch.Tensor) else item["input_ids"])
-    mask = item.get("attention_mask")
-    if mask is not None:  # a dataset padded in advance: only real tokens identify the example
-        ids = ids[np.asarray(mask.tolist() if isinstance(mask, torch.Tensor) else mask, dtype=bool)]
-    return ids.tolist()
-
-
-def _item_label(item) -> int:
-    label = item.get("labels", item.get("label")) if isinstance(item, dict) else None
-    if label is None:
-        raise ModelError("T3visCallback needs the gold label of each training item ('labels' or 'label'), or "
-                         "train_examples with the labels in the order of the training dataset.")
-    label = label.item() if isinstance(label, torch.Tensor) else label
-    if isinstance(label, (list, tuple, np.ndarray)):
-        raise ModelError("T3visCallback records sequence classification: each training item needs one label.")
-    return int(label)
+        self.writer.submit("the training examples",
+                           lambda: self.store.write_examples(run, self.train_split, rows, tables or None))
 
 
 def _last_logged(state) -> dict:

@@ -2,9 +2,9 @@
 
 This is what ``t3vis ingest`` and ``t3vis ingest-dir`` run, as a typed function for Python callers:
 load the examples, load the model (sizing a fresh classification head to the data's labels), read
-the checkpoint's step and epoch from its folder, and call :func:`t3vis.record.ingest.ingest_checkpoint`
-(or, for extractive summarization, load documents and a summarizer and call
-:func:`t3vis.record.summarization.ingest_summarizer_checkpoint`).
+the checkpoint's step and epoch from its folder, and ingest — each step done by the task's
+:class:`~t3vis.record.task.RecordingTask` (sequence classification: an ExampleSet and a classifier;
+extractive summarization: a DocumentSet and a summarizer).
 """
 
 from __future__ import annotations
@@ -12,45 +12,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from t3vis.data.loading import load_examples
-from t3vis.errors import ModelError, option
-from t3vis.model.access import load_model
 from t3vis.progress import Progress, no_progress
 from t3vis.record.checkpoints import describe_checkpoint
-from t3vis.record.ingest import IngestSummary, ingest_checkpoint
+from t3vis.record.ingest import IngestSummary
 from t3vis.record.ingest_config import IngestConfig
+from t3vis.record.sources import DataSource, ModelSource
+from t3vis.record.task import recording_task
 from t3vis.store.database import Store
-from t3vis.tasks import EXTRACTIVE_SUMMARIZATION, SEQUENCE_CLASSIFICATION, TASKS
+from t3vis.tasks import SEQUENCE_CLASSIFICATION
 
-
-@dataclass(frozen=True)
-class DataSource:
-    """Where the examples come from; see :func:`t3vis.data.loading.load_examples` for each field.
-
-    The split named by ``IngestConfig.split`` also picks the split of a ``datasets`` DatasetDict folder.
-    """
-
-    path: str | Path
-    text_columns: tuple[str, ...] | None = None  # sequence classification
-    label_column: str | None = None
-    label_names: tuple[str, ...] | None = None
-    id_column: str | None = None
-    encoding: str = "utf-8"
-    file_format: str | None = None
-    limit: int | None = None
-    article_column: str | None = None  # extractive summarization: the document ...
-    summary_column: str | None = None  # ... and its reference summary
-
-
-@dataclass(frozen=True)
-class ModelSource:
-    """Which model to run; see :func:`t3vis.model.access.load_model` for each field."""
-
-    path: str | Path
-    tokenizer: str | Path | None = None
-    num_labels: int | None = None
-    device: str | None = None
-    trust_remote_code: bool = False
+__all__ = ["DataSource", "FileIngestion", "ModelSource", "default_run_name", "ingest_files"]
 
 
 @dataclass(frozen=True)
@@ -82,8 +53,7 @@ def ingest_files(
     (its name, ``trainer_state.json``, the parent folder of a ``checkpoint-<step>`` folder).
     ``task`` is one of :data:`t3vis.tasks.TASKS`.
     """
-    if task not in TASKS:
-        raise ModelError(f"Unknown task {task!r}; {option('task')} is one of {', '.join(TASKS)}.")
+    recorder = recording_task(task)  # refuses an unknown task before anything is read
     folder = Path(model.path)
     described = describe_checkpoint(folder, name=checkpoint) if folder.exists() else None
     details = dict(
@@ -96,38 +66,9 @@ def ingest_files(
         extra_metrics=described.trainer_metrics if described else None,
         config=config, progress=progress,
     )
-    if task == EXTRACTIVE_SUMMARIZATION:
-        return _ingest_summarizer(store, model, data, config, details)
-    examples = load_examples(
-        data.path, text_columns=data.text_columns, label_column=data.label_column, label_names=data.label_names,
-        id_column=data.id_column, split=config.split, encoding=data.encoding, file_format=data.file_format,
-        limit=data.limit,
-    )
-    options = dict(label_names=data.label_names, tokenizer=model.tokenizer, device=model.device,
-                   trust_remote_code=model.trust_remote_code)
-    bundle = load_model(model.path, num_labels=model.num_labels, **options)
-    if bundle.classifier_was_initialised and model.num_labels is None \
-            and len(bundle.label_names) != len(examples.label_names):
-        # A pretrained encoder without a head: size the new head to the data's labels.
-        bundle = load_model(model.path, num_labels=len(examples.label_names), **options)
-    summary = ingest_checkpoint(store, bundle, examples, **details)
-    return FileIngestion(summary=summary, max_length=config.max_length or bundle.max_length,
-                         head_was_initialised=bundle.classifier_was_initialised)
-
-
-def _ingest_summarizer(store: Store, model: ModelSource, data: DataSource, config: IngestConfig,
-                       details: dict) -> FileIngestion:
-    from t3vis.data.documents import load_documents
-    from t3vis.model.summarizer_loading import load_summarizer
-    from t3vis.record.summarization import ingest_summarizer_checkpoint
-
-    documents = load_documents(
-        data.path, article_column=data.article_column, summary_column=data.summary_column, id_column=data.id_column,
-        split=config.split, encoding=data.encoding, file_format=data.file_format, limit=data.limit,
-    )
-    bundle = load_summarizer(model.path, tokenizer=model.tokenizer, device=model.device,
-                             trust_remote_code=model.trust_remote_code)
-    summary = ingest_summarizer_checkpoint(store, bundle, documents, **details)
+    examples = recorder.load_data(data, split=config.split)
+    bundle = recorder.load_model(model, data, examples)
+    summary = recorder.ingest(store, bundle, examples, **details)
     return FileIngestion(summary=summary, max_length=min(config.max_length or bundle.max_length, bundle.max_length),
                          head_was_initialised=bundle.classifier_was_initialised)
 

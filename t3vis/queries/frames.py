@@ -1,0 +1,157 @@
+"""The parts every task's example frame is made of: the view, attributes, filters and the dataset's extra columns.
+
+An example frame is what the Projection view and the Data Table draw: one row per point (an example,
+or a unit of one such as a document's sentence) with columns example_id, x, y, text and attributes.
+Each task says how its rows become such a frame in a :class:`TaskFrames`; :mod:`t3vis.queries.explore`
+picks the run's task's and filters the result in SQL.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
+
+from t3vis.store.database import Store
+
+DATA_MAP = "datamap"
+TEXT_PREVIEW = 160
+_SAFE_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_ .:-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Attribute:
+    """A column of the example frame that can colour points and filter them."""
+
+    name: str
+    label: str
+    kind: str  # "categorical" (hue, multiselect) or "continuous" (saturation, range slider)
+
+
+@dataclass(frozen=True)
+class View:
+    """Which examples and which layout to show."""
+
+    run_id: str
+    split: str
+    checkpoint: str | None = None  # predictions (and projections) of this checkpoint
+    layout: str = "tsne"  # a projection method ("tsne", "pca") or DATA_MAP
+    layer: int | None = None
+    pooling: str = "cls"
+
+
+@dataclass(frozen=True)
+class RangeFilter:
+    column: str
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class ValuesFilter:
+    column: str
+    values: tuple
+
+
+Filter = RangeFilter | ValuesFilter
+
+PREDICTION_ATTRIBUTES = (
+    Attribute("prediction", "prediction", "categorical"),
+    Attribute("correct", "correct", "categorical"),
+    Attribute("loss", "loss", "continuous"),
+    Attribute("confidence", "confidence (max probability)", "continuous"),
+    Attribute("gold_prob", "gold-label probability", "continuous"),
+)
+DATA_MAP_ATTRIBUTES = (
+    Attribute("region", "Data Map region", "categorical"),
+    Attribute("dm_confidence", "Data Map confidence", "continuous"),
+    Attribute("variability", "variability", "continuous"),
+    Attribute("correctness", "correctness", "continuous"),
+    Attribute("forgetting_events", "forgetting events", "continuous"),
+)
+BASE_ATTRIBUTES = (
+    Attribute("label", "label", "categorical"),
+    Attribute("truncated", "truncated", "categorical"),
+    Attribute("n_tokens", "length (tokens)", "continuous"),
+)
+
+
+def splits(store: Store, run_id: str) -> pd.DataFrame:
+    """The run's splits: split, n_examples, has_projections, has_predictions, has_dynamics."""
+    return store.query(
+        """SELECT e.split, count(*) AS n_examples,
+                  EXISTS (SELECT 1 FROM projections p WHERE p.run_id = e.run_id AND p.split = e.split) AS has_projections,
+                  EXISTS (SELECT 1 FROM predictions p WHERE p.run_id = e.run_id AND p.split = e.split)
+                  OR EXISTS (SELECT 1 FROM unit_predictions p WHERE p.run_id = e.run_id AND p.split = e.split)
+                      AS has_predictions,
+                  EXISTS (SELECT 1 FROM training_dynamics d WHERE d.run_id = e.run_id AND d.split = e.split)
+                      AS has_dynamics
+           FROM examples e WHERE e.run_id = ? GROUP BY e.run_id, e.split ORDER BY e.split""",
+        [run_id],
+    )
+
+
+def layouts(store: Store, run_id: str, split: str, checkpoint: str) -> pd.DataFrame:
+    """Projections available for a checkpoint and split: method, layer, pooling."""
+    return store.query(
+        """SELECT DISTINCT method, layer, pooling FROM projections
+           WHERE run_id = ? AND split = ? AND checkpoint = ? ORDER BY method DESC, layer DESC, pooling""",
+        [run_id, split, checkpoint],
+    )
+
+
+def extra_columns(store: Store, run_id: str, split: str) -> dict[str, str]:
+    """The dataset's extra columns of a split and their JSON types (keys with odd characters are skipped)."""
+    rows = store.query(
+        """SELECT key, any_value(json_type(extra, '$."' || replace(key, '"', '\\"') || '"')) AS type
+           FROM (SELECT extra, unnest(json_keys(extra)) AS key FROM examples
+                 WHERE run_id = ? AND split = ? AND extra IS NOT NULL)
+           GROUP BY key ORDER BY key""",
+        [run_id, split],
+    )
+    return {key: kind for key, kind in zip(rows.key, rows.type) if _SAFE_KEY.match(key)}
+
+
+
+@dataclass(frozen=True)
+class TaskFrames:
+    """How one task's rows in the store become the app's frames (the read side of the task seam)."""
+
+    attributes: Callable[[Store, View, list[Attribute]], list[Attribute]]  # (store, view, extra attributes)
+    frame_sql: Callable[[Store, View], tuple[str, list]]  # the unfiltered frame's SQL and parameters
+    frame_order: Callable[[View], tuple[str, ...]]  # the frame's key columns, in sort order
+    details: Callable[[Store, str, str, int, str | None], dict | None]  # one example (run, split, id, checkpoint)
+
+
+def quote_identifier(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+# Names the example frame uses itself; an extra column with one of these names is called extra_<name>.
+_RESERVED = {a.name for a in (*BASE_ATTRIBUTES, *PREDICTION_ATTRIBUTES, *DATA_MAP_ATTRIBUTES)} | {
+    "example_id", "text", "x", "y", "label_id", "pred", "unit", "rouge1", "rouge2", "rougeL", "n_sentences",
+    "sentences_lost", "lead3_rouge1", "oracle_rouge1", "position", "prob"}
+_NUMERIC_JSON = {"BIGINT", "UBIGINT", "DOUBLE"}
+
+
+def extra_attributes(store: Store, view: View) -> list[tuple[str, Attribute, str]]:
+    """(JSON key, attribute, SQL type) of each extra column: the one place that names and types them."""
+    found = []
+    for key, kind in extra_columns(store, view.run_id, view.split).items():
+        name = key if key not in _RESERVED else f"extra_{key}"
+        numeric = kind in _NUMERIC_JSON
+        cast = "DOUBLE" if numeric else "BOOLEAN" if kind == "BOOLEAN" else "VARCHAR"
+        found.append((key, Attribute(name, key, "continuous" if numeric else "categorical"), cast))
+    return found
+
+
+def extra_select(store: Store, view: View) -> tuple[str, list]:
+    """SELECT items for the extra JSON columns, and their parameters (the JSON paths)."""
+    extras = extra_attributes(store, view)
+    items = [f"TRY_CAST(json_extract_string(e.extra, ?) AS {cast}) AS {quote_identifier(attribute.name)}"
+             for _, attribute, cast in extras]
+    return ", ".join(items), ['$."' + key + '"' for key, _, _ in extras]
+
+

@@ -1,0 +1,36 @@
+"""Where a checkpoint's examples and model come from, as paths and options: what ``t3vis ingest`` is given."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Where the examples come from; see :func:`t3vis.data.loading.load_examples` for each field.
+
+    The split named by ``IngestConfig.split`` also picks the split of a ``datasets`` DatasetDict folder.
+    """
+
+    path: str | Path
+    text_columns: tuple[str, ...] | None = None  # sequence classification
+    label_column: str | None = None
+    label_names: tuple[str, ...] | None = None
+    id_column: str | None = None
+    encoding: str = "utf-8"
+    file_format: str | None = None
+    limit: int | None = None
+    article_column: str | None = None  # extractive summarization: the document ...
+    summary_column: str | None = None  # ... and its reference summary
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Which model to run; see :func:`t3vis.model.access.load_model` for each field."""
+
+    path: str | Path
+    tokenizer: str | Path | None = None
+    num_labels: int | None = None
+    device: str | None = None
+    trust_remote_code: bool = False
