@@ -14,45 +14,64 @@ ctx = sidebar.render()
 run_id = ctx.run.run_id
 st.title("Projection")
 
+SUMMARIZATION = ctx.run.task == EXTRACTIVE_SUMMARIZATION  # documents or their sentences
 splits = data.splits(ctx.store, run_id)
-layout_options = []  # (layout, split): projections of the checkpoint first, then Data Maps
+# (layout, split, points): projections of the checkpoint first (documents, then sentences), then Data Maps
+layout_options = []
 for row in splits.itertuples():
     if row.has_projections and ctx.checkpoint is not None:
         methods = data.layouts(ctx.store, run_id, row.split, ctx.checkpoint).method.unique()
-        layout_options += [(method, row.split) for method in methods]
-layout_options += [(explore.DATA_MAP, row.split) for row in splits.itertuples() if row.has_dynamics]
+        layout_options += [(method, row.split, "examples") for method in methods]
+    if SUMMARIZATION and row.has_unit_projections and ctx.checkpoint is not None:
+        methods = data.unit_layouts(ctx.store, run_id, row.split, ctx.checkpoint).method.unique()
+        layout_options += [(method, row.split, "units") for method in methods]
+layout_options += [(explore.DATA_MAP, row.split, "units" if SUMMARIZATION else "examples")
+                   for row in splits.itertuples() if row.has_dynamics]
 if not layout_options:
     st.info("This run has no projections and no training dynamics yet: ingest a checkpoint with `t3vis ingest`, "
             "or record training with the T3visCallback.")
     st.stop()
 
-SUMMARIZATION = ctx.run.task == EXTRACTIVE_SUMMARIZATION  # documents in projections, sentences in the Data Map
-LAYOUT_NAMES = {"tsne": "t-SNE", "pca": "PCA", explore.DATA_MAP: "Data Map"}
-if SUMMARIZATION:
-    LAYOUT_NAMES = {"tsne": "t-SNE of documents", "pca": "PCA of documents",
-                    explore.DATA_MAP: "Data Map of sentences"}
+METHOD_NAMES = {"tsne": "t-SNE", "pca": "PCA", explore.DATA_MAP: "Data Map"}
+
+
+def layout_name(option: tuple[str, str, str]) -> str:
+    method, split_name, points = option
+    name = METHOD_NAMES.get(method, method)
+    if SUMMARIZATION:
+        name += " of sentences" if points == "units" else " of documents"
+    return f"{name} · {split_name} split"
+
+
 controls = st.columns([2, 1, 2, 1])
-saved = (state.get("layout"), state.get("split"))
-layout, split = state.choice(
+saved = (state.get("layout"), state.get("split"), state.get("points") or "examples")
+if saved not in layout_options and saved[2] == "examples" and SUMMARIZATION:
+    saved = (saved[0], saved[1], "units")  # a link from before sentence layouts: the Data Map of sentences
+layout, split, points = state.choice(
     controls[0].selectbox, "Layout", layout_options, name="layout_choice",
-    default=saved if saved in layout_options else layout_options[0],
-    format_func=lambda option: f"{LAYOUT_NAMES.get(option[0], option[0])} · {option[1]} split",
-    help="t-SNE/PCA of a layer's pooled hidden states at the checkpoint, or the Data Map of training dynamics.")
-st.session_state["layout"], st.session_state["split"] = layout, split
+    default=saved if saved in layout_options else layout_options[0], format_func=layout_name,
+    help="t-SNE/PCA of a layer's hidden states at the checkpoint (of each document and of each sentence's [CLS] "
+         "for a summarizer), or the Data Map of training dynamics." if SUMMARIZATION else
+         "t-SNE/PCA of a layer's pooled hidden states at the checkpoint, or the Data Map of training dynamics.")
+st.session_state["layout"], st.session_state["split"], st.session_state["points"] = layout, split, points
+SENTENCES = SUMMARIZATION and points == "units"
 
 
 def layer_choice(column, checkpoint: str | None, name: str) -> int | None:
     if layout == explore.DATA_MAP or checkpoint is None:
         column.selectbox("Layer", ["—"], disabled=True, key=f"w.{name}.disabled")
         return None
-    options = data.layouts(ctx.store, run_id, split, checkpoint)
+    if SENTENCES:
+        options = data.unit_layouts(ctx.store, run_id, split, checkpoint)
+    else:
+        options = data.layouts(ctx.store, run_id, split, checkpoint)
     layers = sorted(options[options.method == layout].layer.unique().tolist(), reverse=True)
     return state.choice(column.selectbox, "Layer", layers, name=name, default=layers[0] if layers else None,
                         format_func=lambda layer: "embeddings" if layer == 0 else f"layer {layer}")
 
 
 layer = layer_choice(controls[1], ctx.checkpoint, "layer")
-view = explore.View(run_id=run_id, split=split, checkpoint=ctx.checkpoint, layout=layout, layer=layer)
+view = explore.View(run_id=run_id, split=split, checkpoint=ctx.checkpoint, layout=layout, layer=layer, points=points)
 known = data.attributes(ctx.store, view)
 by_name = {attribute.name: attribute for attribute in known}
 default_color = "region" if layout == explore.DATA_MAP and "region" in by_name else "label"
@@ -78,11 +97,11 @@ if comparing:
                                      default=names[0] if names else None)
     second_layer = layer_choice(row[1], second_checkpoint, "compare_layer")
     second_view = explore.View(run_id=run_id, split=split, checkpoint=second_checkpoint, layout=layout,
-                               layer=second_layer)
+                               layer=second_layer, points=points)
 
-things = ("sentences" if layout == explore.DATA_MAP else "documents") if SUMMARIZATION else "examples"
+things = ("sentences" if SENTENCES else "documents") if SUMMARIZATION else "examples"
 st.caption(f"{len(frame):,} of {len(unfiltered):,} {things} pass the filters. Click a point to select "
-           + ("its document" if SUMMARIZATION and layout == explore.DATA_MAP else "it")
+           + ("its document" if SENTENCES else "it")
            + "; scroll to zoom, drag to pan, double-click to reset.")
 views = [(view, "left")] + ([(second_view, "right")] if second_view else [])
 columns = st.columns(len(views))
@@ -90,7 +109,7 @@ svg = len(frame) <= 3_000  # crisp and inspectable for small sets; canvas for la
 for (shown_view, side), column in zip(views, columns):
     shown = frame if shown_view is view else data.example_frame(ctx.store, shown_view, filters)
     title = (f"{shown_view.checkpoint}" if layout != explore.DATA_MAP else f"Data Map · {split}") + (
-        "" if shown_view.layer is None else f" · layer {shown_view.layer}")
+        "" if shown_view.layer is None else f" · layer {shown_view.layer}") + (" · sentences" if SENTENCES else "")
     chart = charts.projection_chart(shown, color=by_name[color_name], layout=layout, layer=shown_view.layer,
                                     selected_id=selected_id, title=title, svg=svg)
     with column:

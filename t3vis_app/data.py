@@ -88,6 +88,11 @@ def layouts(store: StoreHandle, run_id: str, split: str, checkpoint: str) -> pd.
 
 
 @_cached(64)
+def unit_layouts(store: StoreHandle, run_id: str, split: str, checkpoint: str) -> pd.DataFrame:
+    return explore.unit_layouts(store.database, run_id, split, checkpoint)
+
+
+@_cached(64)
 def attributes(store: StoreHandle, view: explore.View) -> list[explore.Attribute]:
     return explore.attributes(store.database, view)
 

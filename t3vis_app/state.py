@@ -19,6 +19,7 @@ URL_KEYS = {
     "checkpoint": "checkpoint",
     "split": "split",
     "layout": "layout",
+    "points": "points",
     "layer": "layer",
     "color": "color",
     "compare": "compare",

@@ -20,7 +20,8 @@ import pandas as pd
 from t3vis.queries import classification, summaries
 from t3vis.queries.frames import (BASE_ATTRIBUTES, DATA_MAP, DATA_MAP_ATTRIBUTES, PREDICTION_ATTRIBUTES,
                                   TEXT_PREVIEW, Attribute, Filter, RangeFilter, TaskFrames, ValuesFilter, View,
-                                  extra_attributes, extra_columns, extra_select, layouts, quote_identifier, splits)
+                                  extra_attributes, extra_columns, extra_select, layouts, quote_identifier, splits,
+                                  unit_layouts)
 from t3vis.store.database import Store
 from t3vis.tasks import EXTRACTIVE_SUMMARIZATION, SEQUENCE_CLASSIFICATION, TASKS
 
@@ -29,7 +30,7 @@ __all__ = [  # the frames' parts are re-exported: pages and tests read them here
     "PREDICTION_ATTRIBUTES", "TASK_FRAMES", "TEXT_PREVIEW", "Attribute", "Filter", "RangeFilter", "TaskFrames",
     "ValuesFilter", "View", "attention_patterns", "attribute_summary", "attributes", "example_details",
     "example_frame", "extra_columns", "extra_select", "filter_frame", "head_functions", "head_importance",
-    "head_stats", "layouts", "run_task", "splits", "task_frames",
+    "head_stats", "layouts", "run_task", "splits", "task_frames", "unit_layouts",
 ]
 
 TASK_FRAMES: dict[str, TaskFrames] = {

@@ -40,6 +40,7 @@ class View:
     layout: str = "tsne"  # a projection method ("tsne", "pca") or DATA_MAP
     layer: int | None = None
     pooling: str = "cls"
+    points: str = "examples"  # "examples", or "units" (a document's sentences) laid out by their own vectors
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ BASE_ATTRIBUTES = (
 
 
 def splits(store: Store, run_id: str) -> pd.DataFrame:
-    """The run's splits: split, n_examples, has_projections, has_predictions, has_dynamics."""
+    """The run's splits: split, n_examples, has_projections, has_predictions, has_dynamics, has_unit_projections."""
     return store.query(
         """SELECT e.split, count(*) AS n_examples,
                   EXISTS (SELECT 1 FROM projections p WHERE p.run_id = e.run_id AND p.split = e.split) AS has_projections,
@@ -87,7 +88,9 @@ def splits(store: Store, run_id: str) -> pd.DataFrame:
                   OR EXISTS (SELECT 1 FROM unit_predictions p WHERE p.run_id = e.run_id AND p.split = e.split)
                       AS has_predictions,
                   EXISTS (SELECT 1 FROM training_dynamics d WHERE d.run_id = e.run_id AND d.split = e.split)
-                      AS has_dynamics
+                      AS has_dynamics,
+                  EXISTS (SELECT 1 FROM unit_projections p WHERE p.run_id = e.run_id AND p.split = e.split)
+                      AS has_unit_projections
            FROM examples e WHERE e.run_id = ? GROUP BY e.run_id, e.split ORDER BY e.split""",
         [run_id],
     )
@@ -98,6 +101,15 @@ def layouts(store: Store, run_id: str, split: str, checkpoint: str) -> pd.DataFr
     return store.query(
         """SELECT DISTINCT method, layer, pooling FROM projections
            WHERE run_id = ? AND split = ? AND checkpoint = ? ORDER BY method DESC, layer DESC, pooling""",
+        [run_id, split, checkpoint],
+    )
+
+
+def unit_layouts(store: Store, run_id: str, split: str, checkpoint: str) -> pd.DataFrame:
+    """Layouts of units (a document's sentences) available for a checkpoint and split: method, layer."""
+    return store.query(
+        """SELECT DISTINCT method, layer FROM unit_projections
+           WHERE run_id = ? AND split = ? AND checkpoint = ? ORDER BY method DESC, layer DESC""",
         [run_id, split, checkpoint],
     )
 

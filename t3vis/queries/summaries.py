@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from t3vis.queries.frames import DATA_MAP, DATA_MAP_ATTRIBUTES, TEXT_PREVIEW, Attribute, TaskFrames, View, extra_select
+from t3vis.queries.frames import (DATA_MAP, DATA_MAP_ATTRIBUTES, TEXT_PREVIEW, Attribute, TaskFrames, View, extra_select,
+                                  splits)
 from t3vis.store.database import Store
 
 DOCUMENT_ATTRIBUTES = (
@@ -45,26 +46,34 @@ def has_unit_predictions(store: Store, run_id: str, split: str, checkpoint: str 
         [run_id, split, checkpoint]))
 
 
+def shows_sentences(view: View) -> bool:
+    """Whether the view's points are sentences: the Data Map (of training sentences) or a layout of sentence vectors."""
+    return view.layout == DATA_MAP or view.points == "units"
+
+
 def attributes(store: Store, view: View, extras: list[Attribute]) -> list[Attribute]:
-    """The attributes of the documents (projection layouts) or of the sentences (the Data Map)."""
-    if view.layout == DATA_MAP:
-        found = list(SENTENCE_ATTRIBUTES)
-        if has_unit_predictions(store, view.run_id, view.split, view.checkpoint):
-            found += SENTENCE_PREDICTION_ATTRIBUTES
-        return found + list(DATA_MAP_ATTRIBUTES)
-    return list(DOCUMENT_ATTRIBUTES) + extras
+    """The attributes of the documents (projection layouts) or of the sentences."""
+    if not shows_sentences(view):
+        return list(DOCUMENT_ATTRIBUTES) + extras
+    found = list(SENTENCE_ATTRIBUTES)
+    if has_unit_predictions(store, view.run_id, view.split, view.checkpoint):
+        found += SENTENCE_PREDICTION_ATTRIBUTES
+    info = splits(store, view.run_id).set_index("split")
+    if view.split in info.index and info.loc[view.split].has_dynamics:
+        found += DATA_MAP_ATTRIBUTES
+    return found
 
 
 def frame_sql(store: Store, view: View) -> tuple[str, list]:
     """SQL and parameters of the unfiltered frame of a summarization view."""
-    if view.layout == DATA_MAP:
+    if shows_sentences(view):
         return _sentence_sql(view)
     return _document_sql(store, view)
 
 
 def frame_order(view: View) -> tuple[str, ...]:
     """Documents by id; sentences by document, then position."""
-    return ("example_id", "unit") if view.layout == DATA_MAP else ("example_id",)
+    return ("example_id", "unit") if shows_sentences(view) else ("example_id",)
 
 
 def _document_sql(store: Store, view: View) -> tuple[str, list]:
@@ -97,22 +106,36 @@ def _document_sql(store: Store, view: View) -> tuple[str, list]:
 
 
 def _sentence_sql(view: View) -> tuple[str, list]:
+    """Sentences placed by the Data Map (x = variability, y = confidence of the oracle label over the training
+    epochs) or by a layout of their vectors at the view's checkpoint and layer."""
+    if view.layout == DATA_MAP:
+        position, layout_join, layout_params = "d.variability AS x, d.confidence AS y", "", []
+        require = "d.example_id IS NOT NULL"
+    else:
+        position = "j.x, j.y"
+        layout_join = """JOIN unit_projections j ON j.run_id = u.run_id AND j.split = u.split
+                             AND j.example_id = u.example_id AND j.unit = u.unit
+                             AND j.checkpoint = ? AND j.method = ? AND j.layer = ?"""
+        layout_params = [view.checkpoint, view.layout, view.layer]
+        require = "TRUE"
     sql = f"""
-        SELECT d.example_id, d.unit, d.variability AS x, d.confidence AS y,
+        WITH dm AS (SELECT * FROM data_map WHERE run_id = ? AND split = ?)
+        SELECT u.example_id, u.unit, {position},
                left(u.text, {TEXT_PREVIEW}) AS text,
                r.label_names[u.label + 1] AS label, u.label AS label_id, u.unit AS position, u.n_tokens,
                CASE WHEN p.selected THEN 'in summary' WHEN p.selected IS NOT NULL THEN 'not in summary' END
                    AS prediction,
                p.prob, p.loss, p.correct,
                d.region, d.confidence AS dm_confidence, d.variability, d.correctness, d.forgetting_events
-        FROM data_map d
-        JOIN units u ON u.run_id = d.run_id AND u.split = d.split AND u.example_id = d.example_id AND u.unit = d.unit
-        JOIN runs r ON r.run_id = d.run_id
-        LEFT JOIN unit_predictions p ON p.run_id = d.run_id AND p.split = d.split AND p.example_id = d.example_id
-                                    AND p.unit = d.unit AND p.checkpoint = ?
-        WHERE d.run_id = ? AND d.split = ?
+        FROM units u
+        JOIN runs r ON r.run_id = u.run_id
+        {layout_join}
+        LEFT JOIN unit_predictions p ON p.run_id = u.run_id AND p.split = u.split AND p.example_id = u.example_id
+                                    AND p.unit = u.unit AND p.checkpoint = ?
+        LEFT JOIN dm d ON d.example_id = u.example_id AND d.unit = u.unit
+        WHERE u.run_id = ? AND u.split = ? AND {require}
     """
-    return sql, [view.checkpoint, view.run_id, view.split]
+    return sql, [view.run_id, view.split, *layout_params, view.checkpoint, view.run_id, view.split]
 
 
 def document_details(store: Store, run_id: str, split: str, example_id: int, checkpoint: str | None) -> dict | None:

@@ -37,7 +37,7 @@ from t3vis.model.access import ModelBundle, eval_mode, model_max_length, using_t
 from t3vis.progress import Progress, no_progress
 from t3vis.record.classification_task import TokenIndex
 from t3vis.record.dynamics import DynamicsRecorder
-from t3vis.record.ingest import IngestConfig, IngestSummary
+from t3vis.record.ingest import IngestConfig, IngestSummary, layouts_of
 from t3vis.record.task import RecordingTask, TrainingCapture, task_of_model
 from t3vis.store.background_writer import BackgroundWriter, RecordingWarning
 from t3vis.store.database import DEFAULT_STORE_PATH, RunInfo, Store
@@ -111,7 +111,7 @@ class T3visCallback(TrainerCallback):
         self.writer = BackgroundWriter()
         self.summaries: list[IngestSummary] = []
         self.problems: list[str] = []  # what could not be recorded (also warned)
-        self._previous_layouts: pa.Table | None = None
+        self._previous_layouts: dict[str, pa.Table] = {}
         self._recorder: DynamicsRecorder | None = None
         self._task: RecordingTask | None = None  # found from the model at the start of training
         self._capture: TrainingCapture | None = None
@@ -218,7 +218,7 @@ class T3visCallback(TrainerCallback):
         except Exception as exc:  # recording must never fail training
             self._problem(f"t3vis could not record checkpoint {name}: {exc}")
             return
-        self._previous_layouts = record.results.tables.get("projections")
+        self._previous_layouts = layouts_of(record)
         self.writer.submit(f"checkpoint {name}", lambda: record.write(self.store))
         self.summaries.append(record.summary)
 

@@ -142,23 +142,37 @@ def ingest_checkpoint(
     return record.write_timed(store, progress)
 
 
-def previous_layouts(store: Store, run_id: str, *, checkpoint: str, step: int | None,
-                     config: IngestConfig) -> pa.Table | None:
-    """The layouts of the run's checkpoint before ``step`` (same split, method and pooling), or None.
+LAYOUT_TABLES = {  # the tables of 2-D layouts, and the columns that name their points
+    "projections": ("example_id",),
+    "unit_projections": ("example_id", "unit"),
+}
 
-    Columns layer, example_id, x, y: what the next checkpoint's t-SNE starts from.
-    """
+
+def previous_layouts(store: Store, run_id: str, *, checkpoint: str, step: int | None,
+                     config: IngestConfig) -> dict[str, pa.Table]:
+    """The layouts of the run's checkpoint before ``step`` (same split and method; examples with the same pooling),
+    by table: what the next checkpoint's t-SNE starts from. Columns layer, the point's key columns, x, y."""
     if config.projection == "none":
-        return None
+        return {}
     previous = store.previous_checkpoint(run_id, step=step, exclude=checkpoint)
     if previous is None:
-        return None
-    rows = store.query(
-        """SELECT layer, example_id, x, y FROM projections
-           WHERE run_id = ? AND checkpoint = ? AND split = ? AND method = ? AND pooling = ?""",
-        [run_id, previous, config.split, config.projection, config.pooling],
-    )
-    return pa.Table.from_pandas(rows, preserve_index=False) if len(rows) else None
+        return {}
+    found = {}
+    for table, keys in LAYOUT_TABLES.items():
+        pooling = "AND pooling = ?" if table == "projections" else ""
+        rows = store.query(
+            f"""SELECT layer, {', '.join(keys)}, x, y FROM {table}
+                WHERE run_id = ? AND checkpoint = ? AND split = ? AND method = ? {pooling}""",
+            [run_id, previous, config.split, config.projection, *([config.pooling] if pooling else [])],
+        )
+        if len(rows):
+            found[table] = pa.Table.from_pandas(rows, preserve_index=False)
+    return found
+
+
+def layouts_of(record: CheckpointRecord) -> dict[str, pa.Table]:
+    """A computed checkpoint's layouts, as :func:`previous_layouts` gives them for the next checkpoint."""
+    return {table: record.results.tables[table] for table in LAYOUT_TABLES if table in record.results.tables}
 
 
 def compute_checkpoint(
@@ -174,7 +188,7 @@ def compute_checkpoint(
     extra_metrics: dict | None = None,
     config: IngestConfig = IngestConfig(),
     progress: Progress = no_progress,
-    previous: pa.Table | None = None,
+    previous: dict[str, pa.Table] | None = None,
 ) -> CheckpointRecord:
     """Everything :func:`ingest_checkpoint` writes, computed without touching the store.
 
@@ -190,9 +204,9 @@ def compute_checkpoint(
         Free-text name of the run's dataset (default: the data file's name).
     extra_metrics : dict, optional
         Numbers logged by the trainer at this step, stored under ``metrics.trainer``.
-    previous : Arrow table, optional
-        The layouts the t-SNE starts from (:func:`previous_layouts`: layer, example_id, x, y),
-        e.g. kept in memory by a recorder whose writes are queued.
+    previous : dict of Arrow tables, optional
+        The layouts the t-SNE starts from, by table (:func:`previous_layouts`, or :func:`layouts_of` a
+        record kept in memory by a recorder whose writes are queued).
     """
     if len(examples) == 0:
         raise DataError("There are no examples to ingest.")
@@ -223,7 +237,8 @@ def compute_checkpoint(
     )
 
     started = time.perf_counter()
-    projections = _projections(examples.example_ids, result.pooled, config, progress, previous)
+    projections = _projections(examples.example_ids, result.pooled, config, progress,
+                               (previous or {}).get("projections"))
     seconds["projection"] = time.perf_counter() - started
 
     tables = {
@@ -381,17 +396,37 @@ def examples_table(examples: ExampleSet, encoded: EncodedExamples, label_names: 
                         text_pairs=examples.text_pairs, extra_json=extra_json)
 
 
-def _layout_of(previous: pd.DataFrame | None, layer: int, example_ids: np.ndarray) -> np.ndarray | None:
-    """A layer's previous layout of these examples (N, 2), or None when it lacks any of them."""
+def _layout_of(previous: pd.DataFrame | None, layer: int, keys: dict[str, np.ndarray]) -> np.ndarray | None:
+    """A layer's previous layout of these points (N, 2), or None when it lacks any of them.
+
+    ``keys`` names the points: {"example_id": (N,)} or {"example_id": (N,), "unit": (N,)}."""
     if previous is None:
         return None
     rows = previous[previous.layer == layer]
-    if len(rows) != len(example_ids):
+    n = len(next(iter(keys.values())))
+    if len(rows) != n:
         return None
-    coords = rows.set_index("example_id").reindex(example_ids)
+    index = pd.MultiIndex.from_arrays(list(keys.values()), names=list(keys))
+    coords = rows.set_index(list(keys)).reindex(index)
     if coords[["x", "y"]].isna().any().any():
         return None
     return coords[["x", "y"]].to_numpy(dtype=np.float64)
+
+
+def layer_layouts(
+    keys: dict[str, np.ndarray], vectors: dict[int, np.ndarray], config: IngestConfig, progress: Progress,
+    previous: pa.Table | None, *, phase: str,
+) -> list[tuple[int, np.ndarray]]:
+    """(layer, (N, 2) coordinates) of each layer's vectors (N, D), each t-SNE started from the previous
+    checkpoint's layout of the same points (``previous``: columns layer, the key columns, x, y)."""
+    layouts = []
+    previous_frame = None if previous is None else previous.select(["layer", *keys, "x", "y"]).to_pandas()
+    for done, (layer, features) in enumerate(sorted(vectors.items())):
+        progress(phase, done, len(vectors))
+        start = _layout_of(previous_frame, layer, keys)
+        layouts.append((layer, project(features, method=config.projection, previous=start, seed=config.seed)))
+    progress(phase, len(vectors), len(vectors))
+    return layouts
 
 
 def _projections(
@@ -400,17 +435,10 @@ def _projections(
 ) -> pa.Table | None:
     if config.projection == "none":
         return None
-    parts = []
-    phase = f"{config.projection} layouts"
-    previous_frame = None if previous is None else previous.select(["layer", "example_id", "x", "y"]).to_pandas()
-    for done, (layer, features) in enumerate(sorted(pooled.items())):
-        progress(phase, done, len(pooled))
-        start = _layout_of(previous_frame, layer, example_ids)
-        coords = project(features, method=config.projection, previous=start, seed=config.seed)  # (N, 2)
-        parts.append(projection_rows(example_ids, coords, layer=layer, method=config.projection,
-                                     pooling=config.pooling))
-    progress(phase, len(pooled), len(pooled))
-    return pa.concat_tables(parts)
+    layouts = layer_layouts({"example_id": example_ids}, pooled, config, progress, previous,
+                            phase=f"{config.projection} layouts")
+    return pa.concat_tables([projection_rows(example_ids, coords, layer=layer, method=config.projection,
+                                             pooling=config.pooling) for layer, coords in layouts])
 
 
 def _jsonable(value):

@@ -34,6 +34,11 @@ class IngestConfig:
                           "the aggregate attention patterns; -1 = all"},
     )
     attention_bins: int = field(default=16, metadata={"help": "size of the aggregate attention pattern grid"})
+    unit_points: int = field(
+        default=20_000,
+        metadata={"help": "units (a document's sentences) laid out in 2-D per checkpoint, drawn at random when the "
+                          "split has more; 0 = none"},
+    )
     seed: int = field(default=0, metadata={"help": "seed for the importance sample and t-SNE"})
 
     def __post_init__(self) -> None:

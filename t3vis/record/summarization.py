@@ -29,11 +29,12 @@ from t3vis.progress import Progress, no_progress
 from t3vis.record.attention_summary import AttentionAccumulator, token_kinds
 from t3vis.record.head_importance import head_mask_gradient
 from t3vis.record.ingest import (CheckpointRecord, IngestSummary, _jsonable, _projections, _resolve_layers,
-                                 _sampled_batches, previous_layouts)
+                                 _sampled_batches, layer_layouts, previous_layouts)
 from t3vis.record.ingest_config import IngestConfig
+from t3vis.record.projection import MIN_TSNE_POINTS
 from t3vis.store.database import CheckpointInfo, CheckpointResults, RunInfo, Store
 from t3vis.store.rows import (attention_rows, baseline_rows, document_score_rows, example_rows, importance_rows,
-                              top_units, unit_prediction_rows, unit_rows)
+                              top_units, unit_prediction_rows, unit_projection_rows, unit_rows)
 from t3vis.tasks import EXTRACTIVE_SUMMARIZATION
 
 SUMMARY_SIZE = ORACLE_SENTENCES  # sentences in a predicted summary, as in Liu & Lapata
@@ -78,7 +79,7 @@ def compute_summarizer_checkpoint(
     extra_metrics: dict | None = None,
     config: IngestConfig = IngestConfig(),
     progress: Progress = no_progress,
-    previous: pa.Table | None = None,
+    previous: dict[str, pa.Table] | None = None,
     with_split_tables: bool = True,
 ) -> CheckpointRecord:
     """Everything :func:`ingest_summarizer_checkpoint` writes, computed without touching the store.
@@ -102,7 +103,9 @@ def compute_summarizer_checkpoint(
     seconds["tokenize"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    result = _forward_pass(bundle, encoded, documents.oracle, layers=layers, config=config, progress=progress)
+    laid_out = sentences_to_lay_out(encoded, config)
+    result = _forward_pass(bundle, encoded, documents.oracle, layers=layers, config=config, progress=progress,
+                           laid_out=laid_out)
     seconds["forward"] = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -113,7 +116,10 @@ def compute_summarizer_checkpoint(
                                        summary_size=SUMMARY_SIZE)
 
     started = time.perf_counter()
-    projections = _projections(documents.example_ids, result.pooled, config, progress, previous)
+    previous = previous or {}
+    projections = _projections(documents.example_ids, result.pooled, config, progress, previous.get("projections"))
+    sentence_layouts = _sentence_projections(documents.example_ids, laid_out, result.sentence_vectors, config,
+                                             progress, previous.get("unit_projections"))
     seconds["projection"] = time.perf_counter() - started
 
     tables = {
@@ -123,6 +129,8 @@ def compute_summarizer_checkpoint(
     }
     if projections is not None:
         tables["projections"] = projections
+    if sentence_layouts is not None:
+        tables["unit_projections"] = sentence_layouts
     if result.importance is not None:
         tables["head_importance"] = importance_rows(result.importance, result.importance_examples)
     accuracy = float(np.mean(predictions["correct"].to_numpy(zero_copy_only=False)))
@@ -154,6 +162,29 @@ def compute_summarizer_checkpoint(
         ),
         summary=summary,
     )
+
+
+def sentences_to_lay_out(encoded: list[EncodedDocument], config: IngestConfig) -> np.ndarray:
+    """(M, 2) (document index, sentence) of the kept sentences laid out in 2-D: all of them, or
+    ``config.unit_points`` drawn with the seed (the same ones at every checkpoint of the split)."""
+    if config.projection == "none" or config.unit_points <= 0:
+        return np.zeros((0, 2), dtype=np.int64)
+    pairs = np.array([(index, unit) for index, document in enumerate(encoded) for unit in range(document.n_kept)],
+                     dtype=np.int64).reshape(-1, 2)
+    if len(pairs) > config.unit_points:
+        chosen = np.random.default_rng(config.seed).choice(len(pairs), config.unit_points, replace=False)
+        pairs = pairs[np.sort(chosen)]
+    return pairs
+
+
+def _sentence_projections(example_ids: np.ndarray, laid_out: np.ndarray, vectors: dict[int, np.ndarray],
+                          config: IngestConfig, progress: Progress, previous: pa.Table | None) -> pa.Table | None:
+    if len(laid_out) < (MIN_TSNE_POINTS if config.projection == "tsne" else 2):
+        return None  # too few sentences for a layout (the documents' own layout says what is wrong)
+    keys = {"example_id": np.asarray(example_ids)[laid_out[:, 0]], "unit": laid_out[:, 1]}
+    layouts = layer_layouts(keys, vectors, config, progress, previous, phase=f"{config.projection} of sentences")
+    return pa.concat_tables([unit_projection_rows(keys["example_id"], keys["unit"], coords, layer=layer,
+                                                  method=config.projection) for layer, coords in layouts])
 
 
 def document_examples_table(documents: DocumentSet, encoded: list[EncodedDocument]) -> pa.Table:
@@ -216,6 +247,7 @@ class _SummaryPass:
     scores: list[np.ndarray]  # N arrays (S_kept,): each kept sentence's logit
     losses: np.ndarray  # (N,) each document's mean sentence loss
     pooled: dict[int, np.ndarray]  # layer -> (N, D) document vectors
+    sentence_vectors: dict[int, np.ndarray]  # layer -> (M, D) vectors at the [CLS] of the laid-out sentences
     importance: np.ndarray | None  # (L, H) mean |dL/dm| over the sampled documents
     importance_examples: int
     attention: dict[str, np.ndarray]  # AttentionAccumulator.summary()
@@ -223,7 +255,8 @@ class _SummaryPass:
 
 
 def _forward_pass(bundle: ModelBundle, encoded: list[EncodedDocument], oracle: list[np.ndarray], *,
-                  layers: tuple[int, ...], config: IngestConfig, progress: Progress) -> _SummaryPass:
+                  layers: tuple[int, ...], config: IngestConfig, progress: Progress,
+                  laid_out: np.ndarray) -> _SummaryPass:
     model, device = bundle.model, bundle.device
     lengths = np.array([len(document.input_ids) for document in encoded])
     batches = length_sorted_batches(lengths, config.batch_size)
@@ -234,6 +267,8 @@ def _forward_pass(bundle: ModelBundle, encoded: list[EncodedDocument], oracle: l
     scores: list[np.ndarray | None] = [None] * n
     losses = np.zeros(n, dtype=np.float64)
     pooled: dict[int, np.ndarray] = {}
+    sentence_vectors: dict[int, np.ndarray] = {}
+    rows_of_document = _rows_by_document(laid_out, n)  # document index -> (its laid-out sentences, their rows)
     importance = torch.zeros(bundle.num_layers, bundle.num_heads, dtype=torch.float64)
     importance_examples = 0
 
@@ -266,12 +301,28 @@ def _forward_pass(bundle: ModelBundle, encoded: list[EncodedDocument], oracle: l
                                          pooling=config.pooling).float().cpu().numpy()  # (B, D)
             if layer not in pooled:
                 pooled[layer] = np.empty((n, vectors.shape[1]), dtype=np.float32)
+                sentence_vectors[layer] = np.empty((len(laid_out), vectors.shape[1]), dtype=np.float32)
             pooled[layer][indices] = vectors
+            hidden = output.hidden_states[layer].detach()  # (B, T, D)
+            for row, index in enumerate(indices):
+                units, targets = rows_of_document[index]
+                if len(units):  # the hidden states at these sentences' [CLS] tokens: (S_laid_out, D)
+                    positions = inputs["cls_positions"][row, units]
+                    sentence_vectors[layer][targets] = hidden[row, positions].float().cpu().numpy()
         done += len(indices)
         progress("forward", done, n)
     return _SummaryPass(
-        scores=scores, losses=losses, pooled=pooled,
+        scores=scores, losses=losses, pooled=pooled, sentence_vectors=sentence_vectors,
         importance=(importance / importance_examples).numpy() if importance_examples else None,
         importance_examples=importance_examples,
         attention=accumulator.summary(), attention_examples=accumulator.n_examples,
     )
+
+
+def _rows_by_document(laid_out: np.ndarray, n: int) -> list[tuple[torch.Tensor, np.ndarray]]:
+    """For each of n documents: (its laid-out sentence indices, their rows in ``laid_out``)."""
+    found: list[tuple[list[int], list[int]]] = [([], []) for _ in range(n)]
+    for row, (index, unit) in enumerate(laid_out):
+        found[index][0].append(int(unit))
+        found[index][1].append(row)
+    return [(torch.tensor(units, dtype=torch.long), np.array(rows, dtype=np.int64)) for units, rows in found]

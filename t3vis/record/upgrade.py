@@ -14,6 +14,9 @@ kept there moves to ``runs.dataset``), per-unit tables for extractive summarizat
 column in the training dynamics (0 for every version-2 row), and head-function columns in
 ``attention_patterns`` (NULL for checkpoints ingested before; re-ingest to measure them).
 
+Version 3 → 4: version 4 adds ``unit_projections``, the 2-D layouts of a document's sentences
+(empty after the upgrade; re-ingest a checkpoint to lay out its sentences).
+
 Every upgrade first copies the old file to ``<name>.v<version>.bak``, then builds the new store in a
 scratch file beside it (the current schema, every row of the old one copied by column name) and moves
 it into place only when complete: an interrupted upgrade leaves the store as it was.

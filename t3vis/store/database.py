@@ -30,7 +30,7 @@ import pyarrow as pa
 from t3vis.errors import SchemaVersionError, StoreError, StoreLockedError, option
 from t3vis.tasks import SEQUENCE_CLASSIFICATION
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # Older versions `t3vis upgrade` converts, with what changed.
 UPGRADABLE_VERSIONS = {
     "1": "Version 1 stored head importance as |gradient summed over a batch| summed over batches, which depends "
@@ -38,6 +38,8 @@ UPGRADABLE_VERSIONS = {
     "2": "Version 3 records the run's task (sequence classification or extractive summarization), per-sentence "
          "results and head functions; version 2 stores keep all their data, their runs become "
          "sequence-classification runs.",
+    "3": "Version 4 adds 2-D layouts of a document's sentences (unit_projections); version 3 stores keep all "
+         "their data (re-ingest a checkpoint to lay out its sentences).",
 }
 DEFAULT_STORE_DIR = Path("store")
 DEFAULT_STORE_PATH = DEFAULT_STORE_DIR / "t3vis.duckdb"
@@ -45,7 +47,7 @@ DEFAULT_DEMO_PATH = DEFAULT_STORE_DIR / "demo.duckdb"  # where `t3vis demo` and 
 
 # Tables holding one checkpoint's results; all are keyed by (run_id, checkpoint, split, ...).
 CHECKPOINT_TABLES = ("predictions", "projections", "head_importance", "attention_patterns", "unit_predictions",
-                     "document_scores")
+                     "document_scores", "unit_projections")
 # Tables written once per run and split, with its examples (the first checkpoint ingested over it).
 SPLIT_TABLES = ("units", "baseline_scores")
 

@@ -110,6 +110,20 @@ def projection_rows(example_ids: np.ndarray, coords: np.ndarray, *, layer: int, 
     })
 
 
+def unit_projection_rows(example_ids: np.ndarray, units: np.ndarray, coords: np.ndarray, *, layer: int,
+                         method: str) -> pa.Table:
+    """``unit_projections`` rows of one layer's layout: example ids (M,) and unit indices (M,), coordinates (M, 2)."""
+    n = len(coords)
+    return pa.table({
+        "layer": pa.array(np.full(n, layer, dtype=np.int32)),
+        "method": pa.array([method] * n, type=pa.string()),
+        "example_id": pa.array(np.asarray(example_ids), type=pa.int64()),
+        "unit": pa.array(np.asarray(units), type=pa.int32()),
+        "x": pa.array(coords[:, 0], type=pa.float32()),
+        "y": pa.array(coords[:, 1], type=pa.float32()),
+    })
+
+
 def normalise_importance(importance: np.ndarray) -> dict[str, np.ndarray]:
     """The stored columns for raw importances (L, H): raw, per-layer L2-normalised, global max-normalised."""
     importance = np.asarray(importance, dtype=np.float64)  # (L, H)

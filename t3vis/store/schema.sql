@@ -1,5 +1,6 @@
--- The t3vis analysis store, schema version 3. Version 1 defined head_importance.importance differently;
--- version 2 had no tasks other than sequence classification. `t3vis upgrade` converts both.
+-- The t3vis analysis store, schema version 4. Version 1 defined head_importance.importance differently;
+-- version 2 had no tasks other than sequence classification; version 3 had no layouts of units.
+-- `t3vis upgrade` converts all three.
 --
 -- Long-format tables, keyed by (run_id, checkpoint, split, example_id[, unit][, layer, head]),
 -- so that ad-hoc SQL is a join on the key columns. A "unit" is one output of an example for tasks
@@ -148,6 +149,21 @@ CREATE TABLE projections (
     x          FLOAT NOT NULL,             -- first coordinate of the 2-D layout
     y          FLOAT NOT NULL,             -- second coordinate of the 2-D layout
     PRIMARY KEY (run_id, checkpoint, split, layer, method, pooling, example_id)
+);
+
+-- 2-D layouts of units (a document's sentences): one row per checkpoint, layer, method and unit. A unit's
+-- vector is the hidden state at its own [CLS] token; only kept units (fed to the model) have one.
+CREATE TABLE unit_projections (
+    run_id     VARCHAR NOT NULL,
+    checkpoint VARCHAR NOT NULL,
+    split      VARCHAR NOT NULL,
+    layer      INTEGER NOT NULL,        -- 0 = embeddings, 1..num_layers = output of that Transformer layer
+    method     VARCHAR NOT NULL,        -- 'tsne' (openTSNE) or 'pca'
+    example_id BIGINT NOT NULL,
+    unit       INTEGER NOT NULL,        -- the sentence index, as in units
+    x          FLOAT NOT NULL,
+    y          FLOAT NOT NULL,
+    PRIMARY KEY (run_id, checkpoint, split, layer, method, example_id, unit)
 );
 
 -- Head importance (Michel et al. 2019; T3-Vis appendix A.1): one row per checkpoint, layer and head.

@@ -118,7 +118,7 @@ def test_comparison_mode_draws_two_projections_sharing_the_filters(synthetic):
 
 def test_the_data_map_layout_places_points_at_variability_and_confidence(synthetic):
     app = _open(synthetic)
-    _widget(app, "selectbox", "w.layout_choice").set_value(("datamap", "train")).run()
+    _widget(app, "selectbox", "w.layout_choice").set_value(("datamap", "train", "examples")).run()
     _widget(app, "selectbox", "w.color").set_value("region").run()
     assert not app.exception
     [(spec, data)] = charts(app)

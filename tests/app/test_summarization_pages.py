@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from helpers import PROJECT
@@ -30,11 +32,23 @@ def test_the_projection_shows_documents_coloured_by_rouge(summaries):
     app = _page("projection", summaries)
     (spec, rows), = chart_with(app, "pick")
     assert len(rows) == 12 and rows.rouge1.between(0, 1).all()  # the 12 evaluation documents
-    assert "rouge1" in spec["encoding"]["color"]["field"] if "encoding" in spec else True
+    assert '"field": "rouge1"' in json.dumps(spec)  # the default colour of documents
+
+
+def test_the_evaluation_sentences_are_laid_out_by_their_own_vectors(summaries):
+    app = _page("projection", summaries, layout_choice=("pca", "validation", "units"))
+    (spec, rows), = chart_with(app, "pick")
+    checkpoint = summaries.scalar("SELECT checkpoint FROM checkpoints ORDER BY step DESC LIMIT 1")
+    assert len(rows) == summaries.scalar(
+        "SELECT count(*) FROM unit_projections WHERE split = 'validation' AND checkpoint = ? AND layer = "
+        "(SELECT max(layer) FROM unit_projections)", [checkpoint]) == 12 * 5
+    assert {"unit", "label", "prediction"} <= set(rows.columns)  # coloured by the oracle label by default
+    assert set(rows.label) == {"in summary", "not in summary"} and set(rows.prediction) == set(rows.label)
+    assert any("60 of 60 sentences" in caption.value for caption in app.caption)
 
 
 def test_the_sentence_data_map_has_one_point_per_training_sentence(summaries):
-    app = _page("projection", summaries, layout_choice=("datamap", "train"))
+    app = _page("projection", summaries, layout_choice=("datamap", "train", "units"))
     (spec, rows), = chart_with(app, "pick")
     assert len(rows) == summaries.scalar("SELECT count(*) FROM data_map WHERE split = 'train'") == 24 * 5
     assert {"unit", "region"} <= set(rows.columns)

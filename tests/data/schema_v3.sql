@@ -1,4 +1,4 @@
--- The t3vis analysis store, schema version 3. Version 1 defined head_importance.importance differently;
+-- The t3vis analysis store, schema version 3 (as released; kept to test `t3vis upgrade`). Version 1 defined head_importance.importance differently;
 -- version 2 had no tasks other than sequence classification. `t3vis upgrade` converts both.
 --
 -- Long-format tables, keyed by (run_id, checkpoint, split, example_id[, unit][, layer, head]),

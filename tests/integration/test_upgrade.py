@@ -98,3 +98,28 @@ def test_a_version_2_store_becomes_version_3_keeping_every_row(tmp_path, capsys)
     assert data_map.confidence.tolist() == pytest.approx([0.7, 0.3])
     pattern = store.query("SELECT attn_cls, entropy, attn_same_token, n_examples FROM attention_patterns").iloc[0]
     assert pattern.attn_cls == pytest.approx(0.1) and pattern.n_examples == 64 and np.isnan(pattern.attn_same_token)
+
+
+def test_a_version_3_store_becomes_version_4_keeping_every_row(tmp_path, capsys):
+    """Version 3 (tests/data/schema_v3.sql, as released) had no layouts of sentences."""
+    path = tmp_path / "v3.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute((PROJECT / "tests" / "data" / "schema_v3.sql").read_text())
+    con.execute("INSERT INTO t3vis_meta VALUES ('schema_version', '3'), ('created_by', 't3vis')")
+    con.execute("INSERT INTO runs (run_id, model, task, label_names, num_layers, num_heads, max_length) "
+                "VALUES ('s', 'm', 'extractive-summarization', ['not in summary', 'in summary'], 2, 4, 512)")
+    con.execute("INSERT INTO units VALUES ('s', 'validation', 3, 0, 'First.', 1, true, 2), "
+                "('s', 'validation', 3, 1, 'Second.', 0, false, -1)")
+    con.execute("INSERT INTO projections VALUES ('s', 'c1', 'validation', 2, 'pca', 'cls', 3, 0.5, -0.5)")
+    con.close()
+    with pytest.raises(SchemaVersionError, match="unit_projections"):
+        Store(path)
+
+    assert run(["upgrade", "--store", str(path), "--quiet"]) == 0
+    assert "upgraded from schema version 3" in capsys.readouterr().out
+    store = Store(path)
+    assert store.meta("schema_version") == str(SCHEMA_VERSION) == "4"
+    assert store.query("SELECT unit, text, kept FROM units ORDER BY unit").values.tolist() == [
+        [0, "First.", True], [1, "Second.", False]]
+    assert store.query("SELECT x, y FROM projections").values.tolist() == [[0.5, -0.5]]
+    assert store.scalar("SELECT count(*) FROM unit_projections") == 0
