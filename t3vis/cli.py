@@ -84,7 +84,16 @@ def _add_ingest_options(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--summary-column", help="extractive summarization: column holding the reference summary, "
                                                 "one sentence per line or as prose (default: detected, e.g. "
                                                 "highlights, summary)")
-    data.add_argument("--format", dest="file_format", choices=("csv", "tsv", "jsonl", "parquet", "hf", "trec"),
+    data.add_argument("--words-column", help="token classification, a table: column holding each sentence's list of "
+                                             "words (default: detected, e.g. tokens, words)")
+    data.add_argument("--tags-column", help="token classification, a table: column holding each sentence's list of "
+                                            "tags, as names or ids (default: detected, e.g. ner_tags, tags); name "
+                                            "tag ids with --label-names")
+    data.add_argument("--tag-column", type=int, default=-1,
+                      help="token classification, a CoNLL file: 0-based column of the tags (default -1: the last, "
+                           "CoNLL-2003's NER column)")
+    data.add_argument("--format", dest="file_format",
+                      choices=("csv", "tsv", "jsonl", "parquet", "hf", "trec", "conll"),
                       help="file format (default: from the extension)")
     data.add_argument("--encoding", default="utf-8", help="text encoding of the file (default: utf-8)")
     data.add_argument("--limit", type=int, help="use only the first N examples")
@@ -101,8 +110,9 @@ def _add_ingest_options(parser: argparse.ArgumentParser) -> None:
     _add_store_option(record, writes=True)
     record.add_argument("--run", dest="run_id", help="run name (default: the model folder's name)")
     record.add_argument("--task", choices=TASKS, default=SEQUENCE_CLASSIFICATION,
-                        help="what the model does: a label per example (sequence-classification, the default) or "
-                             "a BertSum-style summarizer scoring each sentence (extractive-summarization)")
+                        help="what the model does: a label per example (sequence-classification, the default), "
+                             "a BertSum-style summarizer scoring each sentence (extractive-summarization), or a tag "
+                             "per word (token-classification, from a CoNLL file or word and tag lists)")
     record.add_argument("--dataset", help="free-text name of the dataset, stored with the run (default: the data "
                                            "file's name)")
     record.add_argument("--layers", type=_parse_layers, default=None,
@@ -223,6 +233,7 @@ def _ingest_one(args, store, model_path: Path | str, *, checkpoint: str | None, 
         label_column=args.label_column, label_names=label_names, id_column=args.id_column,
         encoding=args.encoding, file_format=args.file_format, limit=args.limit,
         article_column=args.article_column, summary_column=args.summary_column,
+        words_column=args.words_column, tags_column=args.tags_column, tag_column=args.tag_column,
     )
     model = ModelSource(model_path, tokenizer=args.tokenizer, num_labels=args.num_labels, device=args.device,
                         trust_remote_code=args.trust_remote_code)

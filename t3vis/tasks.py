@@ -10,7 +10,8 @@ A task is one seam with three sides, each keyed by the task's name:
 - :class:`t3vis.queries.task_frames.TaskFrames`: how the store's rows of the task become the app's
   example frames (attributes, layout, details of one example).
 
-Sequence classification is the first implementation, extractive summarization the second.
+Sequence classification is the first implementation, extractive summarization the second, token
+classification the third.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 
 SEQUENCE_CLASSIFICATION = "sequence-classification"  # one label per example (or text pair)
 EXTRACTIVE_SUMMARIZATION = "extractive-summarization"  # one binary label per sentence of a document (BertSum)
+TOKEN_CLASSIFICATION = "token-classification"  # one tag per word of a sentence (named entities, POS, chunks)
 
 SUMMARY_LABELS = ("not in summary", "in summary")  # the label names of a sentence
 
@@ -39,7 +41,7 @@ class TaskSpec:
     name: str
     title: str  # for people: "Sequence classification"
     example: str  # what one example is: "text", "document"
-    unit: str  # what one output is: "example", "sentence"
+    unit: str  # what one output is: "example", "sentence", "word"
     output: str  # SOFTMAX or SIGMOID: how a unit's logits become probabilities
     metrics: tuple[str, ...]  # the numbers a checkpoint records per split (checkpoints.metrics)
     data_map_point: str  # what one point of the Data Map is: an example or a unit
@@ -59,6 +61,10 @@ SPECS = {
         name=EXTRACTIVE_SUMMARIZATION, title="Extractive summarization", example="document", unit="sentence",
         output=SIGMOID, metrics=("rouge1", "rouge2", "rougeL", "loss", "accuracy"), data_map_point="sentence",
         fixed_labels=SUMMARY_LABELS,
+    ),
+    TOKEN_CLASSIFICATION: TaskSpec(
+        name=TOKEN_CLASSIFICATION, title="Token classification", example="sentence", unit="word", output=SOFTMAX,
+        metrics=("f1", "precision", "recall", "accuracy", "loss"), data_map_point="word",
     ),
 }
 TASKS = tuple(SPECS)

@@ -11,6 +11,7 @@ import torch
 from t3vis.model.heads import Head, encode_one, head_mask
 from t3vis.model.access import ModelBundle, eval_mode
 from t3vis.model.summarizer import collate_documents, encode_documents, uses_segments
+from t3vis.model.word_encoding import collate_words, encode_words
 from t3vis.tasks import SIGMOID, task_spec
 
 
@@ -22,6 +23,7 @@ class ExampleInputs:
     tokens: list[str]  # (T,)
     truncated: bool
     sentence_of_token: list[int] | None = None  # (T,) a document's sentence of each token (summarization)
+    first_pieces: list[int] | None = None  # (W_kept,) each word's first piece (token classification)
 
     @property
     def n_outputs(self) -> int | None:
@@ -46,6 +48,23 @@ def prepare_document(bundle: ModelBundle, sentences: list[str]) -> ExampleInputs
                          sentence_of_token=document.sentence_of_token)
 
 
+def prepare_words(bundle: ModelBundle, words: list[str]) -> ExampleInputs:
+    """A sentence of words for a token classifier, cut at the model's limit."""
+    (sentence,) = encode_words(bundle.tokenizer, [words], max_length=bundle.max_length)
+    inputs = collate_words([sentence], pad_token_id=bundle.pad_token_id)
+    inputs = {name: value.to(bundle.device) for name, value in inputs.items()}
+    return ExampleInputs(inputs=inputs, tokens=bundle.tokenizer.convert_ids_to_tokens(sentence.input_ids),
+                         truncated=sentence.n_kept < sentence.n_words, first_pieces=sentence.first_pieces)
+
+
+def word_target(bundle: ModelBundle, example: ExampleInputs, word: int, tag: int) -> int:
+    """The output to explain for a token classifier: the logit of ``tag`` at ``word``'s first piece, as an index
+    into the flattened (T*K) logits that :meth:`AttributionMethod.attribute` takes."""
+    if example.first_pieces is None or not 0 <= word < len(example.first_pieces):
+        raise ValueError(f"word {word} is not one of the {len(example.first_pieces or [])} words the model tags")
+    return example.first_pieces[word] * len(bundle.label_names) + int(tag)
+
+
 @dataclass(frozen=True)
 class Attribution:
     """Per-token scores for one explained output."""
@@ -53,7 +72,7 @@ class Attribution:
     method: str
     tokens: list[str]  # (T,)
     scores: np.ndarray  # (T,) signed relevance of each token for the target logit
-    target: int  # explained class (a summarizer: the explained sentence)
+    target: int  # explained class (a summarizer: the sentence; a token classifier: token * K + tag, see word_target)
     logit: float  # the explained logit
     probs: np.ndarray  # (K,) the prediction the explanation is of (a summarizer: (S,) each sentence's probability)
 
@@ -76,8 +95,11 @@ class AttributionMethod:
         """Scores (T,) of each token for the logit of class ``target`` (a summarizer: of sentence ``target``'s
         score), with the pruned heads masked."""
         spec = task_spec(bundle.task)
-        # One logit per unit (a summarizer's sentences) or one per class of the example.
-        outputs = example.n_outputs if spec.output == SIGMOID else len(bundle.label_names)
+        # One logit per unit (a summarizer's sentences), one per class of the example, or one per class of
+        # each token (a token classifier: see word_target).
+        classes = len(bundle.label_names)
+        outputs = example.n_outputs if spec.output == SIGMOID else \
+            classes * len(example.tokens) if spec.unit == "word" else classes
         if not 0 <= target < outputs:
             what = f"{spec.unit}s" if spec.output == SIGMOID else "classes"
             raise ValueError(f"target {target} is not one of the {outputs} {what} the model scores")
@@ -85,8 +107,13 @@ class AttributionMethod:
         # Explanations are of the deterministic model: dropout off, whatever mode the model came in.
         with eval_mode(bundle.model), torch.enable_grad():
             scores, logits = self._scores(bundle, example.inputs, target, mask)
-        logits = logits.detach().float().cpu()[0]  # (K,) or (S,)
-        probs = torch.sigmoid(logits) if spec.output == SIGMOID else torch.softmax(logits, -1)
+        logits = logits.detach().float().cpu()[0]  # (K,) or (S,) or (T*K,)
+        if spec.output == SIGMOID:
+            probs = torch.sigmoid(logits)
+        elif spec.unit == "word":  # the explained token's distribution over the tags
+            probs = torch.softmax(logits.view(-1, classes)[target // classes], -1)
+        else:
+            probs = torch.softmax(logits, -1)
         return Attribution(method=self.name, tokens=example.tokens, scores=scores.detach().float().cpu().numpy(),
                            target=target, logit=float(logits[target]), probs=probs.numpy())
 
@@ -104,6 +131,6 @@ def forward_from_embeddings(bundle: ModelBundle, inputs: dict, mask: torch.Tenso
         batch = embeddings.shape[0]
         others = {key: value.expand(batch, -1) for key, value in inputs.items() if key != "input_ids"}
         output, _ = run_with_probe(bundle.model, AttentionProbe(head_mask=mask), inputs_embeds=embeddings, **others)
-        return output.logits  # (B, K)
+        return output.logits.flatten(1)  # (B, K); a token classifier's (B, T, K) as (B, T*K)
 
     return forward

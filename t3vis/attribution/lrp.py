@@ -143,5 +143,6 @@ class ConservativeLRP(AttributionMethod):
             probe = AttentionProbe(head_mask=mask, detach_probabilities=True)
             output, _ = run_with_probe(model, probe, **inputs)
             embedding_sum = captured["embedding_sum"]  # (1, T, D)
-            (gradient,) = torch.autograd.grad(output.logits[0, target], embedding_sum)
-        return (gradient * embedding_sum).sum(-1)[0], output.logits.detach()  # (T,), (1, K)
+            logits = output.logits.flatten(1)  # (1, K); a token classifier's (1, T, K) as (1, T*K)
+            (gradient,) = torch.autograd.grad(logits[0, target], embedding_sum)
+        return (gradient * embedding_sum).sum(-1)[0], logits.detach()  # (T,), (1, K)

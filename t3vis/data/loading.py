@@ -228,15 +228,19 @@ def _read_hf_folder(path: Path, split: str | None) -> pd.DataFrame:
 
 
 def _class_label_names(path: Path) -> dict[str, list[str]]:
-    """Names of ClassLabel features, from dataset_info.json."""
+    """Names of ClassLabel features, and of sequences of them (a token-classification dataset's tags),
+    from dataset_info.json."""
     info_file = path / "dataset_info.json"
     if not info_file.is_file():
         return {}
     features = json.loads(info_file.read_text()).get("features", {}) or {}
-    return {
-        name: list(feature["names"]) for name, feature in features.items()
-        if isinstance(feature, dict) and feature.get("_type") == "ClassLabel" and feature.get("names")
-    }
+    found = {}
+    for name, feature in features.items():
+        if isinstance(feature, dict) and feature.get("_type") in ("Sequence", "List"):
+            feature = feature.get("feature")
+        if isinstance(feature, dict) and feature.get("_type") == "ClassLabel" and feature.get("names"):
+            found[name] = list(feature["names"])
+    return found
 
 
 # -- choosing columns and labels --------------------------------------------------------------

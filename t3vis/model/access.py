@@ -24,6 +24,7 @@ from transformers import (
     AttentionInterface,
     AutoConfig,
     AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
     AutoTokenizer,
     PreTrainedModel,
     PreTrainedTokenizerBase,
@@ -33,9 +34,14 @@ from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_f
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 from t3vis.errors import ModelError, option
-from t3vis.tasks import SEQUENCE_CLASSIFICATION
+from t3vis.tasks import SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION
 
 ATTENTION_NAME = "t3vis"
+# The classifiers load_model loads: the Auto class, and how a checkpoint's architecture name ends when it has its head.
+_CLASSIFIERS = {
+    SEQUENCE_CLASSIFICATION: (AutoModelForSequenceClassification, "ForSequenceClassification"),
+    TOKEN_CLASSIFICATION: (AutoModelForTokenClassification, "ForTokenClassification"),
+}
 PROBE_KWARG = "t3vis_probe"
 
 # Called with (layer, probabilities (B, H, T, T)) after the head mask is applied.
@@ -231,8 +237,9 @@ def load_model(
     tokenizer: str | Path | None = None,
     device: str | None = None,
     trust_remote_code: bool = False,
+    task: str = SEQUENCE_CLASSIFICATION,
 ) -> ModelBundle:
-    """Load a sequence-classification model and its tokenizer, in eval mode, with t3vis attention.
+    """Load a sequence- or token-classification model and its tokenizer, in eval mode, with t3vis attention.
 
     Parameters
     ----------
@@ -248,8 +255,12 @@ def load_model(
         ``"cpu"``, ``"cuda"``, ...; default: CUDA when available.
     trust_remote_code : bool
         Run model code shipped with the weights. Off by default: it executes arbitrary code.
+    task : str
+        ``sequence-classification`` (``AutoModelForSequenceClassification``) or ``token-classification``
+        (``AutoModelForTokenClassification``).
     """
     source = str(name_or_path)
+    auto_class, suffix = _CLASSIFIERS[task]
     if label_names is not None and num_labels is None:
         num_labels = len(label_names)
     try:
@@ -259,7 +270,7 @@ def load_model(
             f"Cannot load a model config from {source!r}: {exc}. Give a folder with config.json "
             "(a Trainer checkpoint or a saved model) or, when online, a hub model name."
         ) from exc
-    trained_head = any(name.endswith("ForSequenceClassification") for name in (config.architectures or []))
+    trained_head = any(name.endswith(suffix) for name in (config.architectures or []))
     if trained_head and num_labels is not None and num_labels != config.num_labels:
         raise ModelError(
             f"{len(label_names) if label_names is not None else num_labels} labels were asked for "
@@ -274,7 +285,7 @@ def load_model(
         overrides["id2label"] = dict(enumerate(label_names))
         overrides["label2id"] = {name: index for index, name in enumerate(label_names)}
     try:
-        model, info = AutoModelForSequenceClassification.from_pretrained(
+        model, info = auto_class.from_pretrained(
             source,
             attn_implementation=ATTENTION_NAME,
             trust_remote_code=trust_remote_code,
@@ -287,7 +298,7 @@ def load_model(
             "again (an interrupted copy or download leaves such files)."
         ) from exc
     except (OSError, ValueError, RuntimeError) as exc:
-        raise ModelError(f"Cannot load a sequence-classification model from {source!r}: {exc}") from exc
+        raise ModelError(f"Cannot load a {task} model from {source!r}: {exc}") from exc
     tokenizer_obj = _load_tokenizer(source, tokenizer, trust_remote_code=trust_remote_code)
     _check_tokenizer_matches(model, tokenizer_obj, source)
 
@@ -305,6 +316,7 @@ def load_model(
         num_heads=int(model.config.num_attention_heads),
         max_length=model_max_length(model, tokenizer_obj),
         classifier_was_initialised=initialised,
+        task=task,
     )
 
 

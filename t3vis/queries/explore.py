@@ -17,13 +17,13 @@ from collections.abc import Sequence
 import duckdb
 import pandas as pd
 
-from t3vis.queries import classification, summaries
+from t3vis.queries import classification, summaries, tagging
 from t3vis.queries.frames import (BASE_ATTRIBUTES, DATA_MAP, DATA_MAP_ATTRIBUTES, PREDICTION_ATTRIBUTES,
                                   TEXT_PREVIEW, Attribute, Filter, RangeFilter, TaskFrames, ValuesFilter, View,
                                   extra_attributes, extra_columns, extra_select, layouts, quote_identifier, splits,
                                   unit_layouts)
 from t3vis.store.database import Store
-from t3vis.tasks import EXTRACTIVE_SUMMARIZATION, SEQUENCE_CLASSIFICATION, TASKS
+from t3vis.tasks import EXTRACTIVE_SUMMARIZATION, SEQUENCE_CLASSIFICATION, TASKS, TOKEN_CLASSIFICATION
 
 __all__ = [  # the frames' parts are re-exported: pages and tests read them here
     "BASE_ATTRIBUTES", "DATA_MAP", "DATA_MAP_ATTRIBUTES", "HEAD_FUNCTIONS", "IMPORTANCE_COLUMNS",
@@ -36,6 +36,7 @@ __all__ = [  # the frames' parts are re-exported: pages and tests read them here
 TASK_FRAMES: dict[str, TaskFrames] = {
     SEQUENCE_CLASSIFICATION: classification.FRAMES,
     EXTRACTIVE_SUMMARIZATION: summaries.FRAMES,
+    TOKEN_CLASSIFICATION: tagging.FRAMES,
 }
 
 

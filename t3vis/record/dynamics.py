@@ -16,7 +16,9 @@ For your own training loop::
         recorder.end_epoch()
 
 For an extractive summarizer, ``log_units(example_ids, scores, labels, sentence_mask)`` records
-one row per sentence instead (the ``unit`` column), from the (B, S) sentence logits.
+one row per sentence instead (the ``unit`` column), from the (B, S) sentence logits; for a token
+classifier, ``log_words(example_ids, logits, labels)`` one row per tagged word, from the (B, T, K)
+logits at each word's first piece (the pieces whose label is not -100).
 
 The Data Map itself (confidence, variability, correctness, forgetting events, regions) is the
 ``data_map`` view of the store: SQL over the rows written here.
@@ -29,7 +31,8 @@ import torch
 
 from t3vis.store.background_writer import BackgroundWriter
 from t3vis.store.database import RunInfo, Store
-from t3vis.store.rows import dynamics_rows, unit_dynamics_rows
+from t3vis.model.word_encoding import first_piece_rows
+from t3vis.store.rows import dynamics_rows, unit_dynamics_rows, word_dynamics_rows
 
 
 def _to_numpy(values, dtype) -> np.ndarray:
@@ -66,11 +69,12 @@ class DynamicsRecorder:
         self._logits: list[np.ndarray] = []
         self._labels: list[np.ndarray] = []
         self._units: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # ids, units, scores, labels
+        self._words: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # ids, units, logits, tags
 
     @property
     def pending(self) -> int:
         """Observations logged since the last ``end_epoch``."""
-        return sum(len(ids) for ids in self._ids) + sum(len(rows[0]) for rows in self._units)
+        return sum(len(ids) for ids in self._ids) + sum(len(rows[0]) for rows in (*self._units, *self._words))
 
     def log_batch(self, example_ids, logits, labels) -> None:
         """Record one training forward pass: ids (B,), logits (B, K), gold labels (B,)."""
@@ -99,6 +103,20 @@ class DynamicsRecorder:
         rows, units = np.nonzero(mask)  # (M,) each
         self._units.append((ids[rows], units.astype(np.int64), values[rows, units], gold[rows, units]))
 
+    def log_words(self, example_ids, logits, labels) -> None:
+        """Record one training forward pass of a token classifier: ids (B,), logits (B, T, K), labels (B, T)
+        with each word's tag at its first piece and -100 elsewhere."""
+        ids = _to_numpy(example_ids, np.int64).reshape(-1)
+        values = _to_numpy(logits, np.float32)
+        if values.ndim != 3 or len(ids) != len(values) or tuple(labels.shape) != values.shape[:2]:
+            raise ValueError(f"log_words needs ids (B,), logits (B, T, K) and labels (B, T); got {ids.shape}, "
+                             f"{values.shape}, {tuple(labels.shape)}")
+        rows, positions, words = first_piece_rows(torch.as_tensor(labels))  # (M,) each
+        gold = _to_numpy(labels, np.int64)[rows, positions]  # (M,)
+        if len(gold) and (gold.min() < 0 or gold.max() >= values.shape[2]):
+            raise ValueError(f"tags must lie in [0, {values.shape[2]}), got {sorted(set(gold.tolist()))[:10]}")
+        self._words.append((ids[rows], words.astype(np.int64), values[rows, positions], gold))
+
     def end_epoch(self, epoch: int | None = None) -> int:
         """Write the epoch's rows (one transaction, or queued on the writer) and start the next epoch;
         returns the number of rows."""
@@ -110,6 +128,8 @@ class DynamicsRecorder:
                                  np.concatenate(self._labels))
         elif self._units:
             rows = unit_dynamics_rows(*(np.concatenate(part) for part in zip(*self._units)))
+        elif self._words:
+            rows = word_dynamics_rows(*(np.concatenate(part) for part in zip(*self._words)))
         if rows is not None:
             if self.writer is None:
                 self.store.write_training_dynamics(self.run, self.split, epoch, rows)
@@ -118,6 +138,6 @@ class DynamicsRecorder:
                 self.writer.submit(f"training dynamics of epoch {epoch}",
                                    lambda: self.store.write_training_dynamics(run, split, epoch, rows))
             written = rows.num_rows
-        self._ids, self._logits, self._labels, self._units = [], [], [], []
+        self._ids, self._logits, self._labels, self._units, self._words = [], [], [], [], []
         self.epoch = epoch + 1
         return written

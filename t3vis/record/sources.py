@@ -23,6 +23,9 @@ class DataSource:
     limit: int | None = None
     article_column: str | None = None  # extractive summarization: the document ...
     summary_column: str | None = None  # ... and its reference summary
+    words_column: str | None = None  # token classification, a table: the word lists ...
+    tags_column: str | None = None  # ... and the tag lists (tag names: label_names)
+    tag_column: int = -1  # token classification, a CoNLL file: the column of the tags
 
 
 @dataclass(frozen=True)

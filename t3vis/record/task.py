@@ -22,6 +22,7 @@ from t3vis.record.dynamics import DynamicsRecorder
 from t3vis.record.ingest import CheckpointRecord, IngestSummary
 from t3vis.record.sources import DataSource, ModelSource
 from t3vis.record.summarization_task import ExtractiveSummarizationTask
+from t3vis.record.tagging_task import TokenClassificationTask
 from t3vis.store.database import RunInfo, Store
 from t3vis.tasks import TASKS, TaskSpec
 
@@ -87,7 +88,8 @@ class RecordingTask(Protocol):
 
 
 RECORDING_TASKS: dict[str, RecordingTask] = {
-    task.spec.name: task for task in (ExtractiveSummarizationTask(), SequenceClassificationTask())
+    task.spec.name: task for task in (ExtractiveSummarizationTask(), TokenClassificationTask(),
+                                      SequenceClassificationTask())
 }
 
 

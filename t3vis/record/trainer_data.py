@@ -1,4 +1,6 @@
-"""Training an extractive summarizer with ``transformers.Trainer``: the dataset and the collator.
+"""Datasets (and a collator) for ``transformers.Trainer`` runs that t3vis records, beyond sequence classification.
+
+Extractive summarization:
 
     documents = load_documents("cnn_dailymail_train.csv")
     train = SummarizationDataset(documents, tokenizer, max_length=512)
@@ -21,7 +23,9 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from t3vis.data.documents import DocumentSet
+from t3vis.data.tagging import TaggedSentences
 from t3vis.model.summarizer import EncodedDocument, collate_documents, encode_documents
+from t3vis.model.word_encoding import EncodedWords, encode_words
 
 
 class SummarizationDataset(torch.utils.data.Dataset):
@@ -56,3 +60,28 @@ class SummarizationCollator:
                                      n_tokens_full=len(item["input_ids"])) for item in items]
         return collate_documents(documents, pad_token_id=self.pad_token_id, labels=[item["labels"] for item in items],
                                  example_ids=[item["example_ids"] for item in items])
+
+
+class TaggingDataset(torch.utils.data.Dataset):
+    """Tagged sentences as word pieces, each word's tag on its first piece (-100 elsewhere), for
+    ``AutoModelForTokenClassification`` and ``transformers.DataCollatorForTokenClassification``::
+
+        train = TaggingDataset(load_tagged("conll2003_train.txt"), tokenizer, max_length=128)
+        Trainer(model=..., train_dataset=train, data_collator=DataCollatorForTokenClassification(tokenizer),
+                processing_class=tokenizer, callbacks=[T3visCallback(..., train_examples=train.sentences)])
+    """
+
+    def __init__(self, sentences: TaggedSentences, tokenizer: PreTrainedTokenizerBase, *, max_length: int = 512):
+        self.sentences = sentences
+        self.encoded: list[EncodedWords] = encode_words(tokenizer, sentences.words, max_length=max_length)
+
+    def __len__(self) -> int:
+        return len(self.encoded)
+
+    def __getitem__(self, index: int) -> dict:
+        encoded = self.encoded[index]
+        item = {"input_ids": encoded.input_ids, "attention_mask": [1] * len(encoded.input_ids),
+                "labels": encoded.labels(self.sentences.tags[index])}
+        if encoded.token_type_ids is not None:
+            item["token_type_ids"] = encoded.token_type_ids
+        return item

@@ -96,6 +96,44 @@ def unit_dynamics_rows(example_ids: np.ndarray, units: np.ndarray, scores: np.nd
     })
 
 
+def word_dynamics_rows(example_ids: np.ndarray, units: np.ndarray, logits: np.ndarray, labels: np.ndarray) -> pa.Table:
+    """``training_dynamics`` rows of tagged words: ids (N,), word indices (N,), logits (N, K), gold tags (N,).
+
+    A (example, word) seen more than once keeps its last observation."""
+    keys = np.stack([np.asarray(example_ids, dtype=np.int64), np.asarray(units, dtype=np.int64)], 1)  # (N, 2)
+    _, last_from_end = np.unique(keys[::-1], axis=0, return_index=True)
+    keep = np.sort(len(keys) - 1 - last_from_end)
+    rows = dynamics_rows(np.arange(len(keep)), np.asarray(logits)[keep], np.asarray(labels)[keep])
+    return rows.set_column(0, "example_id", pa.array(keys[keep, 0], type=pa.int64())).add_column(
+        1, "unit", pa.array(keys[keep, 1].astype(np.int32)))
+
+
+def tag_prediction_rows(example_ids: Sequence[int], logits: Sequence[np.ndarray],
+                        tags: Sequence[np.ndarray]) -> pa.Table:
+    """``unit_predictions`` rows of tagged words: per sentence the logits (W_kept, K) of its kept words and
+    the gold tags (W,) of all its words."""
+    counts = [len(values) for values in logits]
+    every = np.concatenate([np.asarray(values, dtype=np.float64) for values in logits]) if counts else \
+        np.zeros((0, 1))  # (M, K)
+    gold = np.concatenate([np.asarray(tag, dtype=np.int64)[:count] for tag, count in zip(tags, counts)]) \
+        if counts else np.zeros(0, dtype=np.int64)  # (M,)
+    log_probs = _log_softmax(every) if len(every) else every  # (M, K)
+    pred = every.argmax(1) if len(every) else np.zeros(0, dtype=np.int64)
+    rows = np.arange(len(gold))
+    return pa.table({
+        "example_id": pa.array(np.repeat(np.asarray(example_ids, dtype=np.int64), counts), type=pa.int64()),
+        "unit": pa.array(np.concatenate([np.arange(c) for c in counts]).astype(np.int32) if counts else [],
+                         type=pa.int32()),
+        "score": pa.array(every[rows, pred], type=pa.float32()),
+        "prob": pa.array(np.exp(log_probs[rows, pred]), type=pa.float32()),
+        "pred": pa.array(pred.astype(np.int32)),
+        "gold_prob": pa.array(np.exp(log_probs[rows, gold]), type=pa.float32()),
+        "loss": pa.array(-log_probs[rows, gold], type=pa.float32()),
+        "correct": pa.array(pred == gold),
+        "probs": pa.array(list(np.exp(log_probs).astype(np.float32)), type=pa.list_(pa.float32())),
+    })
+
+
 def projection_rows(example_ids: np.ndarray, coords: np.ndarray, *, layer: int, method: str,
                     pooling: str) -> pa.Table:
     """``projections`` rows of one layer's layout: ids (N,), coordinates (N, 2)."""

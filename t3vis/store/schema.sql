@@ -60,14 +60,15 @@ CREATE TABLE examples (
 );
 
 -- The output units of each example, for tasks with several per example: one row per sentence of a
--- document (extractive summarization), including the sentences cut at the model's limit.
+-- document (extractive summarization) or per word of a sentence (token classification), including the
+-- units cut at the model's limit.
 CREATE TABLE units (
     run_id     VARCHAR NOT NULL,
     split      VARCHAR NOT NULL,
     example_id BIGINT NOT NULL,
-    unit       INTEGER NOT NULL,        -- 0-based position in the example (sentence index)
-    text       VARCHAR NOT NULL,        -- the unit's text (the sentence)
-    label      INTEGER NOT NULL,        -- gold label: 1 = the greedy ROUGE oracle extracts the sentence
+    unit       INTEGER NOT NULL,        -- 0-based position in the example (sentence or word index)
+    text       VARCHAR NOT NULL,        -- the unit's text (the sentence, the word)
+    label      INTEGER NOT NULL,        -- gold label: 1 = the greedy ROUGE oracle extracts the sentence; a word's tag id
     kept       BOOLEAN NOT NULL,        -- fed to the model (false: cut at the model's token limit)
     n_tokens   INTEGER NOT NULL,        -- word pieces of the unit, without special tokens
     PRIMARY KEY (run_id, split, example_id, unit)
@@ -95,15 +96,17 @@ CREATE TABLE unit_predictions (
     checkpoint VARCHAR NOT NULL,
     split      VARCHAR NOT NULL,
     example_id BIGINT NOT NULL,
-    unit       INTEGER NOT NULL,        -- the sentence index, as in units
-    score      FLOAT NOT NULL,          -- the scorer's logit
-    prob       FLOAT NOT NULL,          -- sigmoid(score): probability that the sentence belongs in the summary
-    pred       INTEGER NOT NULL,        -- 1 when prob >= 0.5
-    gold_prob  FLOAT NOT NULL,          -- probability of the gold label: prob if label = 1, else 1 - prob
-    loss       FLOAT NOT NULL,          -- binary cross-entropy of the gold label = -ln(gold_prob)
+    unit       INTEGER NOT NULL,        -- the sentence (summarization) or word (token classification), as in units
+    score      FLOAT NOT NULL,          -- summarization: the scorer's logit; token classification: the predicted tag's logit
+    prob       FLOAT NOT NULL,          -- summarization: sigmoid(score), the probability of "in summary";
+                                        -- token classification: the predicted tag's probability (confidence)
+    pred       INTEGER NOT NULL,        -- predicted label: summarization 1 when prob >= 0.5; tagging the argmax tag id
+    gold_prob  FLOAT NOT NULL,          -- probability of the gold label
+    loss       FLOAT NOT NULL,          -- cross-entropy of the gold label = -ln(gold_prob)
     correct    BOOLEAN NOT NULL,        -- pred = gold label
-    rank       INTEGER NOT NULL,        -- 1 = the highest score of the document
-    selected   BOOLEAN NOT NULL,        -- in the predicted summary (the 3 highest scores, shown in document order)
+    rank       INTEGER,                 -- summarization: 1 = the highest score of the document (NULL for tagging)
+    selected   BOOLEAN,                 -- summarization: in the predicted summary (the 3 highest scores; NULL for tagging)
+    probs      FLOAT[],                 -- token classification: the probability of every tag (label_names order); NULL for summarization
     PRIMARY KEY (run_id, checkpoint, split, example_id, unit)
 );
 
@@ -254,3 +257,28 @@ SELECT run_id, split, example_id, unit, n_epochs, confidence, variability, corre
             WHEN confidence_rank  >= 2.0 / 3 THEN 'easy-to-learn'
             ELSE 'other' END AS region
 FROM ranked;
+
+-- Gold entity spans of token-classification runs (IOB2 tags in runs.label_names): one row per span, its
+-- words first_unit..last_unit of the sentence. A span starts at a B- tag, or at an I- tag that does not
+-- continue a span of its type; it goes on over the I- tags of its type.
+CREATE VIEW entity_spans AS
+WITH tagged AS (
+    SELECT u.run_id, u.split, u.example_id, u.unit, u.text, r.label_names[u.label + 1] AS tag
+    FROM units u JOIN runs r ON r.run_id = u.run_id
+    WHERE r.task = 'token-classification'
+),
+marked AS (
+    SELECT *, lag(tag) OVER (PARTITION BY run_id, split, example_id ORDER BY unit) AS previous_tag
+    FROM tagged
+),
+numbered AS (
+    SELECT *, sum(CASE WHEN tag LIKE 'B-%' OR previous_tag IS NULL OR previous_tag = 'O'
+                            OR substr(previous_tag, 3) <> substr(tag, 3) THEN 1 ELSE 0 END)
+                  OVER (PARTITION BY run_id, split, example_id ORDER BY unit) AS span_number
+    FROM marked
+    WHERE tag LIKE 'B-%' OR tag LIKE 'I-%'
+)
+SELECT run_id, split, example_id, min(unit) AS first_unit, max(unit) AS last_unit, count(*) AS n_words,
+       arg_min(substr(tag, 3), unit) AS entity_type, string_agg(text, ' ' ORDER BY unit) AS text
+FROM numbered
+GROUP BY run_id, split, example_id, span_number;

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from transformers import AutoModelForSequenceClassification
+from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 from types import SimpleNamespace
 
 from t3vis.errors import ModelError
@@ -17,12 +17,13 @@ from t3vis.record.dynamics import DynamicsRecorder
 from t3vis.record.summarization_task import SentenceCapture
 from t3vis.record.task import RECORDING_TASKS, RecordingTask, TrainingCapture, recording_task, task_of_model
 from t3vis.store.database import RunInfo, Store
-from t3vis.tasks import EXTRACTIVE_SUMMARIZATION, SEQUENCE_CLASSIFICATION, SIGMOID, SOFTMAX, TASKS, task_spec
+from t3vis.tasks import (EXTRACTIVE_SUMMARIZATION, SEQUENCE_CLASSIFICATION, SIGMOID, SOFTMAX, TASKS,
+                         TOKEN_CLASSIFICATION, task_spec)
 
 
 def test_every_task_is_implemented_on_every_side_of_the_seam():
     assert set(TASKS) == set(RECORDING_TASKS) == set(TASK_FRAMES) == {SEQUENCE_CLASSIFICATION,
-                                                                       EXTRACTIVE_SUMMARIZATION}
+                                                                       EXTRACTIVE_SUMMARIZATION, TOKEN_CLASSIFICATION}
     for name, task in RECORDING_TASKS.items():
         assert isinstance(task, RecordingTask)
         assert task.spec is task_spec(name)
@@ -44,6 +45,8 @@ def test_the_task_of_a_trainers_model_is_found_from_the_model():
     torch.manual_seed(0)
     classifier = AutoModelForSequenceClassification.from_config(tiny_config("bert"))
     summarizer = ExtractiveSummarizer(ExtractiveSummarizerConfig(encoder=tiny_config("bert").to_dict()))
+    tagger = AutoModelForTokenClassification.from_config(tiny_config("bert"))
+    assert task_of_model(tagger).spec.name == TOKEN_CLASSIFICATION
     assert task_of_model(classifier).spec.name == SEQUENCE_CLASSIFICATION
     assert task_of_model(summarizer).spec.name == EXTRACTIVE_SUMMARIZATION
     assert task_of_model(summarizer).encoder(summarizer) is summarizer.encoder

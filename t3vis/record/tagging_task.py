@@ -1,0 +1,163 @@
+"""Token classification as a recording task: one tag per word of a sentence (named entities, POS, chunks).
+
+Encoding is the tokenizer's word pieces with each word's tag on its first piece
+(:mod:`t3vis.model.word_encoding`); the output unit is a word, whose logits (K,) at its first piece give a
+softmax over the tags; the loss is their cross-entropy, a sentence's loss the mean over its words; the
+checkpoint's metrics are entity-level precision, recall and F1 (strict IOB2, per type and overall), word
+accuracy and loss; a Data Map point is a training word. The callback recognises each training row by its
+token ids, as for sequence classification, and reads each word's tag at its first piece.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import torch
+from transformers import PreTrainedModel
+
+from t3vis.data.tagging import TaggedSentences, load_tagged
+from t3vis.errors import DataError, ModelError
+from t3vis.model.access import ModelBundle, load_model
+from t3vis.model.word_encoding import IGNORED, encode_words
+from t3vis.record.classification_task import TokenIndex, _item_tokens
+from t3vis.record.dynamics import DynamicsRecorder
+from t3vis.record.ingest import CheckpointRecord, IngestSummary, label_names_for
+from t3vis.record.sources import DataSource, ModelSource
+from t3vis.record.tagging import compute_tagger_checkpoint, ingest_tagger_checkpoint, sentence_examples_table, \
+    word_table
+from t3vis.store.database import RunInfo, Store
+from t3vis.tasks import SPECS, TOKEN_CLASSIFICATION
+
+
+class WordCapture:
+    """Keeps each training batch's tokens, logits (B, T, K) and labels (B, T); maps rows to sentence ids per epoch."""
+
+    missing_hint = "no training forward pass gave token logits for the training sentences"
+
+    def __init__(self, index: TokenIndex, item_labels: list[list[int]]):
+        self.index = index
+        self.item_labels = item_labels  # per training row: (T_real,) labels with IGNORED off first pieces
+        self._batches: list[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None]] = []
+
+    def keep(self, kwargs: dict, output) -> None:
+        input_ids, logits = kwargs.get("input_ids"), getattr(output, "logits", None)
+        if input_ids is None or logits is None or logits.dim() != 3:
+            return
+        labels, mask = kwargs.get("labels"), kwargs.get("attention_mask")
+        self._batches.append((input_ids.detach(), None if mask is None else mask.detach(), logits.detach(),
+                              None if labels is None else labels.detach()))
+
+    def flush(self, recorder: DynamicsRecorder) -> list[str]:
+        self.index.new_epoch()
+        try:
+            for input_ids, mask, logits, labels in self._batches:
+                ids = self.index.lookup(input_ids, mask, None)
+                matched = np.flatnonzero(ids >= 0)
+                if not len(matched):
+                    continue
+                if labels is None:  # the call carried no labels: the training items' own
+                    labels = self._labels_from_items(ids, input_ids, mask)
+                rows = torch.from_numpy(matched)
+                recorder.log_words(ids[matched], logits.cpu()[rows], labels.cpu()[rows])
+        finally:
+            self._batches.clear()
+        if not self.index.unmatched:
+            return []
+        return [f"{self.index.unmatched} training rows matched no training sentence by their tokens (does the "
+                "collator change tokens?); they were left out of the training dynamics."]
+
+    def _labels_from_items(self, ids: np.ndarray, input_ids: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        labels = torch.full(input_ids.shape, IGNORED, dtype=torch.long)  # (B, T)
+        real = torch.ones_like(input_ids, dtype=torch.bool) if mask is None else mask.bool().cpu()
+        for row, example_id in enumerate(ids):
+            if example_id >= 0:
+                positions = torch.nonzero(real[row]).flatten()  # the real tokens, left or right padded
+                labels[row, positions] = torch.tensor(self.item_labels[example_id][: len(positions)])
+        return labels
+
+    @property
+    def pending(self) -> int:
+        return len(self._batches)
+
+    def clear(self) -> None:
+        self._batches.clear()
+
+
+class TokenClassificationTask:
+    """Any ``AutoModelForTokenClassification`` checkpoint over tagged sentences."""
+
+    spec = SPECS[TOKEN_CLASSIFICATION]
+
+    def recognises(self, model: PreTrainedModel) -> bool:
+        return type(model).__name__.endswith("ForTokenClassification")
+
+    def encoder(self, model: PreTrainedModel) -> PreTrainedModel:
+        return model
+
+    def run_label_names(self, model: PreTrainedModel, given, data) -> tuple[str, ...]:
+        if given is not None:
+            return tuple(str(name) for name in given)
+        config = model.config
+        model_names = tuple(str(config.id2label[index]) for index in range(config.num_labels))
+        return label_names_for(model_names, None if data is None else data.tag_names)
+
+    def load_data(self, source: DataSource, *, split: str | None) -> TaggedSentences:
+        return load_tagged(source.path, words_column=source.words_column, tags_column=source.tags_column,
+                           tag_names=source.label_names, tag_column=source.tag_column, id_column=source.id_column,
+                           split=split, encoding=source.encoding, file_format=source.file_format, limit=source.limit)
+
+    def load_model(self, source: ModelSource, data_source: DataSource, data: TaggedSentences) -> ModelBundle:
+        options = dict(tokenizer=source.tokenizer, device=source.device, trust_remote_code=source.trust_remote_code,
+                       task=TOKEN_CLASSIFICATION)
+        bundle = load_model(source.path, num_labels=source.num_labels, label_names=data_source.label_names, **options)
+        if bundle.classifier_was_initialised and source.num_labels is None and data_source.label_names is None:
+            # A pretrained encoder without a tagging head: one output per tag of the data, named by it.
+            bundle = load_model(source.path, label_names=data.tag_names, **options)
+        names = label_names_for(bundle.label_names, data.tag_names)
+        return bundle if names == bundle.label_names else replace(bundle, label_names=names)
+
+    def load_checkpoint(self, path: str, *, label_names: tuple[str, ...], device: str | None = None) -> ModelBundle:
+        return load_model(path, label_names=label_names, device=device, task=TOKEN_CLASSIFICATION)
+
+    def compute_checkpoint(self, bundle: ModelBundle, data: TaggedSentences, *, first_of_split: bool = True,
+                           **details) -> CheckpointRecord:
+        return compute_tagger_checkpoint(bundle, data, with_split_tables=first_of_split, **details)
+
+    def ingest(self, store: Store, bundle: ModelBundle, data: TaggedSentences, **details) -> IngestSummary:
+        return ingest_tagger_checkpoint(store, bundle, data, **details)
+
+    def training_capture(self, train_dataset, train_examples) -> WordCapture:
+        if train_dataset is None or not hasattr(train_dataset, "__len__"):
+            raise ModelError("T3visCallback needs a map-style training dataset (with len()) to tell sentences "
+                             "apart; iterable datasets are not supported.")
+        items = [train_dataset[index] for index in range(len(train_dataset))]
+        rows = [_item_tokens(item) for item in items]
+        labels = [_item_word_labels(item, len(tokens)) for item, tokens in zip(items, rows)]
+        index = TokenIndex(rows, np.arange(len(rows)), np.zeros(len(rows), dtype=np.int64))
+        return WordCapture(index, labels)
+
+    def training_examples(self, run: RunInfo, data: TaggedSentences, train_dataset, tokenizer):
+        if len(data) != len(train_dataset):
+            raise DataError(f"train_examples has {len(data)} sentences but the training dataset has "
+                            f"{len(train_dataset)}; they must be the same sentences in the same order.")
+        # The dynamics know a training sentence by its row index in the training dataset.
+        data = replace(data, example_ids=np.arange(len(data), dtype=np.int64))
+        encoded = encode_words(tokenizer, data.words, max_length=run.max_length)
+        return sentence_examples_table(data, encoded), {"units": word_table(data, encoded)}
+
+
+def _item_word_labels(item: dict, n_tokens: int) -> list[int]:
+    labels = item.get("labels", item.get("label"))
+    if labels is None:
+        raise ModelError("T3visCallback needs each training item's 'labels' (a tag id at each word's first piece, "
+                         "-100 elsewhere), as transformers' token-classification recipe makes them.")
+    labels = labels.tolist() if isinstance(labels, torch.Tensor) else list(labels)
+    mask = item.get("attention_mask")
+    if mask is not None:  # padded in advance: keep the labels of the real tokens
+        keep = mask.tolist() if isinstance(mask, torch.Tensor) else list(mask)
+        labels = [label for label, real in zip(labels, keep) if real]
+    if len(labels) != n_tokens:
+        raise ModelError(f"A training item has {n_tokens} tokens but {len(labels)} labels; token classification "
+                         "needs one label per token.")
+    return [int(label) for label in labels]
