@@ -8,10 +8,10 @@ import streamlit as st
 from t3vis import charts
 
 from t3vis.queries import explore
-from t3vis.analysis.evaluation import document_pruning_table, evaluate, evaluate_summaries
-from t3vis.analysis.instance_heads import document_heads, instance_heads, instance_pattern_frame
-from t3vis.queries.checkpoint_reads import stored_documents, stored_examples
-from t3vis.tasks import EXTRACTIVE_SUMMARIZATION
+from t3vis.analysis.evaluation import document_pruning_table, evaluate, evaluate_summaries, evaluate_tagging
+from t3vis.analysis.instance_heads import document_heads, instance_heads, instance_pattern_frame, sentence_heads
+from t3vis.queries.checkpoint_reads import stored_documents, stored_examples, stored_sentences
+from t3vis.tasks import EXTRACTIVE_SUMMARIZATION, TOKEN_CLASSIFICATION
 from t3vis.markdown_text import escape_markdown as md  # store text shown as Markdown
 from t3vis_app import data, sidebar, state
 from t3vis_app.selection import probability_bars, selected, selected_details
@@ -68,6 +68,7 @@ selected_head = state.selected_head(int(run.num_layers), int(run.num_heads))
 
 # -- the selected example and the live analysis ------------------------------------------------------
 SUMMARIZATION = run.task == EXTRACTIVE_SUMMARIZATION
+TAGGING = run.task == TOKEN_CLASSIFICATION
 if SUMMARIZATION:
     split, example_id = state.selected_example()
     details = None if example_id is None else data.document_details(ctx.store, run.run_id, split, example_id,
@@ -85,6 +86,10 @@ def analyse(pruned_heads: frozenset):
         sentences = details["sentences"]
         return session_cached("instance_heads", key, lambda: document_heads(
             bundle, sentences.text.tolist(), sentences.label.to_numpy(), pruned=pruned_heads), size=4)
+    if TAGGING:
+        words = details["words"]
+        return session_cached("instance_heads", key, lambda: sentence_heads(
+            bundle, words.word.tolist(), words.label.to_numpy(), pruned=pruned_heads), size=4)
     return session_cached("instance_heads", key, lambda: instance_heads(
         bundle, details["text"], details.get("text_pair") or None, label=int(details["label"]), pruned=pruned_heads))
 
@@ -142,7 +147,8 @@ else:
     if show == "importance":
         grid = pd.DataFrame([{"layer": l, "head": h, "value": float(analysis.importance_global[l, h])}
                              for l in range(int(run.num_layers)) for h in range(int(run.num_heads))])
-        explained = ("its loss against the oracle" if SUMMARIZATION else f"gold label {details['label_name']}")
+        explained = ("its loss against the oracle" if SUMMARIZATION else "its words' loss against the gold tags"
+                     if TAGGING else f"gold label {details['label_name']}")
         grid_title = (f"Importance for example #{example_id} ({explained}), ÷ the largest head"
                       + (" · pruned heads masked" if pruned else ""))
         chart = charts.head_importance_chart(grid, value_title="importance", selected=selected_head,
@@ -203,8 +209,16 @@ else:
     if SUMMARIZATION:
         st.dataframe(document_pruning_table(details["sentences"], before.probs, after.probs, pruned_label),
                      hide_index=True, column_config={"sentence": st.column_config.TextColumn(width="large")})
-    for column, result, heading in (() if SUMMARIZATION else ((left, before, "All heads"),
-                                                             (right, after, pruned_label))):
+    if TAGGING:
+        words = details["words"]
+        kept = len(before.probs)
+        st.dataframe(pd.DataFrame({
+            "word": words.word.iloc[:kept], "gold": words.tag.iloc[:kept],
+            "all heads": [names[int(i)] for i in before.probs.argmax(1)],
+            pruned_label: [names[int(i)] for i in after.probs.argmax(1)],
+        }), hide_index=True)
+    for column, result, heading in (() if SUMMARIZATION or TAGGING else ((left, before, "All heads"),
+                                                                        (right, after, pruned_label))):
         predicted = names[int(result.probs.argmax())]
         with column:
             st.markdown(f"**{heading}**: predicts **{md(predicted)}** for #{example_id} "
@@ -212,14 +226,16 @@ else:
             probability_bars(names, result.probs, gold=details["label_name"], predicted=predicted)
     if st.button("Measure on the whole evaluation set", disabled=not pruned,
                  help="The checkpoint's metrics on the selected example's split (accuracy and loss; ROUGE and "
-                      "loss for a summarizer), with and without the pruned heads."):
-        examples = (stored_documents if SUMMARIZATION else stored_examples)(ctx.store.database, run.run_id, split)
+                      "loss for a summarizer; entity F1, word accuracy and loss for a tagger), with and without the "
+                      "pruned heads."):
+        read = stored_documents if SUMMARIZATION else stored_sentences if TAGGING else stored_examples
+        examples = read(ctx.store.database, run.run_id, split)
         bar = st.progress(0.0, text="Evaluating ...")
 
         def report(phase, done, total, offset=0.0, label="all heads"):
             bar.progress(min(offset + 0.5 * done / max(total, 1), 1.0), text=f"{label}: {done} / {total}")
 
-        measure = evaluate_summaries if SUMMARIZATION else evaluate
+        measure = evaluate_summaries if SUMMARIZATION else evaluate_tagging if TAGGING else evaluate
         full = measure(bundle, examples, progress=report)
         cut = measure(bundle, examples, pruned=pruned, progress=lambda p, d, t: report(p, d, t, 0.5, pruned_label))
         bar.empty()
@@ -230,5 +246,6 @@ else:
     if result and result["pruned"] == sorted(pruned) and result["split"] == split:
         st.dataframe(pd.DataFrame(result["rows"]), hide_index=True,
                      column_config={name: st.column_config.NumberColumn(format="%.4f" if name == "loss" else "%.3f")
-                                    for name in ("accuracy", "loss", "rouge1", "rouge2", "rougeL")})
+                                    for name in ("accuracy", "loss", "rouge1", "rouge2", "rougeL", "f1", "precision",
+                                                 "recall")})
 state.write_url()

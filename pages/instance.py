@@ -6,8 +6,8 @@ import streamlit as st
 from t3vis.attribution import prepare
 from t3vis.analysis.instance_heads import instance_heads
 from t3vis.markdown_text import escape_markdown as md  # store text shown as Markdown
-from t3vis.tasks import EXTRACTIVE_SUMMARIZATION
-from t3vis_app import document_instance, sidebar, state
+from t3vis.tasks import EXTRACTIVE_SUMMARIZATION, TOKEN_CLASSIFICATION
+from t3vis_app import document_instance, sidebar, state, tagging_instance
 from t3vis_app.selection import probability_bars, selected_details
 from t3vis_app.models import checkpoint_model, session_cached
 from t3vis_app.token_colours import attribution_on_request, saliency_controls, show_tokens
@@ -15,8 +15,8 @@ from t3vis_app.token_colours import attribution_on_request, saliency_controls, s
 ctx = sidebar.render()
 run = ctx.run
 st.title("Instance")
-if run.task == EXTRACTIVE_SUMMARIZATION:
-    document_instance.render(ctx)
+if run.task in (EXTRACTIVE_SUMMARIZATION, TOKEN_CLASSIFICATION):
+    (document_instance if run.task == EXTRACTIVE_SUMMARIZATION else tagging_instance).render(ctx)
     state.write_url()
     st.stop()
 split, example_id, details = selected_details(ctx)

@@ -7,26 +7,34 @@ from t3vis import charts
 from t3vis.queries import explore
 from t3vis_app import data, sidebar, state
 from t3vis_app.filters import filter_widgets
-from t3vis.tasks import EXTRACTIVE_SUMMARIZATION
+from t3vis.tasks import EXTRACTIVE_SUMMARIZATION, TOKEN_CLASSIFICATION, task_spec
 from t3vis_app.selection import document_panel, example_panel, picked_from_chart, picked_from_table
+from t3vis_app.tagging_panels import confusion_filter, sentence_panel
 
 ctx = sidebar.render()
 run_id = ctx.run.run_id
 st.title("Projection")
 
-SUMMARIZATION = ctx.run.task == EXTRACTIVE_SUMMARIZATION  # documents or their sentences
+SPEC = task_spec(ctx.run.task)
+SUMMARIZATION = SPEC.name == EXTRACTIVE_SUMMARIZATION
+TAGGING = SPEC.name == TOKEN_CLASSIFICATION
+# What a point is, by view.points: an example (a text, a document, a sentence), a unit of one, an entity span
+POINT_NAMES = {"examples": f"{SPEC.example}s", "units": f"{SPEC.unit}s", "spans": "entity spans"}
 splits = data.splits(ctx.store, run_id)
-# (layout, split, points): projections of the checkpoint first (documents, then sentences), then Data Maps
+# (layout, split, points): projections of the checkpoint first (examples, then units), then Data Maps
 layout_options = []
 for row in splits.itertuples():
     if row.has_projections and ctx.checkpoint is not None:
         methods = data.layouts(ctx.store, run_id, row.split, ctx.checkpoint).method.unique()
         layout_options += [(method, row.split, "examples") for method in methods]
-    if SUMMARIZATION and row.has_unit_projections and ctx.checkpoint is not None:
+    if SPEC.per_unit_tables and row.has_unit_projections and ctx.checkpoint is not None:
         methods = data.unit_layouts(ctx.store, run_id, row.split, ctx.checkpoint).method.unique()
         layout_options += [(method, row.split, "units") for method in methods]
-layout_options += [(explore.DATA_MAP, row.split, "units" if SUMMARIZATION else "examples")
-                   for row in splits.itertuples() if row.has_dynamics]
+for row in splits.itertuples():
+    if row.has_dynamics:  # the Data Map is of the task's Data Map points (and, for entities, of their spans)
+        layout_options.append((explore.DATA_MAP, row.split, "units" if SPEC.per_unit_tables else "examples"))
+        if TAGGING:
+            layout_options.append((explore.DATA_MAP, row.split, "spans"))
 if not layout_options:
     st.info("This run has no projections and no training dynamics yet: ingest a checkpoint with `t3vis ingest`, "
             "or record training with the T3visCallback.")
@@ -38,30 +46,31 @@ METHOD_NAMES = {"tsne": "t-SNE", "pca": "PCA", explore.DATA_MAP: "Data Map"}
 def layout_name(option: tuple[str, str, str]) -> str:
     method, split_name, points = option
     name = METHOD_NAMES.get(method, method)
-    if SUMMARIZATION:
-        name += " of sentences" if points == "units" else " of documents"
+    if SPEC.per_unit_tables:
+        name += f" of {POINT_NAMES[points]}"
     return f"{name} · {split_name} split"
 
 
 controls = st.columns([2, 1, 2, 1])
 saved = (state.get("layout"), state.get("split"), state.get("points") or "examples")
-if saved not in layout_options and saved[2] == "examples" and SUMMARIZATION:
-    saved = (saved[0], saved[1], "units")  # a link from before sentence layouts: the Data Map of sentences
+if saved not in layout_options and saved[2] == "examples" and SPEC.per_unit_tables:
+    saved = (saved[0], saved[1], "units")  # a link from before unit layouts: the Data Map of units
 layout, split, points = state.choice(
     controls[0].selectbox, "Layout", layout_options, name="layout_choice",
     default=saved if saved in layout_options else layout_options[0], format_func=layout_name,
-    help="t-SNE/PCA of a layer's hidden states at the checkpoint (of each document and of each sentence's [CLS] "
-         "for a summarizer), or the Data Map of training dynamics." if SUMMARIZATION else
-         "t-SNE/PCA of a layer's pooled hidden states at the checkpoint, or the Data Map of training dynamics.")
+    help=(f"t-SNE/PCA of a layer's hidden states at the checkpoint, of each {SPEC.example} and of each "
+          f"{SPEC.unit}, or the Data Map of training dynamics." if SPEC.per_unit_tables else
+          "t-SNE/PCA of a layer's pooled hidden states at the checkpoint, or the Data Map of training dynamics."))
 st.session_state["layout"], st.session_state["split"], st.session_state["points"] = layout, split, points
-SENTENCES = SUMMARIZATION and points == "units"
+UNITS = SPEC.per_unit_tables and points == "units"  # points are units (sentences, words), not whole examples
+THINGS = POINT_NAMES[points] if SPEC.per_unit_tables else "examples"
 
 
 def layer_choice(column, checkpoint: str | None, name: str) -> int | None:
     if layout == explore.DATA_MAP or checkpoint is None:
         column.selectbox("Layer", ["—"], disabled=True, key=f"w.{name}.disabled")
         return None
-    if SENTENCES:
+    if UNITS:
         options = data.unit_layouts(ctx.store, run_id, split, checkpoint)
     else:
         options = data.layouts(ctx.store, run_id, split, checkpoint)
@@ -86,6 +95,8 @@ with compare:
 
 unfiltered = data.example_frame(ctx.store, view)
 filters = filter_widgets(known, unfiltered)
+if TAGGING and points == "units" and "prediction" in by_name:
+    filters = filters + confusion_filter(ctx, split)  # a clicked cell: its words only
 frame = data.example_frame(ctx.store, view, filters)
 selected_id = state.get("example_id") if state.get("split") == split else None
 
@@ -99,9 +110,8 @@ if comparing:
     second_view = explore.View(run_id=run_id, split=split, checkpoint=second_checkpoint, layout=layout,
                                layer=second_layer, points=points)
 
-things = ("sentences" if SENTENCES else "documents") if SUMMARIZATION else "examples"
-st.caption(f"{len(frame):,} of {len(unfiltered):,} {things} pass the filters. Click a point to select "
-           + ("its document" if SENTENCES else "it")
+st.caption(f"{len(frame):,} of {len(unfiltered):,} {THINGS} pass the filters. Click a point to select "
+           + (f"its {SPEC.example}" if SPEC.per_unit_tables and points != "examples" else "it")
            + "; scroll to zoom, drag to pan, double-click to reset.")
 views = [(view, "left")] + ([(second_view, "right")] if second_view else [])
 columns = st.columns(len(views))
@@ -109,7 +119,8 @@ svg = len(frame) <= 3_000  # crisp and inspectable for small sets; canvas for la
 for (shown_view, side), column in zip(views, columns):
     shown = frame if shown_view is view else data.example_frame(ctx.store, shown_view, filters)
     title = (f"{shown_view.checkpoint}" if layout != explore.DATA_MAP else f"Data Map · {split}") + (
-        "" if shown_view.layer is None else f" · layer {shown_view.layer}") + (" · sentences" if SENTENCES else "")
+        "" if shown_view.layer is None else f" · layer {shown_view.layer}") + (
+        f" · {THINGS}" if SPEC.per_unit_tables else "")
     chart = charts.projection_chart(shown, color=by_name[color_name], layout=layout, layer=shown_view.layer,
                                     selected_id=selected_id, title=title, svg=svg)
     with column:
@@ -148,6 +159,8 @@ st.download_button("Download the filtered rows (CSV)",  # a callable: the CSV is
 
 if SUMMARIZATION:
     document_panel(ctx, split)
+elif TAGGING:
+    sentence_panel(ctx, split)
 else:
     example_panel(ctx, split)
 state.write_url()

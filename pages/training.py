@@ -4,7 +4,7 @@ import streamlit as st
 
 from t3vis import charts
 from t3vis.markdown_text import escape_markdown as md
-from t3vis.tasks import EXTRACTIVE_SUMMARIZATION
+from t3vis.tasks import EXTRACTIVE_SUMMARIZATION, TOKEN_CLASSIFICATION
 from t3vis_app import data, sidebar, state
 from t3vis_app.selection import selected
 
@@ -26,6 +26,42 @@ if ctx.run.task == EXTRACTIVE_SUMMARIZATION:
     right.altair_chart(charts.learning_curve_chart(summary, "rougeL", x_title=x_title))
     if not curves.empty:
         st.altair_chart(charts.learning_curve_chart(curves, "loss", x_title=x_title))
+    st.stop()
+if ctx.run.task == TOKEN_CLASSIFICATION:
+    entity_curves = data.entity_f1_curves(ctx.store, run_id)
+    if entity_curves.empty and curves.empty:
+        st.info("This run has no checkpoints and no training dynamics yet.")
+        st.stop()
+    if not entity_curves.empty:
+        split = state.choice(st.selectbox, "Split", sorted(entity_curves.split.unique()), name="training_split")
+        shown = entity_curves[entity_curves.split == split].rename(columns={"entity": "source"})
+        st.caption("Entity-level F1, precision and recall (strict IOB2: an entity counts when its type and exact "
+                   "span match) of each checkpoint, per entity type and over all entities (\"all\").")
+        left, right = st.columns(2)
+        left.altair_chart(charts.learning_curve_chart(shown, "f1", x_title=x_title))
+        right.altair_chart(charts.learning_curve_chart(shown, "recall", x_title=x_title))
+    if not curves.empty:
+        st.altair_chart(charts.learning_curve_chart(curves, "loss", x_title=x_title))
+    names = ctx.checkpoints.checkpoint.tolist()
+    st.subheader("Sentences whose tags changed")
+    if len(names) < 2 or entity_curves.empty:
+        st.caption("Needs two checkpoints.")
+        st.stop()
+    pick = st.columns(2)
+    before = state.choice(pick[0].selectbox, "From checkpoint", names, name="flip_before", default=names[-2])
+    after = state.choice(pick[1].selectbox, "To checkpoint", names, name="flip_after", default=names[-1])
+    changed = data.changed_sentences(ctx.store, run_id, split, before, after)
+    st.caption(f"{len(changed)} sentence{'' if len(changed) == 1 else 's'} changed some predicted tags: "
+               f"{int(changed.fixed.sum())} words fixed, {int(changed.broken.sum())} broken. Select a row to make "
+               "the sentence the selected example for the other pages.")
+    event = st.dataframe(changed, hide_index=True, on_select="rerun", selection_mode="single-row", key="changed",
+                         column_config={"text": st.column_config.TextColumn(width="large")})
+    rows = selected(event, "rows")
+    if rows and rows[0] < len(changed):
+        chosen = int(changed.iloc[rows[0]].example_id)
+        if state.selected_example() != (split, chosen):
+            state.select_example(split, chosen)
+        st.success(f"Sentence #{chosen} ({md(split)}) is selected: open the Instance page to explain its tags.")
     st.stop()
 if curves.empty:
     st.info("This run has no predictions and no training dynamics yet.")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from t3vis.queries import explore, summaries, training_view
+from t3vis.queries import explore, summaries, tagging, training_view
 from t3vis.queries.checkpoint_reads import checkpoint_weights as _checkpoint_weights
 from t3vis.queries.sql_console import schema_description as _schema_description
 from t3vis.store.database import Store
@@ -120,6 +120,11 @@ def document_details(store: StoreHandle, run_id: str, split: str, example_id: in
     return summaries.document_details(store.database, run_id, split, example_id, checkpoint)
 
 
+@_cached(64)
+def tag_confusion(store: StoreHandle, run_id: str, split: str, checkpoint: str) -> pd.DataFrame:
+    return tagging.confusion(store.database, run_id, split, checkpoint)
+
+
 # -- heads ------------------------------------------------------------------------------------------
 
 @_cached(64)
@@ -167,6 +172,16 @@ def per_class_accuracy(store: StoreHandle, run_id: str, split: str) -> pd.DataFr
 @_cached(32)
 def flipped_examples(store: StoreHandle, run_id: str, split: str, before: str, after: str) -> pd.DataFrame:
     return training_view.flipped_examples(store.database, run_id, split, before, after)
+
+
+@_cached(16)
+def entity_f1_curves(store: StoreHandle, run_id: str) -> pd.DataFrame:
+    return tagging.entity_f1_curves(store.database, run_id)
+
+
+@_cached(32)
+def changed_sentences(store: StoreHandle, run_id: str, split: str, before: str, after: str) -> pd.DataFrame:
+    return tagging.changed_sentences(store.database, run_id, split, before, after)
 
 
 # -- SQL --------------------------------------------------------------------------------------------

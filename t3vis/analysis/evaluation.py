@@ -101,3 +101,47 @@ def document_pruning_table(sentences, before: np.ndarray, after: np.ndarray, pru
         "all heads": [f"{before[i]:.3f}" + (" ✓" if i in chosen_before else "") for i in rows.unit],
         pruned_label: [f"{after[i]:.3f}" + (" ✓" if i in chosen_after else "") for i in rows.unit],
     })
+
+
+@dataclass(frozen=True)
+class TaggingEvaluation:
+    f1: float  # entity-level F1 (strict IOB2, micro over types); NaN when the tags are not IOB
+    precision: float
+    recall: float
+    accuracy: float  # word accuracy
+    loss: float  # mean cross-entropy over the words
+    n_examples: int
+
+
+def evaluate_tagging(bundle: ModelBundle, sentences, *, pruned: Iterable[Head] = (), batch_size: int = 32,
+                     progress: Progress = no_progress) -> TaggingEvaluation:
+    """Entity F1, word accuracy and loss of a token classifier over a split with the pruned heads masked."""
+    from t3vis.data.entity_metrics import entity_scores
+    from t3vis.model.word_encoding import collate_words, encode_words
+
+    mask = head_mask(pruned, bundle.num_layers, bundle.num_heads).to(bundle.device)  # (L, H)
+    encoded = encode_words(bundle.tokenizer, sentences.words, max_length=bundle.max_length)
+    predicted, losses, correct = [], [], []
+    progress("evaluate", 0, len(encoded))
+    with torch.no_grad():
+        for start in range(0, len(encoded), batch_size):
+            batch = encoded[start: start + batch_size]
+            inputs = collate_words(batch, pad_token_id=bundle.pad_token_id)
+            inputs = {name: value.to(bundle.device) for name, value in inputs.items()}
+            output, _ = run_with_probe(bundle.model, AttentionProbe(head_mask=mask), **inputs)
+            log_probs = torch.log_softmax(output.logits.float(), -1).cpu()  # (B, T, K)
+            for row, sentence in enumerate(batch):
+                tags = torch.as_tensor(sentences.tags[start + row][: sentence.n_kept])  # (W,)
+                word_log_probs = log_probs[row, sentence.first_pieces]  # (W, K)
+                guess = np.zeros(sentence.n_words, dtype=np.int64)  # words cut at the limit count as "O"
+                guess[: sentence.n_kept] = word_log_probs.argmax(-1).numpy()
+                predicted.append(guess)
+                losses += (-word_log_probs[torch.arange(len(tags)), tags]).tolist()
+                correct += (guess[: sentence.n_kept] == tags.numpy()).tolist()
+            progress("evaluate", start + len(batch), len(encoded))
+    scores = entity_scores(sentences.tags, predicted, bundle.label_names)
+    return TaggingEvaluation(
+        f1=scores.get("f1", float("nan")), precision=scores.get("precision", float("nan")),
+        recall=scores.get("recall", float("nan")), accuracy=float(np.mean(correct)), loss=float(np.mean(losses)),
+        n_examples=len(encoded),
+    )

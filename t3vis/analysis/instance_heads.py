@@ -113,3 +113,27 @@ def instance_pattern_frame(attentions: np.ndarray, *, bins: int = 16):
             frames.append(pd.DataFrame({"layer": layer, "head": head, "query": query.ravel(), "key": key.ravel(),
                                         "weight": pooled.ravel()}))
     return pd.concat(frames, ignore_index=True)
+
+
+def sentence_heads(bundle: ModelBundle, words: list[str], tags: np.ndarray, *,
+                   pruned: Iterable[Head] = ()) -> InstanceHeads:
+    """:func:`instance_heads` for a token classifier and one sentence: importance of the sentence's loss (the mean
+    cross-entropy of its kept words' gold tags); logits and probs per kept word (W, K)."""
+    from t3vis.attribution.base import prepare_words
+    from t3vis.model.word_encoding import IGNORED, word_losses
+
+    example = prepare_words(bundle, words)
+    labels = torch.full_like(example.inputs["input_ids"], IGNORED)  # (1, T)
+    labels[0, example.first_pieces] = torch.tensor(np.asarray(tags)[: len(example.first_pieces)],
+                                                   dtype=torch.long, device=labels.device)
+    mask = head_mask(pruned, bundle.num_layers, bundle.num_heads)  # (L, H)
+    probe = AttentionProbe(record=True)
+    with eval_mode(bundle.model):
+        output, gradient = head_mask_gradient(bundle.model, example.inputs, None, probe=probe, head_mask=mask,
+                                              example_losses=lambda out: word_losses(out.logits, labels))
+    logits = output.logits.detach().float().cpu()[0, example.first_pieces]  # (W, K)
+    return InstanceHeads(
+        tokens=example.tokens, logits=logits.numpy(), probs=torch.softmax(logits, -1).numpy(),
+        attentions=probe.stacked_attentions()[:, 0].float().cpu().numpy(),  # (L, H, T, T)
+        importance=gradient[0].abs().numpy(), label=-1, truncated=example.truncated,
+    )

@@ -59,3 +59,24 @@ def stored_documents(store: Store, run_id: str, split: str):
         extra=pd.DataFrame(index=documents.index), article_column="text", summary_column="reference",
         source=f"{store.path}:{run_id}/{split}",
     )
+
+
+def stored_sentences(store: Store, run_id: str, split: str):
+    """A token-classification split's sentences as the store holds them: words and gold tags."""
+    import pandas as pd
+
+    from t3vis.data.tagging import TaggedSentences
+
+    sentences = store.query("SELECT example_id FROM examples WHERE run_id = ? AND split = ? ORDER BY example_id",
+                            [run_id, split])
+    units = store.query("SELECT example_id, text, label FROM units WHERE run_id = ? AND split = ? "
+                        "ORDER BY example_id, unit", [run_id, split])
+    grouped = {key: group for key, group in units.groupby("example_id", sort=False)}
+    empty = pd.DataFrame({"text": [], "label": []})
+    words = [grouped.get(key, empty) for key in sentences.example_id]
+    names = store.scalar("SELECT label_names FROM runs WHERE run_id = ?", [run_id])
+    return TaggedSentences(
+        example_ids=sentences.example_id.to_numpy(np.int64), words=[group.text.tolist() for group in words],
+        tags=[group.label.to_numpy(np.int64) for group in words], tag_names=tuple(names or ()),
+        extra=pd.DataFrame(index=sentences.index), source=f"{store.path}:{run_id}/{split}",
+    )

@@ -129,4 +129,54 @@ GROUP BY ALL ORDER BY d.run_id, position, d.region""",
         ("run_id", "position", "region", "sentences", "oracle_share"),
         task="extractive-summarization",
     ),
+    ExampleQuery(
+        "The words most confidently tagged wrong (token classification)",
+        """SELECT p.run_id, p.checkpoint, p.example_id, p.unit, u.text AS word,
+       r.label_names[u.label + 1] AS gold, r.label_names[p.pred + 1] AS predicted, round(p.prob, 3) AS confidence,
+       left(e.text, 120) AS sentence
+FROM unit_predictions p
+JOIN units u USING (run_id, split, example_id, unit)
+JOIN examples e USING (run_id, split, example_id)
+JOIN runs r USING (run_id)
+WHERE r.task = 'token-classification' AND NOT p.correct
+ORDER BY p.run_id, p.checkpoint, p.prob DESC
+LIMIT 500""",
+        ("run_id", "checkpoint", "example_id", "unit", "word", "gold", "predicted", "confidence", "sentence"),
+        task="token-classification",
+    ),
+    ExampleQuery(
+        "Entities per region of the Data Map (token classification)",
+        """WITH spans AS (
+    SELECT s.run_id, s.split, s.example_id, s.first_unit, s.entity_type,
+           avg(d.confidence) AS confidence, avg(d.variability) AS variability
+    FROM entity_spans s
+    JOIN data_map d ON d.run_id = s.run_id AND d.split = s.split AND d.example_id = s.example_id
+                   AND d.unit BETWEEN s.first_unit AND s.last_unit
+    GROUP BY ALL),
+ranked AS (
+    SELECT *, percent_rank() OVER (PARTITION BY run_id, split ORDER BY variability) AS variability_rank,
+              percent_rank() OVER (PARTITION BY run_id, split ORDER BY confidence) AS confidence_rank
+    FROM spans)
+SELECT run_id, entity_type,
+       CASE WHEN variability_rank >= 2.0 / 3 THEN 'ambiguous' WHEN confidence_rank <= 1.0 / 3 THEN 'hard-to-learn'
+            WHEN confidence_rank >= 2.0 / 3 THEN 'easy-to-learn' ELSE 'other' END AS region,
+       count(*) AS entities, round(avg(confidence), 3) AS mean_confidence
+FROM ranked GROUP BY ALL ORDER BY run_id, entity_type, region""",
+        ("run_id", "entity_type", "region", "entities", "mean_confidence"),
+        task="token-classification",
+    ),
+    ExampleQuery(
+        "Entity F1 per type and checkpoint (token classification)",
+        """SELECT c.run_id, c.checkpoint, c.step, s.split, t.entity_type,
+       round(CAST(json_extract(s.scores, '$.per_type."' || t.entity_type || '".f1') AS DOUBLE), 4) AS f1,
+       CAST(json_extract(s.scores, '$.per_type."' || t.entity_type || '".support') AS INTEGER) AS support
+FROM checkpoints c
+JOIN runs r USING (run_id)
+CROSS JOIN LATERAL (SELECT key AS split, value AS scores FROM json_each(c.metrics) WHERE key <> 'trainer') s
+CROSS JOIN LATERAL (SELECT unnest(json_keys(s.scores, '$.per_type')) AS entity_type) t
+WHERE r.task = 'token-classification'
+ORDER BY c.run_id, c.step, s.split, t.entity_type""",
+        ("run_id", "checkpoint", "step", "split", "entity_type", "f1", "support"),
+        task="token-classification",
+    ),
 )

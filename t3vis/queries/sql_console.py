@@ -321,6 +321,15 @@ _DATA_MAP_COLUMNS = {
 }
 
 
+_ENTITY_SPAN_COLUMNS = {
+    "first_unit": "the span's first word (units.unit)",
+    "last_unit": "the span's last word (units.unit)",
+    "n_words": "words in the span",
+    "entity_type": "the entity type (PER, LOC, ...): the tag without its B-/I- prefix",
+    "text": "the span's words joined by spaces",
+}
+
+
 def _schema_comments() -> tuple[dict[tuple[str, str], str], dict[str, str]]:
     """From schema.sql: (table, column) -> the comment beside the column, and table -> the first line of the
     comment above its CREATE statement (the one place tables are described)."""
@@ -350,7 +359,8 @@ _KEY_COLUMNS = {
     "checkpoint": "the checkpoint's name (checkpoints.checkpoint)",
     "split": "the split of the examples ('train', 'validation', ...)",
     "example_id": "the example (examples.example_id)",
-    "unit": "the output unit of the example: a sentence of a document (units.unit); 0 for example-level tasks",
+    "unit": "the output unit of the example: a sentence of a document or a word of a sentence (units.unit); 0 for "
+            "example-level tasks",
     "layer": "0-based layer",
     "head": "0-based attention head",
 }
@@ -367,6 +377,7 @@ def schema_description(store: Store) -> pd.DataFrame:
     comments, table_comments = _schema_comments()
     rows["description"] = [
         comments.get((table, column)) or (_DATA_MAP_COLUMNS.get(column) if table == "data_map" else None)
+        or (_ENTITY_SPAN_COLUMNS.get(column) if table == "entity_spans" else None)
         or _KEY_COLUMNS.get(column, "")
         for table, column in zip(rows.object, rows["column"])
     ]

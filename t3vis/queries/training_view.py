@@ -24,9 +24,10 @@ def learning_curves(store: Store, run_id: str) -> pd.DataFrame:
                   avg(correct::INT) AS accuracy, avg(loss) AS loss
            FROM training_dynamics WHERE run_id = ? GROUP BY ALL
            UNION ALL
-           SELECT u.split || ' (evaluation, sentences)' AS source, coalesce(c.epoch, c.step) AS x, u.checkpoint,
-                  avg(u.correct::INT) AS accuracy, avg(u.loss) AS loss
-           FROM unit_predictions u JOIN checkpoints c USING (run_id, checkpoint)
+           SELECT u.split || CASE WHEN r.task = 'token-classification' THEN ' (evaluation, words)'
+                                  ELSE ' (evaluation, sentences)' END AS source,
+                  coalesce(c.epoch, c.step) AS x, u.checkpoint, avg(u.correct::INT) AS accuracy, avg(u.loss) AS loss
+           FROM unit_predictions u JOIN checkpoints c USING (run_id, checkpoint) JOIN runs r USING (run_id)
            WHERE u.run_id = ? GROUP BY ALL
            ORDER BY source, x""",
         [run_id, run_id, run_id],

@@ -154,8 +154,8 @@ CREATE TABLE projections (
     PRIMARY KEY (run_id, checkpoint, split, layer, method, pooling, example_id)
 );
 
--- 2-D layouts of units (a document's sentences): one row per checkpoint, layer, method and unit. A unit's
--- vector is the hidden state at its own [CLS] token; only kept units (fed to the model) have one.
+-- 2-D layouts of units: one row per checkpoint, layer, method and unit. A unit's vector is the hidden state at
+-- its own [CLS] token (a document's sentence) or at its first word piece (a word); only kept units have one.
 CREATE TABLE unit_projections (
     run_id     VARCHAR NOT NULL,
     checkpoint VARCHAR NOT NULL,
@@ -163,9 +163,9 @@ CREATE TABLE unit_projections (
     layer      INTEGER NOT NULL,        -- 0 = embeddings, 1..num_layers = output of that Transformer layer
     method     VARCHAR NOT NULL,        -- 'tsne' (openTSNE) or 'pca'
     example_id BIGINT NOT NULL,
-    unit       INTEGER NOT NULL,        -- the sentence index, as in units
-    x          FLOAT NOT NULL,
-    y          FLOAT NOT NULL,
+    unit       INTEGER NOT NULL,        -- the sentence or word index, as in units
+    x          FLOAT NOT NULL,          -- first coordinate of the 2-D layout
+    y          FLOAT NOT NULL,          -- second coordinate of the 2-D layout
     PRIMARY KEY (run_id, checkpoint, split, layer, method, example_id, unit)
 );
 

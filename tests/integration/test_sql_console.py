@@ -137,13 +137,21 @@ def summaries(tmp_path_factory):
     return build_summarization_store(tmp_path_factory.mktemp("summaries") / "bertsum.duckdb")
 
 
+@pytest.fixture(scope="module")
+def tagged(tmp_path_factory):
+    from t3vis.fixtures.tagging_store import build_tagging_store
+
+    return build_tagging_store(tmp_path_factory.mktemp("tagged") / "ner.duckdb")
+
+
 @pytest.mark.parametrize("query", EXAMPLE_QUERIES, ids=lambda q: q.title)
-def test_every_example_query_returns_its_documented_columns(synthetic, tiny_store, summaries, query):
-    for store in (synthetic, tiny_store, summaries):
+def test_every_example_query_returns_its_documented_columns(synthetic, tiny_store, summaries, tagged, query):
+    for store in (synthetic, tiny_store, summaries, tagged):
         result = run_query(store, query.sql)
         assert list(result.frame.columns) == list(query.columns)
-    # a store with every kind of row the query reads: the synthetic one, or a trained summarizer's
-    assert len(run_query(summaries if query.task == "extractive-summarization" else synthetic, query.sql).frame) > 0
+    # a store with every kind of row the query reads: the synthetic one, or a trained summarizer's or tagger's
+    store = {"extractive-summarization": summaries, "token-classification": tagged}.get(query.task, synthetic)
+    assert len(run_query(store, query.sql).frame) > 0
 
 
 def test_the_flip_query_finds_exactly_the_examples_that_turned_wrong(synthetic):

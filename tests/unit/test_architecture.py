@@ -83,5 +83,5 @@ def test_pages_read_the_store_through_the_cached_data_layer():
             if isinstance(node, ast.Call) and any(isinstance(arg, ast.Attribute) and arg.attr == "database"
                                                   for arg in node.args):
                 raw.append((path.name, ast.unparse(node.func)))
-    assert sorted(raw, key=str) == sorted([("heads.py", "stored_documents if SUMMARIZATION else stored_examples"),
+    assert sorted(raw, key=str) == sorted([("heads.py", "read"),
                                            "heads.py", ("sql.py", "run_query"), "sql.py"], key=str)
