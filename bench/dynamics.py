@@ -18,13 +18,12 @@ import argparse
 import os
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
+from t3vis.analysis.validation import auroc
 from t3vis.record.callback import T3visCallback
 from t3vis.demo.build import DEMO_RUN, DemoConfig, TokenisedExamples, build_demo
 from t3vis.demo.corpus import DemoCorpusConfig, demo_corpus
@@ -51,11 +50,6 @@ def train_once(train, *, record: bool, epochs: int, folder: Path) -> float:
     started = time.perf_counter()
     trainer.train()
     return time.perf_counter() - started
-
-
-def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
-    pos, neg = scores[positive], scores[~positive]
-    return float((pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean())
 
 
 def main() -> None:

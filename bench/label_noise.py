@@ -39,6 +39,7 @@ import pandas as pd
 import torch
 from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
+from t3vis.analysis.validation import auroc
 from t3vis.record.callback import T3visCallback
 from t3vis.data.loading import ExampleSet, load_examples
 from t3vis.demo.build import TokenisedExamples
@@ -63,36 +64,6 @@ class NoiseConfig:
     batch_size: int = 16
     learning_rate: float = 5e-5  # higher memorises the flipped labels sooner
     seed: int = 0  # picks the sentences, the flipped set and the training seed
-
-
-# -- AUROC ------------------------------------------------------------------------------------
-
-
-def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
-    """Area under the ROC curve of ``scores`` (N,) for the boolean ``positive`` (N,).
-
-    The Mann-Whitney statistic on average ranks: the chance that a random positive scores above a
-    random negative, ties counting one half.
-    """
-    scores = np.asarray(scores, dtype=np.float64)
-    positive = np.asarray(positive, dtype=bool)
-    if scores.shape != positive.shape or scores.ndim != 1:
-        raise ValueError(f"scores and positive must both have shape (N,), got {scores.shape} and {positive.shape}")
-    n_pos = int(positive.sum())
-    n_neg = len(positive) - n_pos
-    if n_pos == 0 or n_neg == 0:
-        raise ValueError("AUROC needs at least one positive and one negative example")
-    if np.isnan(scores).any():
-        raise ValueError("scores contain NaN")
-    return _auroc(scores, positive, n_pos, n_neg)
-
-
-def _auroc(scores: np.ndarray, positive: np.ndarray, n_pos: int, n_neg: int) -> float:
-    _, tie_group, group_size = np.unique(scores, return_inverse=True, return_counts=True)
-    last_rank = np.cumsum(group_size)  # (G,) 1-based rank of each tie group's last member
-    mean_rank = last_rank - (group_size - 1) / 2.0  # (G,) average rank of the group
-    ranks = mean_rank[tie_group]  # (N,)
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
 # -- the noisy training set -------------------------------------------------------------------

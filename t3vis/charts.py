@@ -362,6 +362,10 @@ def tagged_words_chart(words: pd.DataFrame, *, selected_word: int | None = None,
         x=x, x2=x2, y=alt.Y("y_word:Q", axis=None, scale=None), y2=alt.Y2("y_word_end:Q"),
         stroke=alt.condition(alt.datum.unit == selected, alt.value("black"), alt.value("#bbbbbb")),
         strokeWidth=alt.condition(alt.datum.unit == selected, alt.value(2.5), alt.value(0.6)),
+        tooltip=tooltip)
+    # The click target: a transparent box over the word and its two tags, on top of the texts.
+    targets = alt.Chart(data).mark_rect(opacity=0).encode(
+        x=x, x2=x2, y=alt.Y("y_word:Q", axis=None, scale=None), y2=alt.Y2("y_pred_end:Q"),
         tooltip=tooltip).add_params(pick)
 
     def texts(y: str, field: str, **style) -> alt.Chart:
@@ -382,7 +386,7 @@ def tagged_words_chart(words: pd.DataFrame, *, selected_word: int | None = None,
         x=alt.value(0), y=alt.Y("y:Q", axis=None, scale=None), text="name:N")
     return alt.layer(
         word_boxes, boxes("y_gold", "gold_type", True), boxes("y_pred", "predicted_type", False),
-        word_text, gold_text, predicted_text, row_names,
+        word_text, gold_text, predicted_text, row_names, targets,
     ).properties(width=width, height=height, title=title, usermeta=SVG).configure_view(strokeWidth=0)
 
 
@@ -410,11 +414,14 @@ def confusion_chart(confusion: pd.DataFrame, *, tags: list[str], value: str = "c
     cells = base.mark_rect(stroke="white").encode(
         color=alt.Color(f"{value}:Q", scale=alt.Scale(scheme="blues", type="sqrt" if value == "count" else "linear"),
                         title="words" if value == "count" else "rate"),
-        opacity=alt.condition(pick, alt.value(1.0), alt.value(0.55))).add_params(pick)
+        opacity=alt.condition(pick, alt.value(1.0), alt.value(0.55)))
     labels = base.mark_text(fontSize=11).encode(
         text=alt.Text(f"{value}:Q", format="d" if value == "count" else ".0%"),
         color=alt.condition("datum.rate > 0.5", alt.value("white"), alt.value("black")))
-    return alt.layer(cells, labels).properties(width=alt.Step(44), height=alt.Step(28), title=title, usermeta=SVG)
+    # The click target sits on top, transparent: a click on a cell's number selects the cell too.
+    targets = base.mark_rect(opacity=0).add_params(pick)
+    return alt.layer(cells, labels, targets).properties(width=alt.Step(44), height=alt.Step(28), title=title,
+                                                        usermeta=SVG)
 
 
 CELL = "cell"  # the click selection of the confusion matrix, over the gold and predicted tags

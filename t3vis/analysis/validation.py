@@ -48,3 +48,30 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 
     ra, rb = ranks(a), ranks(b)
     return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Area under the ROC curve of ``scores`` (N,) for the boolean ``positive`` (N,).
+
+    The Mann-Whitney statistic on average ranks: the chance that a random positive scores above a
+    random negative, ties counting one half.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    positive = np.asarray(positive, dtype=bool)
+    if scores.shape != positive.shape or scores.ndim != 1:
+        raise ValueError(f"scores and positive must both have shape (N,), got {scores.shape} and {positive.shape}")
+    n_pos = int(positive.sum())
+    n_neg = len(positive) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError("AUROC needs at least one positive and one negative example")
+    if np.isnan(scores).any():
+        raise ValueError("scores contain NaN")
+    return _auroc(scores, positive, n_pos, n_neg)
+
+
+def _auroc(scores: np.ndarray, positive: np.ndarray, n_pos: int, n_neg: int) -> float:
+    _, tie_group, group_size = np.unique(scores, return_inverse=True, return_counts=True)
+    last_rank = np.cumsum(group_size)  # (G,) 1-based rank of each tie group's last member
+    mean_rank = last_rank - (group_size - 1) / 2.0  # (G,) average rank of the group
+    ranks = mean_rank[tie_group]  # (N,)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))

@@ -13,15 +13,10 @@ from t3vis.errors import StoreError
 from t3vis.fixtures.synthetic_store import SyntheticConfig, build_synthetic_store
 from t3vis.demo.corpus import LABELS, DemoCorpusConfig, demo_corpus
 from t3vis.model.access import AttentionProbe, load_model, run_with_probe
+from t3vis.analysis.validation import auroc
 from t3vis.store.database import Store
 
 SMALL = DemoConfig(corpus=DemoCorpusConfig(train_size=240, eval_size=80), epochs=3, batch_size=16)
-
-
-def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
-    """Probability that a positive example scores above a negative one (ties count half)."""
-    pos, neg = scores[positive], scores[~positive]
-    return float((pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean())
 
 
 def test_corpus_is_deterministic_varied_and_marked():

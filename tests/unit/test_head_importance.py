@@ -4,6 +4,7 @@ mean against the instance view, and the normalisations."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from t3vis.record.head_importance import head_mask_gradient
@@ -83,3 +84,15 @@ def test_normalisations():
     np.testing.assert_allclose(columns["importance"], raw)
     np.testing.assert_allclose(columns["importance_layer_norm"], [[0.6, 0.8], [1.0, 0.0]])
     np.testing.assert_allclose(columns["importance_global"], raw / 4.0)
+
+
+def test_auroc_equals_the_share_of_positive_negative_pairs_ranked_right():
+    from t3vis.analysis.validation import auroc
+
+    rng = np.random.default_rng(0)
+    scores = np.round(rng.normal(size=60), 1)  # ties included
+    positive = rng.random(60) < 0.3
+    pos, neg = scores[positive], scores[~positive]
+    pairs = (pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean()
+    assert auroc(scores, positive) == pytest.approx(pairs, abs=1e-12)
+    assert auroc(np.arange(4.0), np.array([False, False, True, True])) == 1.0
