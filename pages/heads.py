@@ -158,7 +158,7 @@ else:
         grid_title = f"Attention for example #{example_id} ({len(analysis.tokens)} tokens)"
         chart = charts.head_pattern_chart(patterns, selected=selected_head, pruned=pruned, title=grid_title)
 
-grid_height = (52 if show == "pattern" else 30) * int(run.num_layers) + 90
+grid_height = max(200, (52 if show == "pattern" else 30) * int(run.num_layers) + 90)  # room for the legend
 event = st.altair_chart(chart, on_select="rerun", selection_mode=[charts.HEAD], key=f"heads.{show}.{scale}",
                         height=grid_height)
 points = selected(event, charts.HEAD)

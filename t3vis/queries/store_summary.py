@@ -8,13 +8,13 @@ from t3vis.store.database import Store
 
 
 def checkpoint_summary(store: Store, run_id: str) -> pd.DataFrame:
-    """One row per checkpoint of the run, in training order: checkpoint, step, epoch, predictions (examples, or a
-    summarizer's documents, with the model's output), projections."""
+    """One row per checkpoint of the run, in training order: checkpoint, step, epoch, predictions (examples, a
+    summarizer's documents or a tagger's sentences, with the model's output), projections."""
     return store.query(
         """SELECT c.checkpoint, c.step, c.epoch,
                   (SELECT count(*) FROM predictions p WHERE p.run_id = c.run_id AND p.checkpoint = c.checkpoint)
-                  + (SELECT count(*) FROM document_scores d WHERE d.run_id = c.run_id AND d.checkpoint = c.checkpoint)
-                      AS predictions,
+                  + (SELECT count(DISTINCT (u.split, u.example_id)) FROM unit_predictions u
+                     WHERE u.run_id = c.run_id AND u.checkpoint = c.checkpoint) AS predictions,
                   (SELECT count(*) FROM projections p WHERE p.run_id = c.run_id AND p.checkpoint = c.checkpoint)
                       AS projections
            FROM checkpoints c WHERE c.run_id = ? ORDER BY c.step NULLS LAST, c.ingested_at""",

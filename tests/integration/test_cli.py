@@ -176,3 +176,82 @@ def test_ingest_an_extractive_summarizer_from_the_command_line(tmp_path, capsys)
     assert run(["info", "--store", str(store_path)]) == 0
     info = capsys.readouterr().out
     assert "(extractive-summarization)" in info and "2 predictions" in info  # the documents scored
+
+
+CONLL_SAMPLE = """-DOCSTART- -X- -X- O
+
+EU NNP B-NP B-ORG
+rejects VBZ B-VP O
+German JJ B-NP B-MISC
+call NN I-NP O
+to TO B-VP O
+boycott VB I-VP O
+British JJ B-NP B-MISC
+lamb NN I-NP O
+. . O O
+
+Peter NNP B-NP B-PER
+Blackburn NNP I-NP I-PER
+
+BRUSSELS NNP B-NP B-LOC
+1996-08-22 CD I-NP O
+
+-DOCSTART- -X- -X- O
+
+The DT B-NP O
+European NNP I-NP B-ORG
+Commission NNP I-NP I-ORG
+said VBD B-VP O
+on IN B-PP O
+Thursday NNP B-NP O
+it PRP B-NP O
+disagreed VBD B-VP O
+with IN B-PP O
+German JJ B-NP B-MISC
+advice NN I-NP O
+. . O O"""
+
+
+def test_ingest_a_token_classifier_over_a_conll_file(tmp_path, capsys):
+    import numpy as np
+
+    from t3vis.data.entity_metrics import entity_scores
+    from t3vis.data.tagging import load_tagged
+    from t3vis.fixtures.tiny_models import save_tiny_tagger
+
+    data = tmp_path / "sample.conll"
+    data.write_text(CONLL_SAMPLE)
+    sentences = load_tagged(data)
+    model = save_tiny_tagger(tmp_path / "tagger", sentences.tag_names)
+    store_path = tmp_path / "ner.duckdb"
+    assert run(["ingest", "--task", "token-classification", "--model", str(model), "--data", str(data),
+                "--store", str(store_path), "--projection", "pca", "--quiet"]) == 0
+    assert "f1" in capsys.readouterr().out
+    store = Store(store_path)
+    assert store.run("tagger").task == "token-classification"
+    rows = store.query("""SELECT p.example_id, p.unit, p.pred, u.label, u.text FROM unit_predictions p
+                          JOIN units u USING (run_id, split, example_id, unit) ORDER BY 1, 2""")
+    assert rows.text.tolist() == [word for words in sentences.words for word in words]  # every word, in order
+    predicted = [group.pred.to_numpy() for _, group in rows.groupby("example_id")]
+    metrics = json.loads(store.scalar("SELECT metrics FROM checkpoints"))["validation"]
+    expected = entity_scores(sentences.tags, predicted, sentences.tag_names)
+    assert metrics["f1"] == expected["f1"] and metrics["per_type"] == expected["per_type"]
+    spans = store.query("SELECT entity_type, count(*) AS n FROM entity_spans GROUP BY 1")
+    assert dict(zip(spans.entity_type, spans.n)) == {"ORG": 2, "MISC": 3, "PER": 1, "LOC": 1} == {
+        kind: scores["support"] for kind, scores in metrics["per_type"].items()}
+    assert np.isclose(metrics["accuracy"], float((rows.pred == rows.label).mean()))
+
+    # the same words as JSON lines with tag names; a tag the model does not know is refused, the store untouched
+    table = tmp_path / "sample.jsonl"
+    names = np.array(sentences.tag_names)
+    table.write_text("\n".join(json.dumps({"tokens": words, "ner_tags": list(names[tags])})
+                               for words, tags in zip(sentences.words, sentences.tags)))
+    assert run(["ingest", "--task", "token-classification", "--model", str(model), "--data", str(table),
+                "--store", str(store_path), "--run", "from-jsonl", "--projection", "pca", "--quiet"]) == 0
+    assert store.scalar("SELECT count(*) FROM unit_predictions WHERE run_id = 'from-jsonl'") == len(rows)
+    other = tmp_path / "other.jsonl"
+    other.write_text(json.dumps({"tokens": ["Peter"], "ner_tags": ["B-PERSON"]}))
+    before = store_path.read_bytes()
+    assert run(["ingest", "--task", "token-classification", "--model", str(model), "--data", str(other),
+                "--store", str(store_path), "--run", "bad", "--quiet"]) == 2
+    assert "--label-names" in capsys.readouterr().err and store_path.read_bytes() == before
