@@ -89,7 +89,8 @@ def analyse(pruned_heads: frozenset):
     if TAGGING:
         words = details["words"]
         return session_cached("instance_heads", key, lambda: sentence_heads(
-            bundle, words.word.tolist(), words.label.to_numpy(), pruned=pruned_heads), size=4)
+            bundle, words.word.tolist(), words.label.to_numpy(), pruned=pruned_heads, max_length=run.max_length),
+            size=4)
     return session_cached("instance_heads", key, lambda: instance_heads(
         bundle, details["text"], details.get("text_pair") or None, label=int(details["label"]), pruned=pruned_heads))
 
@@ -236,8 +237,10 @@ else:
             bar.progress(min(offset + 0.5 * done / max(total, 1), 1.0), text=f"{label}: {done} / {total}")
 
         measure = evaluate_summaries if SUMMARIZATION else evaluate_tagging if TAGGING else evaluate
-        full = measure(bundle, examples, progress=report)
-        cut = measure(bundle, examples, pruned=pruned, progress=lambda p, d, t: report(p, d, t, 0.5, pruned_label))
+        limit = {"max_length": int(run.max_length)} if TAGGING else {}  # the words the store's checkpoint saw
+        full = measure(bundle, examples, progress=report, **limit)
+        cut = measure(bundle, examples, pruned=pruned, progress=lambda p, d, t: report(p, d, t, 0.5, pruned_label),
+                      **limit)
         bar.empty()
         st.session_state["prune_evaluation"] = {"pruned": sorted(pruned), "split": split, "rows": [
             {"model": name, **{("examples" if key == "n_examples" else key): value for key, value in asdict(result).items()}}

@@ -58,7 +58,8 @@ def render(ctx) -> None:
     names = list(run.label_names)
     pruned = state.pruned_heads(run.run_id)
     key = (ctx.store.path, run.run_id, ctx.checkpoint, split, example_id)
-    example = session_cached("word_inputs", key, lambda: prepare_words(bundle, words.word.tolist()))
+    example = session_cached("word_inputs", key, lambda: prepare_words(bundle, words.word.tolist(),
+                                                                       max_length=int(run.max_length)))
     attentions, probs = session_cached("word_attentions", (*key, pruned),
                                        lambda: word_attentions(bundle, example, pruned), size=2)  # probs (W, K)
     kept = len(example.first_pieces)
@@ -79,10 +80,12 @@ def render(ctx) -> None:
     clicked = tagged_words(ctx, split, example_id, words, key="tagged_words", probs=probs, selected_word=word)
     if clicked is not None and clicked < kept and clicked != word:
         st.session_state[WORD], st.session_state[f"{WORD}_of"] = clicked, key
-        for name in ("tag_target", "w.tag_target"):  # the new word's tag to explain: its predicted one
-            st.session_state.pop(name, None)
         st.rerun()
     st.session_state[WORD], st.session_state[f"{WORD}_of"] = word, key
+    if st.session_state.get("tag_target_of") != (key, word):  # a new word: explain its predicted tag first
+        for name in ("tag_target", "w.tag_target"):
+            st.session_state.pop(name, None)
+        st.session_state["tag_target_of"] = (key, word)
 
     # -- the explained word ----------------------------------------------------------------------------
     left, right = st.columns([3, 2])

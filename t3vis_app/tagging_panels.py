@@ -21,6 +21,9 @@ def confusion_filter(ctx, split: str) -> tuple:
     if confusion.empty:
         return ()
     chosen = st.session_state.get(CELL)
+    if chosen is not None and len(chosen) == 3:  # (gold, predicted, (run, split)): a cell of this run and split only
+        chosen = chosen[:2] if chosen[2] == (ctx.run.run_id, split) else None
+    here = (ctx.run.run_id, split)
     with st.expander("Tag confusion matrix", expanded=True):
         left, right = st.columns([3, 1])
         with right:
@@ -43,7 +46,7 @@ def confusion_filter(ctx, split: str) -> tuple:
     cells = selected(event, charts.CELL)
     clicked = (str(cells[0]["gold"]), str(cells[0]["predicted"])) if cells and "gold" in cells[0] else None
     if clicked is not None and state.newly_clicked("confusion_click", clicked) and clicked != chosen:
-        st.session_state[CELL] = clicked
+        st.session_state[CELL] = (*clicked, here)
         st.rerun()
     if chosen is None:
         return ()

@@ -114,13 +114,17 @@ class TaggingEvaluation:
 
 
 def evaluate_tagging(bundle: ModelBundle, sentences, *, pruned: Iterable[Head] = (), batch_size: int = 32,
-                     progress: Progress = no_progress) -> TaggingEvaluation:
-    """Entity F1, word accuracy and loss of a token classifier over a split with the pruned heads masked."""
+                     max_length: int | None = None, progress: Progress = no_progress) -> TaggingEvaluation:
+    """Entity F1, word accuracy and loss of a token classifier over a split with the pruned heads masked
+    (sentences cut at ``max_length`` tokens, default the model's limit: pass the run's)."""
     from t3vis.data.entity_metrics import entity_scores
+    from t3vis.data.tagging import outside_tag
     from t3vis.model.word_encoding import collate_words, encode_words
 
     mask = head_mask(pruned, bundle.num_layers, bundle.num_heads).to(bundle.device)  # (L, H)
-    encoded = encode_words(bundle.tokenizer, sentences.words, max_length=bundle.max_length)
+    encoded = encode_words(bundle.tokenizer, sentences.words, max_length=min(max_length or bundle.max_length,
+                                                                             bundle.max_length))
+    outside = outside_tag(bundle.label_names)
     predicted, losses, correct = [], [], []
     progress("evaluate", 0, len(encoded))
     with torch.no_grad():
@@ -133,7 +137,7 @@ def evaluate_tagging(bundle: ModelBundle, sentences, *, pruned: Iterable[Head] =
             for row, sentence in enumerate(batch):
                 tags = torch.as_tensor(sentences.tags[start + row][: sentence.n_kept])  # (W,)
                 word_log_probs = log_probs[row, sentence.first_pieces]  # (W, K)
-                guess = np.zeros(sentence.n_words, dtype=np.int64)  # words cut at the limit count as "O"
+                guess = np.full(sentence.n_words, outside, dtype=np.int64)  # words cut at the limit count as "O"
                 guess[: sentence.n_kept] = word_log_probs.argmax(-1).numpy()
                 predicted.append(guess)
                 losses += (-word_log_probs[torch.arange(len(tags)), tags]).tolist()

@@ -115,14 +115,14 @@ def instance_pattern_frame(attentions: np.ndarray, *, bins: int = 16):
     return pd.concat(frames, ignore_index=True)
 
 
-def sentence_heads(bundle: ModelBundle, words: list[str], tags: np.ndarray, *,
-                   pruned: Iterable[Head] = ()) -> InstanceHeads:
+def sentence_heads(bundle: ModelBundle, words: list[str], tags: np.ndarray, *, pruned: Iterable[Head] = (),
+                   max_length: int | None = None) -> InstanceHeads:
     """:func:`instance_heads` for a token classifier and one sentence: importance of the sentence's loss (the mean
     cross-entropy of its kept words' gold tags); logits and probs per kept word (W, K)."""
     from t3vis.attribution.base import prepare_words
     from t3vis.model.word_encoding import IGNORED, word_losses
 
-    example = prepare_words(bundle, words)
+    example = prepare_words(bundle, words, max_length=max_length)
     labels = torch.full_like(example.inputs["input_ids"], IGNORED)  # (1, T)
     labels[0, example.first_pieces] = torch.tensor(np.asarray(tags)[: len(example.first_pieces)],
                                                    dtype=torch.long, device=labels.device)

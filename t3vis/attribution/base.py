@@ -48,9 +48,11 @@ def prepare_document(bundle: ModelBundle, sentences: list[str]) -> ExampleInputs
                          sentence_of_token=document.sentence_of_token)
 
 
-def prepare_words(bundle: ModelBundle, words: list[str]) -> ExampleInputs:
-    """A sentence of words for a token classifier, cut at the model's limit."""
-    (sentence,) = encode_words(bundle.tokenizer, [words], max_length=bundle.max_length)
+def prepare_words(bundle: ModelBundle, words: list[str], *, max_length: int | None = None) -> ExampleInputs:
+    """A sentence of words for a token classifier, cut at ``max_length`` tokens (default and at most: the model's
+    limit; pass the run's, so that the same words are cut as in the store)."""
+    limit = min(max_length or bundle.max_length, bundle.max_length)
+    (sentence,) = encode_words(bundle.tokenizer, [words], max_length=limit)
     inputs = collate_words([sentence], pad_token_id=bundle.pad_token_id)
     inputs = {name: value.to(bundle.device) for name, value in inputs.items()}
     return ExampleInputs(inputs=inputs, tokens=bundle.tokenizer.convert_ids_to_tokens(sentence.input_ids),

@@ -3,6 +3,11 @@
 Strict mode counts an entity as found only when its type and its exact span (a ``B-`` tag and the
 ``I-`` tags that follow it) match the gold entity; an ``I-`` tag that does not continue an entity of
 its type starts no entity. Words the model never saw (cut at its token limit) count as predicted ``O``.
+
+Gold tags in IOB1 (the original CoNLL-2003 release: an entity starts with ``I-`` unless it follows
+another of its type) would have no entity at all under strict IOB2: such data is scored after turning
+every ``I-X`` that continues no ``X`` into ``B-X``, in the gold and the predicted tags alike (the same
+rule the store's ``entity_spans`` view uses); the result says which ``scheme`` was scored.
 """
 
 from __future__ import annotations
@@ -23,8 +28,8 @@ def entity_scores(gold: Sequence[np.ndarray], predicted: Sequence[np.ndarray],
                   tag_names: Sequence[str]) -> dict:
     """Entity scores of predicted tag ids against gold tag ids (one array per sentence, same lengths).
 
-    Returns {"precision", "recall", "f1", "support", "per_type": {type: {precision, recall, f1, support}}};
-    empty when the tags are not IOB.
+    Returns {"precision", "recall", "f1", "support", "scheme", "per_type": {type: {precision, recall, f1,
+    support}}}; empty when the tags are not IOB.
     """
     if not is_iob(tag_names):
         return {}
@@ -34,10 +39,28 @@ def entity_scores(gold: Sequence[np.ndarray], predicted: Sequence[np.ndarray],
     names = np.asarray(tag_names, dtype=object)
     truth = [list(names[np.asarray(tags, dtype=np.int64)]) for tags in gold]
     guess = [list(names[np.asarray(tags, dtype=np.int64)]) for tags in predicted]
+    iob1 = any(_starts_without_b(tags) for tags in truth)
+    if iob1:
+        truth, guess = [to_iob2(tags) for tags in truth], [to_iob2(tags) for tags in guess]
     report = classification_report(truth, guess, mode="strict", scheme=IOB2, output_dict=True, zero_division=0)
     overall = report.get("micro avg", {"precision": 0.0, "recall": 0.0, "f1-score": 0.0, "support": 0})
     per_type = {kind: _scores(values) for kind, values in report.items() if not kind.endswith(" avg")}
-    return {**_scores(overall), "per_type": per_type}
+    return {**_scores(overall), "scheme": "IOB1, read as IOB2" if iob1 else "IOB2", "per_type": per_type}
+
+
+def to_iob2(tags: list[str]) -> list[str]:
+    """IOB tags with every ``I-X`` that continues no ``X`` entity turned into ``B-X``."""
+    found, previous = [], "O"
+    for tag in tags:
+        if tag.startswith("I-") and previous[2:] != tag[2:]:
+            tag = "B-" + tag[2:]
+        found.append(tag)
+        previous = tag
+    return found
+
+
+def _starts_without_b(tags: list[str]) -> bool:
+    return to_iob2(tags) != list(tags)
 
 
 def _scores(values: dict) -> dict:

@@ -26,7 +26,7 @@ import pandas as pd
 from t3vis.data.loading import _decode, _example_ids, _guess_column, _jsonable_frame, _require_column, _rows, read_table
 from t3vis.errors import DataError, option
 
-CONLL_EXTENSIONS = (".conll", ".txt", ".iob", ".bio", ".conllu")
+CONLL_EXTENSIONS = (".conll", ".txt", ".iob", ".bio")
 WORDS_COLUMN_GUESSES = ("tokens", "words", "token", "word")
 TAGS_COLUMN_GUESSES = ("ner_tags", "tags", "labels", "ner", "pos_tags", "chunk_tags", "label")
 DOCSTART = "-DOCSTART-"
@@ -66,6 +66,12 @@ def sort_tag_names(names) -> tuple[str, ...]:
             return (1, kind, "BIES".index(prefix))
         return (2, name, 0)
     return tuple(sorted(set(names), key=key))
+
+
+def outside_tag(tag_names: Sequence[str]) -> int:
+    """The id of the tag outside every entity ("O"); 0 when the tags have none (e.g. POS tags)."""
+    names = list(tag_names)
+    return names.index("O") if "O" in names else 0
 
 
 def entity_types(tag_names: Sequence[str]) -> tuple[str, ...]:

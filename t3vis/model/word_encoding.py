@@ -54,6 +54,16 @@ def encode_words(tokenizer: PreTrainedTokenizerBase, sentences: Sequence[Sequenc
     sentences = [list(words) for words in sentences]
     full = tokenizer(sentences, is_split_into_words=True, truncation=False, return_attention_mask=False,
                      return_token_type_ids=False, verbose=False)
+    # A word the tokenizer turns into no piece (only control or format characters, e.g. a zero-width space)
+    # would shift every later word onto the previous word's first piece: it is read as the unknown token.
+    for index, words in enumerate(sentences):
+        seen = {word for word in full.word_ids(index) if word is not None}
+        if len(seen) < len(words):
+            sentences[index] = [word if position in seen else (tokenizer.unk_token or "[UNK]")
+                                for position, word in enumerate(words)]
+            again = tokenizer([sentences[index]], is_split_into_words=True, truncation=False,
+                              return_attention_mask=False, return_token_type_ids=False, verbose=False)
+            full["input_ids"][index] = again["input_ids"][0]
     encoded = tokenizer(sentences, is_split_into_words=True, truncation=True, max_length=max_length,
                         return_attention_mask=False)
     found = []

@@ -96,26 +96,28 @@ def _sentence_sql(store: Store, view: View) -> tuple[str, list]:
     extra_sql, extra_params = extra_select(store, view)
     sql = f"""
         WITH words AS (
-            SELECT u.example_id, count(*) AS n_words,
-                   count(*) FILTER (WHERE r.label_names[u.label + 1] LIKE 'B-%') AS n_entities
-            FROM units u JOIN runs r ON r.run_id = u.run_id
-            WHERE u.run_id = ? AND u.split = ? GROUP BY u.example_id
+            SELECT example_id, count(*) AS n_words FROM units WHERE run_id = ? AND split = ? GROUP BY example_id
+        ), spans AS (
+            SELECT example_id, count(*) AS n_entities FROM entity_spans WHERE run_id = ? AND split = ?
+            GROUP BY example_id
         ), scores AS (
             SELECT example_id, avg(loss) AS loss, avg(CASE WHEN correct THEN 1.0 ELSE 0.0 END) AS accuracy,
                    count(*) FILTER (WHERE NOT correct) AS n_errors
             FROM unit_predictions WHERE run_id = ? AND split = ? AND checkpoint = ? GROUP BY example_id
         )
         SELECT e.example_id, j.x, j.y, left(e.text, {TEXT_PREVIEW}) AS text,
-               s.loss, s.accuracy, s.n_errors, w.n_entities, w.n_words, e.truncated, e.n_tokens
+               s.loss, s.accuracy, s.n_errors, coalesce(n.n_entities, 0) AS n_entities, w.n_words, e.truncated,
+               e.n_tokens
                {', ' + extra_sql if extra_sql else ''}
         FROM examples e
         JOIN projections j ON j.run_id = e.run_id AND j.split = e.split AND j.example_id = e.example_id
                           AND j.checkpoint = ? AND j.method = ? AND j.layer = ? AND j.pooling = ?
         LEFT JOIN words w ON w.example_id = e.example_id
+        LEFT JOIN spans n ON n.example_id = e.example_id
         LEFT JOIN scores s ON s.example_id = e.example_id
         WHERE e.run_id = ? AND e.split = ?
     """
-    params = [view.run_id, view.split, view.run_id, view.split, view.checkpoint, *extra_params,
+    params = [view.run_id, view.split, view.run_id, view.split, view.run_id, view.split, view.checkpoint, *extra_params,
               view.checkpoint, view.layout, view.layer, view.pooling, view.run_id, view.split]
     return sql, params
 
@@ -244,7 +246,7 @@ def entity_f1_curves(store: Store, run_id: str) -> pd.DataFrame:
                 continue
             found.append({"split": split, "checkpoint": row.checkpoint, "x": row.x, "entity": "all",
                           **{name: values[name] for name in ("f1", "precision", "recall")},
-                          "support": values.get("n_words")})
+                          "support": values.get("n_entities")})
             for entity, scores in (values.get("per_type") or {}).items():
                 found.append({"split": split, "checkpoint": row.checkpoint, "x": row.x, "entity": entity,
                               **{name: scores[name] for name in ("f1", "precision", "recall", "support")}})

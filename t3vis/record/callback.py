@@ -122,8 +122,14 @@ class T3visCallback(TrainerCallback):
     # -- the forward hook: the task's capture keeps what the dynamics need of each training batch ----
 
     def _keep_training_batch(self, module, args, kwargs, output) -> None:
-        if module.training and self._recorder is not None and self._capture is not None:
+        if not (module.training and self._recorder is not None and self._capture is not None):
+            return
+        try:
             self._capture.keep(kwargs, output)
+        except Exception as exc:  # recording must never fail training: stop listening, say why
+            self._remove_hook()
+            self._capture.clear()
+            self._problem(f"t3vis stopped recording training dynamics: a training batch could not be kept ({exc}).")
 
     # -- Trainer events ------------------------------------------------------------------------
 

@@ -113,9 +113,18 @@ class DynamicsRecorder:
                              f"{values.shape}, {tuple(labels.shape)}")
         rows, positions, words = first_piece_rows(torch.as_tensor(labels))  # (M,) each
         gold = _to_numpy(labels, np.int64)[rows, positions]  # (M,)
-        if len(gold) and (gold.min() < 0 or gold.max() >= values.shape[2]):
-            raise ValueError(f"tags must lie in [0, {values.shape[2]}), got {sorted(set(gold.tolist()))[:10]}")
-        self._words.append((ids[rows], words.astype(np.int64), values[rows, positions], gold))
+        self.log_word_rows(ids[rows], words, values[rows, positions], gold)
+
+    def log_word_rows(self, example_ids, units, logits, tags) -> None:
+        """Record tagged words already gathered: ids (M,), word indices (M,), logits (M, K), gold tags (M,)."""
+        ids, words = _to_numpy(example_ids, np.int64).reshape(-1), _to_numpy(units, np.int64).reshape(-1)
+        values, gold = _to_numpy(logits, np.float32), _to_numpy(tags, np.int64).reshape(-1)
+        if values.ndim != 2 or not len(ids) == len(words) == len(values) == len(gold):
+            raise ValueError(f"log_word_rows needs ids, units and tags (M,) and logits (M, K); got {ids.shape}, "
+                             f"{words.shape}, {gold.shape}, {values.shape}")
+        if len(gold) and (gold.min() < 0 or gold.max() >= values.shape[1]):
+            raise ValueError(f"tags must lie in [0, {values.shape[1]}), got {sorted(set(gold.tolist()))[:10]}")
+        self._words.append((ids, words, values, gold))
 
     def end_epoch(self, epoch: int | None = None) -> int:
         """Write the epoch's rows (one transaction, or queued on the writer) and start the next epoch;

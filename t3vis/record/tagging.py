@@ -20,7 +20,7 @@ import pyarrow as pa
 import torch
 
 from t3vis.data.entity_metrics import entity_scores
-from t3vis.data.tagging import TaggedSentences
+from t3vis.data.tagging import TaggedSentences, outside_tag
 from t3vis.errors import DataError, ModelError, option
 from t3vis.model.access import AttentionProbe, ModelBundle, check_tokens_are_known, pool_hidden_states, run_with_probe
 from t3vis.model.encoding import length_sorted_batches
@@ -100,13 +100,17 @@ def compute_tagger_checkpoint(
     seconds["tokenize"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    laid_out = words_to_lay_out(encoded, sentences.tags, config)
+    laid_out = words_to_lay_out(encoded, sentences.tags, config, outside_tag(bundle.label_names))
     result = _forward_pass(bundle, encoded, sentences.tags, layers=layers, config=config, progress=progress,
                            laid_out=laid_out)
     seconds["forward"] = time.perf_counter() - started
 
     predictions = tag_prediction_rows(sentences.example_ids, result.logits, sentences.tags)
-    predicted = [_predicted_tags(logits, len(tags)) for logits, tags in zip(result.logits, sentences.tags)]
+    if predictions.num_rows == 0:
+        raise DataError(f"No word of the {len(sentences)} sentences fits the token limit ({max_length}); raise "
+                        f"{option('max_length')}.")
+    outside = outside_tag(bundle.label_names)
+    predicted = [_predicted_tags(logits, len(tags), outside) for logits, tags in zip(result.logits, sentences.tags)]
     entities = entity_scores(sentences.tags, predicted, bundle.label_names)
 
     started = time.perf_counter()
@@ -131,6 +135,7 @@ def compute_tagger_checkpoint(
     scores = {name: entities[name] for name in ("f1", "precision", "recall")} if entities else {}
     metrics = {
         config.split: {**scores, "accuracy": accuracy, "loss": loss, "n_examples": len(sentences),
+                       **({"n_entities": entities["support"], "scheme": entities["scheme"]} if entities else {}),
                        "n_words": int(sum(len(tags) for tags in sentences.tags)),
                        **({"per_type": entities["per_type"]} if entities else {})},
         **({"trainer": extra_metrics} if extra_metrics else {}),
@@ -167,9 +172,9 @@ def check_tag_range(bundle: ModelBundle, sentences: TaggedSentences) -> None:
                         "or train a model on these tags.")
 
 
-def _predicted_tags(logits: np.ndarray, n_words: int) -> np.ndarray:
-    """(W,) predicted tag ids; words cut at the token limit count as tag 0 ("O")."""
-    found = np.zeros(n_words, dtype=np.int64)
+def _predicted_tags(logits: np.ndarray, n_words: int, outside: int) -> np.ndarray:
+    """(W,) predicted tag ids; words cut at the token limit count as the outside tag ("O")."""
+    found = np.full(n_words, outside, dtype=np.int64)
     found[: len(logits)] = np.asarray(logits).argmax(1) if len(logits) else []
     return found
 
@@ -197,16 +202,17 @@ def word_table(sentences: TaggedSentences, encoded: list[EncodedWords]) -> pa.Ta
                      [sentence.n_kept for sentence in encoded], n_tokens)
 
 
-def words_to_lay_out(encoded: list[EncodedWords], tags: list[np.ndarray], config: IngestConfig) -> np.ndarray:
+def words_to_lay_out(encoded: list[EncodedWords], tags: list[np.ndarray], config: IngestConfig,
+                     outside: int = 0) -> np.ndarray:
     """(M, 2) (sentence index, word) of the kept words laid out in 2-D: all of them, or ``config.unit_points``
-    of them, the entity words (tag other than 0, "O") first, the rest drawn with the seed."""
+    of them, the entity words (tag other than ``outside``, "O") first, the rest drawn with the seed."""
     if config.projection == "none" or config.unit_points <= 0:
         return np.zeros((0, 2), dtype=np.int64)
     pairs = np.array([(index, word) for index, sentence in enumerate(encoded) for word in range(sentence.n_kept)],
                      dtype=np.int64).reshape(-1, 2)
     if len(pairs) <= config.unit_points:
         return pairs
-    entity = np.array([tags[index][word] != 0 for index, word in pairs], dtype=bool)
+    entity = np.array([tags[index][word] != outside for index, word in pairs], dtype=bool)
     rng = np.random.default_rng(config.seed)
     order = np.concatenate([rng.permutation(np.flatnonzero(entity)), rng.permutation(np.flatnonzero(~entity))])
     return pairs[np.sort(order[: config.unit_points])]

@@ -31,35 +31,49 @@ from t3vis.tasks import SPECS, TOKEN_CLASSIFICATION
 
 
 class WordCapture:
-    """Keeps each training batch's tokens, logits (B, T, K) and labels (B, T); maps rows to sentence ids per epoch."""
+    """Keeps what the per-word dynamics need of each training batch, on the CPU: the tokens (to find the sentence),
+    and each tagged word's logits (K,) at its first piece with its gold tag; maps rows to sentence ids per epoch.
+
+    Only the tagged positions of a batch's (B, T, K) logits are kept, so an epoch costs a few floats per word,
+    not per token, and nothing stays on the accelerator."""
 
     missing_hint = "no training forward pass gave token logits for the training sentences"
 
     def __init__(self, index: TokenIndex, item_labels: list[list[int]]):
         self.index = index
         self.item_labels = item_labels  # per training row: (T_real,) labels with IGNORED off first pieces
-        self._batches: list[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None]] = []
+        self._batches: list[dict] = []
 
     def keep(self, kwargs: dict, output) -> None:
         input_ids, logits = kwargs.get("input_ids"), getattr(output, "logits", None)
         if input_ids is None or logits is None or logits.dim() != 3:
             return
         labels, mask = kwargs.get("labels"), kwargs.get("attention_mask")
-        self._batches.append((input_ids.detach(), None if mask is None else mask.detach(), logits.detach(),
-                              None if labels is None else labels.detach()))
+        kept = {"input_ids": input_ids.detach().cpu(), "mask": None if mask is None else mask.detach().cpu()}
+        if labels is not None:
+            rows, positions = torch.nonzero(labels != IGNORED, as_tuple=True)  # (M,) each, row-major
+            kept.update(rows=rows.cpu(), logits=logits.detach()[rows, positions].float().cpu(),  # (M, K)
+                        tags=labels[rows, positions].cpu())
+        else:  # no labels in the call: the training items' own say which positions are words
+            kept["all_logits"] = logits.detach().float().cpu()  # (B, T, K)
+        self._batches.append(kept)
 
     def flush(self, recorder: DynamicsRecorder) -> list[str]:
         self.index.new_epoch()
         try:
-            for input_ids, mask, logits, labels in self._batches:
-                ids = self.index.lookup(input_ids, mask, None)
-                matched = np.flatnonzero(ids >= 0)
-                if not len(matched):
-                    continue
-                if labels is None:  # the call carried no labels: the training items' own
-                    labels = self._labels_from_items(ids, input_ids, mask)
-                rows = torch.from_numpy(matched)
-                recorder.log_words(ids[matched], logits.cpu()[rows], labels.cpu()[rows])
+            for kept in self._batches:
+                ids = self.index.lookup(kept["input_ids"], kept["mask"], None)  # (B,)
+                if "all_logits" in kept:
+                    labels = self._labels_from_items(ids, kept["input_ids"], kept["mask"])  # (B, T)
+                    rows, positions = torch.nonzero(labels != IGNORED, as_tuple=True)
+                    logits, tags = kept["all_logits"][rows, positions], labels[rows, positions]
+                else:
+                    rows, logits, tags = kept["rows"], kept["logits"], kept["tags"]
+                rows = rows.numpy()
+                words = np.arange(len(rows)) - np.searchsorted(rows, rows)  # (M,) position among its row's words
+                matched = ids[rows] >= 0
+                recorder.log_word_rows(ids[rows][matched], words[matched], logits.numpy()[matched],
+                                       tags.numpy()[matched])
         finally:
             self._batches.clear()
         if not self.index.unmatched:
@@ -69,7 +83,7 @@ class WordCapture:
 
     def _labels_from_items(self, ids: np.ndarray, input_ids: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         labels = torch.full(input_ids.shape, IGNORED, dtype=torch.long)  # (B, T)
-        real = torch.ones_like(input_ids, dtype=torch.bool) if mask is None else mask.bool().cpu()
+        real = torch.ones_like(input_ids, dtype=torch.bool) if mask is None else mask.bool()
         for row, example_id in enumerate(ids):
             if example_id >= 0:
                 positions = torch.nonzero(real[row]).flatten()  # the real tokens, left or right padded

@@ -130,6 +130,25 @@ def test_entity_scores_equal_a_hand_worked_example():
     assert entity_scores(gold, predicted, ("O", "NN", "VB", "JJ", "DT")) == {}  # POS tags: no entities
 
 
+def test_iob1_gold_tags_are_scored_as_iob2_and_say_so():
+    names = ("O", "I-LOC", "I-PER", "B-PER")  # IOB1: an entity starts with I- unless it follows one of its type
+    gold = [np.array([2, 2, 3, 0, 1])]  # PER(0-1) PER(2) LOC(4)
+    predicted = [np.array([2, 2, 0, 0, 1])]  # PER(0-1) LOC(4)
+    scores = entity_scores(gold, predicted, names)
+    assert scores["scheme"] == "IOB1, read as IOB2" and scores["support"] == 3
+    assert scores["precision"] == 1.0 and scores["recall"] == pytest.approx(2 / 3)
+    assert entity_scores([np.array([3, 0])], [np.array([3, 0])], names)["scheme"] == "IOB2"
+
+
+def test_a_word_the_tokenizer_drops_keeps_its_place():
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+    words = ["Peter", "\u200b", "Blackburn", "\xad", "went"]  # a zero-width space and a soft hyphen: no pieces
+    (sentence,) = encode_words(tokenizer, [words], max_length=32)
+    assert sentence.n_kept == 5 and [sentence.word_of_token[p] for p in sentence.first_pieces] == [0, 1, 2, 3, 4]
+    pieces = tokenizer.convert_ids_to_tokens(sentence.input_ids)
+    assert [pieces[p] for p in sentence.first_pieces] == ["peter", "[UNK]", "blackburn", "[UNK]", "went"]
+
+
 def test_the_real_conll_files_have_the_published_counts():
     path = SHARED_DATA / "conll2003_valid.txt"
     if not path.exists():

@@ -54,6 +54,7 @@ def test_the_task_of_a_trainers_model_is_found_from_the_model():
 
 
 def _recorder(tmp_path) -> DynamicsRecorder:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     store = Store(tmp_path / "s.duckdb", create=True)
     return DynamicsRecorder(store, RunInfo(run_id="r", model="m", label_names=("a", "b"), num_layers=1,
                                            num_heads=1, max_length=8))
@@ -93,3 +94,32 @@ def test_a_sentence_capture_logs_one_row_per_real_sentence(tmp_path):
     np.testing.assert_allclose(rows.gold_prob, [1 - torch.sigmoid(torch.tensor(0.5)).item(),
                                                 torch.sigmoid(torch.tensor(1.0)).item(),
                                                 1 - torch.sigmoid(torch.tensor(-1.0)).item()], rtol=1e-6)
+
+
+def test_a_word_capture_keeps_only_the_tagged_positions_and_needs_no_labels_in_the_call(tmp_path):
+    from t3vis.record.tagging_task import WordCapture
+
+    # two training sentences: tokens and their labels (a tag at each word's first piece, -100 elsewhere)
+    items = [[101, 7, 8, 9, 102], [101, 5, 102]]
+    labels = [[-100, 2, -100, 0, -100], [-100, 1, -100]]
+    index = TokenIndex(items, np.arange(2), np.zeros(2, dtype=np.int64))
+    input_ids = torch.tensor([[101, 5, 102, 0, 0], [101, 7, 8, 9, 102]])  # shuffled, padded
+    mask = (input_ids != 0).long()
+    logits = torch.randn(2, 5, 3)  # (B, T, K)
+    recorded = []
+    for with_labels in (True, False):
+        capture = WordCapture(index, labels)
+        call = {"input_ids": input_ids, "attention_mask": mask}
+        if with_labels:
+            call["labels"] = torch.tensor([[-100, 1, -100, -100, -100], [-100, 2, -100, 0, -100]])
+        capture.keep(call, SimpleNamespace(logits=logits))
+        recorder = _recorder(tmp_path / ("a" if with_labels else "b"))
+        assert capture.flush(recorder) == []
+        recorder.end_epoch()
+        recorded.append(recorder.store.query("SELECT example_id, unit, gold_prob, pred FROM training_dynamics "
+                                             "ORDER BY example_id, unit"))
+    for rows in recorded:
+        assert list(zip(rows.example_id, rows.unit)) == [(0, 0), (0, 1), (1, 0)]
+        expected = [torch.softmax(logits[1, 1], -1)[2], torch.softmax(logits[1, 3], -1)[0],
+                    torch.softmax(logits[0, 1], -1)[1]]
+        np.testing.assert_allclose(rows.gold_prob, [float(value) for value in expected], rtol=1e-6)
