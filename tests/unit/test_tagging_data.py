@@ -89,6 +89,12 @@ def test_tables_of_word_and_tag_lists_with_names_or_ids(tmp_path):
         load_tagged(mismatched)
     with pytest.raises(DataError, match="words_column"):
         load_tagged(names_file, words_column="words")
+    import pandas as pd
+
+    parquet = tmp_path / "sentences.parquet"  # lists come back from Parquet as arrays
+    pd.DataFrame({"words": [["EU", "rejects"], ["Peter"]], "tags": [["B-ORG", "O"], ["B-PER"]]}).to_parquet(parquet)
+    from_parquet = load_tagged(parquet)
+    assert from_parquet.words == [["EU", "rejects"], ["Peter"]] and from_parquet.tag_names == ("O", "B-ORG", "B-PER")
 
 
 def test_a_datasets_folder_names_its_tag_ids_with_its_class_labels(tmp_path):
