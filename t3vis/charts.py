@@ -404,6 +404,11 @@ def confusion_chart(confusion: pd.DataFrame, *, tags: list[str], value: str = "c
     (selection ``CELL`` over gold and predicted)."""
     order = list(tags) + [tag for tag in dict.fromkeys(confusion.gold.tolist() + confusion.predicted.tolist())
                           if tag not in tags]
+    confusion = confusion.copy()
+    # White text where the cell is dark: the colour scale is sqrt for counts, linear for rates.
+    shade = (np.sqrt(confusion["count"] / max(int(confusion["count"].max()), 1)) if value == "count"
+             else confusion["rate"] / max(float(confusion["rate"].max()), 1e-12))
+    confusion["dark"] = shade > 0.6
     pick = alt.selection_point(name=CELL, fields=["gold", "predicted"], on="click")
     base = alt.Chart(confusion).encode(
         x=alt.X("predicted:N", scale=alt.Scale(domain=order), title="predicted tag",
@@ -417,7 +422,7 @@ def confusion_chart(confusion: pd.DataFrame, *, tags: list[str], value: str = "c
         opacity=alt.condition(pick, alt.value(1.0), alt.value(0.55)))
     labels = base.mark_text(fontSize=11).encode(
         text=alt.Text(f"{value}:Q", format="d" if value == "count" else ".0%"),
-        color=alt.condition("datum.rate > 0.5", alt.value("white"), alt.value("black")))
+        color=alt.condition("datum.dark", alt.value("white"), alt.value("black")))
     # The click target sits on top, transparent: a click on a cell's number selects the cell too.
     targets = base.mark_rect(opacity=0).add_params(pick)
     return alt.layer(cells, labels, targets).properties(width=alt.Step(44), height=alt.Step(28), title=title,
