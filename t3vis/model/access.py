@@ -34,6 +34,7 @@ from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_f
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 from t3vis.errors import ModelError, option
+from t3vis.model.families import family_of, family_of_model, set_padding_token
 from t3vis.tasks import SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION
 
 ATTENTION_NAME = "t3vis"
@@ -212,6 +213,11 @@ class ModelBundle:
         return next(self.model.parameters()).device
 
     @property
+    def decoder(self) -> bool:
+        """A causal model: its pooled token is the last real token of each example."""
+        return family_of_model(self.model).decoder
+
+    @property
     def pad_token_id(self) -> int:
         """The id batches are padded with (0 when the tokenizer has no padding token)."""
         pad = self.tokenizer.pad_token_id
@@ -270,6 +276,7 @@ def load_model(
             f"Cannot load a model config from {source!r}: {exc}. Give a folder with config.json "
             "(a Trainer checkpoint or a saved model) or, when online, a hub model name."
         ) from exc
+    family = family_of(config)  # an unsupported architecture is refused before its weights are read
     trained_head = any(name.endswith(suffix) for name in (config.architectures or []))
     if trained_head and num_labels is not None and num_labels != config.num_labels:
         raise ModelError(
@@ -301,6 +308,8 @@ def load_model(
         raise ModelError(f"Cannot load a {task} model from {source!r}: {exc}") from exc
     tokenizer_obj = _load_tokenizer(source, tokenizer, trust_remote_code=trust_remote_code)
     _check_tokenizer_matches(model, tokenizer_obj, source)
+    if family.decoder:
+        set_padding_token(model, tokenizer_obj)
 
     _number_attention_layers(model)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -419,8 +428,14 @@ def pool_hidden_states(
     attention_mask: torch.Tensor,  # (B, T) 1 for real tokens
     *,
     pooling: str,
+    decoder: bool = False,
 ) -> torch.Tensor:
-    """One vector per example: the first token (``"cls"``) or the mean over real tokens (``"mean"``)."""
+    """One vector per example: the pooled token (``"cls"``: the one a classifier reads, the first token of an
+    encoder, the last real token of a ``decoder``) or the mean over real tokens (``"mean"``)."""
+    if pooling == "cls" and decoder:
+        positions = torch.arange(hidden.shape[1], device=hidden.device)  # (T,)
+        last = (attention_mask.bool() * positions).argmax(1)  # (B,) the last real token, left or right padding
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # (B, D)
     if pooling == "cls":
         return hidden[:, 0]  # (B, D)
     if pooling == "mean":

@@ -17,6 +17,7 @@ from t3vis.model.access import (
     model_max_length,
 )
 from t3vis.model.summarizer import MODEL_TYPE, ExtractiveSummarizer
+from t3vis.model.families import family_of
 from t3vis.tasks import EXTRACTIVE_SUMMARIZATION, SUMMARY_LABELS
 
 
@@ -39,6 +40,11 @@ def load_summarizer(
     except (OSError, ValueError) as exc:
         raise ModelError(f"Cannot load a model config from {source!r}: {exc}. Give a folder with config.json "
                          "(a saved summarizer or encoder) or, when online, a hub model name.") from exc
+    encoder_config = config.encoder_config() if config.model_type == MODEL_TYPE else config
+    if family_of(encoder_config).decoder:  # an unsupported architecture is refused here too
+        raise ModelError(f"A BertSum-style summarizer needs an encoder ({encoder_config.model_type!r} is a decoder): "
+                         "it reads each sentence's vector at the [CLS] before the sentence, which a causal model "
+                         "computes without seeing the sentence.")
     try:
         if config.model_type == MODEL_TYPE:
             model = ExtractiveSummarizer.from_pretrained(source, attn_implementation=ATTENTION_NAME)

@@ -34,6 +34,7 @@ from transformers import PreTrainedModel, TrainerCallback
 from t3vis.data.loading import ExampleSet
 from t3vis.errors import ModelError, StoreError, StoreLockedError
 from t3vis.model.access import ModelBundle, eval_mode, model_max_length, using_t3vis_attention
+from t3vis.model.families import family_of_model
 from t3vis.progress import Progress, no_progress
 from t3vis.record.classification_task import TokenIndex
 from t3vis.record.dynamics import DynamicsRecorder
@@ -139,6 +140,7 @@ class T3visCallback(TrainerCallback):
         try:
             if self._tokenizer is None:
                 raise ModelError("T3visCallback needs the tokenizer: pass processing_class=tokenizer to the Trainer.")
+            family_of_model(model)  # refuses an architecture t3vis cannot record correctly
             self._task = task_of_model(model)
             run = self._run_info(model)
             self._check_run(run)

@@ -312,6 +312,7 @@ def _forward_pass(
     progress: Progress,
 ) -> _PassResult:
     model, device = bundle.model, bundle.device
+    decoder = bundle.decoder  # a decoder's pooled token is its last real token
     batches = length_sorted_batches(encoded.n_tokens, config.batch_size)
     with_gradient = _sampled_batches(batches, config.importance_examples, config.seed)
     # Aggregate attention needs the probabilities, hence the slower explicit attention: a sample suffices.
@@ -349,7 +350,8 @@ def _forward_pass(
         logits[indices] = batch_logits
         for layer in layers:
             vectors = pool_hidden_states(
-                output.hidden_states[layer].detach(), inputs["attention_mask"], pooling=config.pooling
+                output.hidden_states[layer].detach(), inputs["attention_mask"], pooling=config.pooling,
+                decoder=decoder,
             ).float().cpu().numpy()  # (B, D)
             if layer not in pooled:
                 pooled[layer] = np.empty((n, vectors.shape[1]), dtype=np.float32)

@@ -243,6 +243,7 @@ def _forward_pass(bundle: ModelBundle, encoded: list[EncodedWords], tags: list[n
                   layers: tuple[int, ...], config: IngestConfig, progress: Progress,
                   laid_out: np.ndarray) -> _TaggingPass:
     model, device = bundle.model, bundle.device
+    decoder = bundle.decoder  # a decoder's pooled token is its last real token
     lengths = np.array([len(sentence.input_ids) for sentence in encoded])
     batches = length_sorted_batches(lengths, config.batch_size)
     with_gradient = _sampled_batches(batches, config.importance_examples, config.seed)
@@ -281,7 +282,8 @@ def _forward_pass(bundle: ModelBundle, encoded: list[EncodedWords], tags: list[n
             logits[index] = batch_logits[row, encoded[index].first_pieces]  # (W_kept, K)
         for layer in layers:
             hidden = output.hidden_states[layer].detach()  # (B, T, D)
-            vectors = pool_hidden_states(hidden, inputs["attention_mask"], pooling=config.pooling)  # (B, D)
+            vectors = pool_hidden_states(hidden, inputs["attention_mask"], pooling=config.pooling,
+                                         decoder=decoder)  # (B, D)
             if layer not in pooled:
                 pooled[layer] = np.empty((n, vectors.shape[1]), dtype=np.float32)
                 word_vectors[layer] = np.empty((len(laid_out), vectors.shape[1]), dtype=np.float32)

@@ -1,0 +1,139 @@
+"""Each supported model family on a tiny random config: it loads, attention is captured, a masked head equals the
+head removed (its slice of the output projection zeroed), decoders pool their last real token, and an
+unsupported architecture is refused by name."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+from t3vis.errors import ModelError
+from t3vis.model.access import AttentionProbe, load_model, pool_hidden_states, run_with_probe
+from t3vis.model.families import FAMILIES, family_of
+from t3vis.model.pretrained import minilm_path
+
+SIZES = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48)
+CONFIGS = {  # model_type -> tiny config values
+    "bert": SIZES,
+    "gpt2": dict(n_embd=32, n_layer=2, n_head=4),
+    "llama": dict(SIZES, num_key_value_heads=2, head_dim=8),
+    "qwen2": dict(SIZES, num_key_value_heads=2),
+    "mistral": dict(SIZES, num_key_value_heads=2, head_dim=8),
+    "modernbert": dict(SIZES, global_attn_every_n_layers=2, local_attention=8),
+}
+
+
+def _output_projection(model, model_type: str, layer: int) -> torch.Tensor:
+    """The weight of a layer's attention output projection, oriented (out, in = heads x head_dim)."""
+    if model_type == "bert":
+        return model.bert.encoder.layer[layer].attention.output.dense.weight
+    if model_type == "gpt2":
+        return model.transformer.h[layer].attn.c_proj.weight.T  # Conv1D stores (in, out)
+    if model_type == "modernbert":
+        return model.model.layers[layer].attn.Wo.weight
+    return model.model.layers[layer].self_attn.o_proj.weight
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return AutoTokenizer.from_pretrained(minilm_path())
+
+
+def _save(tmp_path, model_type: str, tokenizer):
+    # A few spare embedding rows: transformers reads a qwen2 folder's tokenizer as Qwen2Tokenizer, which adds
+    # <|endoftext|> to the MiniLM vocabulary.
+    config = AutoConfig.for_model(model_type, vocab_size=len(tokenizer) + 8, num_labels=3, pad_token_id=0,
+                                  max_position_embeddings=128, **CONFIGS[model_type])
+    torch.manual_seed(0)
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    return tmp_path
+
+
+def test_every_supported_family_is_tested_here():
+    tested = set(CONFIGS)
+    assert all(tested & set(family.model_types) for family in FAMILIES)
+
+
+@pytest.mark.parametrize("model_type", sorted(CONFIGS))
+def test_attention_is_captured_and_a_masked_head_equals_its_removal(tmp_path, tokenizer, model_type):
+    bundle = load_model(_save(tmp_path, model_type, tokenizer), device="cpu")
+    assert bundle.decoder == family_of(bundle.model.config).decoder
+    inputs = dict(tokenizer(["a quiet film about loss", "loud"], padding=True, return_tensors="pt"))
+    inputs.pop("token_type_ids", None) if model_type != "bert" else None
+    with torch.no_grad():
+        _, probe = run_with_probe(bundle.model, AttentionProbe(record=True), **inputs)
+    attentions = probe.stacked_attentions()  # (L, B, H, T, T)
+    assert attentions.shape[:3] == (2, 2, 4)
+    real = inputs["attention_mask"].bool()  # (B, T)
+    rows = attentions[:, 1][:, :, real[1]]  # the short example's real query rows
+    assert torch.allclose(rows.sum(-1), torch.ones_like(rows.sum(-1)), atol=1e-5)
+
+    layer, head = 1, 2
+    mask = torch.ones(2, 4)
+    mask[layer, head] = 0.0
+    with torch.no_grad():
+        masked, _ = run_with_probe(bundle.model, AttentionProbe(head_mask=mask), **inputs)
+        weight = _output_projection(bundle.model, model_type, layer)
+        width = weight.shape[1] // 4
+        saved = weight[:, head * width:(head + 1) * width].clone()
+        weight[:, head * width:(head + 1) * width] = 0.0  # the head's contribution removed
+        removed, _ = run_with_probe(bundle.model, AttentionProbe(), **inputs)
+        weight[:, head * width:(head + 1) * width] = saved
+        full, _ = run_with_probe(bundle.model, AttentionProbe(), **inputs)
+    assert torch.allclose(masked.logits, removed.logits, atol=1e-5)
+    assert not torch.allclose(masked.logits, full.logits, atol=1e-5)  # the head mattered
+
+
+def test_a_decoder_pools_its_last_real_token_with_either_padding_side():
+    hidden = torch.arange(2 * 4 * 1, dtype=torch.float).reshape(2, 4, 1)  # (B, T, D): position = value
+    right = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])
+    left = torch.tensor([[0, 1, 1, 1], [0, 0, 1, 1]])
+    assert pool_hidden_states(hidden, right, pooling="cls", decoder=True).flatten().tolist() == [2.0, 5.0]
+    assert pool_hidden_states(hidden, left, pooling="cls", decoder=True).flatten().tolist() == [3.0, 7.0]
+    assert pool_hidden_states(hidden, right, pooling="cls").flatten().tolist() == [0.0, 4.0]  # encoders: first
+
+
+def test_a_decoder_classifier_reads_the_token_t3vis_lays_out(tmp_path, tokenizer):
+    bundle = load_model(_save(tmp_path, "llama", tokenizer), device="cpu")
+    inputs = dict(tokenizer(["a quiet film about loss", "loud"], padding=True, return_tensors="pt"))
+    inputs.pop("token_type_ids")
+    with torch.no_grad():
+        output, _ = run_with_probe(bundle.model, AttentionProbe(), **inputs, output_hidden_states=True)
+        pooled = pool_hidden_states(output.hidden_states[-1], inputs["attention_mask"], pooling="cls", decoder=True)
+        # the last hidden state is already normed: the classification head on the pooled vector gives the logits
+        head = bundle.model.score(pooled)
+    assert torch.allclose(head, output.logits, atol=1e-5)
+
+
+def test_an_unsupported_architecture_is_refused_naming_the_supported_ones(tmp_path, tokenizer):
+    config = AutoConfig.for_model("deberta-v2", vocab_size=len(tokenizer), num_labels=2, **SIZES)
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    with pytest.raises(ModelError, match="'deberta-v2'.*Supported: BERT-style encoders.*llama"):
+        load_model(tmp_path, device="cpu")
+
+
+def test_the_callback_refuses_an_unsupported_architecture_and_training_goes_on(tmp_path, tokenizer):
+    import warnings
+
+    from transformers import Trainer, TrainingArguments
+
+    from t3vis.record.callback import T3visCallback
+    from t3vis.store.background_writer import RecordingWarning
+    from t3vis.store.database import Store
+
+    config = AutoConfig.for_model("deberta-v2", vocab_size=len(tokenizer), num_labels=2, **SIZES)
+    model = AutoModelForSequenceClassification.from_config(config)
+    items = [dict(tokenizer(text), labels=label) for text, label in (("good", 1), ("bad", 0))] * 2
+    callback = T3visCallback(Store(tmp_path / "s.duckdb", create=True), run_id="deberta")
+    trainer = Trainer(model=model, processing_class=tokenizer, train_dataset=items, callbacks=[callback],
+                      args=TrainingArguments(output_dir=str(tmp_path / "out"), num_train_epochs=1, report_to=[],
+                                             per_device_train_batch_size=2, use_cpu=True, save_strategy="no"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.train()
+    assert trainer.state.global_step == 2  # training ran
+    assert any(issubclass(w.category, RecordingWarning) and "deberta-v2" in str(w.message) for w in caught)
+    assert not (tmp_path / "s.duckdb").exists()  # nothing was recorded, no file was made
