@@ -9,9 +9,16 @@ The backward pass is changed so that Gradient × Input equals LRP with the AH an
   f(x)/x. The rule needs f(0) = 0 (otherwise f(x)/x is unbounded near 0 and the forward value
   changes): a model with another element-wise activation, such as a sigmoid, is refused.
 
-The network is then linear in the embedding sum h₀ = word + position + token-type embeddings
-(the input of the embedding LayerNorm), so relevance R_i = Σ_d h₀[i, d] · ∂y_c/∂h₀[i, d] and,
-without biases, Σ_i R_i = y_c exactly (conservation). Relevance that reaches the position and
+- every RMSNorm's normaliser 1/rms(x) is a constant (Llama-style decoders);
+- a gated MLP's product act(gate(x)) · up(x) (Llama's SwiGLU, ModernBERT's GLU) gives each factor half
+  of the product's relevance (AttnLRP's uniform rule): it is computed as ½(a·b̂ + â·b), hats detached,
+  whose value is a·b and whose Gradient × Input sums to a·b.
+
+The network is then linear in the embedding sum h₀, so relevance R_i = Σ_d h₀[i, d] · ∂y_c/∂h₀[i, d]
+and, without biases, Σ_i R_i = y_c exactly (conservation). h₀ is word + position + token-type
+embeddings for BERT-style encoders and ModernBERT (the input of the embedding LayerNorm), word +
+position embeddings for GPT-2, and the word embeddings for Llama-style decoders (rotary positions act
+inside attention, whose probabilities are constants). Relevance that reaches the position and
 token-type embeddings belongs to the token at that position, because h₀ holds them.
 
 The rules are forward hooks, added by :func:`conservative_rules` and removed in ``finally``. They
@@ -52,12 +59,37 @@ def _check_identity_rule_applies(module: nn.Module) -> None:
         )
 
 
-def _embedding_layer_norm(model: nn.Module) -> nn.LayerNorm:
-    embeddings = getattr(model.base_model, "embeddings", None)
+def _embedding_sum_site(model: nn.Module) -> tuple[nn.Module, str]:
+    """(module, "input" or "output"): where the embedding sum h₀ passes, per family."""
+    base = model.base_model
+    embeddings = getattr(base, "embeddings", None)
     norms = [m for m in embeddings.modules() if isinstance(m, nn.LayerNorm)] if embeddings is not None else []
-    if not norms:
-        raise ModelError(f"{type(model).__name__} has no embedding LayerNorm; t3vis's LRP cannot find its input.")
-    return norms[0]
+    if norms:  # encoders: the embedding LayerNorm's input
+        return norms[0], "input"
+    if isinstance(getattr(base, "wpe", None), nn.Embedding) and isinstance(getattr(base, "drop", None), nn.Module):
+        return base.drop, "input"  # GPT-2: word + position embeddings, before the embedding dropout
+    if isinstance(getattr(base, "embed_tokens", None), nn.Embedding):
+        return base.embed_tokens, "output"  # Llama-style: the word embeddings
+    raise ModelError(f"{type(model).__name__} has no embedding sum t3vis's LRP can read relevance at.")
+
+
+def _is_rms_norm(module: nn.Module) -> bool:
+    return type(module).__name__.endswith("RMSNorm") and hasattr(module, "weight")
+
+
+def _gated_mlp_kind(module: nn.Module) -> str | None:
+    """"swiglu" (gate_proj, up_proj, down_proj, act_fn), "glu" (ModernBERT: Wi, act, Wo) or None."""
+    if all(isinstance(getattr(module, name, None), nn.Linear) for name in ("gate_proj", "up_proj", "down_proj")):
+        return "swiglu"
+    if isinstance(getattr(module, "Wi", None), nn.Linear) and isinstance(getattr(module, "Wo", None), nn.Linear) \
+            and hasattr(module, "act"):
+        return "glu"
+    return None
+
+
+def _uniform_product(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a · b, with each factor receiving half the relevance: ½(a·b̂ + â·b)."""
+    return 0.5 * (a * b.detach() + a.detach() * b)
 
 
 @contextmanager
@@ -68,13 +100,34 @@ def conservative_rules(model: nn.Module) -> Iterator[dict]:
     """
     token = object()
     captured: dict = {}
-    embedding_norm = _embedding_layer_norm(model)
+    site, where = _embedding_sum_site(model)
+
+    def keep_embedding_sum(module, args, output):
+        if _ACTIVE.get() is token:
+            captured["embedding_sum"] = args[0] if where == "input" else output  # (B, T, D)
+        return None
+
+    def rms_norm_rule(module: nn.Module, args, output):
+        if _ACTIVE.get() is not token:
+            return None
+        x = args[0]  # (B, T, D)
+        scale = torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + module.variance_epsilon).detach()  # a constant
+        return module.weight * (x.float() * scale).to(x.dtype)
+
+    def gated_mlp_rule(module: nn.Module, args, output):
+        if _ACTIVE.get() is not token:
+            return None
+        x = args[0]
+        if _gated_mlp_kind(module) == "swiglu":  # act_fn is hooked too: the identity rule
+            return module.down_proj(_uniform_product(module.act_fn(module.gate_proj(x)), module.up_proj(x)))
+        values, gate = module.Wi(x).chunk(2, dim=-1)
+        return module.Wo(module.drop(_uniform_product(module.act(values), gate)))
 
     def layer_norm_rule(module: nn.LayerNorm, args, output):
         if _ACTIVE.get() is not token:
             return None
         x = args[0]  # (B, T, D)
-        if module is embedding_norm:
+        if module is site:
             captured["embedding_sum"] = x
         mean = x.mean(-1, keepdim=True)
         sigma = torch.sqrt(((x - mean) ** 2).mean(-1, keepdim=True) + module.eps).detach()  # a constant
@@ -113,8 +166,14 @@ def conservative_rules(model: nn.Module) -> Iterator[dict]:
     handles = []
     previous = _ACTIVE.set(token)
     try:
+        if not isinstance(site, nn.LayerNorm):  # the LayerNorm rule keeps an encoder's embedding sum itself
+            handles.append(site.register_forward_hook(keep_embedding_sum))
         for module in model.modules():
-            if isinstance(module, nn.LayerNorm):
+            if _gated_mlp_kind(module) is not None:
+                handles.append(module.register_forward_hook(gated_mlp_rule))
+            if _is_rms_norm(module):
+                handles.append(module.register_forward_hook(rms_norm_rule))
+            elif isinstance(module, nn.LayerNorm):
                 handles.append(module.register_forward_hook(layer_norm_rule))
             elif _is_elementwise_activation(module):
                 _check_identity_rule_applies(module)
@@ -135,7 +194,8 @@ class ConservativeLRP(AttributionMethod):
     name = "lrp"
     label = "LRP (conservative)"
     description = ("relevance of the class logit propagated to the tokens, conserving its total "
-                   "(attention and LayerNorm normaliser as constants, identity rule for GELU/tanh)")
+                   "(attention and LayerNorm/RMSNorm normalisers as constants, identity rule for GELU/SiLU/tanh, "
+                   "a gated MLP's product split evenly)")
 
     def _scores(self, bundle, inputs, target, mask):
         model = bundle.model

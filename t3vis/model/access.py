@@ -162,6 +162,8 @@ def run_with_probe(model: PreTrainedModel, probe: AttentionProbe, **inputs) -> t
             "t3vis.model.access.load_model or wrap the call in `using_t3vis_attention(model)`."
         )
     probe.layers_seen.clear()
+    if "token_type_ids" in inputs and not family_of_model(model).token_types:
+        inputs = {name: value for name, value in inputs.items() if name != "token_type_ids"}
     output = model(**inputs, **{PROBE_KWARG: probe})
     if len(set(probe.layers_seen)) != model.config.num_hidden_layers:
         raise ModelError(

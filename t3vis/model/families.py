@@ -8,6 +8,8 @@ differs is listed here, per family:
   ``pooling="cls"``: the first token of an encoder, the last real (non-padding) token of a decoder;
 - whether the model is **causal** (a decoder) and so needs a padding token id in its config to find that
   last token in a padded batch;
+- whether it reads **token type ids** (segments): a tokenizer may make them for a model that has none, and
+  GPT-2 would add them as word embeddings, so t3vis passes them only to the families that use them;
 - the **normalisation** (``LayerNorm`` or ``RMSNorm``) and the **MLP** (a dense layer with an activation, or
   a gated one) that LRP's rules must treat.
 
@@ -31,6 +33,7 @@ class ModelFamily:
     decoder: bool  # causal attention: the pooled token is the last real token
     norm: str  # "layernorm" or "rmsnorm"
     mlp: str  # "dense" (activation between two linear layers) or "gated" (SwiGLU: act(gate) * up, then down)
+    token_types: bool = False  # reads token_type_ids (segment embeddings); GPT-2 would misread them as words
 
     @property
     def pooled_token(self) -> str:
@@ -39,7 +42,7 @@ class ModelFamily:
 
 FAMILIES: tuple[ModelFamily, ...] = (
     ModelFamily("BERT-style encoders", ("bert", "roberta", "xlm-roberta", "camembert", "distilbert", "electra"),
-                decoder=False, norm="layernorm", mlp="dense"),
+                decoder=False, norm="layernorm", mlp="dense", token_types=True),
     ModelFamily("ModernBERT", ("modernbert",), decoder=False, norm="layernorm", mlp="gated"),
     ModelFamily("GPT-2", ("gpt2",), decoder=True, norm="layernorm", mlp="dense"),
     ModelFamily("Llama-style decoders", ("llama", "qwen2", "qwen3", "mistral"), decoder=True, norm="rmsnorm",

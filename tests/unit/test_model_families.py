@@ -137,3 +137,29 @@ def test_the_callback_refuses_an_unsupported_architecture_and_training_goes_on(t
     assert trainer.state.global_step == 2  # training ran
     assert any(issubclass(w.category, RecordingWarning) and "deberta-v2" in str(w.message) for w in caught)
     assert not (tmp_path / "s.duckdb").exists()  # nothing was recorded, no file was made
+
+
+@pytest.mark.parametrize("model_type", sorted(CONFIGS))
+def test_lrp_conserves_each_class_logit_on_a_bias_free_model_of_every_family(tmp_path, tokenizer, model_type):
+    from t3vis.attribution import METHODS
+    from t3vis.attribution.base import prepare
+
+    bundle = load_model(_save(tmp_path, model_type, tokenizer), device="cpu")
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, parameter in bundle.model.named_parameters():
+            if name.endswith("bias"):
+                parameter.zero_()
+            elif "norm" in name.lower() or name.endswith(("ln_1.weight", "ln_2.weight", "ln_f.weight")):
+                parameter.uniform_(0.5, 1.5)  # normalisation weights away from 1, so their rule is exercised
+    example = prepare(bundle, "the committee approved a rather surprising budget on monday")
+    errors = []
+    for target in range(3):
+        result = METHODS["lrp"].attribute(bundle, example, target, pruned=[(0, 1)])
+        assert abs(result.logit) > 1e-4
+        errors.append(abs(result.total - result.logit) / abs(result.logit))
+        assert result.total == pytest.approx(result.logit, rel=1e-3, abs=1e-6), (model_type, target)
+    # Input x Gradient and Integrated Gradients run on every family too (no conservation to check there)
+    for method in ("input_x_gradient", "integrated_gradients"):
+        scores = METHODS[method].attribute(bundle, example, 0).scores
+        assert scores.shape == (len(example.tokens),) and abs(scores).sum() > 0
