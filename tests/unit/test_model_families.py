@@ -163,3 +163,100 @@ def test_lrp_conserves_each_class_logit_on_a_bias_free_model_of_every_family(tmp
     for method in ("input_x_gradient", "integrated_gradients"):
         scores = METHODS[method].attribute(bundle, example, 0).scores
         assert scores.shape == (len(example.tokens),) and abs(scores).sum() > 0
+
+
+@pytest.mark.parametrize("model_type", sorted(CONFIGS))
+def test_every_family_ingests_and_its_head_importance_is_a_derivative(tmp_path, tokenizer, model_type):
+    import numpy as np
+
+    from t3vis.data.loading import ExampleSet
+    from t3vis.record.head_importance import head_mask_gradient
+    from t3vis.record.ingest import IngestConfig, ingest_checkpoint
+    from t3vis.store.database import Store
+
+    bundle = load_model(_save(tmp_path / "model", model_type, tokenizer), device="cpu")
+    texts = ["the striker scored twice", "shares fell", "the telescope found a distant planet",
+             "fans cheered as the runner crossed the line", "the bank raised its profit forecast",
+             "physicists measured the particle mass", "a late goal", "investors worry about rates"]
+    labels = np.array([0, 1, 2, 0, 1, 2, 0, 1])
+    inputs = dict(tokenizer(texts[:3], padding=True, return_tensors="pt"))
+    _, gradient = head_mask_gradient(bundle.model, inputs, torch.tensor(labels[:3]))  # (B, L, H)
+
+    def loss(mask: torch.Tensor) -> float:
+        with torch.no_grad():
+            output, _ = run_with_probe(bundle.model, AttentionProbe(head_mask=mask), **inputs)
+        return float(torch.nn.functional.cross_entropy(output.logits, torch.tensor(labels[:3]), reduction="sum"))
+
+    eps = 1e-3
+    for layer, head in ((0, 1), (1, 3)):
+        plus, minus = torch.ones(2, 4), torch.ones(2, 4)
+        plus[layer, head] += eps
+        minus[layer, head] -= eps
+        by_hand = (loss(plus) - loss(minus)) / (2 * eps)
+        assert abs(gradient[:, layer, head].sum().item() - by_hand) < 2e-3 * max(1.0, abs(by_hand)), model_type
+
+    examples = ExampleSet(example_ids=np.arange(8), texts=texts, text_pairs=None, labels=labels,
+                          label_names=["a", "b", "c"], extra=pd_frame(8), text_columns=("text",),
+                          label_column="label", source="inline")
+    store = Store(tmp_path / "s.duckdb", create=True)
+    summary = ingest_checkpoint(store, bundle, examples, run_id=model_type, checkpoint="c1", step=1,
+                                config=IngestConfig(projection="pca", batch_size=3, importance_examples=-1))
+    assert summary.n_examples == 8
+    importance = store.query("SELECT importance FROM head_importance").importance
+    assert len(importance) == 8 and np.isfinite(importance).all() and (importance >= 0).all()
+    assert store.scalar("SELECT count(*) FROM projections") == 8
+    patterns = store.query("SELECT attn_same_token, attn_adjacent FROM attention_patterns")
+    assert len(patterns) == 8 and patterns.notna().all().all()
+
+
+def pd_frame(n: int):
+    import pandas as pd
+
+    return pd.DataFrame(index=range(n))
+
+
+@pytest.mark.parametrize("model_type", ["gpt2", "llama", "modernbert"])
+def test_the_callback_records_the_training_passes_of_every_family(tmp_path, tokenizer, model_type):
+    import numpy as np
+    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+
+    from t3vis.record.callback import T3visCallback
+    from t3vis.store.database import Store
+
+    class ReferenceTrainer(Trainer):
+        seen: list
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            loss, outputs = super().compute_loss(model, inputs, return_outputs=True,
+                                                 num_items_in_batch=num_items_in_batch)
+            if model.training:
+                self.seen.append((inputs["input_ids"].clone(), outputs.logits.detach().clone(),
+                                  inputs["labels"].clone()))
+            return (loss, outputs) if return_outputs else loss
+
+    folder = _save(tmp_path / "model", model_type, tokenizer)
+    model = AutoModelForSequenceClassification.from_pretrained(folder)
+    texts = [f"{word} {other}" for word in ("goal", "bank", "planet") for other in ("today", "again", "now", "here")]
+    labels = [index // 4 for index in range(len(texts))]
+    items = [dict(tokenizer(text), labels=label) for text, label in zip(texts, labels)]
+    callback = T3visCallback(Store(tmp_path / "s.duckdb", create=True), run_id=model_type,
+                             label_names=["sport", "money", "space"])
+    trainer = ReferenceTrainer(
+        model=model, processing_class=tokenizer, train_dataset=items, callbacks=[callback],
+        data_collator=DataCollatorWithPadding(tokenizer),
+        args=TrainingArguments(output_dir=str(tmp_path / "out"), num_train_epochs=2, per_device_train_batch_size=4,
+                               learning_rate=1e-3, report_to=[], save_strategy="no", use_cpu=True, seed=0))
+    trainer.seen = []
+    trainer.train()
+    assert callback.problems == []
+    stored = callback.store.query("SELECT epoch, example_id, gold_prob FROM training_dynamics ORDER BY 1, 2")
+    assert len(stored) == 2 * len(texts)
+    index = {tuple(item["input_ids"]): position for position, item in enumerate(items)}
+    for epoch in range(2):
+        expected = np.zeros(len(texts))
+        for input_ids, logits, gold in trainer.seen[epoch * 3:(epoch + 1) * 3]:
+            probs = torch.softmax(logits.double(), -1)[torch.arange(len(gold)), gold]
+            for row, ids in enumerate(input_ids.tolist()):
+                expected[index[tuple(t for t in ids if t != tokenizer.pad_token_id)]] = float(probs[row])
+        mine = stored[stored.epoch == epoch].gold_prob.to_numpy()
+        np.testing.assert_allclose(mine, expected, rtol=1e-5, atol=1e-6)
