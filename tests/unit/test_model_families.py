@@ -11,17 +11,11 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 from t3vis.errors import ModelError
 from t3vis.model.access import AttentionProbe, load_model, pool_hidden_states, run_with_probe
 from t3vis.model.families import FAMILIES, family_of
+from t3vis.fixtures.tiny_models import save_tiny_model
 from t3vis.model.pretrained import minilm_path
 
 SIZES = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48)
-CONFIGS = {  # model_type -> tiny config values
-    "bert": SIZES,
-    "gpt2": dict(n_embd=32, n_layer=2, n_head=4),
-    "llama": dict(SIZES, num_key_value_heads=2, head_dim=8),
-    "qwen2": dict(SIZES, num_key_value_heads=2),
-    "mistral": dict(SIZES, num_key_value_heads=2, head_dim=8),
-    "modernbert": dict(SIZES, global_attn_every_n_layers=2, local_attention=8),
-}
+CONFIGS = ("bert", "gpt2", "llama", "qwen2", "mistral", "modernbert")  # one or more per family
 
 
 def _output_projection(model, model_type: str, layer: int) -> torch.Tensor:
@@ -41,14 +35,7 @@ def tokenizer():
 
 
 def _save(tmp_path, model_type: str, tokenizer):
-    # A few spare embedding rows: transformers reads a qwen2 folder's tokenizer as Qwen2Tokenizer, which adds
-    # <|endoftext|> to the MiniLM vocabulary.
-    config = AutoConfig.for_model(model_type, vocab_size=len(tokenizer) + 8, num_labels=3, pad_token_id=0,
-                                  max_position_embeddings=128, **CONFIGS[model_type])
-    torch.manual_seed(0)
-    AutoModelForSequenceClassification.from_config(config).save_pretrained(tmp_path)
-    tokenizer.save_pretrained(tmp_path)
-    return tmp_path
+    return save_tiny_model(tmp_path, model_type, num_labels=3)
 
 
 def test_every_supported_family_is_tested_here():
