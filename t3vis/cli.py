@@ -100,6 +100,8 @@ def _add_ingest_options(parser: argparse.ArgumentParser) -> None:
 
     model = parser.add_argument_group("model")
     model.add_argument("--tokenizer", help="tokenizer folder or hub name, when the checkpoint has none")
+    model.add_argument("--base-model", help="the base model of a peft adapter folder (LoRA: adapter_config.json), "
+                                            "when not the one the adapter names")
     model.add_argument("--num-labels", type=int, help="size of the classification head, when the weights have none "
                                                       "(e.g. a pretrained encoder); default: number of labels in the data")
     model.add_argument("--device", help="cpu, cuda, cuda:1, mps ... (default: cuda when available)")
@@ -236,7 +238,7 @@ def _ingest_one(args, store, model_path: Path | str, *, checkpoint: str | None, 
         words_column=args.words_column, tags_column=args.tags_column, tag_column=args.tag_column,
     )
     model = ModelSource(model_path, tokenizer=args.tokenizer, num_labels=args.num_labels, device=args.device,
-                        trust_remote_code=args.trust_remote_code)
+                        trust_remote_code=args.trust_remote_code, base_model=args.base_model)
     config = IngestConfig(**{name: getattr(args, name) for name in _CONFIG_FIELDS})
     run_id = args.run_id or default_run_name(model_path, output_dir=getattr(args, "output_dir", None))
     done = ingest_files(store, model, data, config=config, run_id=run_id, checkpoint=checkpoint, step=step,

@@ -38,6 +38,7 @@ from torch import nn
 from t3vis.attribution.base import AttributionMethod
 from t3vis.errors import ModelError
 from t3vis.model.access import AttentionProbe, run_with_probe
+from t3vis.model.adapters import unwrapped
 
 _ACTIVE: contextvars.ContextVar[object | None] = contextvars.ContextVar("t3vis_lrp_active", default=None)
 _ELEMENTWISE = (nn.GELU, nn.Tanh, nn.ReLU, nn.SiLU, nn.Sigmoid, nn.Softplus, nn.ELU, nn.Mish, nn.LeakyReLU)
@@ -61,7 +62,7 @@ def _check_identity_rule_applies(module: nn.Module) -> None:
 
 def _embedding_sum_site(model: nn.Module) -> tuple[nn.Module, str]:
     """(module, "input" or "output"): where the embedding sum h₀ passes, per family."""
-    base = model.base_model
+    base = unwrapped(model).base_model  # a peft adapter's model: the transformers model inside
     embeddings = getattr(base, "embeddings", None)
     norms = [m for m in embeddings.modules() if isinstance(m, nn.LayerNorm)] if embeddings is not None else []
     if norms:  # encoders: the embedding LayerNorm's input
@@ -79,9 +80,11 @@ def _is_rms_norm(module: nn.Module) -> bool:
 
 def _gated_mlp_kind(module: nn.Module) -> str | None:
     """"swiglu" (gate_proj, up_proj, down_proj, act_fn), "glu" (ModernBERT: Wi, act, Wo) or None."""
-    if all(isinstance(getattr(module, name, None), nn.Linear) for name in ("gate_proj", "up_proj", "down_proj")):
+    # The projections are linear layers, or a peft adapter's wrappers of them (LoRA adds B·A·x: still linear).
+    if all(isinstance(getattr(module, name, None), nn.Module) for name in ("gate_proj", "up_proj", "down_proj")) \
+            and hasattr(module, "act_fn"):
         return "swiglu"
-    if isinstance(getattr(module, "Wi", None), nn.Linear) and isinstance(getattr(module, "Wo", None), nn.Linear) \
+    if isinstance(getattr(module, "Wi", None), nn.Module) and isinstance(getattr(module, "Wo", None), nn.Module) \
             and hasattr(module, "act"):
         return "glu"
     return None
@@ -102,10 +105,21 @@ def conservative_rules(model: nn.Module) -> Iterator[dict]:
     captured: dict = {}
     site, where = _embedding_sum_site(model)
 
-    def keep_embedding_sum(module, args, output):
-        if _ACTIVE.get() is token:
-            captured["embedding_sum"] = args[0] if where == "input" else output  # (B, T, D)
-        return None
+    def tracked(x: torch.Tensor) -> torch.Tensor:
+        """h₀ as a tensor the backward pass reaches (a frozen model's, e.g. under a peft adapter, is not)."""
+        return x if x.requires_grad else x.detach().requires_grad_(True)
+
+    def keep_embedding_sum_input(module, args):
+        if _ACTIVE.get() is not token:
+            return None
+        captured["embedding_sum"] = tracked(args[0])  # (B, T, D)
+        return (captured["embedding_sum"], *args[1:])
+
+    def keep_embedding_sum_output(module, args, output):
+        if _ACTIVE.get() is not token:
+            return None
+        captured["embedding_sum"] = tracked(output)  # (B, T, D)
+        return captured["embedding_sum"]
 
     def rms_norm_rule(module: nn.Module, args, output):
         if _ACTIVE.get() is not token:
@@ -128,7 +142,7 @@ def conservative_rules(model: nn.Module) -> Iterator[dict]:
             return None
         x = args[0]  # (B, T, D)
         if module is site:
-            captured["embedding_sum"] = x
+            x = captured["embedding_sum"] = tracked(x)
         mean = x.mean(-1, keepdim=True)
         sigma = torch.sqrt(((x - mean) ** 2).mean(-1, keepdim=True) + module.eps).detach()  # a constant
         y = (x - mean) / sigma
@@ -166,8 +180,10 @@ def conservative_rules(model: nn.Module) -> Iterator[dict]:
     handles = []
     previous = _ACTIVE.set(token)
     try:
-        if not isinstance(site, nn.LayerNorm):  # the LayerNorm rule keeps an encoder's embedding sum itself
-            handles.append(site.register_forward_hook(keep_embedding_sum))
+        if where == "output":
+            handles.append(site.register_forward_hook(keep_embedding_sum_output))
+        elif not isinstance(site, nn.LayerNorm):  # the LayerNorm rule keeps an encoder's embedding sum itself
+            handles.append(site.register_forward_pre_hook(keep_embedding_sum_input))
         for module in model.modules():
             if _gated_mlp_kind(module) is not None:
                 handles.append(module.register_forward_hook(gated_mlp_rule))

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -34,6 +34,7 @@ from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_f
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 from t3vis.errors import ModelError, option
+from t3vis.model.adapters import adapter_base, adapter_settings, attach_adapter, is_adapter_folder
 from t3vis.model.families import family_of, family_of_model, set_padding_token
 from t3vis.tasks import SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION
 
@@ -117,6 +118,11 @@ def t3vis_attention(
     if scaling is None:
         scaling = query.size(-1) ** -0.5
     scores = torch.matmul(query, key.transpose(2, 3)) * scaling  # (B, H, T, S)
+    if attention_mask is None and getattr(module, "is_causal", False) and scores.shape[2] > 1:
+        # A decoder's batch without padding comes with no mask (SDPA applies causality itself): apply it here.
+        size_q, size_k = scores.shape[2], scores.shape[3]
+        causal = torch.ones(size_q, size_k, dtype=torch.bool, device=scores.device).tril(diagonal=size_k - size_q)
+        scores = scores.masked_fill(~causal, torch.finfo(scores.dtype).min)
     if attention_mask is not None:
         if attention_mask.dtype == torch.bool:
             attention_mask = torch.zeros_like(attention_mask, dtype=scores.dtype).masked_fill(
@@ -246,8 +252,13 @@ def load_model(
     device: str | None = None,
     trust_remote_code: bool = False,
     task: str = SEQUENCE_CLASSIFICATION,
+    base_model: str | Path | None = None,
 ) -> ModelBundle:
     """Load a sequence- or token-classification model and its tokenizer, in eval mode, with t3vis attention.
+
+    ``name_or_path`` may be a ``peft`` adapter folder (``adapter_config.json``, e.g. LoRA): its base model
+    (``base_model``, default the one the adapter names) is loaded and the adapter attached
+    (:mod:`t3vis.model.adapters`).
 
     Parameters
     ----------
@@ -267,6 +278,9 @@ def load_model(
         ``sequence-classification`` (``AutoModelForSequenceClassification``) or ``token-classification``
         (``AutoModelForTokenClassification``).
     """
+    if is_adapter_folder(name_or_path):
+        return _load_adapter(name_or_path, base_model, num_labels=num_labels, label_names=label_names,
+                             tokenizer=tokenizer, device=device, trust_remote_code=trust_remote_code, task=task)
     source = str(name_or_path)
     auto_class, suffix = _CLASSIFIERS[task]
     if label_names is not None and num_labels is None:
@@ -329,6 +343,22 @@ def load_model(
         classifier_was_initialised=initialised,
         task=task,
     )
+
+
+def _load_adapter(folder, base_model, *, tokenizer, device, **options) -> ModelBundle:
+    """The base model with the adapter attached; the tokenizer from the adapter folder when it has one."""
+    base = adapter_base(folder, base_model)
+    if base.startswith(("/", ".", "~")) and not Path(base).expanduser().exists():
+        raise ModelError(f"The adapter in {folder} was trained on {base}, which is not there any more. Give the base "
+                         f"model's folder (or hub name) with {option('base_model')}.")
+    own_tokenizer = any((Path(folder) / name).is_file() for name in TOKENIZER_FILES)
+    bundle = load_model(base, tokenizer=tokenizer or (folder if own_tokenizer else None), device="cpu", **options)
+    adapted = attach_adapter(bundle.model, folder)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    # A base model without a trained head gets its head from the adapter when the adapter saved it.
+    saves_head = bool(adapter_settings(folder).get("modules_to_save"))
+    return replace(bundle, model=adapted.to(device), name=str(folder),
+                   classifier_was_initialised=bundle.classifier_was_initialised and not saves_head)
 
 
 def _number_attention_layers(model: PreTrainedModel) -> None:

@@ -153,7 +153,7 @@ class SequenceClassificationTask:
 
     def load_model(self, source: ModelSource, data_source: DataSource, data: ExampleSet) -> ModelBundle:
         options = dict(label_names=data_source.label_names, tokenizer=source.tokenizer, device=source.device,
-                       trust_remote_code=source.trust_remote_code)
+                       trust_remote_code=source.trust_remote_code, base_model=source.base_model)
         bundle = load_model(source.path, num_labels=source.num_labels, **options)
         if bundle.classifier_was_initialised and source.num_labels is None \
                 and len(bundle.label_names) != len(data.label_names):

@@ -34,6 +34,7 @@ class ModelSource:
 
     path: str | Path
     tokenizer: str | Path | None = None
+    base_model: str | Path | None = None  # an adapter folder's base model, when not the one it names
     num_labels: int | None = None
     device: str | None = None
     trust_remote_code: bool = False

@@ -123,7 +123,7 @@ class TokenClassificationTask:
 
     def load_model(self, source: ModelSource, data_source: DataSource, data: TaggedSentences) -> ModelBundle:
         options = dict(tokenizer=source.tokenizer, device=source.device, trust_remote_code=source.trust_remote_code,
-                       task=TOKEN_CLASSIFICATION)
+                       task=TOKEN_CLASSIFICATION, base_model=source.base_model)
         bundle = load_model(source.path, num_labels=source.num_labels, label_names=data_source.label_names, **options)
         if bundle.classifier_was_initialised and source.num_labels is None and data_source.label_names is None:
             # A pretrained encoder without a tagging head: one output per tag of the data, named by it.

@@ -247,3 +247,22 @@ def test_the_callback_records_the_training_passes_of_every_family(tmp_path, toke
                 expected[index[tuple(t for t in ids if t != tokenizer.pad_token_id)]] = float(probs[row])
         mine = stored[stored.epoch == epoch].gold_prob.to_numpy()
         np.testing.assert_allclose(mine, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("model_type", ["gpt2", "llama", "modernbert"])
+def test_recorded_attention_is_the_models_own_with_or_without_padding(tmp_path, tokenizer, model_type):
+    """The explicit attention (recording, LRP) equals the fast path, and a decoder's is causal, also for a batch
+    without padding (which comes with no mask at all)."""
+    bundle = load_model(_save(tmp_path, model_type, tokenizer), device="cpu")
+    for texts in (["goal today", "bank now"], ["a quiet film about loss", "loud"]):  # no padding, then padding
+        inputs = dict(tokenizer(texts, padding=True, return_tensors="pt"))
+        with torch.no_grad():
+            fast, _ = run_with_probe(bundle.model, AttentionProbe(), **inputs)
+            explicit, probe = run_with_probe(bundle.model, AttentionProbe(record=True), **inputs)
+        assert torch.allclose(fast.logits, explicit.logits, atol=1e-5), (model_type, texts)
+        attentions = probe.stacked_attentions()  # (L, B, H, T, T)
+        above = torch.triu(torch.ones(attentions.shape[-2:], dtype=torch.bool), diagonal=1)
+        if bundle.decoder:
+            assert float(attentions[..., above].abs().max()) == 0.0  # no query attends to a later token
+        else:
+            assert float(attentions[..., above].abs().max()) > 0.0

@@ -1,0 +1,63 @@
+"""LoRA and other ``peft`` adapters: a checkpoint that is an adapter folder over a base model.
+
+An adapter folder holds ``adapter_config.json`` and the adapter's weights (``adapter_model.safetensors``),
+and names its base model (``base_model_name_or_path``; ``base_model`` overrides it, e.g. when the base
+was moved). The base model is loaded like any checkpoint, then the adapter is attached with
+``PeftModel.from_pretrained``, unmerged: attention capture, head masks, head importance and every
+saliency method run through the adapted layers. A LoRA layer adds B·A·x to its base layer's output, a
+linear map, so LRP stays conservative through it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from t3vis.errors import ModelError, option
+
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def is_adapter_folder(path: str | Path) -> bool:
+    return (Path(path) / ADAPTER_CONFIG).is_file()
+
+
+def adapter_settings(path: str | Path) -> dict:
+    """The adapter's ``adapter_config.json``."""
+    try:
+        return json.loads((Path(path) / ADAPTER_CONFIG).read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"Cannot read {Path(path) / ADAPTER_CONFIG}: {exc}.") from exc
+
+
+def adapter_base(path: str | Path, base_model: str | Path | None = None) -> str:
+    """The base model an adapter folder is trained on (``base_model`` when given)."""
+    if base_model is not None:
+        return str(base_model)
+    recorded = adapter_settings(path).get("base_model_name_or_path")
+    if not recorded:
+        raise ModelError(f"{Path(path) / ADAPTER_CONFIG} names no base model; give it with "
+                         f"{option('base_model')}.")
+    return str(recorded)
+
+
+def attach_adapter(model: torch.nn.Module, path: str | Path) -> torch.nn.Module:
+    """The base model with the adapter in ``path`` attached (a ``PeftModel``, in eval mode)."""
+    try:
+        from peft import PeftModel
+    except ImportError as exc:  # a dependency of t3vis; say what to do if it was removed
+        raise ModelError("Loading an adapter needs the `peft` package: pip install peft.") from exc
+    try:
+        adapted = PeftModel.from_pretrained(model, str(path), is_trainable=False)
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        raise ModelError(f"Cannot attach the adapter in {path} to its base model: {exc}. Check that the base "
+                         f"model is the one it was trained on ({option('base_model')}).") from exc
+    return adapted.eval()
+
+
+def unwrapped(model: torch.nn.Module) -> torch.nn.Module:
+    """The transformers model inside a ``PeftModel`` (the model itself otherwise)."""
+    get_base = getattr(model, "get_base_model", None)
+    return get_base() if callable(get_base) else model
