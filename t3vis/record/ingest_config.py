@@ -18,7 +18,9 @@ class IngestConfig:
         metadata={"help": "hidden layers to project: 0 = embeddings, 1..L = Transformer layers, or 'all'; "
                           "default: the last"},
     )
-    pooling: str = field(default="cls", metadata={"help": "'cls' (the pooled token: an encoder's first, a decoder's last real token) or 'mean' (over real tokens)"})
+    pooling: str = field(default="cls", metadata={
+        "help": "'cls' (the pooled token: an encoder's first, a decoder's last real token) or 'mean' (over real "
+                "tokens)"})
     projection: str = field(default="tsne", metadata={"help": "'tsne' (openTSNE), 'pca' (fast) or 'none'"})
     batch_size: int = field(default=32, metadata={"help": "examples per forward pass"})
     max_length: int | None = field(
