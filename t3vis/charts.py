@@ -215,13 +215,27 @@ def attention_image_url(attention: np.ndarray, *, largest: float) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def pooled_attention(attention: np.ndarray, bins: int) -> np.ndarray:
+    """A (T, T) attention matrix in (bins, bins) blocks of consecutive positions: each block row is the mean of
+    its queries, each block column the sum of its keys, so rows still sum to 1. Unchanged when T <= bins."""
+    size = attention.shape[0]
+    if size <= bins:
+        return attention
+    edges = np.linspace(0, size, bins + 1).round().astype(int)
+    rows = np.add.reduceat(attention, edges[:-1], axis=0) / np.diff(edges)[:, None]  # (bins, T)
+    return np.add.reduceat(rows, edges[:-1], axis=1)  # (bins, bins)
+
+
 def attention_raster_chart(tokens: list[str], attention: np.ndarray, *, title: str = "", side: int = 640
                            ) -> alt.LayerChart:
-    """A long example's attention matrix as one image (one pixel per query and key, scaled to ``side``), with
-    one transparent band per query row for hover (the row's token and its most attended keys) and click
-    (selection ``QUERY`` over ``query_index``): T marks instead of T² rectangles."""
+    """A long example's attention matrix as one image scaled to ``side`` pixels: one pixel per query and key,
+    or, above ``side`` tokens (a 2,048-token input), one pixel per block of consecutive queries and keys
+    (:func:`pooled_attention`), so the image stays readable and light. One transparent band per query row
+    gives hover (the row's token and its most attended keys, from the full matrix) and click (selection
+    ``QUERY`` over ``query_index``): T marks instead of T² rectangles."""
     size = len(tokens)
     attention = np.asarray(attention, dtype=float)
+    shown = pooled_attention(attention, side)  # (≤ side, ≤ side)
     top = np.argsort(-attention, axis=1)[:, :3]  # (T, 3) the most attended keys of each query
     rows = pd.DataFrame({
         "query_index": np.arange(size), "y0": np.arange(size), "y1": np.arange(size) + 1,
@@ -232,7 +246,8 @@ def attention_raster_chart(tokens: list[str], attention: np.ndarray, *, title: s
     largest = float(attention.max()) if attention.size else 1.0
     x = alt.X("x0:Q", scale=alt.Scale(domain=[0, size], nice=False), title="attends to (key position)")
     y = alt.Y("y0:Q", scale=alt.Scale(domain=[0, size], nice=False, reverse=True), title="token (query position)")
-    corners = pd.DataFrame({"url": [attention_image_url(attention, largest=largest)], "x0": [0], "x1": [size],
+    image_largest = float(shown.max()) if shown.size else 1.0
+    corners = pd.DataFrame({"url": [attention_image_url(shown, largest=image_largest)], "x0": [0], "x1": [size],
                             "y0": [0], "y1": [size]})
     image = alt.Chart(corners).mark_image(aspect=False, align="left", baseline="top").encode(
         x=x, x2="x1:Q", y=y, y2="y1:Q", url="url:N")
@@ -243,6 +258,8 @@ def attention_raster_chart(tokens: list[str], attention: np.ndarray, *, title: s
                         scale=alt.Scale(scheme="blues", type="sqrt", domain=[0, largest])),
         tooltip=[alt.Tooltip("query:N", title="query token"), alt.Tooltip("top_keys:N", title="attends most to")],
     ).add_params(pick)
+    if len(shown) < size:
+        title = f"{title} · {size} tokens in {len(shown)}×{len(shown)} blocks of ~{size / len(shown):.1f}".lstrip(" ·")
     return alt.layer(image, bands).properties(width=side, height=side, title=title, usermeta=SVG)
 
 

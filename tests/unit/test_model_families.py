@@ -48,9 +48,14 @@ def test_attention_is_captured_and_a_masked_head_equals_its_removal(tmp_path, to
     bundle = load_model(_save(tmp_path, model_type, tokenizer), device="cpu")
     assert bundle.decoder == family_of(bundle.model.config).decoder
     inputs = dict(tokenizer(["a quiet film about loss", "loud"], padding=True, return_tensors="pt"))
-    inputs.pop("token_type_ids", None) if model_type != "bert" else None
     with torch.no_grad():
         _, probe = run_with_probe(bundle.model, AttentionProbe(record=True), **inputs)
+        # the MiniLM tokenizer makes segment ids; only BERT-style models are given them (GPT-2 would add them
+        # as word embeddings)
+        plain = {name: value for name, value in inputs.items() if name != "token_type_ids" or model_type == "bert"}
+        direct = bundle.model(**plain).logits
+        through_t3vis, _ = run_with_probe(bundle.model, AttentionProbe(), **inputs)
+    assert torch.allclose(direct, through_t3vis.logits, atol=1e-5)
     attentions = probe.stacked_attentions()  # (L, B, H, T, T)
     assert attentions.shape[:3] == (2, 2, 4)
     real = inputs["attention_mask"].bool()  # (B, T)
