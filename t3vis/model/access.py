@@ -34,7 +34,7 @@ from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_f
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 from t3vis.errors import ModelError, option
-from t3vis.model.adapters import adapter_base, adapter_settings, attach_adapter, is_adapter_folder
+from t3vis.model.adapters import adapter_base, adapter_head_size, attach_adapter, is_adapter_folder
 from t3vis.model.families import family_of, family_of_model, set_padding_token
 from t3vis.tasks import SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION
 
@@ -348,17 +348,25 @@ def load_model(
 def _load_adapter(folder, base_model, *, tokenizer, device, **options) -> ModelBundle:
     """The base model with the adapter attached; the tokenizer from the adapter folder when it has one."""
     base = adapter_base(folder, base_model)
-    if base.startswith(("/", ".", "~")) and not Path(base).expanduser().exists():
+    if Path(base).expanduser().exists():
+        base = str(Path(base).expanduser())
+    elif base.startswith(("/", ".", "~")):
         raise ModelError(f"The adapter in {folder} was trained on {base}, which is not there any more. Give the base "
                          f"model's folder (or hub name) with {option('base_model')}.")
+    head = adapter_head_size(folder)  # the adapter's own classification head decides the number of labels
+    if head is not None and options.get("num_labels") is None and options.get("label_names") is None:
+        options["num_labels"] = head
     own_tokenizer = any((Path(folder) / name).is_file() for name in TOKENIZER_FILES)
-    bundle = load_model(base, tokenizer=tokenizer or (folder if own_tokenizer else None), device="cpu", **options)
+    try:
+        bundle = load_model(base, tokenizer=tokenizer or (folder if own_tokenizer else None), device="cpu", **options)
+    except ModelError as exc:
+        raise ModelError(f"{exc} (The base model of the adapter in {folder}; give another one with "
+                         f"{option('base_model')}.)") from exc
     adapted = attach_adapter(bundle.model, folder)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     # A base model without a trained head gets its head from the adapter when the adapter saved it.
-    saves_head = bool(adapter_settings(folder).get("modules_to_save"))
     return replace(bundle, model=adapted.to(device), name=str(folder),
-                   classifier_was_initialised=bundle.classifier_was_initialised and not saves_head)
+                   classifier_was_initialised=bundle.classifier_was_initialised and head is None)
 
 
 def _number_attention_layers(model: PreTrainedModel) -> None:

@@ -43,6 +43,33 @@ def adapter_base(path: str | Path, base_model: str | Path | None = None) -> str:
     return str(recorded)
 
 
+HEAD_NAMES = ("classifier", "score")  # the classification heads a peft adapter saves (modules_to_save)
+
+
+def adapter_head_size(path: str | Path) -> int | None:
+    """The number of labels of the classification head an adapter saved, read from its safetensors weights
+    (no code runs); None when it saved no head."""
+    if not set(adapter_settings(path).get("modules_to_save") or ()) & set(HEAD_NAMES):
+        return None
+    weights = Path(path) / "adapter_model.safetensors"
+    if not weights.is_file():
+        return None
+    from safetensors import safe_open
+
+    with safe_open(str(weights), framework="pt") as tensors:
+        ranked = [(_head_rank(name), name) for name in tensors.keys()]
+        rank, name = min(ranked, default=(len(_HEAD_LAYERS), ""))
+        return int(tensors.get_slice(name).get_shape()[0]) if rank < len(_HEAD_LAYERS) else None
+
+
+# The last layer of each kind of classification head: RoBERTa/ELECTRA's out_proj, BERT's classifier, a decoder's score.
+_HEAD_LAYERS = ("classifier.out_proj.weight", "classifier.weight", "score.weight")
+
+
+def _head_rank(name: str) -> int:
+    return next((rank for rank, ending in enumerate(_HEAD_LAYERS) if name.endswith(ending)), len(_HEAD_LAYERS))
+
+
 def attach_adapter(model: torch.nn.Module, path: str | Path) -> torch.nn.Module:
     """The base model with the adapter in ``path`` attached (a ``PeftModel``, in eval mode)."""
     try:
@@ -53,7 +80,8 @@ def attach_adapter(model: torch.nn.Module, path: str | Path) -> torch.nn.Module:
         adapted = PeftModel.from_pretrained(model, str(path), is_trainable=False)
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise ModelError(f"Cannot attach the adapter in {path} to its base model: {exc}. Check that the base "
-                         f"model is the one it was trained on ({option('base_model')}).") from exc
+                         f"model is the one it was trained on ({option('base_model')}) and that the number of "
+                         f"labels is the adapter's ({option('label_names')} or {option('num_labels')}).") from exc
     return adapted.eval()
 
 

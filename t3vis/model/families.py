@@ -41,8 +41,9 @@ class ModelFamily:
 
 
 FAMILIES: tuple[ModelFamily, ...] = (
-    ModelFamily("BERT-style encoders", ("bert", "roberta", "xlm-roberta", "camembert", "distilbert", "electra"),
+    ModelFamily("BERT-style encoders", ("bert", "roberta", "xlm-roberta", "camembert", "electra"),
                 decoder=False, norm="layernorm", mlp="dense", token_types=True),
+    ModelFamily("DistilBERT", ("distilbert",), decoder=False, norm="layernorm", mlp="dense"),  # no segments
     ModelFamily("ModernBERT", ("modernbert",), decoder=False, norm="layernorm", mlp="gated"),
     ModelFamily("GPT-2", ("gpt2",), decoder=True, norm="layernorm", mlp="dense"),
     ModelFamily("Llama-style decoders", ("llama", "qwen2", "qwen3", "mistral"), decoder=True, norm="rmsnorm",

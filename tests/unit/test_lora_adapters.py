@@ -121,3 +121,31 @@ def test_the_cli_ingests_an_adapter_folder_and_finds_a_moved_base_with_base_mode
     assert run(["ingest", "--model", str(tmp_path / "adapter"), "--base-model", str(tmp_path / "moved"),
                 "--data", str(data), "--store", str(store), "--run", "again", "--projection", "pca", "--quiet"]) == 0
     assert Store(store).scalar("SELECT count(*) FROM predictions WHERE run_id = 'again'") > 0
+
+
+def test_an_adapter_over_a_base_without_head_brings_its_own_head_size(tmp_path, monkeypatch):
+    from transformers import AutoModel
+
+    from t3vis.model.adapters import adapter_head_size
+
+    # a base saved without a classification head (an encoder); the adapter trains a 5-label head on it
+    base = save_tiny_model(tmp_path / "with-head", "bert", num_labels=5)
+    AutoModel.from_pretrained(base).save_pretrained(tmp_path / "encoder")
+    AutoTokenizer.from_pretrained(base).save_pretrained(tmp_path / "encoder")
+    monkeypatch.chdir(tmp_path)  # the base recorded as a relative path, as peft keeps it
+    torch.manual_seed(0)
+    model = peft.get_peft_model(AutoModelForSequenceClassification.from_pretrained("encoder", num_labels=5),
+                                peft.LoraConfig(task_type="SEQ_CLS", r=4, target_modules=["query"]))
+    model.save_pretrained(tmp_path / "adapter")
+    assert adapter_head_size(tmp_path / "adapter") == 5
+    bundle = load_model(tmp_path / "adapter", device="cpu")
+    assert len(bundle.label_names) == 5 and not bundle.classifier_was_initialised
+    inputs = dict(AutoTokenizer.from_pretrained(base)(["goal today"], return_tensors="pt"))
+    model.eval()
+    with torch.no_grad():
+        ours, _ = run_with_probe(bundle.model, AttentionProbe(), **inputs)
+        assert torch.allclose(ours.logits, model(**inputs).logits, atol=1e-5)
+    monkeypatch.chdir(tmp_path.parent)  # elsewhere the relative base is not found: the message says what to do
+    with pytest.raises(Exception, match="base_model"):
+        load_model(tmp_path / "adapter", device="cpu")
+    assert len(load_model(tmp_path / "adapter", base_model=tmp_path / "encoder", device="cpu").label_names) == 5

@@ -15,13 +15,15 @@ from t3vis.fixtures.tiny_models import save_tiny_model
 from t3vis.model.pretrained import minilm_path
 
 SIZES = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48)
-CONFIGS = ("bert", "gpt2", "llama", "qwen2", "mistral", "modernbert")  # one or more per family
+CONFIGS = ("bert", "distilbert", "gpt2", "llama", "qwen2", "mistral", "modernbert")  # one or more per family
 
 
 def _output_projection(model, model_type: str, layer: int) -> torch.Tensor:
     """The weight of a layer's attention output projection, oriented (out, in = heads x head_dim)."""
     if model_type == "bert":
         return model.bert.encoder.layer[layer].attention.output.dense.weight
+    if model_type == "distilbert":
+        return model.distilbert.transformer.layer[layer].attention.out_lin.weight
     if model_type == "gpt2":
         return model.transformer.h[layer].attn.c_proj.weight.T  # Conv1D stores (in, out)
     if model_type == "modernbert":
