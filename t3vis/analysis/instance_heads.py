@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from t3vis.charts import pooled_attention
 from t3vis.model.access import AttentionProbe, ModelBundle, eval_mode
 from t3vis.model.heads import Head, encode_one, head_mask
 from t3vis.record.head_importance import head_mask_gradient
@@ -87,17 +88,9 @@ def document_heads(bundle: ModelBundle, sentences: list[str], oracle: np.ndarray
     )
 
 
-def pool_pattern(attention: np.ndarray, bins: int) -> np.ndarray:
-    """A (T, T) attention matrix averaged into (bins, bins) blocks of relative position; rows keep sum 1.
-
-    With T <= bins the matrix is returned unchanged.
-    """
-    size = attention.shape[0]
-    if size <= bins:
-        return attention
-    edges = np.linspace(0, size, bins + 1).round().astype(int)
-    rows = np.add.reduceat(attention, edges[:-1], axis=0) / np.diff(edges)[:, None]  # (bins, T) row means
-    return np.add.reduceat(rows, edges[:-1], axis=1)  # (bins, bins) attention summed over key blocks
+# A (T, T) attention matrix averaged into (bins, bins) blocks of relative position; rows keep sum 1 (the same
+# pooling draws a long input's attention image).
+pool_pattern = pooled_attention
 
 
 def instance_pattern_frame(attentions: np.ndarray, *, bins: int = 16):

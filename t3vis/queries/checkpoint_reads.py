@@ -46,11 +46,7 @@ def stored_documents(store: Store, run_id: str, split: str):
 
     documents = store.query("SELECT example_id, reference FROM examples WHERE run_id = ? AND split = ? "
                             "ORDER BY example_id", [run_id, split])
-    units = store.query("SELECT example_id, text, label FROM units WHERE run_id = ? AND split = ? "
-                        "ORDER BY example_id, unit", [run_id, split])
-    grouped = {key: group for key, group in units.groupby("example_id", sort=False)}
-    empty = pd.DataFrame({"text": [], "label": []})
-    sentences = [grouped.get(key, empty) for key in documents.example_id]
+    sentences = _units_of(store, run_id, split, documents.example_id)
     return DocumentSet(
         example_ids=documents.example_id.to_numpy(np.int64),
         sentences=[group.text.tolist() for group in sentences],
@@ -69,14 +65,21 @@ def stored_sentences(store: Store, run_id: str, split: str):
 
     sentences = store.query("SELECT example_id FROM examples WHERE run_id = ? AND split = ? ORDER BY example_id",
                             [run_id, split])
-    units = store.query("SELECT example_id, text, label FROM units WHERE run_id = ? AND split = ? "
-                        "ORDER BY example_id, unit", [run_id, split])
-    grouped = {key: group for key, group in units.groupby("example_id", sort=False)}
-    empty = pd.DataFrame({"text": [], "label": []})
-    words = [grouped.get(key, empty) for key in sentences.example_id]
+    words = _units_of(store, run_id, split, sentences.example_id)
     names = store.scalar("SELECT label_names FROM runs WHERE run_id = ?", [run_id])
     return TaggedSentences(
         example_ids=sentences.example_id.to_numpy(np.int64), words=[group.text.tolist() for group in words],
         tags=[group.label.to_numpy(np.int64) for group in words], tag_names=tuple(names or ()),
         extra=pd.DataFrame(index=sentences.index), source=f"{store.path}:{run_id}/{split}",
     )
+
+
+def _units_of(store: Store, run_id: str, split: str, example_ids):
+    """Each example's units (columns text, label, in unit order), one frame per example id in the given order."""
+    import pandas as pd
+
+    units = store.query("SELECT example_id, text, label FROM units WHERE run_id = ? AND split = ? "
+                        "ORDER BY example_id, unit", [run_id, split])
+    grouped = {key: group for key, group in units.groupby("example_id", sort=False)}
+    empty = pd.DataFrame({"text": [], "label": []})
+    return [grouped.get(key, empty) for key in example_ids]

@@ -138,11 +138,7 @@ class SequenceClassificationTask:
         return model
 
     def run_label_names(self, model: PreTrainedModel, given, data) -> tuple[str, ...]:
-        if given is not None:
-            return tuple(str(name) for name in given)
-        config = model.config
-        model_names = tuple(str(config.id2label[index]) for index in range(config.num_labels))
-        return label_names_for(model_names, None if data is None else data.label_names)
+        return model_label_names(model, given, data)
 
     def load_data(self, source: DataSource, *, split: str | None) -> ExampleSet:
         return load_examples(
@@ -192,6 +188,16 @@ class SequenceClassificationTask:
         # The dynamics know a training example by its row index in the training dataset.
         rows = rows.set_column(0, "example_id", pa.array(np.arange(len(data)), type=pa.int64()))
         return rows, {}
+
+
+def model_label_names(model: PreTrainedModel, given, data) -> tuple[str, ...]:
+    """A classifier's label names for a run: the given ones, else the model's when it names them (not LABEL_i),
+    else the data's (``data.label_names``, padded to the model's number of labels)."""
+    if given is not None:
+        return tuple(str(name) for name in given)
+    config = model.config
+    model_names = tuple(str(config.id2label[index]) for index in range(config.num_labels))
+    return label_names_for(model_names, None if data is None else data.label_names)
 
 
 def _item_tokens(item) -> list[int]:

@@ -28,8 +28,9 @@ from t3vis.model.access import (AttentionProbe, ModelBundle, check_tokens_are_kn
                                 run_with_probe)
 from t3vis.record.ingest_config import IngestConfig
 from t3vis.progress import Progress, no_progress
-from t3vis.record.projection import project
-from t3vis.store.rows import attention_rows, example_rows, importance_rows, prediction_rows, projection_rows
+from t3vis.record.projection import MIN_TSNE_POINTS, project
+from t3vis.store.rows import (attention_rows, example_rows, importance_rows, prediction_rows, projection_rows,
+                              unit_projection_rows)
 from t3vis.store.database import CheckpointInfo, CheckpointResults, RunInfo, Store
 
 
@@ -386,16 +387,70 @@ def sample_importance(bundle: ModelBundle, examples: ExampleSet, config: IngestC
     return (total / max(count, 1)).numpy(), count
 
 
+def extra_json_lines(extra: pd.DataFrame | None) -> list[str] | None:
+    """The dataset's other columns as one JSON object per row (``examples.extra``), or None when there are none."""
+    if extra is None or extra.shape[1] == 0:
+        return None
+    return extra.to_json(orient="records", lines=True, force_ascii=False).splitlines()
+
+
 def examples_table(examples: ExampleSet, encoded: EncodedExamples, label_names: tuple[str, ...]) -> pa.Table:
     """Rows of the ``examples`` table (without run and split) for tokenised examples."""
-    extra = examples.extra
-    extra_json = (
-        None if extra is None or extra.shape[1] == 0
-        else extra.to_json(orient="records", lines=True, force_ascii=False).splitlines()
-    )
     return example_rows(examples.example_ids, examples.texts, examples.labels, label_names,
                         n_tokens=encoded.n_tokens, n_tokens_full=encoded.n_tokens_full,
-                        text_pairs=examples.text_pairs, extra_json=extra_json)
+                        text_pairs=examples.text_pairs, extra_json=extra_json_lines(examples.extra))
+
+
+def ingest_with_split_tables(store: Store, compute, bundle: ModelBundle, data, *, run_id: str, checkpoint: str,
+                             step: int | None = None, config: IngestConfig = IngestConfig(),
+                             progress: Progress = no_progress, **details) -> IngestSummary:
+    """Compute a checkpoint of a task with per-unit tables (``compute``: e.g. a summarizer's or a tagger's
+    ``compute_*_checkpoint``) and write it; the split's units are computed only when the store lacks them."""
+    previous = previous_layouts(store, run_id, checkpoint=checkpoint, step=step, config=config)
+    has_split = store.scalar(
+        "SELECT count(*) FROM units WHERE run_id = ? AND split = ?", [run_id, config.split]) > 0
+    record = compute(bundle, data, run_id=run_id, checkpoint=checkpoint, step=step, config=config, progress=progress,
+                     previous=previous, with_split_tables=not has_split, **details)
+    return record.write_timed(store, progress)
+
+
+def sample_units(counts: list[int], config: IngestConfig, *, first: np.ndarray | None = None) -> np.ndarray:
+    """(M, 2) (example index, unit) of the kept units to lay out in 2-D (``counts``: kept units per example):
+    all of them, or ``config.unit_points`` drawn with the seed (the same ones at every checkpoint of the split),
+    those where ``first`` (M,) is true before the others."""
+    if config.projection == "none" or config.unit_points <= 0:
+        return np.zeros((0, 2), dtype=np.int64)
+    pairs = np.array([(index, unit) for index, count in enumerate(counts) for unit in range(count)],
+                     dtype=np.int64).reshape(-1, 2)
+    if len(pairs) <= config.unit_points:
+        return pairs
+    rng = np.random.default_rng(config.seed)
+    if first is None:
+        return pairs[np.sort(rng.choice(len(pairs), config.unit_points, replace=False))]
+    order = np.concatenate([rng.permutation(np.flatnonzero(first)), rng.permutation(np.flatnonzero(~first))])
+    return pairs[np.sort(order[: config.unit_points])]
+
+
+def units_by_example(laid_out: np.ndarray, n: int) -> list[tuple[list[int], np.ndarray]]:
+    """For each of n examples: (its laid-out unit indices, their rows in ``laid_out``)."""
+    found: list[tuple[list[int], list[int]]] = [([], []) for _ in range(n)]
+    for row, (index, unit) in enumerate(laid_out):
+        found[index][0].append(int(unit))
+        found[index][1].append(row)
+    return [(units, np.array(rows, dtype=np.int64)) for units, rows in found]
+
+
+def unit_projections(example_ids: np.ndarray, laid_out: np.ndarray, vectors: dict[int, np.ndarray],
+                     config: IngestConfig, progress: Progress, previous: pa.Table | None, *,
+                     what: str) -> pa.Table | None:
+    """``unit_projections`` rows of the laid-out units' vectors (layer -> (M, D)); None when too few to lay out.
+    ``what`` names the units in the progress phase ("sentences", "words")."""
+    if len(laid_out) < (MIN_TSNE_POINTS if config.projection == "tsne" else 2):
+        return None  # too few units for a layout (the examples' own layout says what is wrong)
+    keys = {"example_id": np.asarray(example_ids)[laid_out[:, 0]], "unit": laid_out[:, 1]}
+    layouts = layer_layouts(keys, vectors, config, progress, previous, phase=f"{config.projection} of {what}")
+    return pa.concat_tables([unit_projection_rows(keys["example_id"], keys["unit"], coords, layer=layer,
+                                                  method=config.projection) for layer, coords in layouts])
 
 
 def _layout_of(previous: pd.DataFrame | None, layer: int, keys: dict[str, np.ndarray]) -> np.ndarray | None:

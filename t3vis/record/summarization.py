@@ -29,41 +29,25 @@ from t3vis.progress import Progress, no_progress
 from t3vis.record.attention_summary import AttentionAccumulator, token_kinds
 from t3vis.record.head_importance import head_mask_gradient
 from t3vis.record.ingest import (CheckpointRecord, IngestSummary, _jsonable, _projections, _resolve_layers,
-                                 _sampled_batches, layer_layouts, previous_layouts)
+                                 _sampled_batches, extra_json_lines, ingest_with_split_tables, sample_units,
+                                 unit_projections, units_by_example)
 from t3vis.record.ingest_config import IngestConfig
-from t3vis.record.projection import MIN_TSNE_POINTS
 from t3vis.store.database import CheckpointInfo, CheckpointResults, RunInfo, Store
 from t3vis.store.rows import (attention_rows, baseline_rows, document_score_rows, example_rows, importance_rows,
-                              top_units, unit_prediction_rows, unit_projection_rows, unit_rows)
+                              top_units, unit_prediction_rows, unit_rows)
 from t3vis.tasks import EXTRACTIVE_SUMMARIZATION
 
 SUMMARY_SIZE = ORACLE_SENTENCES  # sentences in a predicted summary, as in Liu & Lapata
 
 
-def ingest_summarizer_checkpoint(
-    store: Store,
-    bundle: ModelBundle,
-    documents: DocumentSet,
-    *,
-    run_id: str,
-    checkpoint: str,
-    step: int | None = None,
-    config: IngestConfig = IngestConfig(),
-    progress: Progress = no_progress,
-    **details,
-) -> IngestSummary:
+def ingest_summarizer_checkpoint(store: Store, bundle: ModelBundle, documents: DocumentSet,
+                                 **details) -> IngestSummary:
     """Compute everything t3vis records for a summarizer checkpoint over one split and write it.
 
-    As :func:`t3vis.record.ingest.ingest_checkpoint`, for documents (``t3vis.data.documents.load_documents``)
-    and a summarizer (``t3vis.model.summarizer_loading.load_summarizer``).
+    As :func:`t3vis.record.ingest.ingest_checkpoint` (same keyword arguments), for documents
+    (``t3vis.data.documents.load_documents``) and a summarizer (``t3vis.model.summarizer_loading.load_summarizer``).
     """
-    previous = previous_layouts(store, run_id, checkpoint=checkpoint, step=step, config=config)
-    has_split = store.scalar(
-        "SELECT count(*) FROM units WHERE run_id = ? AND split = ?", [run_id, config.split]) > 0
-    record = compute_summarizer_checkpoint(bundle, documents, run_id=run_id, checkpoint=checkpoint, step=step,
-                                           config=config, progress=progress, previous=previous,
-                                           with_split_tables=not has_split, **details)
-    return record.write_timed(store, progress)
+    return ingest_with_split_tables(store, compute_summarizer_checkpoint, bundle, documents, **details)
 
 
 def compute_summarizer_checkpoint(
@@ -118,8 +102,8 @@ def compute_summarizer_checkpoint(
     started = time.perf_counter()
     previous = previous or {}
     projections = _projections(documents.example_ids, result.pooled, config, progress, previous.get("projections"))
-    sentence_layouts = _sentence_projections(documents.example_ids, laid_out, result.sentence_vectors, config,
-                                             progress, previous.get("unit_projections"))
+    sentence_layouts = unit_projections(documents.example_ids, laid_out, result.sentence_vectors, config, progress,
+                                        previous.get("unit_projections"), what="sentences")
     seconds["projection"] = time.perf_counter() - started
 
     tables = {
@@ -165,38 +149,17 @@ def compute_summarizer_checkpoint(
 
 
 def sentences_to_lay_out(encoded: list[EncodedDocument], config: IngestConfig) -> np.ndarray:
-    """(M, 2) (document index, sentence) of the kept sentences laid out in 2-D: all of them, or
-    ``config.unit_points`` drawn with the seed (the same ones at every checkpoint of the split)."""
-    if config.projection == "none" or config.unit_points <= 0:
-        return np.zeros((0, 2), dtype=np.int64)
-    pairs = np.array([(index, unit) for index, document in enumerate(encoded) for unit in range(document.n_kept)],
-                     dtype=np.int64).reshape(-1, 2)
-    if len(pairs) > config.unit_points:
-        chosen = np.random.default_rng(config.seed).choice(len(pairs), config.unit_points, replace=False)
-        pairs = pairs[np.sort(chosen)]
-    return pairs
-
-
-def _sentence_projections(example_ids: np.ndarray, laid_out: np.ndarray, vectors: dict[int, np.ndarray],
-                          config: IngestConfig, progress: Progress, previous: pa.Table | None) -> pa.Table | None:
-    if len(laid_out) < (MIN_TSNE_POINTS if config.projection == "tsne" else 2):
-        return None  # too few sentences for a layout (the documents' own layout says what is wrong)
-    keys = {"example_id": np.asarray(example_ids)[laid_out[:, 0]], "unit": laid_out[:, 1]}
-    layouts = layer_layouts(keys, vectors, config, progress, previous, phase=f"{config.projection} of sentences")
-    return pa.concat_tables([unit_projection_rows(keys["example_id"], keys["unit"], coords, layer=layer,
-                                                  method=config.projection) for layer, coords in layouts])
+    """(M, 2) (document index, sentence) of the kept sentences laid out in 2-D (:func:`sample_units`)."""
+    return sample_units([document.n_kept for document in encoded], config)
 
 
 def document_examples_table(documents: DocumentSet, encoded: list[EncodedDocument]) -> pa.Table:
     """``examples`` rows of documents: the article (sentences joined by spaces) and its reference summary."""
-    extra = documents.extra
-    extra_json = (None if extra is None or extra.shape[1] == 0
-                  else extra.to_json(orient="records", lines=True, force_ascii=False).splitlines())
     return example_rows(
         documents.example_ids, documents.texts, None, None,
         n_tokens=np.array([len(document.input_ids) for document in encoded]),
         n_tokens_full=np.array([document.n_tokens_full for document in encoded]),
-        extra_json=extra_json, references=["\n".join(reference) for reference in documents.references],
+        extra_json=extra_json_lines(documents.extra), references=["\n".join(reference) for reference in documents.references],
     )
 
 
@@ -268,7 +231,7 @@ def _forward_pass(bundle: ModelBundle, encoded: list[EncodedDocument], oracle: l
     losses = np.zeros(n, dtype=np.float64)
     pooled: dict[int, np.ndarray] = {}
     sentence_vectors: dict[int, np.ndarray] = {}
-    rows_of_document = _rows_by_document(laid_out, n)  # document index -> (its laid-out sentences, their rows)
+    rows_of_document = units_by_example(laid_out, n)  # document index -> (its laid-out sentences, their rows)
     importance = torch.zeros(bundle.num_layers, bundle.num_heads, dtype=torch.float64)
     importance_examples = 0
 
@@ -317,12 +280,3 @@ def _forward_pass(bundle: ModelBundle, encoded: list[EncodedDocument], oracle: l
         importance_examples=importance_examples,
         attention=accumulator.summary(), attention_examples=accumulator.n_examples,
     )
-
-
-def _rows_by_document(laid_out: np.ndarray, n: int) -> list[tuple[torch.Tensor, np.ndarray]]:
-    """For each of n documents: (its laid-out sentence indices, their rows in ``laid_out``)."""
-    found: list[tuple[list[int], list[int]]] = [([], []) for _ in range(n)]
-    for row, (index, unit) in enumerate(laid_out):
-        found[index][0].append(int(unit))
-        found[index][1].append(row)
-    return [(torch.tensor(units, dtype=torch.long), np.array(rows, dtype=np.int64)) for units, rows in found]

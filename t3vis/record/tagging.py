@@ -29,39 +29,22 @@ from t3vis.progress import Progress, no_progress
 from t3vis.record.attention_summary import AttentionAccumulator, token_kinds
 from t3vis.record.head_importance import head_mask_gradient
 from t3vis.record.ingest import (CheckpointRecord, IngestSummary, _jsonable, _projections, _resolve_layers,
-                                 _sampled_batches, layer_layouts, previous_layouts)
+                                 _sampled_batches, extra_json_lines, ingest_with_split_tables, sample_units,
+                                 unit_projections, units_by_example)
 from t3vis.record.ingest_config import IngestConfig
-from t3vis.record.projection import MIN_TSNE_POINTS
 from t3vis.store.database import CheckpointInfo, CheckpointResults, RunInfo, Store
-from t3vis.store.rows import example_rows, importance_rows, attention_rows, tag_prediction_rows, unit_projection_rows, \
-    unit_rows
+from t3vis.store.rows import attention_rows, example_rows, importance_rows, tag_prediction_rows, unit_rows
 from t3vis.tasks import TOKEN_CLASSIFICATION
 
 
-def ingest_tagger_checkpoint(
-    store: Store,
-    bundle: ModelBundle,
-    sentences: TaggedSentences,
-    *,
-    run_id: str,
-    checkpoint: str,
-    step: int | None = None,
-    config: IngestConfig = IngestConfig(),
-    progress: Progress = no_progress,
-    **details,
-) -> IngestSummary:
+def ingest_tagger_checkpoint(store: Store, bundle: ModelBundle, sentences: TaggedSentences,
+                             **details) -> IngestSummary:
     """Compute everything t3vis records for a token-classifier checkpoint over one split and write it.
 
-    As :func:`t3vis.record.ingest.ingest_checkpoint`, for tagged sentences (``t3vis.data.tagging.load_tagged``)
-    and a token classifier (``load_model(..., task="token-classification")``).
+    As :func:`t3vis.record.ingest.ingest_checkpoint` (same keyword arguments), for tagged sentences
+    (``t3vis.data.tagging.load_tagged``) and a token classifier (``load_model(..., task="token-classification")``).
     """
-    previous = previous_layouts(store, run_id, checkpoint=checkpoint, step=step, config=config)
-    has_split = store.scalar(
-        "SELECT count(*) FROM units WHERE run_id = ? AND split = ?", [run_id, config.split]) > 0
-    record = compute_tagger_checkpoint(bundle, sentences, run_id=run_id, checkpoint=checkpoint, step=step,
-                                       config=config, progress=progress, previous=previous,
-                                       with_split_tables=not has_split, **details)
-    return record.write_timed(store, progress)
+    return ingest_with_split_tables(store, compute_tagger_checkpoint, bundle, sentences, **details)
 
 
 def compute_tagger_checkpoint(
@@ -116,8 +99,8 @@ def compute_tagger_checkpoint(
     started = time.perf_counter()
     previous = previous or {}
     projections = _projections(sentences.example_ids, result.pooled, config, progress, previous.get("projections"))
-    word_layouts = _word_projections(sentences.example_ids, laid_out, result.word_vectors, config, progress,
-                                     previous.get("unit_projections"))
+    word_layouts = unit_projections(sentences.example_ids, laid_out, result.word_vectors, config, progress,
+                                    previous.get("unit_projections"), what="words")
     seconds["projection"] = time.perf_counter() - started
 
     tables = {
@@ -181,14 +164,11 @@ def _predicted_tags(logits: np.ndarray, n_words: int, outside: int) -> np.ndarra
 
 def sentence_examples_table(sentences: TaggedSentences, encoded: list[EncodedWords]) -> pa.Table:
     """``examples`` rows of sentences: the words joined by spaces (no label: the tags are per word)."""
-    extra = sentences.extra
-    extra_json = (None if extra is None or extra.shape[1] == 0
-                  else extra.to_json(orient="records", lines=True, force_ascii=False).splitlines())
     return example_rows(
         sentences.example_ids, sentences.texts, None, None,
         n_tokens=np.array([len(sentence.input_ids) for sentence in encoded]),
         n_tokens_full=np.array([sentence.n_tokens_full for sentence in encoded]),
-        extra_json=extra_json,
+        extra_json=extra_json_lines(sentences.extra),
     )
 
 
@@ -204,28 +184,12 @@ def word_table(sentences: TaggedSentences, encoded: list[EncodedWords]) -> pa.Ta
 
 def words_to_lay_out(encoded: list[EncodedWords], tags: list[np.ndarray], config: IngestConfig,
                      outside: int = 0) -> np.ndarray:
-    """(M, 2) (sentence index, word) of the kept words laid out in 2-D: all of them, or ``config.unit_points``
-    of them, the entity words (tag other than ``outside``, "O") first, the rest drawn with the seed."""
-    if config.projection == "none" or config.unit_points <= 0:
-        return np.zeros((0, 2), dtype=np.int64)
-    pairs = np.array([(index, word) for index, sentence in enumerate(encoded) for word in range(sentence.n_kept)],
-                     dtype=np.int64).reshape(-1, 2)
-    if len(pairs) <= config.unit_points:
-        return pairs
-    entity = np.array([tags[index][word] != outside for index, word in pairs], dtype=bool)
-    rng = np.random.default_rng(config.seed)
-    order = np.concatenate([rng.permutation(np.flatnonzero(entity)), rng.permutation(np.flatnonzero(~entity))])
-    return pairs[np.sort(order[: config.unit_points])]
-
-
-def _word_projections(example_ids: np.ndarray, laid_out: np.ndarray, vectors: dict[int, np.ndarray],
-                      config: IngestConfig, progress: Progress, previous: pa.Table | None) -> pa.Table | None:
-    if len(laid_out) < (MIN_TSNE_POINTS if config.projection == "tsne" else 2):
-        return None
-    keys = {"example_id": np.asarray(example_ids)[laid_out[:, 0]], "unit": laid_out[:, 1]}
-    layouts = layer_layouts(keys, vectors, config, progress, previous, phase=f"{config.projection} of words")
-    return pa.concat_tables([unit_projection_rows(keys["example_id"], keys["unit"], coords, layer=layer,
-                                                  method=config.projection) for layer, coords in layouts])
+    """(M, 2) (sentence index, word) of the kept words laid out in 2-D (:func:`sample_units`): the entity words
+    (tag other than ``outside``, "O") first."""
+    counts = [sentence.n_kept for sentence in encoded]
+    entity = np.array([tags[index][word] != outside for index, count in enumerate(counts) for word in range(count)],
+                      dtype=bool)
+    return sample_units(counts, config, first=entity)
 
 
 @dataclass
@@ -253,7 +217,7 @@ def _forward_pass(bundle: ModelBundle, encoded: list[EncodedWords], tags: list[n
     logits: list[np.ndarray | None] = [None] * n
     pooled: dict[int, np.ndarray] = {}
     word_vectors: dict[int, np.ndarray] = {}
-    rows_of_sentence = _rows_by_sentence(laid_out, n)
+    rows_of_sentence = units_by_example(laid_out, n)
     importance = torch.zeros(bundle.num_layers, bundle.num_heads, dtype=torch.float64)
     importance_examples = 0
 
@@ -301,12 +265,3 @@ def _forward_pass(bundle: ModelBundle, encoded: list[EncodedWords], tags: list[n
         importance_examples=importance_examples,
         attention=accumulator.summary(), attention_examples=accumulator.n_examples,
     )
-
-
-def _rows_by_sentence(laid_out: np.ndarray, n: int) -> list[tuple[list[int], np.ndarray]]:
-    """For each of n sentences: (its laid-out word indices, their rows in ``laid_out``)."""
-    found: list[tuple[list[int], list[int]]] = [([], []) for _ in range(n)]
-    for row, (index, word) in enumerate(laid_out):
-        found[index][0].append(int(word))
-        found[index][1].append(row)
-    return [(words, np.array(rows, dtype=np.int64)) for words, rows in found]

@@ -20,7 +20,7 @@ from t3vis.data.tagging import TaggedSentences, load_tagged
 from t3vis.errors import DataError, ModelError
 from t3vis.model.access import ModelBundle, load_model
 from t3vis.model.word_encoding import IGNORED, encode_words
-from t3vis.record.classification_task import TokenIndex, _item_tokens
+from t3vis.record.classification_task import TokenIndex, _item_tokens, model_label_names
 from t3vis.record.dynamics import DynamicsRecorder
 from t3vis.record.ingest import CheckpointRecord, IngestSummary, label_names_for
 from t3vis.record.sources import DataSource, ModelSource
@@ -110,11 +110,7 @@ class TokenClassificationTask:
         return model
 
     def run_label_names(self, model: PreTrainedModel, given, data) -> tuple[str, ...]:
-        if given is not None:
-            return tuple(str(name) for name in given)
-        config = model.config
-        model_names = tuple(str(config.id2label[index]) for index in range(config.num_labels))
-        return label_names_for(model_names, None if data is None else data.tag_names)
+        return model_label_names(model, given, data)  # a TaggedSentences' label_names are its tag names
 
     def load_data(self, source: DataSource, *, split: str | None) -> TaggedSentences:
         return load_tagged(source.path, words_column=source.words_column, tags_column=source.tags_column,
