@@ -9,6 +9,8 @@ The backward pass is changed so that Gradient × Input equals LRP with the AH an
   f(x)/x. The rule needs f(0) = 0 (otherwise f(x)/x is unbounded near 0 and the forward value
   changes): a model with another element-wise activation, such as a sigmoid, is refused.
 
+- DeBERTa's pooler and convolution call their activations as functions: those modules are recomputed
+  with the identity rule on the activation;
 - every RMSNorm's normaliser 1/rms(x) is a constant (Llama-style decoders);
 - a gated MLP's product act(gate(x)) · up(x) (Llama's SwiGLU, ModernBERT's GLU) gives each factor half
   of the product's relevance (AttnLRP's uniform rule): it is computed as ½(a·b̂ + â·b), hats detached,
@@ -16,7 +18,8 @@ The backward pass is changed so that Gradient × Input equals LRP with the AH an
 
 The network is then linear in the embedding sum h₀, so relevance R_i = Σ_d h₀[i, d] · ∂y_c/∂h₀[i, d]
 and, without biases, Σ_i R_i = y_c exactly (conservation). h₀ is word + position + token-type
-embeddings for BERT-style encoders and ModernBERT (the input of the embedding LayerNorm), word +
+embeddings for BERT-style encoders, DeBERTa and ModernBERT (the input of the embedding LayerNorm; DeBERTa's
+relative positions act inside attention), word +
 position embeddings for GPT-2, and the word embeddings for Llama-style decoders (rotary positions act
 inside attention, whose probabilities are constants). Relevance that reaches the position and
 token-type embeddings belongs to the token at that position, because h₀ holds them.
@@ -34,6 +37,7 @@ from contextlib import contextmanager
 
 import torch
 from torch import nn
+from transformers.activations import ACT2FN
 
 from t3vis.attribution.base import AttributionMethod
 from t3vis.errors import ModelError
@@ -177,6 +181,23 @@ def conservative_rules(model: nn.Module) -> Iterator[dict]:
             return (_identity(head_inputs[id(dense)], args[0]),)
         return rule
 
+    # DeBERTa calls its pooler's and its convolution's activations as functions (ACT2FN[name](x)), not as
+    # modules a hook could reach: their modules are recomputed with the identity rule.
+    def context_pooler_rule(module: nn.Module, args, output):
+        if _ACTIVE.get() is not token:
+            return None
+        x = module.dense(module.dropout(args[0][:, 0]))  # (B, D): the first token, projected
+        return _identity(x, ACT2FN[module.config.pooler_hidden_act](x))
+
+    def convolution_rule(module: nn.Module, args, output):
+        if _ACTIVE.get() is not token:
+            return None
+        hidden, residual, input_mask = args  # (B, T, D), (B, T, D), (B, T)
+        keep = input_mask.reshape(input_mask.shape[0], -1, 1).to(hidden.dtype)  # (B, T, 1)
+        x = module.conv(hidden.permute(0, 2, 1)).permute(0, 2, 1) * keep  # (B, T, D)
+        x = _identity(x, ACT2FN[module.conv_act](x))
+        return module.LayerNorm(residual + module.dropout(x)) * keep  # the LayerNorm rule applies inside
+
     handles = []
     previous = _ACTIVE.set(token)
     try:
@@ -185,6 +206,12 @@ def conservative_rules(model: nn.Module) -> Iterator[dict]:
         elif not isinstance(site, nn.LayerNorm):  # the LayerNorm rule keeps an encoder's embedding sum itself
             handles.append(site.register_forward_pre_hook(keep_embedding_sum_input))
         for module in model.modules():
+            if type(module).__name__ == "ContextPooler":
+                _check_identity_rule_applies(ACT2FN[module.config.pooler_hidden_act])
+                handles.append(module.register_forward_hook(context_pooler_rule))
+            if type(module).__name__ == "ConvLayer" and hasattr(module, "conv_act"):
+                _check_identity_rule_applies(ACT2FN[module.conv_act])
+                handles.append(module.register_forward_hook(convolution_rule))
             if _gated_mlp_kind(module) is not None:
                 handles.append(module.register_forward_hook(gated_mlp_rule))
             if _is_rms_norm(module):

@@ -1,27 +1,18 @@
-"""Model access: loading a classifier, capturing attention and masking heads through one mechanism.
+"""Model access: loading a classifier, running it with an attention probe, pooling its hidden states.
 
-In transformers 5, ``head_mask`` is gone (BERT swallows it silently) and the default ``sdpa``
-attention returns no probabilities. t3vis therefore registers its own attention function,
-``"t3vis"``, with ``transformers.AttentionInterface``. Models are loaded with
-``attn_implementation="t3vis"``; each call that wants more than plain logits passes an
-:class:`AttentionProbe` as the keyword argument ``t3vis_probe``, which transformers forwards to
-every attention call. The probe is per call, so a model cached for many app sessions is never
-changed: one session's head mask cannot leak into another's.
-
-Without a probe (or with a probe that needs no probabilities) the function is PyTorch's SDPA,
-so plain inference and training run at full speed.
+Attention capture and head masks are one mechanism for every family (:mod:`t3vis.model.attention`):
+:func:`run_with_probe` hands the call's :class:`AttentionProbe` to the attention of any supported model.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 from transformers import (
-    AttentionInterface,
     AutoConfig,
     AutoModelForSequenceClassification,
     AutoModelForTokenClassification,
@@ -30,131 +21,33 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 from safetensors import SafetensorError
-from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
-from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 from t3vis.errors import ModelError, option
+from t3vis.model.attention import (  # noqa: F401 (AttentionProbe and ATTENTION_NAME are used from here too)
+    ATTENTION_NAME,
+    PROBE_KWARG,
+    AttentionProbe,
+    install_module_attention,
+    probe_context,
+    remove_module_attention,
+    routes_module_attention,
+)
 from t3vis.model.adapters import adapter_base, adapter_head_size, attach_adapter, is_adapter_folder
 from t3vis.model.families import family_of, family_of_model, set_padding_token
 from t3vis.tasks import SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION
 
-ATTENTION_NAME = "t3vis"
 # The classifiers load_model loads: the Auto class, and how a checkpoint's architecture name ends when it has its head.
 _CLASSIFIERS = {
     SEQUENCE_CLASSIFICATION: (AutoModelForSequenceClassification, "ForSequenceClassification"),
     TOKEN_CLASSIFICATION: (AutoModelForTokenClassification, "ForTokenClassification"),
 }
-PROBE_KWARG = "t3vis_probe"
-
-# Called with (layer, probabilities (B, H, T, T)) after the head mask is applied.
-AttentionConsumer = Callable[[int, torch.Tensor], None]
 
 
-@dataclass
-class AttentionProbe:
-    """What one forward pass should do with attention, and what it recorded.
-
-    Parameters
-    ----------
-    head_mask : Tensor (L, H) or (B, L, H), optional
-        Multiplies each head's attention probabilities (hence its context output). Ones change
-        nothing; a zero removes the head. May require grad (head importance); a mask per example
-        (B, L, H) gives every example's own gradient in one backward pass.
-    record : bool
-        Keep every layer's attention probabilities in ``attentions``.
-    consumer : callable, optional
-        Receives ``(layer, probs)`` for each layer as it is computed, e.g. to aggregate over a
-        dataset without keeping the tensors.
-    detach_probabilities : bool
-        Treat attention probabilities as constants in the backward pass (conservative
-        propagation for LRP, Ali et al. 2022).
-    """
-
-    head_mask: torch.Tensor | None = None
-    record: bool = False
-    consumer: AttentionConsumer | None = None
-    detach_probabilities: bool = False
-    attentions: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> (B, H, T, T)
-    layers_seen: list[int] = field(default_factory=list)
-
-    @property
-    def needs_probabilities(self) -> bool:
-        return self.record or self.consumer is not None or self.detach_probabilities
-
-    def stacked_attentions(self) -> torch.Tensor:
-        """Recorded attention as one tensor (L, B, H, T, T)."""
-        return torch.stack([self.attentions[layer] for layer in sorted(self.attentions)])
-
-
-def t3vis_attention(
-    module: torch.nn.Module,
-    query: torch.Tensor,  # (B, H, T, d)
-    key: torch.Tensor,  # (B, H_kv, S, d)
-    value: torch.Tensor,  # (B, H_kv, S, d)
-    attention_mask: torch.Tensor | None,  # (B, 1, T, S) bool (True = attend) or additive float
-    scaling: float | None = None,
-    dropout: float = 0.0,
-    **kwargs,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The attention function registered as ``"t3vis"``; returns ((B, T, H, d), probs or None)."""
-    probe: AttentionProbe | None = kwargs.pop(PROBE_KWARG, None)
-    layer = getattr(module, "layer_idx", None)
-    if probe is not None:
-        if layer is None:
-            raise ModelError(f"{type(module).__name__} has no layer_idx; t3vis cannot tell its layers apart.")
-        probe.layers_seen.append(layer)
-    head_mask = None if probe is None or probe.head_mask is None else _layer_mask(probe.head_mask, layer)  # (B|1, H)
-
-    if probe is None or not probe.needs_probabilities:
-        output, _ = sdpa_attention_forward(
-            module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs
-        )  # (B, T, H, d)
-        if head_mask is not None:
-            output = output * head_mask.to(output.dtype)[:, None, :, None]
-        return output, None
-
-    groups = getattr(module, "num_key_value_groups", 1)
-    key, value = repeat_kv(key, groups), repeat_kv(value, groups)  # (B, H, S, d)
-    if scaling is None:
-        scaling = query.size(-1) ** -0.5
-    scores = torch.matmul(query, key.transpose(2, 3)) * scaling  # (B, H, T, S)
-    if attention_mask is None and getattr(module, "is_causal", False) and scores.shape[2] > 1:
-        # A decoder's batch without padding comes with no mask (SDPA applies causality itself): apply it here.
-        size_q, size_k = scores.shape[2], scores.shape[3]
-        causal = torch.ones(size_q, size_k, dtype=torch.bool, device=scores.device).tril(diagonal=size_k - size_q)
-        scores = scores.masked_fill(~causal, torch.finfo(scores.dtype).min)
-    if attention_mask is not None:
-        if attention_mask.dtype == torch.bool:
-            attention_mask = torch.zeros_like(attention_mask, dtype=scores.dtype).masked_fill(
-                ~attention_mask, torch.finfo(scores.dtype).min
-            )
-        scores = scores + attention_mask
-    probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)  # (B, H, T, S)
-    if head_mask is not None:
-        probs = probs * head_mask.to(probs.dtype)[:, :, None, None]
-    if probe.record:
-        probe.attentions[layer] = probs.detach()
-    if probe.consumer is not None:
-        probe.consumer(layer, probs.detach())
-    if probe.detach_probabilities:
-        probs = probs.detach()
-    probs_dropped = torch.nn.functional.dropout(probs, p=dropout, training=module.training)
-    output = torch.matmul(probs_dropped, value).transpose(1, 2).contiguous()  # (B, T, H, d)
-    return output, probs
-
-
-def _layer_mask(mask: torch.Tensor, layer: int) -> torch.Tensor:
-    """The mask of one layer as (B, H) or (1, H), from a mask (L, H) or (B, L, H)."""
-    if mask.dim() == 2:
-        return mask[layer][None]  # (1, H)
-    if mask.dim() == 3:
-        return mask[:, layer]  # (B, H)
-    raise ValueError(f"a head mask has shape (L, H) or (B, L, H), not {tuple(mask.shape)}")
-
-
-AttentionInterface.register(ATTENTION_NAME, t3vis_attention)
-# Without a matching mask function transformers would silently skip the padding mask.
-AttentionMaskInterface.register(ATTENTION_NAME, sdpa_mask)
+def routes_attention_through_t3vis(model: torch.nn.Module) -> bool:
+    """Whether a probe passed to :func:`run_with_probe` reaches every attention layer of the model."""
+    if family_of_model(model).attention == "module":
+        return routes_module_attention(model)
+    return model.config._attn_implementation == ATTENTION_NAME
 
 
 def run_with_probe(model: PreTrainedModel, probe: AttentionProbe, **inputs) -> tuple[object, AttentionProbe]:
@@ -162,7 +55,7 @@ def run_with_probe(model: PreTrainedModel, probe: AttentionProbe, **inputs) -> t
 
     Raises :class:`ModelError` when the model does not route attention through t3vis.
     """
-    if model.config._attn_implementation != ATTENTION_NAME:
+    if not routes_attention_through_t3vis(model):
         raise ModelError(
             f"The model uses attention implementation {model.config._attn_implementation!r}; load it with "
             "t3vis.model.access.load_model or wrap the call in `using_t3vis_attention(model)`."
@@ -170,7 +63,8 @@ def run_with_probe(model: PreTrainedModel, probe: AttentionProbe, **inputs) -> t
     probe.layers_seen.clear()
     if "token_type_ids" in inputs and not family_of_model(model).token_types:
         inputs = {name: value for name, value in inputs.items() if name != "token_type_ids"}
-    output = model(**inputs, **{PROBE_KWARG: probe})
+    with probe_context(probe):  # module-level attention (DeBERTa) reads the probe from here
+        output = model(**inputs, **{PROBE_KWARG: probe})
     if len(set(probe.layers_seen)) != model.config.num_hidden_layers:
         raise ModelError(
             f"{type(model).__name__} did not route its {model.config.num_hidden_layers} attention layers through "
@@ -194,6 +88,13 @@ def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
 @contextmanager
 def using_t3vis_attention(model: PreTrainedModel) -> Iterator[PreTrainedModel]:
     """Temporarily switch a model (e.g. one being trained) to the t3vis attention; restored in ``finally``."""
+    if family_of_model(model).attention == "module":
+        installed = install_module_attention(model)
+        try:
+            yield model
+        finally:
+            remove_module_attention(installed)
+        return
     previous = model.config._attn_implementation
     model.set_attn_implementation(ATTENTION_NAME)
     try:
@@ -328,6 +229,7 @@ def load_model(
         set_padding_token(model, tokenizer_obj)
 
     _number_attention_layers(model)
+    install_module_attention(model)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = model.to(device).eval()
     names = label_names or tuple(model.config.id2label[index] for index in range(model.config.num_labels))

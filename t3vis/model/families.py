@@ -1,9 +1,12 @@
 """Model families: what differs between the Transformer architectures t3vis supports, in one place.
 
-Every family computes attention through ``transformers``' ``AttentionInterface``, so one attention function
-(:func:`t3vis.model.access.t3vis_attention`) captures attention and masks heads in all of them. What
-differs is listed here, per family:
+Every family but DeBERTa computes attention through ``transformers``' ``AttentionInterface``, so one attention
+function (:func:`t3vis.model.attention.t3vis_attention`) captures attention and masks heads in all of them;
+DeBERTa-v2/v3 computes its disentangled attention in its own module, whose forward t3vis replaces with the same
+computation reading the same probe (:func:`t3vis.model.attention.disentangled_attention`). What differs is
+listed here, per family:
 
+- where **attention** is computed (``"interface"`` or ``"module"``, above);
 - the **pooled token**, the one a sequence classifier reads and the Projection view lays out with
   ``pooling="cls"``: the first token of an encoder, the last real (non-padding) token of a decoder;
 - whether the model is **causal** (a decoder) and so needs a padding token id in its config to find that
@@ -34,6 +37,9 @@ class ModelFamily:
     norm: str  # "layernorm" or "rmsnorm"
     mlp: str  # "dense" (activation between two linear layers) or "gated" (SwiGLU: act(gate) * up, then down)
     token_types: bool = False  # reads token_type_ids (segment embeddings); GPT-2 would misread them as words
+    # "interface": attention goes through transformers' AttentionInterface; "module": computed inside the model's
+    # own attention module, whose forward t3vis replaces (DeBERTa's disentangled attention)
+    attention: str = "interface"
 
     @property
     def pooled_token(self) -> str:
@@ -44,6 +50,8 @@ FAMILIES: tuple[ModelFamily, ...] = (
     ModelFamily("BERT-style encoders", ("bert", "roberta", "xlm-roberta", "camembert", "electra"),
                 decoder=False, norm="layernorm", mlp="dense", token_types=True),
     ModelFamily("DistilBERT", ("distilbert",), decoder=False, norm="layernorm", mlp="dense"),  # no segments
+    ModelFamily("DeBERTa-v2/v3", ("deberta-v2",), decoder=False, norm="layernorm", mlp="dense", token_types=True,
+                attention="module"),
     ModelFamily("ModernBERT", ("modernbert",), decoder=False, norm="layernorm", mlp="gated"),
     ModelFamily("GPT-2", ("gpt2",), decoder=True, norm="layernorm", mlp="dense"),
     ModelFamily("Llama-style decoders", ("llama", "qwen2", "qwen3", "mistral"), decoder=True, norm="rmsnorm",

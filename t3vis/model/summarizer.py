@@ -23,6 +23,8 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import ModelOutput
 
+from t3vis.model.families import family_of
+
 MODEL_TYPE = "t3vis-extractive-summarizer"
 
 
@@ -68,7 +70,7 @@ class ExtractiveSummarizer(PreTrainedModel):
         super().__init__(config)
         self.encoder = AutoModel.from_config(config.encoder_config())
         if config._attn_implementation not in (None, self.encoder.config._attn_implementation):
-            self.encoder.set_attn_implementation(config._attn_implementation)  # e.g. from_pretrained(..., "t3vis")
+            self.set_attn_implementation(config._attn_implementation)  # e.g. from_pretrained(..., "t3vis")
         self.dropout = nn.Dropout(config.scorer_dropout)
         self.scorer = nn.Linear(int(config.hidden_size), 1)
         self._encoder_takes_token_types = "token_type_ids" in inspect.signature(self.encoder.forward).parameters
@@ -92,7 +94,13 @@ class ExtractiveSummarizer(PreTrainedModel):
         return self.encoder.get_input_embeddings()
 
     def set_attn_implementation(self, attn_implementation):
-        """Switch the encoder's attention too (t3vis reads this model's config and the encoder runs it)."""
+        """Switch the encoder's attention too (t3vis reads this model's config and the encoder runs it).
+
+        An encoder whose attention is not pluggable (DeBERTa: t3vis routes its attention modules instead) keeps
+        its own."""
+        if family_of(self.encoder.config).attention != "interface":
+            self.config._attn_implementation = self.encoder.config._attn_implementation
+            return
         self.encoder.set_attn_implementation(attn_implementation)
         self.config._attn_implementation = self.encoder.config._attn_implementation
 

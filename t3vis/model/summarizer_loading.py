@@ -14,6 +14,7 @@ from t3vis.model.access import (
     _check_tokenizer_matches,
     _load_tokenizer,
     _number_attention_layers,
+    install_module_attention,
     model_max_length,
 )
 from t3vis.model.summarizer import MODEL_TYPE, ExtractiveSummarizer
@@ -58,6 +59,7 @@ def load_summarizer(
     tokenizer_obj = _load_tokenizer(source, tokenizer, trust_remote_code=trust_remote_code)
     _check_tokenizer_matches(model, tokenizer_obj, source)
     _number_attention_layers(model.encoder)
+    install_module_attention(model)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = model.to(device).eval()
     return ModelBundle(

@@ -1,4 +1,4 @@
-"""Every page on stores of the decoder and modern-encoder families (tiny random classifiers, weights on disk)."""
+"""Every page on stores of the decoder, DeBERTa and ModernBERT families (tiny random classifiers, weights on disk)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from t3vis.record.ingest import IngestConfig, ingest_checkpoint
 from t3vis.store.database import Store
 
 PAGES = ["projection", "heads", "instance", "training", "sql", "overview"]
-FAMILIES = ["gpt2", "llama", "modernbert"]
+FAMILIES = ["gpt2", "llama", "modernbert", "deberta-v2"]
 
 
 @pytest.fixture(scope="module")

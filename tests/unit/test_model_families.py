@@ -15,13 +15,15 @@ from t3vis.fixtures.tiny_models import save_tiny_model
 from t3vis.model.pretrained import minilm_path
 
 SIZES = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48)
-CONFIGS = ("bert", "distilbert", "gpt2", "llama", "qwen2", "mistral", "modernbert")  # one or more per family
+CONFIGS = ("bert", "distilbert", "gpt2", "llama", "qwen2", "mistral", "modernbert", "deberta-v2")  # one or more per family
 
 
 def _output_projection(model, model_type: str, layer: int) -> torch.Tensor:
     """The weight of a layer's attention output projection, oriented (out, in = heads x head_dim)."""
     if model_type == "bert":
         return model.bert.encoder.layer[layer].attention.output.dense.weight
+    if model_type == "deberta-v2":
+        return model.deberta.encoder.layer[layer].attention.output.dense.weight
     if model_type == "distilbert":
         return model.distilbert.transformer.layer[layer].attention.out_lin.weight
     if model_type == "gpt2":
@@ -52,9 +54,9 @@ def test_attention_is_captured_and_a_masked_head_equals_its_removal(tmp_path, to
     inputs = dict(tokenizer(["a quiet film about loss", "loud"], padding=True, return_tensors="pt"))
     with torch.no_grad():
         _, probe = run_with_probe(bundle.model, AttentionProbe(record=True), **inputs)
-        # the MiniLM tokenizer makes segment ids; only BERT-style models are given them (GPT-2 would add them
-        # as word embeddings)
-        plain = {name: value for name, value in inputs.items() if name != "token_type_ids" or model_type == "bert"}
+        # the MiniLM tokenizer makes segment ids; only the families that read them are given them (GPT-2 would
+        # add them as word embeddings)
+        plain = {name: value for name, value in inputs.items() if name != "token_type_ids" or family_of(bundle.model.config).token_types}
         direct = bundle.model(**plain).logits
         through_t3vis, _ = run_with_probe(bundle.model, AttentionProbe(), **inputs)
     assert torch.allclose(direct, through_t3vis.logits, atol=1e-5)
@@ -102,10 +104,10 @@ def test_a_decoder_classifier_reads_the_token_t3vis_lays_out(tmp_path, tokenizer
 
 
 def test_an_unsupported_architecture_is_refused_naming_the_supported_ones(tmp_path, tokenizer):
-    config = AutoConfig.for_model("deberta-v2", vocab_size=len(tokenizer), num_labels=2, **SIZES)
+    config = AutoConfig.for_model("deberta", vocab_size=len(tokenizer), num_labels=2, **SIZES)  # DeBERTa v1
     AutoModelForSequenceClassification.from_config(config).save_pretrained(tmp_path)
     tokenizer.save_pretrained(tmp_path)
-    with pytest.raises(ModelError, match="'deberta-v2'.*Supported: BERT-style encoders.*llama"):
+    with pytest.raises(ModelError, match="'deberta'.*Supported: BERT-style encoders.*llama"):
         load_model(tmp_path, device="cpu")
 
 
@@ -118,7 +120,7 @@ def test_the_callback_refuses_an_unsupported_architecture_and_training_goes_on(t
     from t3vis.store.background_writer import RecordingWarning
     from t3vis.store.database import Store
 
-    config = AutoConfig.for_model("deberta-v2", vocab_size=len(tokenizer), num_labels=2, **SIZES)
+    config = AutoConfig.for_model("deberta", vocab_size=len(tokenizer), num_labels=2, **SIZES)  # DeBERTa v1
     model = AutoModelForSequenceClassification.from_config(config)
     items = [dict(tokenizer(text), labels=label) for text, label in (("good", 1), ("bad", 0))] * 2
     callback = T3visCallback(Store(tmp_path / "s.duckdb", create=True), run_id="deberta")
@@ -129,7 +131,7 @@ def test_the_callback_refuses_an_unsupported_architecture_and_training_goes_on(t
         warnings.simplefilter("always")
         trainer.train()
     assert trainer.state.global_step == 2  # training ran
-    assert any(issubclass(w.category, RecordingWarning) and "deberta-v2" in str(w.message) for w in caught)
+    assert any(issubclass(w.category, RecordingWarning) and "'deberta'" in str(w.message) for w in caught)
     assert not (tmp_path / "s.duckdb").exists()  # nothing was recorded, no file was made
 
 
@@ -209,7 +211,7 @@ def pd_frame(n: int):
     return pd.DataFrame(index=range(n))
 
 
-@pytest.mark.parametrize("model_type", ["gpt2", "llama", "modernbert"])
+@pytest.mark.parametrize("model_type", ["gpt2", "llama", "modernbert", "deberta-v2"])
 def test_the_callback_records_the_training_passes_of_every_family(tmp_path, tokenizer, model_type):
     import numpy as np
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
@@ -256,7 +258,7 @@ def test_the_callback_records_the_training_passes_of_every_family(tmp_path, toke
         np.testing.assert_allclose(mine, expected, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("model_type", ["gpt2", "llama", "modernbert"])
+@pytest.mark.parametrize("model_type", ["gpt2", "llama", "modernbert", "deberta-v2"])
 def test_recorded_attention_is_the_models_own_with_or_without_padding(tmp_path, tokenizer, model_type):
     """The explicit attention (recording, LRP) equals the fast path, and a decoder's is causal, also for a batch
     without padding (which comes with no mask at all)."""
@@ -273,3 +275,24 @@ def test_recorded_attention_is_the_models_own_with_or_without_padding(tmp_path, 
             assert float(attentions[..., above].abs().max()) == 0.0  # no query attends to a later token
         else:
             assert float(attentions[..., above].abs().max()) > 0.0
+
+
+def test_lrp_conserves_relevance_through_debertas_convolution_layer(tmp_path, tokenizer):
+    """DeBERTa-v2's large models add a convolution over the embeddings to the first layer's output; its activation
+    is a function call, so LRP recomputes the layer with the identity rule. Relevance is still conserved."""
+    from t3vis.attribution import METHODS
+    from t3vis.attribution.base import prepare
+    from t3vis.fixtures.tiny_models import save_tiny_model
+
+    folder = save_tiny_model(tmp_path, "deberta-v2", num_labels=2, conv_kernel_size=3, conv_act="gelu")
+    bundle = load_model(folder, device="cpu")
+    assert any(type(module).__name__ == "ConvLayer" for module in bundle.model.modules())
+    with torch.no_grad():
+        for name, parameter in bundle.model.named_parameters():
+            if name.endswith("bias"):
+                parameter.zero_()
+    example = prepare(bundle, "the committee approved a rather surprising budget on monday")
+    for target in range(2):
+        result = METHODS["lrp"].attribute(bundle, example, target)
+        assert abs(result.logit) > 1e-4
+        assert result.total == pytest.approx(result.logit, rel=1e-3, abs=1e-6), target
