@@ -67,7 +67,7 @@ def main() -> None:
     for repeat in range(args.repeats + 1):
         started = time.perf_counter()
         analysis = instance_heads(bundle, text, label=0)
-        instance_pattern_frame(analysis.attentions, bins=16)
+        instance_pattern_frame(analysis.attentions)
         if repeat:  # the first call warms up
             times.append((time.perf_counter() - started) * 1000)
     instance_ms = statistics.median(times)

@@ -155,7 +155,7 @@ else:
         chart = charts.head_importance_chart(grid, value_title="importance", selected=selected_head,
                                              pruned=pruned, title=grid_title)
     else:
-        patterns = instance_pattern_frame(analysis.attentions, bins=16)
+        patterns = instance_pattern_frame(analysis.attentions)
         grid_title = f"Attention for example #{example_id} ({len(analysis.tokens)} tokens)"
         chart = charts.head_pattern_chart(patterns, selected=selected_head, pruned=pruned, title=grid_title)
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from t3vis.analysis.attention_maps import AttentionMaps, attention_collector, collected_maps
 from t3vis.charts import pooled_attention
 from t3vis.model.access import AttentionProbe, ModelBundle, eval_mode
 from t3vis.model.heads import Head, encode_one, head_mask
@@ -21,7 +22,8 @@ class InstanceHeads:
     tokens: list[str]  # (T,) word pieces, special tokens included
     logits: np.ndarray  # (K,)
     probs: np.ndarray  # (K,)
-    attentions: np.ndarray  # (L, H, T, T) after the mask: a pruned head's rows are zero
+    attentions: AttentionMaps  # (L, H, T, T) after the mask, pooled for every head, full where asked: a pruned
+    # head's rows are zero
     importance: np.ndarray  # (L, H) |dL/dm| of this example, L = cross-entropy of `label`
     label: int  # the class whose loss the importance is taken of (-1: a document's sentence labels)
     truncated: bool  # the text was longer than the model's limit
@@ -48,16 +50,16 @@ def instance_heads(bundle: ModelBundle, text: str, text_pair: str | None = None,
         raise ValueError(f"label {label} is not one of the model's {len(bundle.label_names)} classes")
     inputs, tokens, truncated = encode_one(bundle, text, text_pair)
     mask = head_mask(pruned, bundle.num_layers, bundle.num_heads)  # (L, H)
-    probe = AttentionProbe(record=True)
+    collector = attention_collector(bundle.num_layers, bundle.num_heads, len(tokens))
     with eval_mode(bundle.model):
         output, gradient = head_mask_gradient(bundle.model, inputs, torch.tensor([label], device=bundle.device),
-                                              probe=probe, head_mask=mask)
+                                              probe=AttentionProbe(consumer=collector, observe_only=True), head_mask=mask)
     logits = output.logits.detach().float().cpu()[0]  # (K,)
     return InstanceHeads(
         tokens=tokens,
         logits=logits.numpy(),
         probs=torch.softmax(logits, -1).numpy(),
-        attentions=probe.stacked_attentions()[:, 0].float().cpu().numpy(),  # (L, H, T, T)
+        attentions=collected_maps(collector, len(tokens), bundle, inputs, mask),
         importance=gradient[0].abs().numpy(),  # (L, H)
         label=label,
         truncated=truncated,
@@ -76,14 +78,15 @@ def document_heads(bundle: ModelBundle, sentences: list[str], oracle: np.ndarray
     inputs["labels"] = torch.tensor(np.asarray(oracle)[: example.n_outputs], dtype=torch.float,
                                     device=bundle.device)[None]  # (1, S)
     mask = head_mask(pruned, bundle.num_layers, bundle.num_heads)  # (L, H)
-    probe = AttentionProbe(record=True)
+    collector = attention_collector(bundle.num_layers, bundle.num_heads, len(example.tokens))
     with eval_mode(bundle.model):
-        output, gradient = head_mask_gradient(bundle.model, inputs, None, probe=probe, head_mask=mask,
-                                              example_losses=lambda out: document_losses(out, inputs))
+        output, gradient = head_mask_gradient(bundle.model, inputs, None, probe=AttentionProbe(consumer=collector, observe_only=True),
+                                              head_mask=mask, example_losses=lambda out: document_losses(out, inputs))
     logits = output.logits.detach().float().cpu()[0]  # (S,)
+    plain_inputs = {name: value for name, value in inputs.items() if name != "labels"}
     return InstanceHeads(
         tokens=example.tokens, logits=logits.numpy(), probs=torch.sigmoid(logits).numpy(),
-        attentions=probe.stacked_attentions()[:, 0].float().cpu().numpy(),  # (L, H, T, T)
+        attentions=collected_maps(collector, len(example.tokens), bundle, plain_inputs, mask),
         importance=gradient[0].abs().numpy(), label=-1, truncated=example.truncated,
     )
 
@@ -93,15 +96,16 @@ def document_heads(bundle: ModelBundle, sentences: list[str], oracle: np.ndarray
 pool_pattern = pooled_attention
 
 
-def instance_pattern_frame(attentions: np.ndarray, *, bins: int = 16):
-    """Long frame (layer, head, query, key, weight) of attentions (L, H, T, T), each pooled to <= bins x bins."""
+def instance_pattern_frame(attentions: AttentionMaps):
+    """Long frame (layer, head, query, key, weight) of every head's pooled pattern (at most
+    ``PATTERN_BINS`` x ``PATTERN_BINS`` blocks)."""
     import pandas as pd
 
-    layers, heads = attentions.shape[:2]
+    layers, heads = attentions.patterns.shape[:2]
     frames = []
     for layer in range(layers):
         for head in range(heads):
-            pooled = pool_pattern(attentions[layer, head], bins)  # (b, b)
+            pooled = attentions.patterns[layer, head]  # (b, b)
             query, key = np.meshgrid(np.arange(pooled.shape[0]), np.arange(pooled.shape[1]), indexing="ij")
             frames.append(pd.DataFrame({"layer": layer, "head": head, "query": query.ravel(), "key": key.ravel(),
                                         "weight": pooled.ravel()}))
@@ -120,13 +124,14 @@ def sentence_heads(bundle: ModelBundle, words: list[str], tags: np.ndarray, *, p
     labels[0, example.first_pieces] = torch.tensor(np.asarray(tags)[: len(example.first_pieces)],
                                                    dtype=torch.long, device=labels.device)
     mask = head_mask(pruned, bundle.num_layers, bundle.num_heads)  # (L, H)
-    probe = AttentionProbe(record=True)
+    collector = attention_collector(bundle.num_layers, bundle.num_heads, len(example.tokens))
     with eval_mode(bundle.model):
-        output, gradient = head_mask_gradient(bundle.model, example.inputs, None, probe=probe, head_mask=mask,
+        output, gradient = head_mask_gradient(bundle.model, example.inputs, None,
+                                              probe=AttentionProbe(consumer=collector, observe_only=True), head_mask=mask,
                                               example_losses=lambda out: word_losses(out.logits, labels))
     logits = output.logits.detach().float().cpu()[0, example.first_pieces]  # (W, K)
     return InstanceHeads(
         tokens=example.tokens, logits=logits.numpy(), probs=torch.softmax(logits, -1).numpy(),
-        attentions=probe.stacked_attentions()[:, 0].float().cpu().numpy(),  # (L, H, T, T)
+        attentions=collected_maps(collector, len(example.tokens), bundle, example.inputs, mask),
         importance=gradient[0].abs().numpy(), label=-1, truncated=example.truncated,
     )

@@ -60,12 +60,18 @@ class AttentionProbe:
     detach_probabilities : bool
         Treat attention probabilities as constants in the backward pass (conservative
         propagation for LRP, Ali et al. 2022).
+    observe_only : bool
+        The recording and the consumer see the probabilities, computed without gradients, while the
+        layer's output comes from the fast attention (SDPA) with the head mask applied to it: for a
+        backward pass to the head mask (importance) that should not store T x T probabilities per head.
+        ``detach_probabilities`` works the same way, with the queries and keys detached before SDPA.
     """
 
     head_mask: torch.Tensor | None = None
     record: bool = False
     consumer: AttentionConsumer | None = None
     detach_probabilities: bool = False
+    observe_only: bool = False
     attentions: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> (B, H, T, T)
     layers_seen: list[int] = field(default_factory=list)
 
@@ -93,7 +99,15 @@ def t3vis_attention(
     layer = _seen_by(probe, module)
     head_mask = None if probe is None or probe.head_mask is None else _layer_mask(probe.head_mask, layer)  # (B|1, H)
 
-    if probe is None or not probe.needs_probabilities:
+    explicit = probe is not None and probe.needs_probabilities  # the output computed from the probabilities
+    if explicit and (probe.observe_only or probe.detach_probabilities):
+        if probe.record or probe.consumer is not None:
+            with torch.no_grad():  # seen, not differentiated: the output comes from SDPA below
+                apply_probe(probe, layer, _probabilities(module, query, key, attention_mask, scaling))
+        if probe.detach_probabilities:  # probabilities as constants: queries and keys receive no gradient
+            query, key = query.detach(), key.detach()
+        explicit = False
+    if not explicit:
         output, _ = sdpa_attention_forward(
             module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs
         )  # (B, T, H, d)
@@ -101,27 +115,32 @@ def t3vis_attention(
             output = output * head_mask.to(output.dtype)[:, None, :, None]
         return output, None
 
-    groups = getattr(module, "num_key_value_groups", 1)
-    key, value = repeat_kv(key, groups), repeat_kv(value, groups)  # (B, H, S, d)
+    probs = _probabilities(module, query, key, attention_mask, scaling)  # (B, H, T, S)
+    probs, used = apply_probe(probe, layer, probs)
+    probs_dropped = torch.nn.functional.dropout(used, p=dropout, training=module.training)
+    value = repeat_kv(value, getattr(module, "num_key_value_groups", 1))  # (B, H, S, d)
+    output = torch.matmul(probs_dropped, value).transpose(1, 2).contiguous()  # (B, T, H, d)
+    return output, probs
+
+
+def _probabilities(module: nn.Module, query: torch.Tensor, key: torch.Tensor, attention_mask: torch.Tensor | None,
+                   scaling: float | None) -> torch.Tensor:
+    """Attention probabilities (B, H, T, S) of queries (B, H, T, d) and keys (B, H_kv, S, d) under the mask."""
+    key = repeat_kv(key, getattr(module, "num_key_value_groups", 1))  # (B, H, S, d)
     if scaling is None:
         scaling = query.size(-1) ** -0.5
-    scores = torch.matmul(query, key.transpose(2, 3)) * scaling  # (B, H, T, S)
+    scores = torch.matmul(query * scaling, key.transpose(2, 3))  # (B, H, T, S); scaled queries: one pass less
+    lowest = torch.finfo(scores.dtype).min
     if attention_mask is None and getattr(module, "is_causal", False) and scores.shape[2] > 1:
         # A decoder's batch without padding comes with no mask (SDPA applies causality itself): apply it here.
         size_q, size_k = scores.shape[2], scores.shape[3]
         causal = torch.ones(size_q, size_k, dtype=torch.bool, device=scores.device).tril(diagonal=size_k - size_q)
-        scores = scores.masked_fill(~causal, torch.finfo(scores.dtype).min)
-    if attention_mask is not None:
-        if attention_mask.dtype == torch.bool:
-            attention_mask = torch.zeros_like(attention_mask, dtype=scores.dtype).masked_fill(
-                ~attention_mask, torch.finfo(scores.dtype).min
-            )
-        scores = scores + attention_mask
-    probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)  # (B, H, T, S)
-    probs, used = apply_probe(probe, layer, probs)
-    probs_dropped = torch.nn.functional.dropout(used, p=dropout, training=module.training)
-    output = torch.matmul(probs_dropped, value).transpose(1, 2).contiguous()  # (B, T, H, d)
-    return output, probs
+        scores = scores.masked_fill(~causal, lowest)
+    elif attention_mask is not None and attention_mask.dtype == torch.bool:
+        scores = scores.masked_fill(~attention_mask, lowest)
+    elif attention_mask is not None:
+        scores = scores + attention_mask  # an additive mask
+    return torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)  # (B, H, T, S)
 
 
 def _layer_mask(mask: torch.Tensor, layer: int) -> torch.Tensor:
@@ -153,8 +172,9 @@ def apply_probe(probe: AttentionProbe, layer: int, probs: torch.Tensor) -> tuple
 
     Returns (probabilities after the head mask, the same as the values should see: detached for LRP).
     """
-    if probe.head_mask is not None:
-        probs = probs * _layer_mask(probe.head_mask, layer).to(probs.dtype)[:, :, None, None]
+    mask = None if probe.head_mask is None else _layer_mask(probe.head_mask, layer)  # (B|1, H)
+    if mask is not None and (mask.requires_grad and torch.is_grad_enabled() or bool((mask != 1).any())):
+        probs = probs * mask.to(probs.dtype)[:, :, None, None]  # (a mask of ones changes nothing: skipped)
     if probe.record:
         probe.attentions[layer] = probs.detach()
     if probe.consumer is not None:
