@@ -128,8 +128,10 @@ class ModelBundle:
 
     @property
     def pad_token_id(self) -> int:
-        """The id batches are padded with (0 when the tokenizer has no padding token)."""
-        pad = self.tokenizer.pad_token_id
+        """The id batches are padded with: a decoder classifier's own padding id (it finds each example's last
+        token by it), else the tokenizer's, else 0."""
+        own = getattr(self.model.config, "pad_token_id", None) if self.decoder else None
+        pad = own if own is not None else self.tokenizer.pad_token_id
         return pad if pad is not None else 0
 
 
@@ -371,12 +373,13 @@ def pool_hidden_states(
     *,
     pooling: str,
     decoder: bool = False,
+    input_ids: torch.Tensor | None = None,  # (B, T), for a decoder's pooled token
+    pad_token_id: int | None = None,
 ) -> torch.Tensor:
     """One vector per example: the pooled token (``"cls"``: the one a classifier reads, the first token of an
-    encoder, the last real token of a ``decoder``) or the mean over real tokens (``"mean"``)."""
+    encoder, a decoder's :func:`classifier_positions`) or the mean over real tokens (``"mean"``)."""
     if pooling == "cls" and decoder:
-        positions = torch.arange(hidden.shape[1], device=hidden.device)  # (T,)
-        last = (attention_mask.bool() * positions).argmax(1)  # (B,) the last real token, left or right padding
+        last = classifier_positions(attention_mask, input_ids, pad_token_id)  # (B,)
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # (B, D)
     if pooling == "cls":
         return hidden[:, 0]  # (B, D)
@@ -384,3 +387,15 @@ def pool_hidden_states(
         weights = attention_mask.to(hidden.dtype).unsqueeze(-1)  # (B, T, 1)
         return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)  # (B, D)
     raise ValueError(f"pooling must be 'cls' or 'mean', not {pooling!r}")
+
+
+def classifier_positions(attention_mask: torch.Tensor, input_ids: torch.Tensor | None = None,
+                         pad_token_id: int | None = None) -> torch.Tensor:
+    """The position (B,) a decoder sequence classifier reads in each example, by transformers' own rule: the
+    rightmost token whose id is not the model's padding id (so a text ending in the padding token, e.g. an
+    end-of-sequence token used for padding, is read at the token before it). Without ids or a padding id:
+    the last real token (attention mask 1), with either padding side."""
+    positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)  # (T,)
+    if input_ids is not None and pad_token_id is not None:
+        return ((input_ids != pad_token_id).to(torch.int32) * positions).argmax(1)  # (B,)
+    return (attention_mask.bool() * positions).argmax(1)  # (B,)

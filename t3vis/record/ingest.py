@@ -352,7 +352,7 @@ def _forward_pass(
         for layer in layers:
             vectors = pool_hidden_states(
                 output.hidden_states[layer].detach(), inputs["attention_mask"], pooling=config.pooling,
-                decoder=decoder,
+                decoder=decoder, input_ids=inputs["input_ids"], pad_token_id=model.config.pad_token_id,
             ).float().cpu().numpy()  # (B, D)
             if layer not in pooled:
                 pooled[layer] = np.empty((n, vectors.shape[1]), dtype=np.float32)

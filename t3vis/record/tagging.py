@@ -246,8 +246,9 @@ def _forward_pass(bundle: ModelBundle, encoded: list[EncodedWords], tags: list[n
             logits[index] = batch_logits[row, encoded[index].first_pieces]  # (W_kept, K)
         for layer in layers:
             hidden = output.hidden_states[layer].detach()  # (B, T, D)
-            vectors = pool_hidden_states(hidden, inputs["attention_mask"], pooling=config.pooling,
-                                         decoder=decoder)  # (B, D)
+            vectors = pool_hidden_states(hidden, inputs["attention_mask"], pooling=config.pooling, decoder=decoder,
+                                         input_ids=inputs["input_ids"],
+                                         pad_token_id=model.config.pad_token_id)  # (B, D)
             if layer not in pooled:
                 pooled[layer] = np.empty((n, vectors.shape[1]), dtype=np.float32)
                 word_vectors[layer] = np.empty((len(laid_out), vectors.shape[1]), dtype=np.float32)

@@ -296,3 +296,43 @@ def test_lrp_conserves_relevance_through_debertas_convolution_layer(tmp_path, to
         result = METHODS["lrp"].attribute(bundle, example, target)
         assert abs(result.logit) > 1e-4
         assert result.total == pytest.approx(result.logit, rel=1e-3, abs=1e-6), target
+
+
+def test_a_decoder_is_read_where_its_classifier_reads_even_when_a_text_ends_in_the_padding_token(tmp_path,
+                                                                                                 tokenizer):
+    """transformers' decoder classifier reads the rightmost token that is not its padding id; with the end-of-text
+    token used for padding, a text ending in it is read one token earlier. The laid-out vector is that one."""
+    bundle = load_model(_save(tmp_path, "llama", tokenizer), device="cpu")
+    pad = bundle.model.config.pad_token_id
+    words = tokenizer("a quiet film about loss", add_special_tokens=False)["input_ids"]
+    input_ids = torch.tensor([words + [pad], words[:2] + [pad] * 4])  # row 0 ends in a real padding token
+    attention_mask = torch.tensor([[1] * 6, [1, 1, 0, 0, 0, 0]])
+    with torch.no_grad():
+        output, _ = run_with_probe(bundle.model, AttentionProbe(), input_ids=input_ids, attention_mask=attention_mask,
+                                   output_hidden_states=True)
+        hidden = output.hidden_states[-1]  # (B, T, D)
+        pooled = pool_hidden_states(hidden, attention_mask, pooling="cls", decoder=True, input_ids=input_ids,
+                                    pad_token_id=pad)
+        by_mask = pool_hidden_states(hidden, attention_mask, pooling="cls", decoder=True)
+    assert torch.allclose(bundle.model.score(pooled), output.logits, atol=1e-5)
+    assert not torch.allclose(bundle.model.score(by_mask)[0], output.logits[0], atol=1e-3)  # the mask rule: wrong
+
+
+def test_a_decoder_whose_padding_id_differs_from_its_tokenizers_is_padded_with_its_own(tmp_path, tokenizer):
+    """Batches are padded with the id the classifier looks for, so padding never changes an example's logits."""
+    from t3vis.model.encoding import collate, encode
+
+    folder = save_tiny_model(tmp_path, "llama", num_labels=3, pad_token_id=7)  # the tokenizer pads with 0
+    bundle = load_model(folder, device="cpu")
+    assert bundle.tokenizer.pad_token_id == 0 and bundle.pad_token_id == 7
+    texts = ["a quiet film about loss and grief", "loud"]
+    encoded = encode(bundle.tokenizer, texts, None, max_length=64)
+    import numpy as np
+
+    with torch.no_grad():
+        batch = collate(encoded, np.arange(2), pad_token_id=bundle.pad_token_id, device=torch.device("cpu"))
+        together, _ = run_with_probe(bundle.model, AttentionProbe(), **batch)
+        alone = [run_with_probe(bundle.model, AttentionProbe(), **collate(
+            encoded, np.array([index]), pad_token_id=bundle.pad_token_id, device=torch.device("cpu")))[0].logits[0]
+            for index in range(2)]
+    assert torch.allclose(together.logits, torch.stack(alone), atol=1e-5)
