@@ -6,7 +6,9 @@ Attention capture and head masks are one mechanism for every family (:mod:`t3vis
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -32,7 +34,14 @@ from t3vis.model.attention import (  # noqa: F401 (AttentionProbe and ATTENTION_
     remove_module_attention,
     routes_module_attention,
 )
-from t3vis.model.adapters import adapter_base, adapter_head_size, attach_adapter, is_adapter_folder
+from t3vis.model.adapters import (
+    adapter_base,
+    adapter_head_size,
+    attach_adapter,
+    hub_adapter_folder,
+    is_adapter_folder,
+    shared_weights_copy,
+)
 from t3vis.model.families import family_of, family_of_model, set_padding_token
 from t3vis.tasks import SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION
 
@@ -191,6 +200,10 @@ def load_model(
     try:
         config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
+        hub_adapter = hub_adapter_folder(source)  # a hub repository may hold an adapter (no config.json)
+        if hub_adapter is not None:
+            return _load_adapter(hub_adapter, base_model, num_labels=num_labels, label_names=label_names,
+                                 tokenizer=tokenizer, device=device, trust_remote_code=trust_remote_code, task=task)
         raise ModelError(
             f"Cannot load a model config from {source!r}: {exc}. Give a folder with config.json "
             "(a Trainer checkpoint or a saved model) or, when online, a hub model name."
@@ -250,27 +263,64 @@ def load_model(
 
 
 def _load_adapter(folder, base_model, *, tokenizer, device, **options) -> ModelBundle:
-    """The base model with the adapter attached; the tokenizer from the adapter folder when it has one."""
+    """The base classifier with the adapter attached; the tokenizer from the adapter folder when it has one."""
+    head = adapter_head_size(folder)  # the adapter's own classification head decides the number of labels
+    if head is not None and options.get("num_labels") is None and options.get("label_names") is None:
+        options["num_labels"] = head
+    bundle = load_adapter(folder, base_model, lambda base, tokenizer_source: load_model(
+        base, tokenizer=tokenizer or tokenizer_source, device="cpu", **options), key=tuple(sorted(
+            (name, repr(value)) for name, value in options.items())) + (str(tokenizer),), device=device)
+    # A base model without a trained head gets its head from the adapter when the adapter saved it.
+    return replace(bundle, classifier_was_initialised=bundle.classifier_was_initialised and head is None)
+
+
+BASES_KEPT = 2  # base models kept for their adapters, per process (least recently used first out)
+_bases: OrderedDict[tuple, ModelBundle] = OrderedDict()
+_bases_lock = threading.Lock()
+
+
+def load_adapter(folder, base_model, load_base: Callable[[str, str | None], ModelBundle], *, key: tuple = (),
+                 device: str | None = None) -> ModelBundle:
+    """An adapter checkpoint: its base model, loaded once per process by ``load_base(base, tokenizer folder or
+    None)`` and kept (``key`` tells apart loads of one base with different options), with the adapter attached
+    to a copy of the base's modules that shares its weights. The checkpoints of one LoRA run so read the base
+    weights once and hold them once."""
     base = adapter_base(folder, base_model)
     if Path(base).expanduser().exists():
         base = str(Path(base).expanduser())
     elif base.startswith(("/", ".", "~")):
         raise ModelError(f"The adapter in {folder} was trained on {base}, which is not there any more. Give the base "
                          f"model's folder (or hub name) with {option('base_model')}.")
-    head = adapter_head_size(folder)  # the adapter's own classification head decides the number of labels
-    if head is not None and options.get("num_labels") is None and options.get("label_names") is None:
-        options["num_labels"] = head
-    own_tokenizer = any((Path(folder) / name).is_file() for name in TOKENIZER_FILES)
-    try:
-        bundle = load_model(base, tokenizer=tokenizer or (folder if own_tokenizer else None), device="cpu", **options)
-    except ModelError as exc:
-        raise ModelError(f"{exc} (The base model of the adapter in {folder}; give another one with "
-                         f"{option('base_model')}.)") from exc
-    adapted = attach_adapter(bundle.model, folder)
+    own_tokenizer = str(folder) if any((Path(folder) / name).is_file() for name in TOKENIZER_FILES) else None
+    cache_key = (base, _modified(base), own_tokenizer, *key)  # a base saved again is loaded again
+    with _bases_lock:  # one load of a base at a time; sessions asking for the same base wait for it
+        bundle = _bases.get(cache_key)
+        if bundle is None:
+            try:
+                bundle = load_base(base, own_tokenizer)
+            except ModelError as exc:
+                raise ModelError(f"{exc} (The base model of the adapter in {folder}; give another one with "
+                                 f"{option('base_model')}.)") from exc
+            _bases[cache_key] = bundle
+        _bases.move_to_end(cache_key)
+        while len(_bases) > BASES_KEPT:
+            _bases.popitem(last=False)
+    adapted = attach_adapter(shared_weights_copy(bundle.model), folder)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    # A base model without a trained head gets its head from the adapter when the adapter saved it.
-    return replace(bundle, model=adapted.to(device), name=str(folder),
-                   classifier_was_initialised=bundle.classifier_was_initialised and head is None)
+    return replace(bundle, model=adapted.to(device), name=str(folder))
+
+
+def _modified(folder: str) -> float | None:
+    """The latest modification time of a local model folder's files (None for a hub name)."""
+    path = Path(folder)
+    return max((item.stat().st_mtime for item in path.iterdir() if item.is_file()), default=None) \
+        if path.is_dir() else None
+
+
+def forget_base_models() -> None:
+    """Drop the base models kept for adapters (their memory is freed once no adapter uses them)."""
+    with _bases_lock:
+        _bases.clear()
 
 
 def _number_attention_layers(model: PreTrainedModel) -> None:

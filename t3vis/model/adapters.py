@@ -2,7 +2,9 @@
 
 An adapter folder holds ``adapter_config.json`` and the adapter's weights (``adapter_model.safetensors``),
 and names its base model (``base_model_name_or_path``; ``base_model`` overrides it, e.g. when the base
-was moved). The base model is loaded like any checkpoint, then the adapter is attached with
+was moved); a hub repository holding an adapter works too (:func:`hub_adapter_folder`). The base model is
+loaded like any checkpoint, once per process for all its adapters (every adapter checkpoint of a run gets a
+copy of the base's modules that shares its weights), then the adapter is attached with
 ``PeftModel.from_pretrained``, unmerged: attention capture, head masks, head importance and every
 saliency method run through the adapted layers. A LoRA layer adds B·A·x to its base layer's output, a
 linear map, so LRP stays conservative through it.
@@ -10,6 +12,8 @@ linear map, so LRP stays conservative through it.
 
 from __future__ import annotations
 
+import copy
+import itertools
 import json
 from pathlib import Path
 
@@ -22,6 +26,33 @@ ADAPTER_CONFIG = "adapter_config.json"
 
 def is_adapter_folder(path: str | Path) -> bool:
     return (Path(path) / ADAPTER_CONFIG).is_file()
+
+
+# What an adapter repository on the hub holds that t3vis reads: its settings, weights and tokenizer.
+_HUB_ADAPTER_FILES = [ADAPTER_CONFIG, "adapter_model.safetensors", "tokenizer*", "vocab*", "merges.txt",
+                      "special_tokens_map.json", "*.model"]
+
+
+def hub_adapter_folder(name: str) -> Path | None:
+    """The local copy of a hub repository that holds an adapter (``owner/name`` with ``adapter_config.json``),
+    downloaded or found in the hub cache; None when ``name`` is not one (or the hub cannot be reached and the
+    cache has no copy)."""
+    if Path(name).expanduser().exists() or name.count("/") != 1 or name.startswith(("/", ".", "~")):
+        return None
+    try:
+        from huggingface_hub import snapshot_download
+
+        folder = Path(snapshot_download(name, allow_patterns=_HUB_ADAPTER_FILES))
+    except (OSError, ValueError):  # not on the hub, offline without a cached copy, not a repository name
+        return None
+    return folder if is_adapter_folder(folder) else None
+
+
+def shared_weights_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of the model's modules that shares its parameters and buffers (no weight is copied): an adapter
+    attached to the copy leaves the original as it was, and both read the same base weights."""
+    memo = {id(tensor): tensor for tensor in itertools.chain(model.parameters(), model.buffers())}
+    return copy.deepcopy(model, memo)
 
 
 def adapter_settings(path: str | Path) -> dict:

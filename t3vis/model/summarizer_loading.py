@@ -15,8 +15,10 @@ from t3vis.model.access import (
     _load_tokenizer,
     _number_attention_layers,
     install_module_attention,
+    load_adapter,
     model_max_length,
 )
+from t3vis.model.adapters import is_adapter_folder
 from t3vis.model.summarizer import MODEL_TYPE, ExtractiveSummarizer
 from t3vis.model.families import family_of
 from t3vis.tasks import EXTRACTIVE_SUMMARIZATION, SUMMARY_LABELS
@@ -28,14 +30,21 @@ def load_summarizer(
     tokenizer: str | Path | None = None,
     device: str | None = None,
     trust_remote_code: bool = False,
+    base_model: str | Path | None = None,
 ) -> ModelBundle:
     """Load a BertSum-style summarizer in eval mode, with t3vis attention.
 
     ``name_or_path`` is a saved summarizer (its config says ``t3vis-extractive-summarizer``), or any
     encoder checkpoint: a new summarizer is then built around it, its sentence scorer initialised at
-    random (``classifier_was_initialised``), e.g. to record the untrained starting point.
+    random (``classifier_was_initialised``), e.g. to record the untrained starting point. It may also be a
+    ``peft`` adapter (e.g. LoRA) trained on a saved summarizer (``base_model``: the summarizer, when not the one
+    the adapter names).
     """
     source = str(name_or_path)
+    if is_adapter_folder(source):
+        return load_adapter(source, base_model, lambda base, own_tokenizer: load_summarizer(
+            base, tokenizer=tokenizer or own_tokenizer, device="cpu", trust_remote_code=trust_remote_code),
+            key=("summarizer", str(tokenizer)), device=device)
     try:
         config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:

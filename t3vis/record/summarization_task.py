@@ -85,7 +85,7 @@ class ExtractiveSummarizationTask:
 
     def load_model(self, source: ModelSource, data_source: DataSource, data: DocumentSet) -> ModelBundle:
         return load_summarizer(source.path, tokenizer=source.tokenizer, device=source.device,
-                               trust_remote_code=source.trust_remote_code)
+                               trust_remote_code=source.trust_remote_code, base_model=source.base_model)
 
     def load_checkpoint(self, path: str, *, label_names: tuple[str, ...], device: str | None = None) -> ModelBundle:
         return load_summarizer(path, device=device)

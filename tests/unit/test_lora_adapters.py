@@ -149,3 +149,111 @@ def test_an_adapter_over_a_base_without_head_brings_its_own_head_size(tmp_path, 
     with pytest.raises(Exception, match="base_model"):
         load_model(tmp_path / "adapter", device="cpu")
     assert len(load_model(tmp_path / "adapter", base_model=tmp_path / "encoder", device="cpu").label_names) == 5
+
+
+def _lora_checkpoint(base, folder, seed: int, task_type: str = "SEQ_CLS", auto=AutoModelForSequenceClassification,
+                     **options):
+    """A LoRA adapter over ``base`` with random (non-zero) weights saved in ``folder``; returns the PeftModel."""
+    torch.manual_seed(seed)
+    model = peft.get_peft_model(auto.from_pretrained(base), peft.LoraConfig(
+        task_type=task_type, r=4, lora_alpha=8, target_modules=["query", "value"], init_lora_weights=False, **options))
+    model.save_pretrained(folder)
+    return model.eval()
+
+
+def test_the_checkpoints_of_one_lora_run_load_the_base_once_and_share_its_weights(tmp_path, monkeypatch):
+    from t3vis.model.access import forget_base_models
+
+    base = save_tiny_model(tmp_path / "base", "bert", num_labels=3)
+    trained = [_lora_checkpoint(base, tmp_path / f"epoch-{epoch}", seed=epoch) for epoch in (1, 2)]
+    forget_base_models()
+    loads = []
+    original = AutoModelForSequenceClassification.from_pretrained
+    monkeypatch.setattr(AutoModelForSequenceClassification, "from_pretrained",
+                        lambda *args, **kwargs: loads.append(args[0]) or original(*args, **kwargs))
+    bundles = [load_model(tmp_path / f"epoch-{epoch}", device="cpu") for epoch in (1, 2)]
+    assert loads == [str(base)]  # one read of the base for both checkpoints
+    weights = [bundle.model.get_base_model().bert.embeddings.word_embeddings.weight for bundle in bundles]
+    assert weights[0].data_ptr() == weights[1].data_ptr()  # held once
+
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    inputs = dict(tokenizer(TEXTS[:4], padding=True, return_tensors="pt"))
+    with torch.no_grad():
+        outputs = [run_with_probe(bundle.model, AttentionProbe(), **inputs)[0].logits for bundle in bundles]
+        for model, output in zip(trained, outputs):  # each checkpoint is its own adapter, not the other's
+            assert torch.allclose(model(**inputs).logits, output, atol=1e-5)
+        assert not torch.allclose(outputs[0], outputs[1], atol=1e-3)
+        plain = AutoModelForSequenceClassification.from_pretrained(base).eval()(**inputs).logits
+        base_again = load_model(base, device="cpu").model(**inputs).logits
+    assert torch.allclose(plain, base_again, atol=1e-6)  # attaching adapters left the base as it was
+    forget_base_models()
+
+
+def test_a_tagger_and_a_summarizer_trained_with_lora_load_from_their_adapters(tmp_path):
+    from transformers import AutoModelForTokenClassification
+
+    from t3vis.attribution import METHODS
+    from t3vis.attribution.base import prepare_words, word_target
+    from t3vis.fixtures.tiny_models import save_tiny_summarizer, save_tiny_tagger
+    from t3vis.model.summarizer import ExtractiveSummarizer
+    from t3vis.model.summarizer_loading import load_summarizer
+    from t3vis.tasks import TOKEN_CLASSIFICATION
+
+    tags = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+    tagger_base = save_tiny_tagger(tmp_path / "tagger", tags)
+    tagger = _lora_checkpoint(tagger_base, tmp_path / "tagger-lora", seed=3, task_type="TOKEN_CLS",
+                              auto=AutoModelForTokenClassification)
+    bundle = load_model(tmp_path / "tagger-lora", task=TOKEN_CLASSIFICATION, device="cpu")
+    assert bundle.label_names == tuple(tags)
+    example = prepare_words(bundle, ["Ada", "Lovelace", "visited", "Paris"])
+    with torch.no_grad():
+        assert torch.allclose(tagger(**example.inputs).logits, bundle.model(**example.inputs).logits, atol=1e-5)
+    with torch.no_grad():  # LRP stays conservative through the adapted layers of a bias-free tagger
+        for name, parameter in bundle.model.named_parameters():
+            if name.endswith("bias"):
+                parameter.zero_()
+    result = METHODS["lrp"].attribute(bundle, example, word_target(bundle, example, 1, tags.index("I-PER")))
+    assert abs(result.logit) > 1e-4
+    assert result.total == pytest.approx(result.logit, rel=1e-3, abs=1e-6)
+
+    summarizer_base = save_tiny_summarizer(tmp_path / "summarizer")
+    torch.manual_seed(4)
+    summarizer = peft.get_peft_model(ExtractiveSummarizer.from_pretrained(summarizer_base), peft.LoraConfig(
+        r=4, lora_alpha=8, target_modules=["query", "value"], init_lora_weights=False, modules_to_save=["scorer"]))
+    summarizer.save_pretrained(tmp_path / "summarizer-lora")
+    loaded = load_summarizer(tmp_path / "summarizer-lora", device="cpu")
+    assert type(loaded.model).__name__.startswith("PeftModel")
+    from t3vis.attribution.base import prepare_document
+
+    document = prepare_document(loaded, ["The storm hit the coast.", "Thousands lost power.", "Schools closed."])
+    with torch.no_grad():
+        mine = loaded.model(**document.inputs).logits
+        theirs = summarizer.eval()(**document.inputs).logits
+    assert torch.allclose(mine, theirs, atol=1e-5) and mine.shape[-1] == 3
+
+
+def test_an_adapter_named_by_its_hub_repository_loads_from_the_hub_cache(tmp_path, monkeypatch):
+    """Offline here: the hub repository is laid out in a hub cache as huggingface_hub keeps downloads; the same
+    code downloads it when online."""
+    import huggingface_hub.constants as hub
+
+    base = save_tiny_model(tmp_path / "base", "bert", num_labels=3)
+    trained = _lora_checkpoint(base, tmp_path / "adapter", seed=5)
+    snapshot = tmp_path / "hub" / "models--someone--tiny-lora" / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    for item in (tmp_path / "adapter").iterdir():
+        (snapshot / item.name).write_bytes(item.read_bytes())
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setattr(hub, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", True)
+    bundle = load_model("someone/tiny-lora", device="cpu")
+    assert type(bundle.model).__name__.startswith("PeftModel")
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    inputs = dict(tokenizer(TEXTS[:3], padding=True, return_tensors="pt"))
+    with torch.no_grad():
+        assert torch.allclose(trained(**inputs).logits, bundle.model(**inputs).logits, atol=1e-5)
+    from t3vis.errors import ModelError
+
+    with pytest.raises(ModelError, match="Cannot load a model config from 'someone/not-there'"):
+        load_model("someone/not-there", device="cpu")
