@@ -4,7 +4,7 @@ import numpy as np
 import streamlit as st
 
 from t3vis.attribution import prepare
-from t3vis.analysis.instance_heads import instance_heads
+from t3vis.analysis.instance_heads import instance_outputs
 from t3vis.markdown_text import escape_markdown as md  # store text shown as Markdown
 from t3vis.tasks import EXTRACTIVE_SUMMARIZATION, TOKEN_CLASSIFICATION
 from t3vis_app import document_instance, sidebar, state, tagging_instance
@@ -32,8 +32,7 @@ pruned = state.pruned_heads(run.run_id)
 names = list(run.label_names)
 text, pair = details["text"], details.get("text_pair") or None
 key = (ctx.store.path, run.run_id, ctx.checkpoint, split, example_id, pruned)
-heads = session_cached("instance_heads", key, lambda: instance_heads(
-    bundle, text, pair, label=int(details["label"]), pruned=pruned))
+heads = session_cached("instance_outputs", key, lambda: instance_outputs(bundle, text, pair, pruned=pruned))
 predicted = int(np.argmax(heads.probs))
 
 # -- the example ------------------------------------------------------------------------------------

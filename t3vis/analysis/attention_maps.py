@@ -46,35 +46,33 @@ def pool_heads(probs: torch.Tensor, bins: int = PATTERN_BINS) -> torch.Tensor:
 
 
 class AttentionMaps:
-    """Pooled patterns of every head (L, H, b, b) and full (T, T) matrices of the heads asked for.
+    """Pooled patterns of every head (L, H, b, b), when collected, and full (T, T) matrices of the heads asked for.
 
     ``maps[layer, head]`` is that head's full matrix (T, T), ``maps[layer, head, token]`` its row for one query
     token (T,): the same indexing as a dense (L, H, T, T) array, which these maps replace.
     """
 
-    def __init__(self, patterns: np.ndarray, matrices: dict[tuple[int, int], np.ndarray], size: int,
+    def __init__(self, shape: tuple[int, int, int], *, patterns: np.ndarray | None = None,
+                 matrices: dict[tuple[int, int], np.ndarray] | None = None,
                  compute_head: Callable[[int, int], np.ndarray] | None = None):
-        self.patterns = patterns  # (L, H, b, b)
-        self.size = size  # T
-        self._matrices = dict(matrices)  # (layer, head) -> (T, T)
+        self.layers, self.heads, self.size = shape  # L, H, T
+        self.patterns = patterns  # (L, H, b, b), or None when only full matrices are asked for
+        self._matrices = dict(matrices or {})  # (layer, head) -> (T, T)
         self._compute_head = compute_head
         self._lock = threading.Lock()  # one session's reruns may ask for the same head at once
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
-        layers, heads = self.patterns.shape[:2]
-        return layers, heads, self.size, self.size
+        return self.layers, self.heads, self.size, self.size
 
     @property
     def all_kept(self) -> bool:
-        layers, heads = self.patterns.shape[:2]
-        return len(self._matrices) == layers * heads
+        return len(self._matrices) == self.layers * self.heads
 
     def head(self, layer: int, head: int) -> np.ndarray:
         """The full (T, T) attention matrix of one head."""
-        layers, heads = self.patterns.shape[:2]
-        if not (0 <= layer < layers and 0 <= head < heads):
-            raise IndexError(f"head L{layer}·H{head} is not one of the model's {layers} x {heads} heads")
+        if not (0 <= layer < self.layers and 0 <= head < self.heads):
+            raise IndexError(f"head L{layer}·H{head} is not one of the model's {self.layers} x {self.heads} heads")
         with self._lock:
             if (layer, head) not in self._matrices:
                 if self._compute_head is None:
@@ -109,26 +107,39 @@ def attention_collector(num_layers: int, num_heads: int, size: int) -> _Collecto
     return _Collector(keep_all=num_layers * num_heads * size * size <= FULL_ENTRIES)
 
 
-def collected_maps(collector: _Collector, size: int, bundle, inputs: dict, head_mask: torch.Tensor | None
-                   ) -> AttentionMaps:
-    """The maps a collector gathered; a head not kept is computed from ``inputs`` under ``head_mask`` when asked."""
-    patterns = np.stack([collector.patterns[layer] for layer in sorted(collector.patterns)])  # (L, H, b, b)
+def collected_maps(collector: _Collector | None, shape: tuple[int, int, int], bundle, inputs: dict,
+                   head_mask: torch.Tensor | None) -> AttentionMaps:
+    """The maps a collector gathered (None: none, every matrix on demand); a head not kept is computed from
+    ``inputs`` under ``head_mask`` when asked for."""
+    patterns = None if collector is None else np.stack(
+        [collector.patterns[layer] for layer in sorted(collector.patterns)])  # (L, H, b, b)
 
     def compute_head(layer: int, head: int) -> np.ndarray:
         return head_attention(bundle, inputs, layer, head, head_mask=head_mask)
 
-    return AttentionMaps(patterns, collector.matrices, size, compute_head)
+    return AttentionMaps(shape, patterns=patterns, matrices=None if collector is None else collector.matrices,
+                         compute_head=compute_head)
+
+
+class _HeadCaptured(Exception):
+    """Raised by :func:`head_attention`'s consumer once it has the head: the later layers need not run."""
 
 
 def head_attention(bundle, inputs: dict, layer: int, head: int, *, head_mask: torch.Tensor | None = None
                    ) -> np.ndarray:
-    """One head's full attention matrix (T, T) for one example: a forward pass without gradients."""
+    """One head's full attention matrix (T, T) for one example: a forward pass without gradients, at full speed
+    up to that layer and no further."""
     kept: dict[str, np.ndarray] = {}
 
     def keep(seen_layer: int, probs: torch.Tensor) -> None:  # probs (1, H, T, S)
         if seen_layer == layer:
             kept["matrix"] = probs[0, head].float().cpu().numpy()
+            raise _HeadCaptured
 
+    probe = AttentionProbe(head_mask=head_mask, consumer=keep, only_layers=frozenset({layer}))
     with eval_mode(bundle.model), torch.no_grad():
-        run_with_probe(bundle.model, AttentionProbe(head_mask=head_mask, consumer=keep), **inputs)
+        try:
+            run_with_probe(bundle.model, probe, **inputs)
+        except _HeadCaptured:
+            pass
     return kept["matrix"]

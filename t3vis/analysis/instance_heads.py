@@ -10,29 +10,49 @@ import torch
 
 from t3vis.analysis.attention_maps import AttentionMaps, attention_collector, collected_maps
 from t3vis.charts import pooled_attention
-from t3vis.model.access import AttentionProbe, ModelBundle, eval_mode
+from t3vis.model.access import AttentionProbe, ModelBundle, eval_mode, run_with_probe
 from t3vis.model.heads import Head, encode_one, head_mask
 from t3vis.record.head_importance import head_mask_gradient
 
 
 @dataclass(frozen=True)
-class InstanceHeads:
-    """One example through the model, with a head mask: what the head view shows at instance scale."""
+class InstanceOutputs:
+    """One example through the model, with a head mask: its prediction, and its attention."""
 
     tokens: list[str]  # (T,) word pieces, special tokens included
     logits: np.ndarray  # (K,)
     probs: np.ndarray  # (K,)
-    attentions: AttentionMaps  # (L, H, T, T) after the mask, pooled for every head, full where asked: a pruned
-    # head's rows are zero
+    attentions: AttentionMaps  # (L, H, T, T) after the mask (a pruned head's rows are zero): pooled for every head
+    # when collected, full matrices where kept or when asked for
+    truncated: bool  # the text was longer than the model's limit
+
+
+@dataclass(frozen=True)
+class InstanceHeads(InstanceOutputs):
+    """:class:`InstanceOutputs` with the example's head importance: what the head view shows at instance scale."""
+
     importance: np.ndarray  # (L, H) |dL/dm| of this example, L = cross-entropy of `label`
     label: int  # the class whose loss the importance is taken of (-1: a document's sentence labels)
-    truncated: bool  # the text was longer than the model's limit
 
     @property
     def importance_global(self) -> np.ndarray:
         """Importance divided by its largest value, in [0, 1] (as ``head_importance.importance_global``)."""
         largest = self.importance.max()
         return self.importance / largest if largest > 0 else self.importance
+
+
+def instance_outputs(bundle: ModelBundle, text: str, text_pair: str | None = None, *,
+                     pruned: Iterable[Head] = ()) -> InstanceOutputs:
+    """What the Instance view needs: the prediction under the pruned heads (one forward pass at full speed), and
+    each head's attention computed when it is first asked for (a clicked token's attention in one head)."""
+    inputs, tokens, truncated = encode_one(bundle, text, text_pair)
+    mask = head_mask(pruned, bundle.num_layers, bundle.num_heads)  # (L, H)
+    with eval_mode(bundle.model), torch.no_grad():
+        output, _ = run_with_probe(bundle.model, AttentionProbe(head_mask=mask), **inputs)
+    logits = output.logits.float().cpu()[0]  # (K,)
+    shape = (bundle.num_layers, bundle.num_heads, len(tokens))
+    return InstanceOutputs(tokens=tokens, logits=logits.numpy(), probs=torch.softmax(logits, -1).numpy(),
+                           attentions=collected_maps(None, shape, bundle, inputs, mask), truncated=truncated)
 
 
 def instance_heads(bundle: ModelBundle, text: str, text_pair: str | None = None, *, label: int,
@@ -53,13 +73,15 @@ def instance_heads(bundle: ModelBundle, text: str, text_pair: str | None = None,
     collector = attention_collector(bundle.num_layers, bundle.num_heads, len(tokens))
     with eval_mode(bundle.model):
         output, gradient = head_mask_gradient(bundle.model, inputs, torch.tensor([label], device=bundle.device),
-                                              probe=AttentionProbe(consumer=collector, observe_only=True), head_mask=mask)
+                                              probe=AttentionProbe(consumer=collector, observe_only=True),
+                                              head_mask=mask)
     logits = output.logits.detach().float().cpu()[0]  # (K,)
     return InstanceHeads(
         tokens=tokens,
         logits=logits.numpy(),
         probs=torch.softmax(logits, -1).numpy(),
-        attentions=collected_maps(collector, len(tokens), bundle, inputs, mask),
+        attentions=collected_maps(collector, (bundle.num_layers, bundle.num_heads, len(tokens)), bundle, inputs,
+                                  mask),
         importance=gradient[0].abs().numpy(),  # (L, H)
         label=label,
         truncated=truncated,
@@ -86,7 +108,8 @@ def document_heads(bundle: ModelBundle, sentences: list[str], oracle: np.ndarray
     plain_inputs = {name: value for name, value in inputs.items() if name != "labels"}
     return InstanceHeads(
         tokens=example.tokens, logits=logits.numpy(), probs=torch.sigmoid(logits).numpy(),
-        attentions=collected_maps(collector, len(example.tokens), bundle, plain_inputs, mask),
+        attentions=collected_maps(collector, (bundle.num_layers, bundle.num_heads, len(example.tokens)), bundle,
+                                  plain_inputs, mask),
         importance=gradient[0].abs().numpy(), label=-1, truncated=example.truncated,
     )
 
@@ -132,6 +155,7 @@ def sentence_heads(bundle: ModelBundle, words: list[str], tags: np.ndarray, *, p
     logits = output.logits.detach().float().cpu()[0, example.first_pieces]  # (W, K)
     return InstanceHeads(
         tokens=example.tokens, logits=logits.numpy(), probs=torch.softmax(logits, -1).numpy(),
-        attentions=collected_maps(collector, len(example.tokens), bundle, example.inputs, mask),
+        attentions=collected_maps(collector, (bundle.num_layers, bundle.num_heads, len(example.tokens)), bundle,
+                                  example.inputs, mask),
         importance=gradient[0].abs().numpy(), label=-1, truncated=example.truncated,
     )

@@ -65,6 +65,8 @@ class AttentionProbe:
         layer's output comes from the fast attention (SDPA) with the head mask applied to it: for a
         backward pass to the head mask (importance) that should not store T x T probabilities per head.
         ``detach_probabilities`` works the same way, with the queries and keys detached before SDPA.
+    only_layers : set of int, optional
+        Compute probabilities (record, consumer) in these layers only; the others run at full speed.
     """
 
     head_mask: torch.Tensor | None = None
@@ -72,6 +74,7 @@ class AttentionProbe:
     consumer: AttentionConsumer | None = None
     detach_probabilities: bool = False
     observe_only: bool = False
+    only_layers: frozenset[int] | None = None
     attentions: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> (B, H, T, T)
     layers_seen: list[int] = field(default_factory=list)
 
@@ -99,7 +102,8 @@ def t3vis_attention(
     layer = _seen_by(probe, module)
     head_mask = None if probe is None or probe.head_mask is None else _layer_mask(probe.head_mask, layer)  # (B|1, H)
 
-    explicit = probe is not None and probe.needs_probabilities  # the output computed from the probabilities
+    explicit = probe is not None and probe.needs_probabilities and (  # the output computed from the probabilities
+        probe.only_layers is None or layer in probe.only_layers)
     if explicit and (probe.observe_only or probe.detach_probabilities):
         if probe.record or probe.consumer is not None:
             with torch.no_grad():  # seen, not differentiated: the output comes from SDPA below
@@ -175,9 +179,10 @@ def apply_probe(probe: AttentionProbe, layer: int, probs: torch.Tensor) -> tuple
     mask = None if probe.head_mask is None else _layer_mask(probe.head_mask, layer)  # (B|1, H)
     if mask is not None and (mask.requires_grad and torch.is_grad_enabled() or bool((mask != 1).any())):
         probs = probs * mask.to(probs.dtype)[:, :, None, None]  # (a mask of ones changes nothing: skipped)
-    if probe.record:
+    seen = probe.only_layers is None or layer in probe.only_layers
+    if probe.record and seen:
         probe.attentions[layer] = probs.detach()
-    if probe.consumer is not None:
+    if probe.consumer is not None and seen:
         probe.consumer(layer, probs.detach())
     return probs, (probs.detach() if probe.detach_probabilities else probs)
 

@@ -60,3 +60,15 @@ def test_a_long_example_keeps_patterns_and_computes_an_asked_head_equal_to_the_r
     assert maps[0, 3] is maps[0, 3]  # remembered, not recomputed
     with pytest.raises(IndexError, match="L5"):
         maps.head(5, 0)
+
+
+def test_the_instance_views_outputs_are_one_fast_forward_with_any_heads_attention_on_demand(tiny_bundle):
+    from t3vis.analysis.instance_heads import instance_outputs
+
+    outputs = instance_outputs(tiny_bundle, TEXT, pruned=[(1, 2)])
+    heads = instance_heads(tiny_bundle, TEXT, label=0, pruned=[(1, 2)])
+    np.testing.assert_allclose(outputs.probs, heads.probs, atol=1e-6)  # the same prediction under the mask
+    assert outputs.attentions.patterns is None and not outputs.attentions.all_kept  # nothing computed yet
+    dense = _dense(tiny_bundle, TEXT, pruned=[(1, 2)])
+    np.testing.assert_allclose(outputs.attentions[0, 1, 4], dense[0, 1, 4], atol=1e-6)
+    assert np.all(outputs.attentions[1, 2] == 0)
