@@ -226,6 +226,16 @@ def pooled_attention(attention: np.ndarray, bins: int) -> np.ndarray:
     return np.add.reduceat(rows, edges[:-1], axis=1)  # (bins, bins)
 
 
+def _top_keys(attention: np.ndarray, count: int) -> np.ndarray:
+    """(T, count): each query's ``count`` most attended keys, most first (a partial sort: T x T stays cheap)."""
+    count = min(count, attention.shape[1])
+    if count == attention.shape[1]:
+        return np.argsort(-attention, axis=1, kind="stable")
+    candidates = np.argpartition(-attention, count - 1, axis=1)[:, :count]  # (T, count), unordered
+    order = np.argsort(-np.take_along_axis(attention, candidates, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(candidates, order, axis=1)
+
+
 def attention_raster_chart(tokens: list[str], attention: np.ndarray, *, title: str = "", side: int = 640
                            ) -> alt.LayerChart:
     """A long example's attention matrix as one image scaled to ``side`` pixels: one pixel per query and key,
@@ -236,7 +246,7 @@ def attention_raster_chart(tokens: list[str], attention: np.ndarray, *, title: s
     size = len(tokens)
     attention = np.asarray(attention, dtype=float)
     shown = pooled_attention(attention, side)  # (≤ side, ≤ side)
-    top = np.argsort(-attention, axis=1)[:, :3]  # (T, 3) the most attended keys of each query
+    top = _top_keys(attention, 3)  # (T, 3) the most attended keys of each query
     rows = pd.DataFrame({
         "query_index": np.arange(size), "y0": np.arange(size), "y1": np.arange(size) + 1,
         "query": [f"{index}:{token}" for index, token in enumerate(tokens)],
