@@ -188,6 +188,17 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade.add_argument("--device", default="cpu", help="device for recomputing (default: cpu)")
     upgrade.add_argument("--quiet", action="store_true", help="no progress bars")
 
+    export = commands.add_parser(
+        "export", help="write every table of a store as Parquet, partitioned by run and checkpoint",
+        description="Write every table and view of a store as Parquet files under a new (or empty) folder, one "
+                    "folder per table, hive-partitioned by run_id and checkpoint where the table has them, with "
+                    "t3vis_export.json listing the row counts. The store is only read; the folder appears when "
+                    "complete. Read it back with e.g. DuckDB's read_parquet('DIR/training_dynamics/**/*.parquet', "
+                    "hive_partitioning = true), Polars or Spark.")
+    export.add_argument("--parquet", type=Path, required=True, metavar="DIR",
+                        help="the folder to write (must not exist, or be empty)")
+    _add_store_option(export, writes=False)
+
     info = commands.add_parser("info", help="list the runs and checkpoints in a store",
                                description="List each run of a store with its checkpoints and row counts.")
     _add_store_option(info, writes=False)
@@ -325,6 +336,14 @@ def run(argv: list[str] | None = None) -> int:
             return _demo(args)
         if args.command == "sql":
             return _sql(args)
+        if args.command == "export":
+            from t3vis.store.export import export_parquet
+
+            summary = export_parquet(Store(args.store), args.parquet)
+            written = {name: count for name, count in summary.rows.items() if count}
+            print(f"wrote {sum(written.values())} rows of {len(written)} tables to {summary.folder}: "
+                  + ", ".join(f"{name} {count}" for name, count in written.items()))
+            return 0
         store = Store(args.store, create=True)  # the file is made by the first write, after data and model load
         if args.quiet:
             from transformers.utils import logging as transformers_logging
