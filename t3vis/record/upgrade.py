@@ -17,6 +17,10 @@ column in the training dynamics (0 for every version-2 row), and head-function c
 Version 3 → 4: version 4 adds ``unit_projections``, the 2-D layouts of a document's sentences
 (empty after the upgrade; re-ingest a checkpoint to lay out its sentences).
 
+Version 4 → 5: version 5 keeps the Data Map as a table (``data_map``), computed again whenever a run's
+training dynamics are written, instead of a view aggregating them on every query; the upgrade computes it
+once for every run and split.
+
 Every upgrade first copies the old file to ``<name>.v<version>.bak``, then builds the new store in a
 scratch file beside it (the current schema, every row of the old one copied by column name) and moves
 it into place only when complete: an interrupted upgrade leaves the store as it was.
@@ -36,7 +40,7 @@ from t3vis.errors import StoreError
 from t3vis.record.ingest import IngestConfig, sample_importance
 from t3vis.store.rows import importance_rows
 from t3vis.progress import Progress, no_progress
-from t3vis.store.database import SCHEMA_VERSION, UPGRADABLE_VERSIONS, Store, schema_sql
+from t3vis.store.database import SCHEMA_VERSION, UPGRADABLE_VERSIONS, Store, refresh_data_map, schema_sql
 from t3vis.tasks import SEQUENCE_CLASSIFICATION
 
 
@@ -104,7 +108,10 @@ def _copy_into_current_schema(old: Path, scratch: Path) -> None:
         tables = [row[0] for row in con.execute(
             "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()").fetchall()]
         for table in tables:
-            _copy_table(con, table)
+            if table != "data_map":  # computed below, from the copied dynamics
+                _copy_table(con, table)
+        for run_id, split in con.execute("SELECT DISTINCT run_id, split FROM training_dynamics").fetchall():
+            refresh_data_map(con, run_id, split)
         con.execute("COMMIT")
         con.execute("DETACH t3vis_previous")
     finally:

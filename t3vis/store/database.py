@@ -30,7 +30,7 @@ import pyarrow as pa
 from t3vis.errors import SchemaVersionError, StoreError, StoreLockedError, option
 from t3vis.tasks import SEQUENCE_CLASSIFICATION
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # Older versions `t3vis upgrade` converts, with what changed.
 UPGRADABLE_VERSIONS = {
     "1": "Version 1 stored head importance as |gradient summed over a batch| summed over batches, which depends "
@@ -40,7 +40,45 @@ UPGRADABLE_VERSIONS = {
          "sequence-classification runs.",
     "3": "Version 4 adds 2-D layouts of a document's sentences (unit_projections); version 3 stores keep all "
          "their data (re-ingest a checkpoint to lay out its sentences).",
+    "4": "Version 5 keeps the Data Map as a table, computed when the training dynamics are written; version 4 "
+         "stores keep all their data, their Data Map is computed once by the upgrade.",
 }
+
+# A run and split's Data Map from its training dynamics (see schema.sql, data_map): parameters run_id, split.
+DATA_MAP_ROWS = """
+WITH ordered AS (
+    SELECT *, lag(correct) OVER (PARTITION BY example_id, unit ORDER BY epoch) AS prev_correct
+    FROM training_dynamics WHERE run_id = $run_id AND split = $split
+),
+per_example AS (
+    SELECT run_id, split, example_id, unit,
+           count(*)                                          AS n_epochs,
+           avg(gold_prob)                                    AS confidence,
+           coalesce(stddev_pop(gold_prob), 0)                AS variability,
+           avg(CASE WHEN correct THEN 1.0 ELSE 0.0 END)      AS correctness,
+           count(*) FILTER (WHERE prev_correct AND NOT correct) AS forgetting_events
+    FROM ordered
+    GROUP BY run_id, split, example_id, unit
+),
+ranked AS (
+    SELECT *,
+           percent_rank() OVER (ORDER BY variability) AS variability_rank,
+           percent_rank() OVER (ORDER BY confidence)  AS confidence_rank
+    FROM per_example
+)
+SELECT run_id, split, example_id, unit, n_epochs, confidence, variability, correctness, forgetting_events,
+       CASE WHEN variability_rank >= 2.0 / 3 THEN 'ambiguous'
+            WHEN confidence_rank  <= 1.0 / 3 THEN 'hard-to-learn'
+            WHEN confidence_rank  >= 2.0 / 3 THEN 'easy-to-learn'
+            ELSE 'other' END AS region
+FROM ranked
+"""
+
+
+def refresh_data_map(con: duckdb.DuckDBPyConnection, run_id: str, split: str) -> None:
+    """Compute a run and split's Data Map again from its training dynamics (inside the caller's transaction)."""
+    con.execute("DELETE FROM data_map WHERE run_id = ? AND split = ?", [run_id, split])
+    con.execute(f"INSERT INTO data_map {DATA_MAP_ROWS}", {"run_id": run_id, "split": split})
 DEFAULT_STORE_DIR = Path("store")
 DEFAULT_STORE_PATH = DEFAULT_STORE_DIR / "t3vis.duckdb"
 DEFAULT_DEMO_PATH = DEFAULT_STORE_DIR / "demo.duckdb"  # where `t3vis demo` and the app build the demo
@@ -544,6 +582,7 @@ class Store:
             )
             rows = rows.append_column("epoch", pa.array([epoch] * rows.num_rows, type=pa.int32()))
             self._insert(con, "training_dynamics", rows, run_id=run.run_id, split=split)
+            refresh_data_map(con, run.run_id, split)
 
     def initialise(self) -> None:
         """Create the file and its schema now, if it does not exist yet (otherwise check it)."""
@@ -558,5 +597,6 @@ class Store:
     def delete_run(self, run_id: str) -> None:
         """Remove a run and everything recorded for it."""
         with self.transaction() as con:
-            for table in (*CHECKPOINT_TABLES, *SPLIT_TABLES, "training_dynamics", "examples", "checkpoints", "runs"):
+            for table in (*CHECKPOINT_TABLES, *SPLIT_TABLES, "training_dynamics", "data_map", "examples", "checkpoints",
+                          "runs"):
                 con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])

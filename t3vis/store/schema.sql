@@ -1,6 +1,6 @@
--- The t3vis analysis store, schema version 4. Version 1 defined head_importance.importance differently;
--- version 2 had no tasks other than sequence classification; version 3 had no layouts of units.
--- `t3vis upgrade` converts all three.
+-- The t3vis analysis store, schema version 5. Version 1 defined head_importance.importance differently;
+-- version 2 had no tasks other than sequence classification; version 3 had no layouts of units; version 4
+-- computed the Data Map on every query (a view). `t3vis upgrade` converts all four.
 --
 -- Long-format tables, keyed by (run_id, checkpoint, split, example_id[, unit][, layer, head]),
 -- so that ad-hoc SQL is a join on the key columns. A "unit" is one output of an example for tasks
@@ -224,39 +224,27 @@ CREATE TABLE training_dynamics (
     PRIMARY KEY (run_id, split, example_id, unit, epoch)
 );
 
--- The Data Map: one row per training example (per sentence of a document for summarization).
+-- The Data Map: one row per training example (per unit: a sentence of a document, a word of a sentence).
 -- confidence = mean gold_prob over epochs; variability = population std of gold_prob over epochs;
 -- correctness = fraction of epochs predicted right; forgetting_events = epochs where a correct
 -- prediction became wrong (Toneva et al. 2019).
 -- region: 'ambiguous' = top third by variability; otherwise 'hard-to-learn' = bottom third by
 -- confidence, 'easy-to-learn' = top third by confidence; else 'other' (thirds within run and split).
-CREATE VIEW data_map AS
-WITH ordered AS (
-    SELECT *, lag(correct) OVER (PARTITION BY run_id, split, example_id, unit ORDER BY epoch) AS prev_correct
-    FROM training_dynamics
-),
-per_example AS (
-    SELECT run_id, split, example_id, unit,
-           count(*)                                          AS n_epochs,
-           avg(gold_prob)                                    AS confidence,
-           coalesce(stddev_pop(gold_prob), 0)                AS variability,
-           avg(CASE WHEN correct THEN 1.0 ELSE 0.0 END)      AS correctness,
-           count(*) FILTER (WHERE prev_correct AND NOT correct) AS forgetting_events
-    FROM ordered
-    GROUP BY run_id, split, example_id, unit
-),
-ranked AS (
-    SELECT *,
-           percent_rank() OVER (PARTITION BY run_id, split ORDER BY variability) AS variability_rank,
-           percent_rank() OVER (PARTITION BY run_id, split ORDER BY confidence)  AS confidence_rank
-    FROM per_example
-)
-SELECT run_id, split, example_id, unit, n_epochs, confidence, variability, correctness, forgetting_events,
-       CASE WHEN variability_rank >= 2.0 / 3 THEN 'ambiguous'
-            WHEN confidence_rank  <= 1.0 / 3 THEN 'hard-to-learn'
-            WHEN confidence_rank  >= 2.0 / 3 THEN 'easy-to-learn'
-            ELSE 'other' END AS region
-FROM ranked;
+-- Materialised: a run and split's rows are computed again from training_dynamics in the same transaction
+-- that writes an epoch of its dynamics, so reading it costs no aggregation.
+CREATE TABLE data_map (
+    run_id            VARCHAR NOT NULL,
+    split             VARCHAR NOT NULL,
+    example_id        BIGINT NOT NULL,
+    unit              INTEGER NOT NULL,
+    n_epochs          INTEGER NOT NULL,   -- epochs the example was seen in
+    confidence        DOUBLE NOT NULL,    -- mean gold-label probability over epochs
+    variability       DOUBLE NOT NULL,    -- population std of the gold-label probability over epochs
+    correctness       DOUBLE NOT NULL,    -- fraction of epochs predicted right
+    forgetting_events INTEGER NOT NULL,   -- epochs where a right prediction turned wrong
+    region            VARCHAR NOT NULL,   -- 'easy-to-learn', 'ambiguous', 'hard-to-learn' or 'other'
+    PRIMARY KEY (run_id, split, example_id, unit)
+);
 
 -- Gold entity spans of token-classification runs (IOB2 tags in runs.label_names): one row per span, its
 -- words first_unit..last_unit of the sentence. A span starts at a B- tag, or at an I- tag that does not

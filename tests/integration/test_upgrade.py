@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import duckdb
 import numpy as np
+import pandas as pd
 import pytest
 
 from t3vis.cli import run
@@ -100,7 +101,7 @@ def test_a_version_2_store_becomes_version_3_keeping_every_row(tmp_path, capsys)
     assert pattern.attn_cls == pytest.approx(0.1) and pattern.n_examples == 64 and np.isnan(pattern.attn_same_token)
 
 
-def test_a_version_3_store_becomes_version_4_keeping_every_row(tmp_path, capsys):
+def test_a_version_3_store_becomes_current_keeping_every_row(tmp_path, capsys):
     """Version 3 (tests/data/schema_v3.sql, as released) had no layouts of sentences."""
     path = tmp_path / "v3.duckdb"
     con = duckdb.connect(str(path))
@@ -118,8 +119,37 @@ def test_a_version_3_store_becomes_version_4_keeping_every_row(tmp_path, capsys)
     assert run(["upgrade", "--store", str(path), "--quiet"]) == 0
     assert "upgraded from schema version 3" in capsys.readouterr().out
     store = Store(path)
-    assert store.meta("schema_version") == str(SCHEMA_VERSION) == "4"
+    assert store.meta("schema_version") == str(SCHEMA_VERSION) == "5"
     assert store.query("SELECT unit, text, kept FROM units ORDER BY unit").values.tolist() == [
         [0, "First.", True], [1, "Second.", False]]
     assert store.query("SELECT x, y FROM projections").values.tolist() == [[0.5, -0.5]]
     assert store.scalar("SELECT count(*) FROM unit_projections") == 0
+
+
+def test_a_version_4_store_gets_its_data_map_as_a_table_equal_to_the_old_view(tmp_path, capsys):
+    """Version 4 (tests/data/schema_v4.sql, as released) computed the Data Map in a view on every query."""
+    path = tmp_path / "v4.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute((PROJECT / "tests" / "data" / "schema_v4.sql").read_text())
+    con.execute("INSERT INTO t3vis_meta VALUES ('schema_version', '4'), ('created_by', 't3vis')")
+    con.execute("INSERT INTO runs (run_id, model, task, label_names, num_layers, num_heads, max_length) "
+                "VALUES ('r', 'm', 'sequence-classification', ['a', 'b'], 2, 4, 128)")
+    rng = np.random.default_rng(0)
+    for example in range(30):
+        for epoch in range(4):
+            prob = float(rng.random())
+            con.execute("INSERT INTO training_dynamics VALUES ('r', 'train', ?, 0, ?, ?, ?, ?, ?)",
+                        [example, epoch, prob, int(prob > 0.5), prob > 0.5, -np.log(prob)])
+    old_view = con.execute("SELECT * FROM data_map ORDER BY example_id").df()
+    con.close()
+    with pytest.raises(SchemaVersionError, match="Data Map"):
+        Store(path)
+
+    assert run(["upgrade", "--store", str(path), "--quiet"]) == 0
+    assert "upgraded from schema version 4" in capsys.readouterr().out
+    store = Store(path)
+    kind = store.scalar("SELECT table_type FROM information_schema.tables WHERE table_name = 'data_map'")
+    assert kind == "BASE TABLE"
+    table = store.query("SELECT * FROM data_map ORDER BY example_id")
+    pd.testing.assert_frame_equal(table, old_view, check_dtype=False)
+    assert set(table.region) >= {"ambiguous", "easy-to-learn", "hard-to-learn"}

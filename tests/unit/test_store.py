@@ -17,7 +17,7 @@ from t3vis.errors import SchemaVersionError, StoreError
 from t3vis.store.database import SCHEMA_VERSION, RunInfo, Store
 
 TABLES = {"t3vis_meta", "runs", "checkpoints", "examples", "predictions", "projections", "head_importance",
-          "attention_patterns", "training_dynamics"}
+          "attention_patterns", "training_dynamics", "data_map"}
 RUN = RunInfo(run_id="r", model="m", label_names=("neg", "pos"), num_layers=2, num_heads=4, max_length=16)
 
 
@@ -33,7 +33,7 @@ def test_new_store_has_every_table_and_the_schema_version(store_path):
     tables = set(store.query("SELECT table_name FROM duckdb_tables()").table_name)
     assert TABLES <= tables
     views = set(store.query("SELECT view_name FROM duckdb_views() WHERE NOT internal").view_name)
-    assert "data_map" in views
+    assert "entity_spans" in views and "data_map" not in views  # the Data Map is a table, kept up to date
     assert store.meta("schema_version") == str(SCHEMA_VERSION)
     assert list(Store(store_path).runs().run_id) == ["r"]  # reopening an existing store for reading
 
@@ -144,7 +144,7 @@ def _dynamics(gold_probs: np.ndarray, correct: np.ndarray) -> pa.Table:
     })
 
 
-def test_data_map_view_matches_a_hand_computation(store_path):
+def test_the_data_map_matches_a_hand_computation_after_every_epoch_written(store_path):
     store = Store(store_path, create=True)
     rng = np.random.default_rng(1)
     epochs, n = 4, 30
@@ -152,6 +152,11 @@ def test_data_map_view_matches_a_hand_computation(store_path):
     correct = gold > 0.5
     for epoch in range(epochs):
         store.write_training_dynamics(RUN, "train", epoch, _dynamics(gold[epoch], correct[epoch]))
+        so_far = store.query("SELECT n_epochs, confidence FROM data_map WHERE run_id = 'r' ORDER BY example_id")
+        assert (so_far.n_epochs == epoch + 1).all()  # the table follows each epoch as it is written
+        np.testing.assert_allclose(so_far.confidence, gold[:epoch + 1].astype(np.float64).mean(0), rtol=1e-5)
+    other = RunInfo(run_id="other", model="m", label_names=("neg", "pos"), num_layers=2, num_heads=4, max_length=16)
+    store.write_training_dynamics(other, "train", 0, _dynamics(gold[0] / 2, correct[0]))  # thirds are per run
     store.write_training_dynamics(RUN, "train", 3, _dynamics(gold[3], correct[3]))  # rewriting an epoch replaces it
     data_map = store.query("SELECT * FROM data_map WHERE run_id = 'r' ORDER BY example_id")
     assert len(data_map) == n and (data_map.n_epochs == epochs).all()
