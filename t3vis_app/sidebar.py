@@ -10,9 +10,9 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from t3vis.errors import StoreError
+from t3vis.errors import SchemaVersionError, StoreError
 from t3vis.markdown_text import escape_markdown as md
-from t3vis.store.database import DEFAULT_DEMO_PATH
+from t3vis.store.database import DEFAULT_DEMO_PATH, read_meta_of_any_version
 from t3vis_app import data, state
 
 
@@ -32,10 +32,15 @@ def _demo_build_lock() -> threading.Lock:
     return threading.Lock()
 
 
-def offer_demo(path: str) -> None:
-    """The no-store screen. The demo can be built from the browser only at the default demo path: a
-    visitor of a hosted app must not create files at paths of their choosing."""
-    st.info(f"No store at `{path}` yet.")
+def offer_demo(path: str, *, outdated: bool = False) -> None:
+    """The no-store screen (``outdated``: the demo there was built by an older t3vis). The demo can be built from
+    the browser only at the default demo path: a visitor of a hosted app must not create files at paths of their
+    choosing."""
+    if outdated:
+        st.info(f"The demo store at `{path}` was built by an older t3vis (another store schema version); build it "
+                "again to open it.")
+    else:
+        st.info(f"No store at `{path}` yet.")
     if Path(path).resolve() != DEFAULT_DEMO_PATH.resolve():
         st.markdown(
             f"Record a run into it with `t3vis ingest --model CHECKPOINT --data FILE --store {path}` or "
@@ -60,12 +65,27 @@ def offer_demo(path: str) -> None:
             def report(phase: str, done: int, total: int) -> None:
                 bar.progress(min(done / max(total, 1), 1.0), text=f"{phase}: {done} / {total}")
 
-            if not DEFAULT_DEMO_PATH.exists():  # another session may have finished it meanwhile
+            if not _current_store(DEFAULT_DEMO_PATH):  # another session may have finished it meanwhile
                 result = build_demo(DEFAULT_DEMO_PATH, progress=report)
                 bar.progress(1.0, text=f"Built in {result.seconds:.0f} s")
         finally:
             lock.release()
         st.rerun()
+
+
+def is_outdated_demo(path: str) -> bool:
+    """Whether ``path`` is the default demo store built by an older t3vis (the demo's mark, another version)."""
+    return (Path(path).resolve() == DEFAULT_DEMO_PATH.resolve()
+            and read_meta_of_any_version(path, "demo_build") is not None)  # t3vis.demo.build.DEMO_MARK_KEY
+
+
+def _current_store(path: Path) -> bool:
+    """Whether ``path`` is a store this t3vis reads (of the current schema version)."""
+    try:
+        data.open_store(str(path))
+    except StoreError:
+        return False
+    return True
 
 
 def _leave_pages_folder_mode() -> None:
@@ -96,6 +116,12 @@ def render() -> Context:
         st.stop()
     try:
         store = data.open_store(path)
+    except SchemaVersionError as error:
+        if is_outdated_demo(path):
+            offer_demo(path, outdated=True)
+        else:
+            st.error(md(error))
+        st.stop()
     except StoreError as error:
         st.error(md(error))
         st.stop()

@@ -27,8 +27,8 @@ from t3vis.demo.corpus import DemoCorpusConfig, demo_corpus
 from t3vis.record.ingest import IngestConfig
 from t3vis.model.access import load_model
 from t3vis.progress import Progress, no_progress
-from t3vis.errors import StoreError, option
-from t3vis.store.database import DEFAULT_DEMO_PATH, Store
+from t3vis.errors import SchemaVersionError, StoreError, option
+from t3vis.store.database import DEFAULT_DEMO_PATH, Store, read_meta_of_any_version
 from t3vis.model.pretrained import minilm_path
 
 DEMO_RUN = "demo-minilm-topics"
@@ -121,9 +121,12 @@ def build_demo(
 
 
 def is_demo_store(path: str | Path) -> bool:
-    """Whether ``path`` is a store made by :func:`build_demo` (it carries the demo's mark)."""
+    """Whether ``path`` is a store made by :func:`build_demo` (it carries the demo's mark), of any schema version:
+    a demo built by an older t3vis may be rebuilt."""
     try:
         return Store(path).meta(DEMO_MARK_KEY) == DEMO_RUN
+    except SchemaVersionError:
+        return read_meta_of_any_version(path, DEMO_MARK_KEY) == DEMO_RUN
     except StoreError:
         return False
 

@@ -75,6 +75,17 @@ FROM ranked
 """
 
 
+def read_meta_of_any_version(path: str | Path, key: str) -> str | None:
+    """A ``t3vis_meta`` value of a store file whatever its schema version (read-only); None when there is none or
+    the file is not a store. For deciding what to do with a store of another version, e.g. an old demo."""
+    try:
+        with duckdb.connect(str(path), read_only=True) as con:
+            row = con.execute("SELECT value FROM t3vis_meta WHERE key = ?", [key]).fetchone()
+    except duckdb.Error:
+        return None
+    return None if row is None else row[0]
+
+
 def refresh_data_map(con: duckdb.DuckDBPyConnection, run_id: str, split: str) -> None:
     """Compute a run and split's Data Map again from its training dynamics (inside the caller's transaction)."""
     con.execute("DELETE FROM data_map WHERE run_id = ? AND split = ?", [run_id, split])

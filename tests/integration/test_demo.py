@@ -165,3 +165,24 @@ def test_every_example_query_answers_on_the_demo_store(small_demo):
         # the demo is a classification run: the other tasks' queries answer with their columns and no rows
         expect_rows = query.task is None and not query.title.startswith("Examples right")
         assert len(result.frame) > 0 or not expect_rows, query.title
+
+
+def test_a_demo_store_of_an_older_schema_version_may_be_rebuilt_but_another_old_store_may_not(tmp_path):
+    """After an upgrade of t3vis, `t3vis demo --force` (and the app) may replace the demo an older version built;
+    an old store that is not a demo stays protected."""
+    import duckdb
+
+    from helpers import PROJECT
+
+    for name, mark in (("old-demo.duckdb", DEMO_RUN), ("old-mine.duckdb", None)):
+        con = duckdb.connect(str(tmp_path / name))
+        con.execute((PROJECT / "tests" / "data" / "schema_v4.sql").read_text())
+        con.execute("INSERT INTO t3vis_meta VALUES ('schema_version', '4')")
+        if mark:
+            con.execute("INSERT INTO t3vis_meta VALUES ('demo_build', ?)", [mark])
+        con.close()
+    assert is_demo_store(tmp_path / "old-demo.duckdb")
+    check_demo_target(tmp_path / "old-demo.duckdb")  # no error
+    assert not is_demo_store(tmp_path / "old-mine.duckdb")
+    with pytest.raises(StoreError, match="was not made by `t3vis demo`"):
+        check_demo_target(tmp_path / "old-mine.duckdb")
