@@ -145,6 +145,7 @@ else:
         st.info(why_not)
         st.stop()
     analysis = analyse(pruned)
+    analysis_key = (ctx.store.path, run.run_id, ctx.checkpoint, split, example_id, pruned)
     if show == "importance":
         grid = pd.DataFrame([{"layer": l, "head": h, "value": float(analysis.importance_global[l, h])}
                              for l in range(int(run.num_layers)) for h in range(int(run.num_heads))])
@@ -160,16 +161,21 @@ else:
         chart = charts.head_pattern_chart(patterns, selected=selected_head, pruned=pruned, title=grid_title)
 
 grid_height = max(200, (52 if show == "pattern" else 30) * int(run.num_layers) + 90)  # room for the legend
-event = st.altair_chart(chart, on_select="rerun", selection_mode=[charts.HEAD], key=f"heads.{show}.{scale}",
-                        height=grid_height)
-points = selected(event, charts.HEAD)
-clicked = (int(points[0]["layer"]), int(points[0]["head"])) if points else None
-if state.newly_clicked("head_click", clicked):
-    if prune_mode:
-        state.set_pruned_heads(run.run_id, set(pruned) ^ {clicked})
-    else:
-        state.select_head(clicked)
-    st.rerun()
+grid_key = f"heads.{show}.{scale}"
+
+
+def on_head_click() -> None:
+    """Runs before the rerun a click starts, so that one run draws the new selection (no second run)."""
+    points = selected(st.session_state.get(grid_key), charts.HEAD)
+    clicked = (int(points[0]["layer"]), int(points[0]["head"])) if points else None
+    if state.newly_clicked("head_click", clicked):
+        if prune_mode:
+            state.set_pruned_heads(run.run_id, set(pruned) ^ {clicked})
+        else:
+            state.select_head(clicked)
+
+
+st.altair_chart(chart, on_select=on_head_click, selection_mode=[charts.HEAD], key=grid_key, height=grid_height)
 st.caption(("Prune mode: click a head to prune or restore it. " if prune_mode else "Click a head to select it. ")
            + "Pruned heads are faded and marked ✕.")
 
@@ -178,15 +184,17 @@ if selected_head is not None:
     layer, head = selected_head
     st.subheader(f"Head L{layer}·H{head}" + (" (pruned)" if selected_head in pruned else ""))
     if scale == "instance":
-        matrix = charts.attention_matrix_chart(analysis.tokens, analysis.attentions[layer, head],
-                                               title=f"Attention of L{layer}·H{head} on example #{example_id}")
+        matrix = session_cached("attention_chart", (*analysis_key, layer, head), lambda: charts.attention_matrix_chart(
+            analysis.tokens, analysis.attentions[layer, head],
+            title=f"Attention of L{layer}·H{head} on example #{example_id}"), size=4)  # a long input's: costly
         if len(analysis.tokens) > charts.RASTER_ABOVE:  # drawn as an image; a click on a row picks that token
             event = st.altair_chart(matrix, on_select="rerun", selection_mode=[charts.QUERY], key="attention_rows")
             rows = selected(event, charts.QUERY)
             clicked = int(rows[0]["query_index"]) if rows else None
             if state.newly_clicked("attention_row_click", clicked):
                 state.select_token(clicked, show_attention=True)
-            st.caption(f"{len(analysis.tokens)} tokens, one pixel each. Hover a row for its token and the keys it "
+            st.caption(f"{len(analysis.tokens)} tokens: one pixel per query and key up to {charts.RASTER_SIDE}, "
+                       "beyond that one per block of consecutive ones. Hover a row for its token and the keys it "
                        "attends to most; click it to colour the Instance view by that token's attention.")
         else:
             st.altair_chart(matrix)

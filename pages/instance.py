@@ -4,7 +4,7 @@ import numpy as np
 import streamlit as st
 
 from t3vis.attribution import prepare
-from t3vis.analysis.instance_heads import instance_outputs
+from t3vis.analysis.instance_heads import attention_on_demand, instance_outputs
 from t3vis.markdown_text import escape_markdown as md  # store text shown as Markdown
 from t3vis.tasks import EXTRACTIVE_SUMMARIZATION, TOKEN_CLASSIFICATION
 from t3vis_app import document_instance, sidebar, state, tagging_instance
@@ -32,35 +32,46 @@ pruned = state.pruned_heads(run.run_id)
 names = list(run.label_names)
 text, pair = details["text"], details.get("text_pair") or None
 key = (ctx.store.path, run.run_id, ctx.checkpoint, split, example_id, pruned)
-heads = session_cached("instance_outputs", key, lambda: instance_outputs(bundle, text, pair, pruned=pruned))
-predicted = int(np.argmax(heads.probs))
-
-# -- the example ------------------------------------------------------------------------------------
-left, right = st.columns([3, 2])
-with left:
-    st.markdown(f"**#{example_id}** · {md(split)} split · gold label **{md(details['label_name'])}** · predicted "
-                f"**{md(names[predicted])}** at {md(ctx.checkpoint)}"
-                + (f" · {len(pruned)} pruned head{'' if len(pruned) == 1 else 's'}" if pruned else ""))
-    if heads.truncated:
-        st.warning(f"The text is longer than the model's limit and was cut to {bundle.max_length} tokens.")
-with right:
-    probability_bars(names, heads.probs, gold=details["label_name"], predicted=names[predicted])
+example = session_cached("instance_example", key, lambda: prepare(bundle, text, pair))
+header = st.container()  # filled once the prediction is known (it comes with the explanation)
 
 # -- controls ---------------------------------------------------------------------------------------
 controls = st.columns([2, 2, 2, 2])
 selected_head = state.selected_head(int(run.num_layers), int(run.num_heads))
 method, merge, colour_by_attention = saliency_controls(controls[0], controls[2], controls[3],
                                                        selected_head=selected_head)
+if method.slow:  # computed only on request: the prediction needs its own (fast) forward pass
+    probs = session_cached("instance_outputs", key, lambda: instance_outputs(bundle, text, pair, pruned=pruned)).probs
+    of_predicted = None
+else:  # the explanation of the predicted class, found in the method's own forward pass
+    of_predicted = attribution_on_request(method, (*key, method.name, None), lambda: method.attribute(
+        bundle, example, None, pruned=pruned))
+    probs = of_predicted.probs
+predicted = int(np.argmax(probs))
 target = state.choice(controls[1].selectbox, "Explain class", list(range(len(names))), name="instance_target",
                       default=predicted, format_func=lambda index: names[index] + (" (predicted)" if
                                                                                   index == predicted else ""))
-attribution = attribution_on_request(method, (*key, method.name, target), lambda: method.attribute(
-    bundle, prepare(bundle, text, pair), target, pruned=pruned))
+attribution = of_predicted if of_predicted is not None and target == of_predicted.target else attribution_on_request(
+    method, (*key, method.name, target), lambda: method.attribute(bundle, example, target, pruned=pruned))
+
+# -- the example ------------------------------------------------------------------------------------
+with header:
+    left, right = st.columns([3, 2])
+    with left:
+        st.markdown(f"**#{example_id}** · {md(split)} split · gold label **{md(details['label_name'])}** · predicted "
+                    f"**{md(names[predicted])}** at {md(ctx.checkpoint)}"
+                    + (f" · {len(pruned)} pruned head{'' if len(pruned) == 1 else 's'}" if pruned else ""))
+        if example.truncated:
+            st.warning(f"The text is longer than the model's limit and was cut to {bundle.max_length} tokens.")
+    with right:
+        probability_bars(names, probs, gold=details["label_name"], predicted=names[predicted])
 
 # -- the tokens -------------------------------------------------------------------------------------
-tokens = heads.tokens
+tokens = example.tokens
+attentions = session_cached("instance_attention", key, lambda: attention_on_demand(bundle, example.inputs,
+                                                                                     pruned=pruned))
 token_index, showing_attention = show_tokens(
-    tokens, attentions=heads.attentions, attribution=attribution, explained=f"{method.label} for class {names[target]}",
+    tokens, attentions=attentions, attribution=attribution, explained=f"{method.label} for class {names[target]}",
     merge=merge, colour_by_attention=colour_by_attention, selected_head=selected_head, key="tokens")
 
 st.caption(

@@ -189,6 +189,7 @@ def head_pattern_chart(patterns: pd.DataFrame, *, selected: tuple[int, int] | No
 
 
 RASTER_ABOVE = 64  # tokens: larger attention matrices are drawn as one image, not size² rectangles
+RASTER_SIDE = 640  # pixels a side of that image: above this many tokens, a pixel is a block of consecutive ones
 QUERY = "query_token"  # the click selection of a rasterised attention matrix, over the query's index
 _BLUES = np.array([[247, 251, 255], [198, 219, 239], [107, 174, 214], [33, 113, 181], [8, 48, 107]], dtype=float)
 
@@ -211,7 +212,7 @@ def attention_image_url(attention: np.ndarray, *, largest: float) -> str:
 
     buffer = io.BytesIO()
     shade = np.sqrt(np.asarray(attention, dtype=float) / max(largest, 1e-12))
-    Image.fromarray(_blues(shade)).save(buffer, format="PNG", optimize=False)
+    Image.fromarray(_blues(shade)).save(buffer, format="PNG", optimize=False, compress_level=1)  # fast, a bit larger
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
@@ -236,22 +237,27 @@ def _top_keys(attention: np.ndarray, count: int) -> np.ndarray:
     return np.take_along_axis(candidates, order, axis=1)
 
 
-def attention_raster_chart(tokens: list[str], attention: np.ndarray, *, title: str = "", side: int = 640
+def attention_raster_chart(tokens: list[str], attention: np.ndarray, *, title: str = "", side: int = RASTER_SIDE
                            ) -> alt.LayerChart:
     """A long example's attention matrix as one image scaled to ``side`` pixels: one pixel per query and key,
     or, above ``side`` tokens (a 2,048-token input), one pixel per block of consecutive queries and keys
-    (:func:`pooled_attention`), so the image stays readable and light. One transparent band per query row
-    gives hover (the row's token and its most attended keys, from the full matrix) and click (selection
-    ``QUERY`` over ``query_index``): T marks instead of T² rectangles."""
+    (:func:`pooled_attention`), so the image stays readable and light. One transparent band per pixel row
+    gives hover (its query token, or above ``side`` tokens the block's tokens, with the keys attended most:
+    by the token's row of the full matrix, or by the block's mean row) and click (selection ``QUERY`` over
+    ``query_index``, a block's first token): at most ``side`` marks instead of T² rectangles."""
     size = len(tokens)
     attention = np.asarray(attention, dtype=float)
     shown = pooled_attention(attention, side)  # (≤ side, ≤ side)
-    top = _top_keys(attention, 3)  # (T, 3) the most attended keys of each query
+    edges = np.linspace(0, size, len(shown) + 1).round().astype(int)  # the pixel rows' first tokens, and the end
+    rows_of = attention if len(shown) == size else \
+        np.add.reduceat(attention, edges[:-1], axis=0) / np.diff(edges)[:, None]  # (rows, T) a row or block's mean
+    top = _top_keys(rows_of, 3)  # (rows, 3) the most attended keys of each pixel row
+    queries = [f"{start}:{tokens[start]}" if end - start == 1 else
+               f"{start}–{end - 1}: {' '.join(tokens[start:end])}"[:80] for start, end in zip(edges[:-1], edges[1:])]
     rows = pd.DataFrame({
-        "query_index": np.arange(size), "y0": np.arange(size), "y1": np.arange(size) + 1,
-        "query": [f"{index}:{token}" for index, token in enumerate(tokens)],
-        "top_keys": [", ".join(f"{k}:{tokens[k]} {attention[q, k]:.2f}" for k in top[q]) for q in range(size)],
-        "max_weight": attention.max(1),
+        "query_index": edges[:-1], "y0": edges[:-1], "y1": edges[1:], "query": queries,
+        "top_keys": [", ".join(f"{k}:{tokens[k]} {rows_of[row, k]:.2f}" for k in top[row]) for row in range(len(top))],
+        "max_weight": rows_of.max(1),
     })
     largest = float(attention.max()) if attention.size else 1.0
     x = alt.X("x0:Q", scale=alt.Scale(domain=[0, size], nice=False), title="attends to (key position)")
@@ -270,7 +276,8 @@ def attention_raster_chart(tokens: list[str], attention: np.ndarray, *, title: s
     ).add_params(pick)
     if len(shown) < size:
         title = f"{title} · {size} tokens in {len(shown)}×{len(shown)} blocks of ~{size / len(shown):.1f}".lstrip(" ·")
-    return alt.layer(image, bands).properties(width=side, height=side, title=title, usermeta=SVG)
+    properties = dict(usermeta=SVG) if size <= SVG_TOKENS else {}  # thousands of bands: a canvas draws them fast
+    return alt.layer(image, bands).properties(width=side, height=side, title=title, **properties)
 
 
 def attention_matrix_chart(tokens: list[str], attention: np.ndarray, *, title: str = "") -> alt.Chart:
@@ -295,12 +302,17 @@ def attention_matrix_chart(tokens: list[str], attention: np.ndarray, *, title: s
 TOKEN = "token"  # the click selection of the token view, over the token's index
 
 
+SVG_TOKENS = 600  # longer texts are drawn on a canvas: thousands of SVG elements take seconds to lay out
+
+
 def token_chart(layout: pd.DataFrame, values: np.ndarray, *, value_title: str, diverging: bool = True,
                 selected_index: int | None = None, char_px: int = 9, line_px: int = 26, title: str = "") -> alt.LayerChart:
     """Tokens as blocks on wrapped lines, background colour = value (diverging around 0 for signed scores).
 
     ``layout`` comes from :func:`t3vis.analysis.token_view.layout_tokens`; ``values`` has one value per token.
-    Click a token to select it (selection ``TOKEN`` over ``index``).
+    Click a token to select it (selection ``TOKEN`` over ``index``). Up to ``SVG_TOKENS`` tokens the chart is
+    SVG (crisp, its marks DOM elements); a longer text is drawn on a canvas, which draws thousands of blocks
+    at once (hover and click work the same).
     """
     data = layout.copy()
     data["value"] = np.asarray(values, dtype=float)
@@ -331,7 +343,8 @@ def token_chart(layout: pd.DataFrame, values: np.ndarray, *, value_title: str, d
         x=alt.X("xc:Q", axis=None, scale=None), y=alt.Y("yc:Q", axis=None, scale=None),
         text="token:N",
     )
-    return alt.layer(blocks, text).properties(width=width, height=height, title=title, usermeta=SVG).configure_view(
+    properties = dict(usermeta=SVG) if len(data) <= SVG_TOKENS else {}
+    return alt.layer(blocks, text).properties(width=width, height=height, title=title, **properties).configure_view(
         strokeWidth=0)
 
 

@@ -55,6 +55,14 @@ def instance_outputs(bundle: ModelBundle, text: str, text_pair: str | None = Non
                            attentions=collected_maps(None, shape, bundle, inputs, mask), truncated=truncated)
 
 
+def attention_on_demand(bundle: ModelBundle, inputs: dict, *, pruned: Iterable[Head] = ()) -> AttentionMaps:
+    """One encoded example's attention under the pruned heads, each head's matrix computed when first asked for
+    (no pass runs before)."""
+    mask = head_mask(pruned, bundle.num_layers, bundle.num_heads)  # (L, H)
+    shape = (bundle.num_layers, bundle.num_heads, int(inputs["input_ids"].shape[1]))
+    return collected_maps(None, shape, bundle, inputs, mask)
+
+
 def instance_heads(bundle: ModelBundle, text: str, text_pair: str | None = None, *, label: int,
                    pruned: Iterable[Head] = ()) -> InstanceHeads:
     """One forward and one backward pass over one example, with the pruned heads masked.

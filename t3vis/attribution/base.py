@@ -92,17 +92,21 @@ class AttributionMethod:
     slow: bool = False  # the app runs slow methods only on request
     description: str = ""
 
-    def attribute(self, bundle: ModelBundle, example: ExampleInputs, target: int, *,
+    def attribute(self, bundle: ModelBundle, example: ExampleInputs, target: int | None, *,
                   pruned: Iterable[Head] = ()) -> Attribution:
         """Scores (T,) of each token for the logit of class ``target`` (a summarizer: of sentence ``target``'s
-        score), with the pruned heads masked."""
+        score), with the pruned heads masked. ``target=None`` explains the predicted class of an example-level
+        classifier, found in the same forward pass (no pass of its own); ``Attribution.target`` says which."""
         spec = task_spec(bundle.task)
         # One logit per unit (a summarizer's sentences), one per class of the example, or one per class of
         # each token (a token classifier: see word_target).
         classes = len(bundle.label_names)
         outputs = example.n_outputs if spec.output == SIGMOID else \
             classes * len(example.tokens) if spec.unit == "word" else classes
-        if not 0 <= target < outputs:
+        if target is None and (spec.output == SIGMOID or spec.unit == "word"):
+            raise ValueError("target None (the predicted class) is for example-level classifiers; a summarizer's "
+                             "sentence or a tagger's word and tag must be named")
+        if target is not None and not 0 <= target < outputs:
             what = f"{spec.unit}s" if spec.output == SIGMOID else "classes"
             raise ValueError(f"target {target} is not one of the {outputs} {what} the model scores")
         mask = head_mask(pruned, bundle.num_layers, bundle.num_heads).to(bundle.device)  # (L, H)
@@ -110,6 +114,8 @@ class AttributionMethod:
         with eval_mode(bundle.model), torch.enable_grad():
             scores, logits = self._scores(bundle, example.inputs, target, mask)
         logits = logits.detach().float().cpu()[0]  # (K,) or (S,) or (T*K,)
+        if target is None:
+            target = int(logits.argmax())  # the class the method explained (see predicted_target)
         if spec.output == SIGMOID:
             probs = torch.sigmoid(logits)
         elif spec.unit == "word":  # the explained token's distribution over the tags
@@ -119,10 +125,15 @@ class AttributionMethod:
         return Attribution(method=self.name, tokens=example.tokens, scores=scores.detach().float().cpu().numpy(),
                            target=target, logit=float(logits[target]), probs=probs.numpy())
 
-    def _scores(self, bundle: ModelBundle, inputs: dict, target: int,
+    def _scores(self, bundle: ModelBundle, inputs: dict, target: int | None,
                 mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """((T,) scores, (1, K) logits)."""
+        """((T,) scores, (1, K) logits); ``target`` None: of the largest logit (:func:`predicted_target`)."""
         raise NotImplementedError
+
+
+def predicted_target(logits: torch.Tensor) -> int:
+    """The class an explanation with ``target=None`` is of: the largest logit of (1, K) logits."""
+    return int(logits.detach()[0].argmax())
 
 
 def forward_from_embeddings(bundle: ModelBundle, inputs: dict, mask: torch.Tensor):

@@ -25,6 +25,8 @@ class InputXGradient(AttributionMethod):
         def forward_keeping_logits(values: torch.Tensor) -> torch.Tensor:
             logits = forward(values)  # (1, K)
             seen.append(logits.detach())  # Captum's own forward pass gives the prediction: no second pass
+            if target is None:  # the predicted class's logit (1, 1): its gradient is that class's
+                return logits.gather(1, logits.detach().argmax(1, keepdim=True))
             return logits
 
         attributions = CaptumInputXGradient(forward_keeping_logits).attribute(embeddings.requires_grad_(True),

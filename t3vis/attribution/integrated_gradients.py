@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from captum.attr import IntegratedGradients as CaptumIntegratedGradients
 
-from t3vis.attribution.base import AttributionMethod, forward_from_embeddings
+from t3vis.attribution.base import AttributionMethod, forward_from_embeddings, predicted_target
 
 
 class IntegratedGradients(AttributionMethod):
@@ -22,6 +22,9 @@ class IntegratedGradients(AttributionMethod):
     def _scores(self, bundle, inputs, target, mask):
         embeddings = bundle.model.get_input_embeddings()(inputs["input_ids"]).detach()  # (1, T, D)
         forward = forward_from_embeddings(bundle, inputs, mask)
+        if target is None:
+            with torch.no_grad():
+                target = predicted_target(forward(embeddings))
         attributions = CaptumIntegratedGradients(forward).attribute(
             embeddings, baselines=torch.zeros_like(embeddings), target=target, n_steps=self.steps,
             internal_batch_size=self.steps)

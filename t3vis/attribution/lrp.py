@@ -39,7 +39,7 @@ import torch
 from torch import nn
 from transformers.activations import ACT2FN
 
-from t3vis.attribution.base import AttributionMethod
+from t3vis.attribution.base import AttributionMethod, predicted_target
 from t3vis.errors import ModelError
 from t3vis.model.access import AttentionProbe, run_with_probe
 from t3vis.model.adapters import unwrapped
@@ -247,5 +247,6 @@ class ConservativeLRP(AttributionMethod):
             output, _ = run_with_probe(model, probe, **inputs)
             embedding_sum = captured["embedding_sum"]  # (1, T, D)
             logits = output.logits.flatten(1)  # (1, K); a token classifier's (1, T, K) as (1, T*K)
+            target = predicted_target(logits) if target is None else target
             (gradient,) = torch.autograd.grad(logits[0, target], embedding_sum)
         return (gradient * embedding_sum).sum(-1)[0], logits.detach()  # (T,), (1, K)

@@ -33,13 +33,20 @@ def test_pooled_blocks_keep_each_row_a_distribution_and_equal_a_hand_computation
     assert pooled_attention(attention, 16) is attention  # small matrices stay as they are
 
 
-def test_a_2048_token_matrix_is_drawn_as_a_side_by_side_image_of_blocks_with_a_band_per_token():
+def test_a_2048_token_matrix_is_drawn_as_an_image_of_blocks_with_a_band_per_pixel_row():
     tokens = [f"t{index}" for index in range(2048)]
-    chart = attention_raster_chart(tokens, _matrix(2048), title="L0·H1", side=512)
+    attention = _matrix(2048)
+    chart = attention_raster_chart(tokens, attention, title="L0·H1", side=512)
     assert _image_size(chart) == (512, 512)
     spec = chart.to_dict()
     bands = max((rows for rows in spec["datasets"].values()), key=len)
-    assert len(bands) == 2048 and bands[5]["query"] == "5:t5"  # hover and click stay per token
+    assert len(bands) == 512  # one per pixel row: a block of 4 query tokens (a token's row would be 1/4 pixel)
+    assert bands[5]["query"] == "20–23: t20 t21 t22 t23" and bands[5]["query_index"] == 20  # click: its first token
+    block_mean = attention[20:24].mean(0)  # the keys the block attends to most, by its mean row
+    best = int(np.argmax(block_mean))
+    assert bands[5]["top_keys"].startswith(f"{best}:t{best} {block_mean[best]:.2f}")
     assert "2048 tokens in 512×512 blocks" in spec["title"]
     small = attention_raster_chart(tokens[:300], _matrix(300), side=512)
     assert _image_size(small) == (300, 300)  # one pixel per query and key
+    rows = max((rows for rows in small.to_dict()["datasets"].values()), key=len)
+    assert len(rows) == 300 and rows[5]["query"] == "5:t5"  # hover and click per token

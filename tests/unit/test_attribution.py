@@ -196,3 +196,15 @@ def test_lrp_on_the_pretrained_minilm_reports_its_sum():
     # MiniLM has biases, so the sum is the logit minus what the biases absorb; it is reported, and finite.
     print(f"MiniLM LRP: sum of relevances {result.total:.4f}, explained logit {result.logit:.4f}")
     assert np.isfinite(result.scores).all() and len(result.scores) == len(example.tokens)
+
+
+@pytest.mark.parametrize("name", ["lrp", "input_x_gradient", "integrated_gradients"])
+def test_explaining_the_predicted_class_finds_it_in_the_same_pass_and_equals_naming_it(tiny_bundle, name):
+    from t3vis.attribution import METHODS, prepare
+
+    example = prepare(tiny_bundle, "the striker scored twice in the final match")
+    of_predicted = METHODS[name].attribute(tiny_bundle, example, None, pruned=[(0, 1)])
+    assert of_predicted.target == int(np.argmax(of_predicted.probs))
+    named = METHODS[name].attribute(tiny_bundle, example, of_predicted.target, pruned=[(0, 1)])
+    np.testing.assert_allclose(of_predicted.scores, named.scores, rtol=1e-5, atol=1e-7)
+    assert of_predicted.logit == pytest.approx(named.logit, rel=1e-6)
