@@ -127,6 +127,7 @@ def _add_ingest_options(parser: argparse.ArgumentParser) -> None:
     _config_option(record, "--attention-examples", "attention_examples", type=int)
     _config_option(record, "--attention-bins", "attention_bins", type=int)
     _config_option(record, "--unit-points", "unit_points", type=int)
+    _config_option(record, "--tsne-fit-points", "tsne_fit_points", type=int)
     _config_option(record, "--seed", "seed", type=int)
     record.add_argument("--quiet", action="store_true", help="no progress bars")
 

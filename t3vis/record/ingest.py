@@ -481,7 +481,8 @@ def layer_layouts(
     for done, (layer, features) in enumerate(sorted(vectors.items())):
         progress(phase, done, len(vectors))
         start = _layout_of(previous_frame, layer, keys)
-        layouts.append((layer, project(features, method=config.projection, previous=start, seed=config.seed)))
+        layouts.append((layer, project(features, method=config.projection, previous=start, seed=config.seed,
+                                       fit_points=config.tsne_fit_points)))
     progress(phase, len(vectors), len(vectors))
     return layouts
 

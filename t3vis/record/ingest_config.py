@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from t3vis.record.projection import METHODS
+from t3vis.record.projection import METHODS, TSNE_FIT_POINTS
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,11 @@ class IngestConfig:
         metadata={"help": "units (a document's sentences) laid out in 2-D per checkpoint, drawn at random when the "
                           "split has more; 0 = none"},
     )
+    tsne_fit_points: int = field(
+        default=TSNE_FIT_POINTS,
+        metadata={"help": "above this many points t-SNE is fitted on a random sample of this size and the other "
+                          "points are placed into it (openTSNE's transform)"},
+    )
     seed: int = field(default=0, metadata={"help": "seed for the importance sample and t-SNE"})
 
     def __post_init__(self) -> None:
@@ -52,3 +57,5 @@ class IngestConfig:
             raise ValueError(f"projection must be one of {(*METHODS, 'none')}, not {self.projection!r}")
         if self.batch_size < 1:
             raise ValueError("batch_size must be at least 1")
+        if self.tsne_fit_points < 10:
+            raise ValueError("tsne_fit_points must be at least 10")

@@ -3,6 +3,11 @@
 Both can start from the previous checkpoint's layout so that points do not jump between
 checkpoints: t-SNE continues from the previous coordinates (no early exaggeration), PCA is
 rotated and reflected onto them (orthogonal Procrustes).
+
+Above ``fit_points`` points (default :data:`TSNE_FIT_POINTS`), t-SNE is fitted on a random sample of that
+size and the other points are placed into the fitted layout with openTSNE's ``transform`` (each starts at
+the median of its nearest fitted neighbours and is optimised against the fixed layout): a full t-SNE of a
+million points would take hours on a laptop. The previous checkpoint's layout still starts the fit.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from t3vis.errors import DataError, option
 
 METHODS = ("tsne", "pca")
 MIN_TSNE_POINTS = 10
+TSNE_FIT_POINTS = 50_000  # above this many points t-SNE is fitted on a sample and the rest placed by transform
 
 
 def pca(features: np.ndarray, *, reference: np.ndarray | None = None) -> np.ndarray:
@@ -43,8 +49,51 @@ def tsne(
     perplexity: float = 30.0,
     seed: int = 0,
     n_jobs: int | None = None,
+    fit_points: int = TSNE_FIT_POINTS,
 ) -> np.ndarray:
-    """openTSNE embedding of features (N, D) -> (N, 2), started from ``init`` (N, 2) when given."""
+    """openTSNE embedding of features (N, D) -> (N, 2), started from ``init`` (N, 2) when given; above
+    ``fit_points`` points fitted on a sample of that size, the others placed by ``transform``."""
+    n = len(features)
+    if n > fit_points >= MIN_TSNE_POINTS:
+        return _tsne_of_sample(features, init=init, perplexity=perplexity, seed=seed, n_jobs=n_jobs,
+                               fit_points=fit_points)
+    return _fitted(features, init=init, perplexity=perplexity, seed=seed, n_jobs=n_jobs)[0]
+
+
+def _tsne_of_sample(features: np.ndarray, *, init: np.ndarray | None, perplexity: float, seed: int,
+                    n_jobs: int | None, fit_points: int) -> np.ndarray:
+    """t-SNE fitted on ``fit_points`` points drawn with ``seed``; the rest placed into it by openTSNE's transform."""
+    n = len(features)
+    fitted = np.zeros(n, dtype=bool)
+    fitted[np.random.default_rng(seed).choice(n, fit_points, replace=False)] = True
+    coords = np.empty((n, 2), dtype=np.float64)
+    sample_coords, embedding = _fitted(features[fitted], init=None if init is None else init[fitted],
+                                       perplexity=perplexity, seed=seed, n_jobs=n_jobs)
+    coords[fitted] = sample_coords
+    rest = np.ascontiguousarray(features[~fitted], dtype=np.float32)
+    for start in range(0, len(rest), TRANSFORM_CHUNK):  # the neighbour search's memory grows with the chunk
+        placed = np.asarray(embedding.transform(rest[start:start + TRANSFORM_CHUNK]), dtype=np.float64)
+        coords[np.flatnonzero(~fitted)[start:start + TRANSFORM_CHUNK]] = _aligned_like(placed, embedding,
+                                                                                      sample_coords)
+    return coords.astype(np.float32)
+
+
+TRANSFORM_CHUNK = 100_000  # points placed by one transform call
+
+
+def _aligned_like(placed: np.ndarray, embedding, sample_coords: np.ndarray) -> np.ndarray:
+    """Placed points (M, 2) in the frame of the returned sample coordinates (which may have been turned to
+    face the previous layout)."""
+    raw = np.asarray(embedding, dtype=np.float64)  # (S, 2) the fitted layout as openTSNE holds it
+    if np.allclose(raw, sample_coords):
+        return placed
+    rotation, *_ = np.linalg.lstsq(raw - raw.mean(0), sample_coords - sample_coords.mean(0), rcond=None)  # (2, 2)
+    return (placed - raw.mean(0)) @ rotation + sample_coords.mean(0)
+
+
+def _fitted(features: np.ndarray, *, init: np.ndarray | None, perplexity: float, seed: int,
+            n_jobs: int | None) -> tuple[np.ndarray, object]:
+    """(coordinates (N, 2), the openTSNE embedding) of a full t-SNE of features (N, D)."""
     from openTSNE import TSNE  # imported here: it takes a second and only ingestion needs it
 
     n = len(features)
@@ -74,21 +123,23 @@ def tsne(
     level = quiet.level
     quiet.setLevel(logging.ERROR)
     try:
-        coords = np.asarray(model.fit(np.ascontiguousarray(features, dtype=np.float32)), dtype=np.float64)
+        embedding = model.fit(np.ascontiguousarray(features, dtype=np.float32))
     finally:
         quiet.setLevel(level)
+    coords = np.asarray(embedding, dtype=np.float64)
     if init is not None:
         # t-SNE is blind to rotation and reflection; turn the result to face the way the previous one did.
         coords = _procrustes(coords - coords.mean(0), np.asarray(init, dtype=np.float64)) + coords.mean(0)
-    return coords.astype(np.float32)
+    return coords, embedding
 
 
 def project(
-    features: np.ndarray, *, method: str, previous: np.ndarray | None = None, seed: int = 0
+    features: np.ndarray, *, method: str, previous: np.ndarray | None = None, seed: int = 0,
+    fit_points: int = TSNE_FIT_POINTS,
 ) -> np.ndarray:
     """Lay out features (N, D) in 2-D with ``method``; ``previous`` (N, 2) is the last checkpoint's layout."""
     if method == "tsne":
-        return tsne(features, init=previous, seed=seed)
+        return tsne(features, init=previous, seed=seed, fit_points=fit_points)
     if method == "pca":
         return pca(features, reference=previous)
     raise ValueError(f"projection method must be one of {METHODS}, not {method!r}")
