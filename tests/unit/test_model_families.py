@@ -15,7 +15,7 @@ from t3vis.fixtures.tiny_models import save_tiny_model
 from t3vis.model.pretrained import minilm_path
 
 SIZES = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48)
-CONFIGS = ("bert", "distilbert", "gpt2", "llama", "qwen2", "mistral", "modernbert", "deberta-v2")  # one or more per family
+CONFIGS = ("bert", "distilbert", "gpt2", "llama", "qwen2", "qwen3", "mistral", "modernbert", "deberta-v2")  # one or more per family
 
 
 def _output_projection(model, model_type: str, layer: int) -> torch.Tensor:
