@@ -81,7 +81,7 @@ if scale == "instance" or (details is not None):
 
 
 def analyse(pruned_heads: frozenset):
-    key = (ctx.store.path, run.run_id, ctx.checkpoint, split, example_id, pruned_heads)
+    key = (ctx.store.path, run.run_id, ctx.checkpoint, split, example_id, pruned_heads, id(bundle))
     if SUMMARIZATION:
         sentences = details["sentences"]
         return session_cached("instance_heads", key, lambda: document_heads(
@@ -145,7 +145,7 @@ else:
         st.info(why_not)
         st.stop()
     analysis = analyse(pruned)
-    analysis_key = (ctx.store.path, run.run_id, ctx.checkpoint, split, example_id, pruned)
+    analysis_key = (ctx.store.path, run.run_id, ctx.checkpoint, split, example_id, pruned, id(bundle))
     if show == "importance":
         grid = pd.DataFrame([{"layer": l, "head": h, "value": float(analysis.importance_global[l, h])}
                              for l in range(int(run.num_layers)) for h in range(int(run.num_heads))])
@@ -165,14 +165,16 @@ grid_key = f"heads.{show}.{scale}"
 
 
 def on_head_click() -> None:
-    """Runs before the rerun a click starts, so that one run draws the new selection (no second run)."""
+    """Runs before the rerun a click starts (only when the chart's selection changed), so that one run draws the
+    new selection (no second run)."""
     points = selected(st.session_state.get(grid_key), charts.HEAD)
     clicked = (int(points[0]["layer"]), int(points[0]["head"])) if points else None
-    if state.newly_clicked("head_click", clicked):
-        if prune_mode:
-            state.set_pruned_heads(run.run_id, set(pruned) ^ {clicked})
-        else:
-            state.select_head(clicked)
+    if clicked is None:
+        return
+    if prune_mode:
+        state.set_pruned_heads(run.run_id, set(state.pruned_heads(run.run_id)) ^ {clicked})
+    else:
+        state.select_head(clicked)
 
 
 st.altair_chart(chart, on_select=on_head_click, selection_mode=[charts.HEAD], key=grid_key, height=grid_height)

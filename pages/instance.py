@@ -31,7 +31,7 @@ if bundle is None:
 pruned = state.pruned_heads(run.run_id)
 names = list(run.label_names)
 text, pair = details["text"], details.get("text_pair") or None
-key = (ctx.store.path, run.run_id, ctx.checkpoint, split, example_id, pruned)
+key = (ctx.store.path, run.run_id, ctx.checkpoint, split, example_id, pruned, id(bundle))  # a reloaded model: anew
 example = session_cached("instance_example", key, lambda: prepare(bundle, text, pair))
 header = st.container()  # filled once the prediction is known (it comes with the explanation)
 

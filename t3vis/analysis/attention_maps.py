@@ -12,11 +12,13 @@ by one forward pass without gradients that keeps that head alone, and remembered
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable
 
 import numpy as np
 import torch
 
+from t3vis.errors import ModelError
 from t3vis.model.access import AttentionProbe, eval_mode, run_with_probe
 
 FULL_ENTRIES = 8_000_000  # L·H·T² up to this: every head's full matrix is kept (float32, up to 32 MB)
@@ -113,9 +115,13 @@ def collected_maps(collector: _Collector | None, shape: tuple[int, int, int], bu
     ``inputs`` under ``head_mask`` when asked for."""
     patterns = None if collector is None else np.stack(
         [collector.patterns[layer] for layer in sorted(collector.patterns)])  # (L, H, b, b)
+    model = weakref.ref(bundle)  # maps kept in a session's cache must not keep an unloaded model in memory
 
     def compute_head(layer: int, head: int) -> np.ndarray:
-        return head_attention(bundle, inputs, layer, head, head_mask=head_mask)
+        if model() is None:
+            raise ModelError("The checkpoint's model was unloaded from memory since this example was analysed; "
+                             "reload the page to analyse it again.")
+        return head_attention(model(), inputs, layer, head, head_mask=head_mask)
 
     return AttentionMaps(shape, patterns=patterns, matrices=None if collector is None else collector.matrices,
                          compute_head=compute_head)

@@ -46,7 +46,7 @@ def instance_outputs(bundle: ModelBundle, text: str, text_pair: str | None = Non
     """What the Instance view needs: the prediction under the pruned heads (one forward pass at full speed), and
     each head's attention computed when it is first asked for (a clicked token's attention in one head)."""
     inputs, tokens, truncated = encode_one(bundle, text, text_pair)
-    mask = head_mask(pruned, bundle.num_layers, bundle.num_heads)  # (L, H)
+    mask = head_mask(pruned, bundle.num_layers, bundle.num_heads).to(bundle.device)  # (L, H)
     with eval_mode(bundle.model), torch.no_grad():
         output, _ = run_with_probe(bundle.model, AttentionProbe(head_mask=mask), **inputs)
     logits = output.logits.float().cpu()[0]  # (K,)
@@ -58,7 +58,7 @@ def instance_outputs(bundle: ModelBundle, text: str, text_pair: str | None = Non
 def attention_on_demand(bundle: ModelBundle, inputs: dict, *, pruned: Iterable[Head] = ()) -> AttentionMaps:
     """One encoded example's attention under the pruned heads, each head's matrix computed when first asked for
     (no pass runs before)."""
-    mask = head_mask(pruned, bundle.num_layers, bundle.num_heads)  # (L, H)
+    mask = head_mask(pruned, bundle.num_layers, bundle.num_heads).to(bundle.device)  # (L, H)
     shape = (bundle.num_layers, bundle.num_heads, int(inputs["input_ids"].shape[1]))
     return collected_maps(None, shape, bundle, inputs, mask)
 
@@ -77,7 +77,7 @@ def instance_heads(bundle: ModelBundle, text: str, text_pair: str | None = None,
     if not 0 <= label < len(bundle.label_names):
         raise ValueError(f"label {label} is not one of the model's {len(bundle.label_names)} classes")
     inputs, tokens, truncated = encode_one(bundle, text, text_pair)
-    mask = head_mask(pruned, bundle.num_layers, bundle.num_heads)  # (L, H)
+    mask = head_mask(pruned, bundle.num_layers, bundle.num_heads).to(bundle.device)  # (L, H)
     collector = attention_collector(bundle.num_layers, bundle.num_heads, len(tokens))
     with eval_mode(bundle.model):
         output, gradient = head_mask_gradient(bundle.model, inputs, torch.tensor([label], device=bundle.device),
@@ -107,7 +107,7 @@ def document_heads(bundle: ModelBundle, sentences: list[str], oracle: np.ndarray
     inputs = dict(example.inputs)
     inputs["labels"] = torch.tensor(np.asarray(oracle)[: example.n_outputs], dtype=torch.float,
                                     device=bundle.device)[None]  # (1, S)
-    mask = head_mask(pruned, bundle.num_layers, bundle.num_heads)  # (L, H)
+    mask = head_mask(pruned, bundle.num_layers, bundle.num_heads).to(bundle.device)  # (L, H)
     collector = attention_collector(bundle.num_layers, bundle.num_heads, len(example.tokens))
     with eval_mode(bundle.model):
         output, gradient = head_mask_gradient(bundle.model, inputs, None, probe=AttentionProbe(consumer=collector, observe_only=True),
@@ -154,7 +154,7 @@ def sentence_heads(bundle: ModelBundle, words: list[str], tags: np.ndarray, *, p
     labels = torch.full_like(example.inputs["input_ids"], IGNORED)  # (1, T)
     labels[0, example.first_pieces] = torch.tensor(np.asarray(tags)[: len(example.first_pieces)],
                                                    dtype=torch.long, device=labels.device)
-    mask = head_mask(pruned, bundle.num_layers, bundle.num_heads)  # (L, H)
+    mask = head_mask(pruned, bundle.num_layers, bundle.num_heads).to(bundle.device)  # (L, H)
     collector = attention_collector(bundle.num_layers, bundle.num_heads, len(example.tokens))
     with eval_mode(bundle.model):
         output, gradient = head_mask_gradient(bundle.model, example.inputs, None,

@@ -267,8 +267,8 @@ def _load_adapter(folder, base_model, *, tokenizer, device, **options) -> ModelB
     head = adapter_head_size(folder)  # the adapter's own classification head decides the number of labels
     if head is not None and options.get("num_labels") is None and options.get("label_names") is None:
         options["num_labels"] = head
-    bundle = load_adapter(folder, base_model, lambda base, tokenizer_source: load_model(
-        base, tokenizer=tokenizer or tokenizer_source, device="cpu", **options), key=tuple(sorted(
+    bundle = load_adapter(folder, base_model, lambda base, tokenizer_source, on: load_model(
+        base, tokenizer=tokenizer or tokenizer_source, device=on, **options), key=tuple(sorted(
             (name, repr(value)) for name, value in options.items())) + (str(tokenizer),), device=device)
     # A base model without a trained head gets its head from the adapter when the adapter saved it.
     return replace(bundle, classifier_was_initialised=bundle.classifier_was_initialised and head is None)
@@ -276,28 +276,32 @@ def _load_adapter(folder, base_model, *, tokenizer, device, **options) -> ModelB
 
 BASES_KEPT = 2  # base models kept for their adapters, per process (least recently used first out)
 _bases: OrderedDict[tuple, ModelBundle] = OrderedDict()
-_bases_lock = threading.Lock()
+_bases_lock = threading.RLock()  # reentrant: a base that fails to load may name another adapter (refused below)
 
 
-def load_adapter(folder, base_model, load_base: Callable[[str, str | None], ModelBundle], *, key: tuple = (),
+def load_adapter(folder, base_model, load_base: Callable[[str, str | None, str], ModelBundle], *, key: tuple = (),
                  device: str | None = None) -> ModelBundle:
-    """An adapter checkpoint: its base model, loaded once per process by ``load_base(base, tokenizer folder or
-    None)`` and kept (``key`` tells apart loads of one base with different options), with the adapter attached
-    to a copy of the base's modules that shares its weights. The checkpoints of one LoRA run so read the base
-    weights once and hold them once."""
+    """An adapter checkpoint: its base model, loaded once per process and device by ``load_base(base, tokenizer
+    folder or None, device)`` and kept (``key`` tells apart loads of one base with different options), with the
+    adapter attached to a copy of the base's modules that shares its weights. The checkpoints of one LoRA run so
+    read the base weights once and hold them once; each gets its own folder's tokenizer when it saved one."""
     base = adapter_base(folder, base_model)
     if Path(base).expanduser().exists():
         base = str(Path(base).expanduser())
     elif base.startswith(("/", ".", "~")):
         raise ModelError(f"The adapter in {folder} was trained on {base}, which is not there any more. Give the base "
                          f"model's folder (or hub name) with {option('base_model')}.")
+    if is_adapter_folder(base):
+        raise ModelError(f"The base model of the adapter in {folder}, {base}, is itself an adapter: give the full "
+                         f"model it was trained on with {option('base_model')}.")
     own_tokenizer = str(folder) if any((Path(folder) / name).is_file() for name in TOKENIZER_FILES) else None
-    cache_key = (base, _modified(base), own_tokenizer, *key)  # a base saved again is loaded again
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    cache_key = (base, _modified(base), device, *key)  # a base saved again is loaded again
     with _bases_lock:  # one load of a base at a time; sessions asking for the same base wait for it
         bundle = _bases.get(cache_key)
         if bundle is None:
             try:
-                bundle = load_base(base, own_tokenizer)
+                bundle = load_base(base, own_tokenizer, device)
             except ModelError as exc:
                 raise ModelError(f"{exc} (The base model of the adapter in {folder}; give another one with "
                                  f"{option('base_model')}.)") from exc
@@ -305,9 +309,12 @@ def load_adapter(folder, base_model, load_base: Callable[[str, str | None], Mode
         _bases.move_to_end(cache_key)
         while len(_bases) > BASES_KEPT:
             _bases.popitem(last=False)
-    adapted = attach_adapter(shared_weights_copy(bundle.model), folder)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return replace(bundle, model=adapted.to(device), name=str(folder))
+    tokenizer = bundle.tokenizer
+    if own_tokenizer is not None and own_tokenizer != bundle.tokenizer.name_or_path:
+        tokenizer = _load_tokenizer(own_tokenizer, None, trust_remote_code=False)
+        _check_tokenizer_matches(bundle.model, tokenizer, str(folder))
+    adapted = attach_adapter(shared_weights_copy(bundle.model), folder)  # the base's weights are on `device`
+    return replace(bundle, model=adapted.to(device), tokenizer=tokenizer, name=str(folder))
 
 
 def _modified(folder: str) -> float | None:

@@ -15,7 +15,9 @@ DeBERTa-v2/v3 computes its disentangled attention (content and relative-position
 module, outside ``AttentionInterface``. For it, :func:`install_module_attention` replaces the forward of
 each attention module of one model *instance* with :func:`disentangled_attention`: the same computation,
 with the probabilities passed through the same probe, which it reads from a context variable that
-:func:`probe_context` sets for the call. Without an active probe it runs the module's own forward.
+:func:`probe_context` sets for the call. Without an active probe it runs the module's own forward. (A forward
+recomputed by gradient checkpointing in autograd's own threads would not see the probe: t3vis runs its probed
+passes without gradient checkpointing.)
 """
 
 from __future__ import annotations
@@ -102,15 +104,15 @@ def t3vis_attention(
     layer = _seen_by(probe, module)
     head_mask = None if probe is None or probe.head_mask is None else _layer_mask(probe.head_mask, layer)  # (B|1, H)
 
-    explicit = probe is not None and probe.needs_probabilities and (  # the output computed from the probabilities
-        probe.only_layers is None or layer in probe.only_layers)
-    if explicit and (probe.observe_only or probe.detach_probabilities):
-        if probe.record or probe.consumer is not None:
-            with torch.no_grad():  # seen, not differentiated: the output comes from SDPA below
-                apply_probe(probe, layer, _probabilities(module, query, key, attention_mask, scaling))
-        if probe.detach_probabilities:  # probabilities as constants: queries and keys receive no gradient
-            query, key = query.detach(), key.detach()
-        explicit = False
+    seen = probe is not None and (probe.record or probe.consumer is not None) and (
+        probe.only_layers is None or layer in probe.only_layers)  # this layer's probabilities are recorded
+    # The output is computed from the probabilities only when they are seen and must carry their gradient.
+    explicit = seen and not (probe.observe_only or probe.detach_probabilities)
+    if seen and not explicit:
+        with torch.no_grad():  # seen, not differentiated: the output comes from SDPA below
+            apply_probe(probe, layer, _probabilities(module, query, key, attention_mask, scaling))
+    if probe is not None and probe.detach_probabilities:  # probabilities as constants: no gradient to q and k
+        query, key = query.detach(), key.detach()
     if not explicit:
         output, _ = sdpa_attention_forward(
             module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs

@@ -42,8 +42,8 @@ def load_summarizer(
     """
     source = str(name_or_path)
     if is_adapter_folder(source):
-        return load_adapter(source, base_model, lambda base, own_tokenizer: load_summarizer(
-            base, tokenizer=tokenizer or own_tokenizer, device="cpu", trust_remote_code=trust_remote_code),
+        return load_adapter(source, base_model, lambda base, own_tokenizer, on: load_summarizer(
+            base, tokenizer=tokenizer or own_tokenizer, device=on, trust_remote_code=trust_remote_code),
             key=("summarizer", str(tokenizer)), device=device)
     try:
         config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)

@@ -166,6 +166,8 @@ def test_the_checkpoints_of_one_lora_run_load_the_base_once_and_share_its_weight
 
     base = save_tiny_model(tmp_path / "base", "bert", num_labels=3)
     trained = [_lora_checkpoint(base, tmp_path / f"epoch-{epoch}", seed=epoch) for epoch in (1, 2)]
+    for epoch in (1, 2):  # a Trainer saves the tokenizer into every checkpoint
+        AutoTokenizer.from_pretrained(base).save_pretrained(tmp_path / f"epoch-{epoch}")
     forget_base_models()
     loads = []
     original = AutoModelForSequenceClassification.from_pretrained
@@ -186,6 +188,11 @@ def test_the_checkpoints_of_one_lora_run_load_the_base_once_and_share_its_weight
         plain = AutoModelForSequenceClassification.from_pretrained(base).eval()(**inputs).logits
         base_again = load_model(base, device="cpu").model(**inputs).logits
     assert torch.allclose(plain, base_again, atol=1e-6)  # attaching adapters left the base as it was
+    assert bundles[1].tokenizer.name_or_path == str(tmp_path / "epoch-2")  # each its own folder's tokenizer
+    from t3vis.errors import ModelError
+
+    with pytest.raises(ModelError, match="is itself an adapter"):  # refused at once (it used to wait forever)
+        load_model(tmp_path / "epoch-2", base_model=tmp_path / "epoch-1", device="cpu")
     forget_base_models()
 
 
