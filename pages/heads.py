@@ -80,8 +80,13 @@ if scale == "instance" or (details is not None):
     bundle, why_not = checkpoint_model(ctx.store, run, ctx.checkpoint)
 
 
+def analysis_key(pruned_heads: frozenset) -> tuple:
+    """What one instance analysis depends on (the loaded model too: a reloaded one is analysed anew)."""
+    return ctx.store.path, run.run_id, ctx.checkpoint, split, example_id, pruned_heads, id(bundle)
+
+
 def analyse(pruned_heads: frozenset):
-    key = (ctx.store.path, run.run_id, ctx.checkpoint, split, example_id, pruned_heads, id(bundle))
+    key = analysis_key(pruned_heads)
     if SUMMARIZATION:
         sentences = details["sentences"]
         return session_cached("instance_heads", key, lambda: document_heads(
@@ -145,7 +150,6 @@ else:
         st.info(why_not)
         st.stop()
     analysis = analyse(pruned)
-    analysis_key = (ctx.store.path, run.run_id, ctx.checkpoint, split, example_id, pruned, id(bundle))
     if show == "importance":
         grid = pd.DataFrame([{"layer": l, "head": h, "value": float(analysis.importance_global[l, h])}
                              for l in range(int(run.num_layers)) for h in range(int(run.num_heads))])
@@ -186,7 +190,7 @@ if selected_head is not None:
     layer, head = selected_head
     st.subheader(f"Head L{layer}·H{head}" + (" (pruned)" if selected_head in pruned else ""))
     if scale == "instance":
-        matrix = session_cached("attention_chart", (*analysis_key, layer, head), lambda: charts.attention_matrix_chart(
+        matrix = session_cached("attention_chart", (*analysis_key(pruned), layer, head), lambda: charts.attention_matrix_chart(
             analysis.tokens, analysis.attentions[layer, head],
             title=f"Attention of L{layer}·H{head} on example #{example_id}"), size=4)  # a long input's: costly
         if len(analysis.tokens) > charts.RASTER_ABOVE:  # drawn as an image; a click on a row picks that token

@@ -50,9 +50,8 @@ def instance_outputs(bundle: ModelBundle, text: str, text_pair: str | None = Non
     with eval_mode(bundle.model), torch.no_grad():
         output, _ = run_with_probe(bundle.model, AttentionProbe(head_mask=mask), **inputs)
     logits = output.logits.float().cpu()[0]  # (K,)
-    shape = (bundle.num_layers, bundle.num_heads, len(tokens))
     return InstanceOutputs(tokens=tokens, logits=logits.numpy(), probs=torch.softmax(logits, -1).numpy(),
-                           attentions=collected_maps(None, shape, bundle, inputs, mask), truncated=truncated)
+                           attentions=attention_on_demand(bundle, inputs, pruned=pruned), truncated=truncated)
 
 
 def attention_on_demand(bundle: ModelBundle, inputs: dict, *, pruned: Iterable[Head] = ()) -> AttentionMaps:

@@ -70,6 +70,7 @@ def run_with_probe(model: PreTrainedModel, probe: AttentionProbe, **inputs) -> t
             "t3vis.model.access.load_model or wrap the call in `using_t3vis_attention(model)`."
         )
     probe.layers_seen.clear()
+    probe.head_mask_is_ones = probe.head_mask is not None and bool((probe.head_mask.detach() == 1).all())
     if "token_type_ids" in inputs and not family_of_model(model).token_types:
         inputs = {name: value for name, value in inputs.items() if name != "token_type_ids"}
     with probe_context(probe):  # module-level attention (DeBERTa) reads the probe from here

@@ -77,6 +77,8 @@ class AttentionProbe:
     detach_probabilities: bool = False
     observe_only: bool = False
     only_layers: frozenset[int] | None = None
+    # Set once per forward pass by run_with_probe (one device sync, not one per layer): the head mask is all ones.
+    head_mask_is_ones: bool = field(default=False, init=False, repr=False)
     attentions: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> (B, H, T, T)
     layers_seen: list[int] = field(default_factory=list)
 
@@ -179,7 +181,7 @@ def apply_probe(probe: AttentionProbe, layer: int, probs: torch.Tensor) -> tuple
     Returns (probabilities after the head mask, the same as the values should see: detached for LRP).
     """
     mask = None if probe.head_mask is None else _layer_mask(probe.head_mask, layer)  # (B|1, H)
-    if mask is not None and (mask.requires_grad and torch.is_grad_enabled() or bool((mask != 1).any())):
+    if mask is not None and (mask.requires_grad and torch.is_grad_enabled() or not probe.head_mask_is_ones):
         probs = probs * mask.to(probs.dtype)[:, :, None, None]  # (a mask of ones changes nothing: skipped)
     seen = probe.only_layers is None or layer in probe.only_layers
     if probe.record and seen:

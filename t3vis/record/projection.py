@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 
 import numpy as np
 
@@ -38,8 +39,13 @@ def pca(features: np.ndarray, *, reference: np.ndarray | None = None) -> np.ndar
 
 def _procrustes(coords: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """Rotate/reflect coords (N, 2) to best match reference (N, 2); scale and centre are kept."""
+    return coords @ _procrustes_rotation(coords, reference)
+
+
+def _procrustes_rotation(coords: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """The (2, 2) rotation/reflection that best turns coords (N, 2) onto reference (N, 2)."""
     left, _, right = np.linalg.svd(coords.T @ (reference - reference.mean(0)))  # (2, 2) each
-    return coords @ (left @ right)
+    return left @ right
 
 
 def tsne(
@@ -57,7 +63,7 @@ def tsne(
     if n > fit_points >= MIN_TSNE_POINTS:
         return _tsne_of_sample(features, init=init, perplexity=perplexity, seed=seed, n_jobs=n_jobs,
                                fit_points=fit_points)
-    return _fitted(features, init=init, perplexity=perplexity, seed=seed, n_jobs=n_jobs)[0]
+    return _fitted(features, init=init, perplexity=perplexity, seed=seed, n_jobs=n_jobs)[0].astype(np.float32)
 
 
 def _tsne_of_sample(features: np.ndarray, *, init: np.ndarray | None, perplexity: float, seed: int,
@@ -67,33 +73,22 @@ def _tsne_of_sample(features: np.ndarray, *, init: np.ndarray | None, perplexity
     fitted = np.zeros(n, dtype=bool)
     fitted[np.random.default_rng(seed).choice(n, fit_points, replace=False)] = True
     coords = np.empty((n, 2), dtype=np.float64)
-    sample_coords, embedding = _fitted(features[fitted], init=None if init is None else init[fitted],
-                                       perplexity=perplexity, seed=seed, n_jobs=n_jobs)
-    coords[fitted] = sample_coords
+    coords[fitted], embedding, orient = _fitted(features[fitted], init=None if init is None else init[fitted],
+                                                perplexity=perplexity, seed=seed, n_jobs=n_jobs)
     rest = np.ascontiguousarray(features[~fitted], dtype=np.float32)
     for start in range(0, len(rest), TRANSFORM_CHUNK):  # the neighbour search's memory grows with the chunk
         placed = np.asarray(embedding.transform(rest[start:start + TRANSFORM_CHUNK]), dtype=np.float64)
-        coords[np.flatnonzero(~fitted)[start:start + TRANSFORM_CHUNK]] = _aligned_like(placed, embedding,
-                                                                                      sample_coords)
+        coords[np.flatnonzero(~fitted)[start:start + TRANSFORM_CHUNK]] = orient(placed)  # as the sample was turned
     return coords.astype(np.float32)
 
 
 TRANSFORM_CHUNK = 100_000  # points placed by one transform call
 
 
-def _aligned_like(placed: np.ndarray, embedding, sample_coords: np.ndarray) -> np.ndarray:
-    """Placed points (M, 2) in the frame of the returned sample coordinates (which may have been turned to
-    face the previous layout)."""
-    raw = np.asarray(embedding, dtype=np.float64)  # (S, 2) the fitted layout as openTSNE holds it
-    if np.allclose(raw, sample_coords):
-        return placed
-    rotation, *_ = np.linalg.lstsq(raw - raw.mean(0), sample_coords - sample_coords.mean(0), rcond=None)  # (2, 2)
-    return (placed - raw.mean(0)) @ rotation + sample_coords.mean(0)
-
-
 def _fitted(features: np.ndarray, *, init: np.ndarray | None, perplexity: float, seed: int,
-            n_jobs: int | None) -> tuple[np.ndarray, object]:
-    """(coordinates (N, 2), the openTSNE embedding) of a full t-SNE of features (N, D)."""
+            n_jobs: int | None) -> tuple[np.ndarray, object, Callable[[np.ndarray], np.ndarray]]:
+    """A full t-SNE of features (N, D): (coordinates (N, 2), the openTSNE embedding, the map from the
+    embedding's frame to the coordinates' frame: turned to face ``init`` when given)."""
     from openTSNE import TSNE  # imported here: it takes a second and only ingestion needs it
 
     n = len(features)
@@ -126,11 +121,16 @@ def _fitted(features: np.ndarray, *, init: np.ndarray | None, perplexity: float,
         embedding = model.fit(np.ascontiguousarray(features, dtype=np.float32))
     finally:
         quiet.setLevel(level)
-    coords = np.asarray(embedding, dtype=np.float64)
+    raw = np.asarray(embedding, dtype=np.float64)  # (N, 2)
+    centre, rotation = raw.mean(0), np.eye(2)
     if init is not None:
         # t-SNE is blind to rotation and reflection; turn the result to face the way the previous one did.
-        coords = _procrustes(coords - coords.mean(0), np.asarray(init, dtype=np.float64)) + coords.mean(0)
-    return coords, embedding
+        rotation = _procrustes_rotation(raw - centre, np.asarray(init, dtype=np.float64))
+
+    def orient(points: np.ndarray) -> np.ndarray:
+        return (points - centre) @ rotation + centre
+
+    return orient(raw), embedding, orient
 
 
 def project(
