@@ -8,6 +8,12 @@
     t3vis upgrade [--store PATH]                              convert a store of an older schema version
 
 Errors the user can fix are printed as one message (exit code 2), not as a traceback.
+
+``ingest`` and ``ingest-dir`` also run on several processes, launched by torchrun or accelerate:
+
+    torchrun --nproc_per_node=2 -m t3vis.cli ingest --model CHECKPOINT --data FILE --run-id NAME [options]
+
+Each process runs its share of the batches; the main process (rank 0) gathers, projects, writes and reports.
 """
 
 from __future__ import annotations
@@ -110,7 +116,8 @@ def _add_ingest_options(parser: argparse.ArgumentParser) -> None:
 
     record = parser.add_argument_group("recording")
     _add_store_option(record, writes=True)
-    record.add_argument("--run", dest="run_id", help="run name (default: the model folder's name)")
+    # --run-id too: torchrun takes --run for its own --run-path, so a launch under torchrun needs the longer name.
+    record.add_argument("--run", "--run-id", dest="run_id", help="run name (default: the model folder's name)")
     record.add_argument("--task", choices=TASKS, default=SEQUENCE_CLASSIFICATION,
                         help="what the model does: a label per example (sequence-classification, the default), "
                              "a BertSum-style summarizer scoring each sentence (extractive-summarization), or a tag "
@@ -255,6 +262,8 @@ def _ingest_one(args, store, model_path: Path | str, *, checkpoint: str | None, 
     run_id = args.run_id or default_run_name(model_path, output_dir=getattr(args, "output_dir", None))
     done = ingest_files(store, model, data, config=config, run_id=run_id, checkpoint=checkpoint, step=step,
                         epoch=epoch, dataset=args.dataset, task=args.task, progress=progress)
+    if done is None:
+        return  # another process of a distributed launch (the main one) wrote and reports it
     summary = done.summary
     truncated = f", {summary.n_truncated} truncated to {done.max_length} tokens" if summary.n_truncated else ""
     if done.head_was_initialised:
@@ -262,6 +271,35 @@ def _ingest_one(args, store, model_path: Path | str, *, checkpoint: str | None, 
     scores = "".join(f", {name} {value:.3f}" for name, value in summary.scores.items())
     print(f"{summary.run_id}/{summary.checkpoint} [{summary.split}]: {summary.n_examples} examples{truncated}, "
           f"accuracy {summary.accuracy:.3f}, loss {summary.loss:.3f}{scores} -> {store.path}")
+
+
+def _ingest(args, shard) -> int:
+    """``ingest`` and ``ingest-dir``; under a distributed launch only the main process opens the store and reports."""
+    from t3vis.progress import tqdm_progress
+    from t3vis.store.database import Store
+
+    # The file is made by the first write, after data and model load; the other processes never touch it.
+    store = Store(args.store, create=True) if shard.is_main else None
+    quiet = args.quiet or not shard.is_main
+    if quiet:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # its "Loading weights" bars
+    started = time.perf_counter()
+    with tqdm_progress(disable=quiet) as progress:
+        if args.command == "ingest":
+            _ingest_one(args, store, args.model, checkpoint=args.checkpoint, step=args.step, epoch=args.epoch,
+                        progress=progress)
+        else:
+            from t3vis.record.checkpoints import find_checkpoints
+
+            for folder in find_checkpoints(args.output_dir):
+                _ingest_one(args, store, folder.path, checkpoint=folder.name, step=folder.step,
+                            epoch=folder.epoch, progress=progress)
+    if shard.is_main:
+        processes = f" on {shard.world_size} processes" if shard.distributed else ""
+        print(f"done in {time.perf_counter() - started:.1f} s{processes}")
+    return 0
 
 
 def _info(store) -> None:
@@ -325,7 +363,6 @@ def run(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
-        from t3vis.progress import tqdm_progress
         from t3vis.store.database import Store
 
         if args.command == "info":
@@ -345,24 +382,11 @@ def run(argv: list[str] | None = None) -> int:
             print(f"wrote {sum(written.values())} rows of {len(written)} tables to {summary.folder}: "
                   + ", ".join(f"{name} {count}" for name, count in written.items()))
             return 0
-        store = Store(args.store, create=True)  # the file is made by the first write, after data and model load
-        if args.quiet:
-            from transformers.utils import logging as transformers_logging
+        from t3vis.record.distributed import launched_process_group, process_device
 
-            transformers_logging.disable_progress_bar()  # its "Loading weights" bars
-        started = time.perf_counter()
-        with tqdm_progress(disable=args.quiet) as progress:
-            if args.command == "ingest":
-                _ingest_one(args, store, args.model, checkpoint=args.checkpoint, step=args.step, epoch=args.epoch,
-                            progress=progress)
-            else:
-                from t3vis.record.checkpoints import find_checkpoints
-
-                for folder in find_checkpoints(args.output_dir):
-                    _ingest_one(args, store, folder.path, checkpoint=folder.name, step=folder.step,
-                                epoch=folder.epoch, progress=progress)
-        print(f"done in {time.perf_counter() - started:.1f} s")
-        return 0
+        args.device = process_device(args.device)  # cuda:LOCAL_RANK for each process of a launch on GPUs
+        with launched_process_group(args.device) as shard:  # torchrun / accelerate launch: one process of several
+            return _ingest(args, shard)
     except T3visError as exc:
         print(f"t3vis: error: {exc.for_cli()}", file=sys.stderr)
         return 2

@@ -124,6 +124,21 @@ class AttentionAccumulator:
         for name, value in values.items():
             self.scalar_sums[name][layer] += (value * query_weight).sum((0, 2)).double().cpu()
 
+    def add(self, other: AttentionAccumulator) -> None:
+        """Add the sums of another accumulator of the same heads and bins (another process's batches)."""
+        if (other.num_layers, other.num_heads, other.bins) != (self.num_layers, self.num_heads, self.bins):
+            raise ValueError(f"cannot add attention sums of {other.num_layers}x{other.num_heads} heads and "
+                             f"{other.bins} bins to {self.num_layers}x{self.num_heads} heads and {self.bins} bins")
+        self.pattern_sum += other.pattern_sum
+        self.query_bin_count += other.query_bin_count
+        for name in SCALARS:
+            self.scalar_sums[name] += other.scalar_sums[name]
+        self.query_count += other.query_count
+        self.n_examples += other.n_examples
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_batch": None}  # the sums travel between processes; the batch in hand does not
+
     def summary(self) -> dict[str, np.ndarray]:
         """Dataset means: ``pattern`` (L, H, bins, bins) and each scalar (L, H)."""
         counts = self.query_bin_count.clamp(min=1)[None, None, :, None]

@@ -21,11 +21,21 @@ Recording never fails or stalls training: every store write goes through a
 holding the store), checkpoints are computed from memory (the previous layout included), and
 anything that cannot be recorded is reported as a :class:`RecordingWarning`. At the end of
 training the callback waits for the queue to drain (``flush_timeout``).
+
+Under ``torchrun`` or ``accelerate launch`` (DDP) every process has the callback and its dataloader's shard
+of each epoch. Each keeps its own training batches; at the epoch's end they are gathered on the main
+process (rank 0), which maps them to example ids (a padded last batch repeats examples: an example seen
+twice keeps one row) and queues the write. A sequence classifier's checkpoints are computed by every
+process on its share of the evaluation batches and gathered likewise; the main process projects and
+queues the write (other tasks: the main process computes them alone while the others go on to the next
+step's gradient exchange). Only the main process opens the store. Whether recording is on is agreed by
+all processes at the start of training, so they always call the same collectives.
 """
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -37,6 +47,7 @@ from t3vis.model.access import ModelBundle, eval_mode, model_max_length, using_t
 from t3vis.model.families import family_of_model
 from t3vis.progress import Progress, no_progress
 from t3vis.record.classification_task import TokenIndex
+from t3vis.record.distributed import SINGLE, Shard, agree, current_shard, gather_results, launched_as_main
 from t3vis.record.dynamics import DynamicsRecorder
 from t3vis.record.ingest import IngestConfig, IngestSummary, layouts_of
 from t3vis.record.task import RecordingTask, TrainingCapture, task_of_model
@@ -52,7 +63,8 @@ class T3visCallback(TrainerCallback):
     Parameters
     ----------
     store : Store or path
-        The store (created when missing). Default ``store/t3vis.duckdb``.
+        The store (created when missing). Default ``store/t3vis.duckdb``. Under a distributed launch only the
+        main process opens it.
     run_id : str
         Name of the run in the store.
     eval_examples : ExampleSet, optional
@@ -96,7 +108,10 @@ class T3visCallback(TrainerCallback):
     ):
         if ingest_every != "epoch" and not (isinstance(ingest_every, int) and ingest_every > 0):
             raise ValueError(f"ingest_every must be 'epoch' or a positive number of steps, not {ingest_every!r}")
-        self.store = store if isinstance(store, Store) else Store(store, create=True)
+        self._store = store if isinstance(store, Store) else None
+        self._store_path = None if isinstance(store, Store) else Path(store)
+        if self._store is None and launched_as_main():  # the other processes of a launch never touch the file
+            self._store = Store(self._store_path, create=True)  # a path that cannot hold a store is refused now
         self.run_id = run_id
         self.eval_examples = eval_examples
         self.train_examples = train_examples
@@ -113,17 +128,28 @@ class T3visCallback(TrainerCallback):
         self.summaries: list[IngestSummary] = []
         self.problems: list[str] = []  # what could not be recorded (also warned)
         self._previous_layouts: dict[str, pa.Table] = {}
-        self._recorder: DynamicsRecorder | None = None
+        self._recording = False  # agreed by every process of a distributed launch at the start of training
+        self._shard: Shard = SINGLE
+        self._epoch = 0  # epochs flushed
+        self._run: RunInfo | None = None
+        self._recorder: DynamicsRecorder | None = None  # the main process's
         self._task: RecordingTask | None = None  # found from the model at the start of training
         self._capture: TrainingCapture | None = None
         self._hook = None
         self._tokenizer = None
         self._eval_split_written = False
 
+    @property
+    def store(self) -> Store:
+        """The store, opened on first use (only ever by the main process of a distributed launch)."""
+        if self._store is None:
+            self._store = Store(self._store_path, create=True)
+        return self._store
+
     # -- the forward hook: the task's capture keeps what the dynamics need of each training batch ----
 
     def _keep_training_batch(self, module, args, kwargs, output) -> None:
-        if not (module.training and self._recorder is not None and self._capture is not None):
+        if not (module.training and self._recording and self._capture is not None):
             return
         try:
             self._capture.keep(kwargs, output)
@@ -137,20 +163,40 @@ class T3visCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, model=None, processing_class=None, train_dataloader=None,
                        **kwargs):
         self._tokenizer = processing_class or self._tokenizer
+        self._shard = shard = current_shard()
+        self._recording = False
         try:
             if self._tokenizer is None:
                 raise ModelError("T3visCallback needs the tokenizer: pass processing_class=tokenizer to the Trainer.")
             family_of_model(model)  # refuses an architecture t3vis cannot record correctly
             self._task = task_of_model(model)
             run = self._run_info(model)
-            self._check_run(run)
+            if shard.is_main:
+                self._check_run(run)
             self._capture = self._task.training_capture(getattr(train_dataloader, "dataset", None),
                                                         self.train_examples)
+            ready = True
         except Exception as exc:  # recording must never fail training
             self._problem(f"{exc} Training goes on without t3vis recording.")
+            ready = False
+        try:  # every process records, or none: they must all call the same collectives
+            ready_everywhere = agree(ready, shard)
+        except Exception as exc:  # recording must never fail training
+            self._problem(f"t3vis could not agree with the other processes on recording ({exc}); training goes on "
+                          "without t3vis recording.")
             return
-        self._write_train_examples(run, train_dataloader)
-        self._recorder = DynamicsRecorder(self.store, run, split=self.train_split, writer=self.writer)
+        if not all(ready_everywhere):
+            if ready:
+                failed = ", ".join(str(rank) for rank, flag in enumerate(ready_everywhere) if not flag)
+                self._problem(f"t3vis recording could not start on process {failed} (see its warning); training "
+                              "goes on without t3vis recording on every process.")
+            return
+        self._run = run
+        self._recording = True
+        if shard.is_main:
+            self._write_train_examples(run, train_dataloader)
+            self._recorder = DynamicsRecorder(self.store, run, split=self.train_split, writer=self.writer)
+        self._epoch = 0
         self._remove_hook()
         self._hook = model.register_forward_hook(self._keep_training_batch, with_kwargs=True)
 
@@ -159,25 +205,26 @@ class T3visCallback(TrainerCallback):
             self._capture.clear()
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
-        if self._recorder is not None and isinstance(self.ingest_every, int) \
-                and state.global_step % self.ingest_every == 0:
+        if self._recording and isinstance(self.ingest_every, int) and state.global_step % self.ingest_every == 0:
             self._ingest(model, state, name=f"step-{state.global_step}")
 
     def on_epoch_end(self, args, state, control, model=None, **kwargs):
-        if self._recorder is None:
+        if not self._recording:
             return
-        completed = self._recorder.epoch + 1
+        completed = self._epoch + 1
         self._flush_epoch()
         if self.ingest_every == "epoch":
             self._ingest(model, state, name=f"epoch-{completed}")
 
     def on_train_end(self, args, state, control, **kwargs):
         try:
-            if self._recorder is not None and self._capture.pending:
-                self._flush_epoch()  # training stopped mid-epoch (max_steps): keep what was seen
+            # training stopped mid-epoch (max_steps): keep what was seen, if any process saw anything
+            if self._recording and any(agree(self._capture.pending > 0, self._shard)):
+                self._flush_epoch()
         finally:
             self._remove_hook()
-        self.flush(self.flush_timeout)
+        if self._shard.is_main:
+            self.flush(self.flush_timeout)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait for the queued writes; True when all are in the store. Warns when ``timeout`` passed first."""
@@ -199,30 +246,57 @@ class T3visCallback(TrainerCallback):
     # -- work ----------------------------------------------------------------------------------
 
     def _flush_epoch(self) -> None:
-        """Log the epoch's kept training batches (mapped to example ids by the task) and queue their write."""
+        """Log the epoch's kept training batches (mapped to example ids by the task) and queue their write;
+        under a distributed launch, the main process does it with every process's batches."""
+        epoch, self._epoch = self._epoch, self._epoch + 1
+        if self._shard.distributed and not self._gather_batches():
+            return
         try:
             for problem in self._capture.flush(self._recorder):
                 self._problem(problem)
-            epoch = self._recorder.epoch
-            if not self._recorder.end_epoch():
+            if not self._recorder.end_epoch(epoch):
                 self._problem(f"t3vis recorded no training dynamics in epoch {epoch}: {self._capture.missing_hint}. "
                               "The Data Map of this run will be empty.")
         except Exception as exc:  # recording must never fail training
             self._capture.clear()
             self._problem(f"t3vis could not record the training dynamics of this epoch: {exc}")
 
+    def _gather_batches(self) -> bool:
+        """Send this process's kept batches to the main process, which takes them all, interleaved in step order
+        (so that an example a padded batch repeats keeps its latest row); True on the main process."""
+        try:
+            batches = gather_results(self._capture.take_batches, self._shard, what="gathering the training batches")
+        except Exception as exc:  # recording must never fail training; this process took part all the same
+            self._problem(f"t3vis could not record the training dynamics of this epoch: {exc}")
+            return False
+        if batches is None:
+            return False
+        for step in range(max(len(kept) for kept in batches)):
+            self._capture.add_batches([kept[step] for kept in batches if step < len(kept)])
+        return True
+
     def _ingest(self, model: PreTrainedModel, state, *, name: str) -> None:
         if self.eval_examples is None:
             return
+        shard = self._shard
+        sharded = shard.distributed and self._task.shards_checkpoints
+        if not (shard.is_main or sharded):
+            return  # the main process computes this task's checkpoints alone
         try:
-            path = self._save_weights(model, name)
             details = dict(run_id=self.run_id, checkpoint=name, step=state.global_step, epoch=state.epoch,
-                           dataset=self.dataset, path=path, extra_metrics=_last_logged(state),
-                           config=self.ingest_config, progress=self.progress, previous=self._previous_layouts)
+                           dataset=self.dataset, extra_metrics=_last_logged(state), config=self.ingest_config,
+                           progress=self.progress if shard.is_main else no_progress,
+                           previous=self._previous_layouts, **({"shard": shard} if sharded else {}))
             with eval_mode(model), using_t3vis_attention(model):  # both restored in finally
                 record = self._task.compute_checkpoint(self._bundle(model), self.eval_examples,
                                                        first_of_split=not self._eval_split_written, **details)
             self._eval_split_written = True
+            if record is None:
+                return  # the main process projects and writes it
+            # Saved after the computation, which every process of a launch must reach without waiting for this.
+            path = self._save_weights(model, name)
+            if path is not None:
+                record = replace(record, checkpoint=replace(record.checkpoint, path=path))
         except Exception as exc:  # recording must never fail training
             self._problem(f"t3vis could not record checkpoint {name}: {exc}")
             return
@@ -243,7 +317,7 @@ class T3visCallback(TrainerCallback):
             return str(folder.resolve())
 
     def _bundle(self, model: PreTrainedModel) -> ModelBundle:
-        run = self._recorder.run
+        run = self._run
         return ModelBundle(
             model=model, tokenizer=self._tokenizer, name=run.model, label_names=run.label_names,
             num_layers=run.num_layers, num_heads=run.num_heads,

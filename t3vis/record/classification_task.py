@@ -125,11 +125,19 @@ class ExampleCapture:
     def clear(self) -> None:
         self._batches.clear()
 
+    def take_batches(self) -> list:
+        batches, self._batches = self._batches, []
+        return batches
+
+    def add_batches(self, batches: list) -> None:
+        self._batches.extend(batches)
+
 
 class SequenceClassificationTask:
     """The first task: any ``AutoModelForSequenceClassification`` checkpoint over texts (or pairs) with labels."""
 
     spec = SPECS[SEQUENCE_CLASSIFICATION]
+    shards_checkpoints = True  # compute_checkpoint takes a shard: each process of a launch runs its batches
 
     def recognises(self, model: PreTrainedModel) -> bool:
         return True  # the default: a model with per-example logits
@@ -164,7 +172,7 @@ class SequenceClassificationTask:
                            **details) -> CheckpointRecord:
         return compute_checkpoint(bundle, data, **details)  # the examples are written with every checkpoint
 
-    def ingest(self, store: Store, bundle: ModelBundle, data: ExampleSet, **details) -> IngestSummary:
+    def ingest(self, store: Store | None, bundle: ModelBundle, data: ExampleSet, **details) -> IngestSummary | None:
         return ingest_checkpoint(store, bundle, data, **details)
 
     def training_capture(self, train_dataset, train_examples: ExampleSet | None) -> ExampleCapture:

@@ -5,6 +5,11 @@ pooled hidden states of the chosen layers, and, per head, the aggregate attentio
 A random subset of the batches runs with gradients to the head mask, giving head importance
 from the same forward passes. Then each layer's pooled states are laid out in 2-D, and
 everything is written in one transaction.
+
+Under ``torchrun`` / ``accelerate launch`` (a :class:`~t3vis.record.distributed.Shard` of several)
+every process makes the same batches and the same importance and attention samples, runs every
+world_size-th batch, and sends its rows and sums to the main process, which puts the rows back in
+example order, adds the sums, projects and writes: the store holds what one process would write.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import pyarrow.compute as pc
 import torch
 
 from t3vis.record.attention_summary import AttentionAccumulator, token_kinds
+from t3vis.record.distributed import SINGLE, Shard, gather_results
 from t3vis.data.loading import ExampleSet
 from t3vis.model.encoding import EncodedExamples, collate, encode, length_sorted_batches
 from t3vis.errors import DataError, option
@@ -47,6 +53,18 @@ class IngestSummary:
     loss: float
     seconds: dict[str, float]
     scores: dict[str, float] = field(default_factory=dict)  # task metrics, e.g. ROUGE of the predicted summaries
+
+
+@dataclass
+class _ShardPass:
+    """One process's part of the forward pass: the rows of the batches it ran, and its sums."""
+
+    indices: np.ndarray  # (n,) positions of its examples in the split
+    logits: np.ndarray | None  # (n, K); None when it ran no batch
+    pooled: dict[int, np.ndarray]  # layer -> (n, D)
+    importance_sum: np.ndarray  # (L, H) float64 sum over its importance examples of |dL(x)/dm|
+    importance_examples: int
+    attention: AttentionAccumulator
 
 
 @dataclass
@@ -105,7 +123,7 @@ class CheckpointRecord:
 
 
 def ingest_checkpoint(
-    store: Store,
+    store: Store | None,
     bundle: ModelBundle,
     examples: ExampleSet,
     *,
@@ -114,8 +132,9 @@ def ingest_checkpoint(
     step: int | None = None,
     config: IngestConfig = IngestConfig(),
     progress: Progress = no_progress,
+    shard: Shard = SINGLE,
     **details,
-) -> IngestSummary:
+) -> IngestSummary | None:
     """Compute everything t3vis records for one checkpoint over one split and write it in one transaction.
 
     Parameters
@@ -134,13 +153,18 @@ def ingest_checkpoint(
         the previous checkpoint's.
     progress : callable
         ``progress(phase, done, total)``, called as the work advances.
+    shard : Shard
+        This process's part of a distributed launch (:func:`t3vis.record.distributed.current_shard`): every
+        process computes its batches, the main one writes and returns the summary, the others return None
+        (their ``store`` may be None: they never open it).
     **details
         ``epoch``, ``path``, ``dataset``, ``extra_metrics``: as for :func:`compute_checkpoint`.
     """
-    previous = previous_layouts(store, run_id, checkpoint=checkpoint, step=step, config=config)
+    previous = previous_layouts(store, run_id, checkpoint=checkpoint, step=step, config=config) \
+        if shard.is_main else None
     record = compute_checkpoint(bundle, examples, run_id=run_id, checkpoint=checkpoint, step=step, config=config,
-                                progress=progress, previous=previous, **details)
-    return record.write_timed(store, progress)
+                                progress=progress, previous=previous, shard=shard, **details)
+    return None if record is None else record.write_timed(store, progress)
 
 
 LAYOUT_TABLES = {  # the tables of 2-D layouts, and the columns that name their points
@@ -190,7 +214,8 @@ def compute_checkpoint(
     config: IngestConfig = IngestConfig(),
     progress: Progress = no_progress,
     previous: dict[str, pa.Table] | None = None,
-) -> CheckpointRecord:
+    shard: Shard = SINGLE,
+) -> CheckpointRecord | None:
     """Everything :func:`ingest_checkpoint` writes, computed without touching the store.
 
     Parameters
@@ -208,6 +233,9 @@ def compute_checkpoint(
     previous : dict of Arrow tables, optional
         The layouts the t-SNE starts from, by table (:func:`previous_layouts`, or :func:`layouts_of` a
         record kept in memory by a recorder whose writes are queued).
+    shard : Shard
+        This process's part of a distributed launch: it runs every world_size-th batch; the main process
+        gathers the rows and sums and returns the record, the others return None. Every process must call it.
     """
     if len(examples) == 0:
         raise DataError("There are no examples to ingest.")
@@ -221,9 +249,16 @@ def compute_checkpoint(
     check_tokens_are_known(bundle.tokenizer, encoded.input_ids)
     seconds["tokenize"] = time.perf_counter() - started
 
+    # What comes before is the same on every process (same data, same tokenizer): it fails on all or on none,
+    # before any of them waits. The forward pass can fail on one process alone: gather_results lets it take part.
     started = time.perf_counter()
-    result = _forward_pass(bundle, encoded, examples.labels, layers=layers, config=config, progress=progress)
+    parts = gather_results(lambda: _forward_pass(bundle, encoded, examples.labels, layers=layers, config=config,
+                                                 progress=progress, shard=shard),
+                           shard, what=f"the forward pass of checkpoint {checkpoint!r}")
     seconds["forward"] = time.perf_counter() - started
+    if parts is None:
+        return None  # another process (the main one) projects and writes
+    result = _merged_passes(parts, len(encoded))
 
     predictions = prediction_rows(examples.example_ids, result.logits, examples.labels)
     run = RunInfo(
@@ -311,7 +346,9 @@ def _forward_pass(
     layers: tuple[int, ...],
     config: IngestConfig,
     progress: Progress,
-) -> _PassResult:
+    shard: Shard = SINGLE,
+) -> _ShardPass:
+    """This process's batches (all of them when not distributed); every process draws the same samples."""
     model, device = bundle.model, bundle.device
     decoder = bundle.decoder  # a decoder's pooled token is its last real token
     batches = length_sorted_batches(encoded.n_tokens, config.batch_size)
@@ -319,7 +356,8 @@ def _forward_pass(
     # Aggregate attention needs the probabilities, hence the slower explicit attention: a sample suffices.
     with_attention = _sampled_batches(batches, config.attention_examples, config.seed, first=with_gradient)
     accumulator = AttentionAccumulator(bundle.num_layers, bundle.num_heads, config.attention_bins)
-    n = len(encoded)
+    mine = [index for index in range(len(batches)) if shard.owns(index)]
+    n = sum(len(batches[index]) for index in mine)
     logits = None
     pooled: dict[int, np.ndarray] = {}
     importance = torch.zeros(bundle.num_layers, bundle.num_heads, dtype=torch.float64)
@@ -329,7 +367,9 @@ def _forward_pass(
 
     progress("forward", 0, n)
     done = 0
-    for batch_index, indices in enumerate(batches):
+    for batch_index in mine:
+        indices = batches[batch_index]
+        rows = slice(done, done + len(indices))  # the batch's rows among this process's examples
         inputs = collate(encoded, indices, pad_token_id=pad_id, device=device)
         probe = AttentionProbe()
         if batch_index in with_attention:
@@ -348,7 +388,7 @@ def _forward_pass(
         batch_logits = output.logits.detach().float().cpu().numpy()  # (B, K)
         if logits is None:
             logits = np.empty((n, batch_logits.shape[1]), dtype=np.float32)
-        logits[indices] = batch_logits
+        logits[rows] = batch_logits
         for layer in layers:
             vectors = pool_hidden_states(
                 output.hidden_states[layer].detach(), inputs["attention_mask"], pooling=config.pooling,
@@ -356,17 +396,41 @@ def _forward_pass(
             ).float().cpu().numpy()  # (B, D)
             if layer not in pooled:
                 pooled[layer] = np.empty((n, vectors.shape[1]), dtype=np.float32)
-            pooled[layer][indices] = vectors
+            pooled[layer][rows] = vectors
         done += len(indices)
         progress("forward", done, n)
 
+    return _ShardPass(
+        indices=np.concatenate([batches[index] for index in mine]) if mine else np.zeros(0, dtype=np.int64),
+        logits=logits, pooled=pooled, importance_sum=importance.numpy(), importance_examples=importance_examples,
+        attention=accumulator,
+    )
+
+
+def _merged_passes(parts: list[_ShardPass], n: int) -> _PassResult:
+    """The whole split's pass from every process's part: rows back in example order (N, ...), sums added."""
+    ran = [part for part in parts if part.logits is not None]
+    order = np.concatenate([part.indices for part in ran])  # (N,) each example once
+    if sorted(order.tolist()) != list(range(n)):
+        raise RuntimeError(f"the processes' batches cover {len(order)} rows, not each of the {n} examples once")
+    logits = np.empty((n, ran[0].logits.shape[1]), dtype=np.float32)  # (N, K)
+    logits[order] = np.concatenate([part.logits for part in ran])
+    pooled = {}
+    for layer in ran[0].pooled:
+        pooled[layer] = np.empty((n, ran[0].pooled[layer].shape[1]), dtype=np.float32)  # (N, D)
+        pooled[layer][order] = np.concatenate([part.pooled[layer] for part in ran])
+    importance = sum(part.importance_sum for part in parts)  # (L, H) float64
+    importance_examples = sum(part.importance_examples for part in parts)
+    attention = parts[0].attention
+    for part in parts[1:]:
+        attention.add(part.attention)
     return _PassResult(
         logits=logits,
         pooled=pooled,
-        importance=(importance / max(importance_examples, 1)).numpy() if importance_examples else None,
+        importance=importance / importance_examples if importance_examples else None,
         importance_examples=importance_examples,
-        attention=accumulator.summary(),
-        attention_examples=accumulator.n_examples,
+        attention=attention.summary(),
+        attention_examples=attention.n_examples,
     )
 
 

@@ -5,6 +5,10 @@ load the examples, load the model (sizing a fresh classification head to the dat
 the checkpoint's step and epoch from its folder, and ingest — each step done by the task's
 :class:`~t3vis.record.task.RecordingTask` (sequence classification: an ExampleSet and a classifier;
 extractive summarization: a DocumentSet and a summarizer).
+
+Under ``torchrun`` / ``accelerate launch`` every process calls it: each runs its share of the batches of
+a sequence classifier, the main process gathers, projects and writes (the other processes get None and
+need no store); a task whose checkpoints are not sharded is computed by the main process alone.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from t3vis.progress import Progress, no_progress
+from t3vis.record.distributed import Shard, current_shard, share_main_weights
 from t3vis.record.checkpoints import describe_checkpoint
 from t3vis.record.ingest import IngestSummary
 from t3vis.record.ingest_config import IngestConfig
@@ -34,7 +39,7 @@ class FileIngestion:
 
 
 def ingest_files(
-    store: Store,
+    store: Store | None,
     model: ModelSource,
     data: DataSource,
     *,
@@ -46,14 +51,21 @@ def ingest_files(
     dataset: str | None = None,
     task: str = SEQUENCE_CLASSIFICATION,
     progress: Progress = no_progress,
-) -> FileIngestion:
+    shard: Shard | None = None,
+) -> FileIngestion | None:
     """Record one checkpoint, given by its path, over one data file.
 
     ``run_id``, ``checkpoint``, ``step`` and ``epoch`` default to what the checkpoint folder says
     (its name, ``trainer_state.json``, the parent folder of a ``checkpoint-<step>`` folder).
-    ``task`` is one of :data:`t3vis.tasks.TASKS`.
+    ``task`` is one of :data:`t3vis.tasks.TASKS`. ``shard``: this process's part of a distributed launch
+    (default: the initialised process group's, if any); only the main process writes into ``store`` (the
+    others may pass None) and gets the result, the others get None.
     """
     recorder = recording_task(task)  # refuses an unknown task before anything is read
+    shard = current_shard() if shard is None else shard
+    sharded = shard.distributed and recorder.shards_checkpoints
+    if not shard.is_main and not sharded:
+        return None  # the main process computes this task's checkpoints alone
     folder = Path(model.path)
     described = describe_checkpoint(folder, name=checkpoint) if folder.exists() else None
     details = dict(
@@ -68,7 +80,11 @@ def ingest_files(
     )
     examples = recorder.load_data(data, split=config.split)
     bundle = recorder.load_model(model, data, examples)
-    summary = recorder.ingest(store, bundle, examples, **details)
+    if sharded and bundle.classifier_was_initialised:
+        share_main_weights(bundle.model, shard)  # one random head for all processes: the main process's
+    summary = recorder.ingest(store, bundle, examples, **details, **({"shard": shard} if sharded else {}))
+    if summary is None:
+        return None  # another process (the main one) wrote it
     return FileIngestion(summary=summary, max_length=min(config.max_length or bundle.max_length, bundle.max_length),
                          head_was_initialised=bundle.classifier_was_initialised)
 

@@ -61,11 +61,19 @@ class SentenceCapture:
     def clear(self) -> None:
         self._batches.clear()
 
+    def take_batches(self) -> list:
+        batches, self._batches = self._batches, []
+        return batches
+
+    def add_batches(self, batches: list) -> None:
+        self._batches.extend(batches)
+
 
 class ExtractiveSummarizationTask:
     """BertSum-style extractive summarization over any supported encoder."""
 
     spec = SPECS[EXTRACTIVE_SUMMARIZATION]
+    shards_checkpoints = False  # under a distributed launch the main process computes its checkpoints alone
 
     def recognises(self, model: PreTrainedModel) -> bool:
         return getattr(model.config, "model_type", None) == MODEL_TYPE

@@ -97,11 +97,19 @@ class WordCapture:
     def clear(self) -> None:
         self._batches.clear()
 
+    def take_batches(self) -> list:
+        batches, self._batches = self._batches, []
+        return batches
+
+    def add_batches(self, batches: list) -> None:
+        self._batches.extend(batches)
+
 
 class TokenClassificationTask:
     """Any ``AutoModelForTokenClassification`` checkpoint over tagged sentences."""
 
     spec = SPECS[TOKEN_CLASSIFICATION]
+    shards_checkpoints = False  # under a distributed launch the main process computes its checkpoints alone
 
     def recognises(self, model: PreTrainedModel) -> bool:
         return type(model).__name__.endswith("ForTokenClassification")

@@ -46,12 +46,19 @@ class TrainingCapture(Protocol):
     def clear(self) -> None:
         """Forget the kept batches (a new epoch begins)."""
 
+    def take_batches(self) -> list:
+        """The kept batches, forgotten here (a distributed launch sends them to the main process)."""
+
+    def add_batches(self, batches: list) -> None:
+        """Keep batches another process took (the main process of a distributed launch flushes them all)."""
+
 
 @runtime_checkable
 class RecordingTask(Protocol):
     """How one task is recorded."""
 
     spec: TaskSpec
+    shards_checkpoints: bool  # compute_checkpoint and ingest take shard= (each process of a launch runs its batches)
 
     def recognises(self, model: PreTrainedModel) -> bool:
         """Whether a Trainer's model does this task."""

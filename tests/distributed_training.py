@@ -1,0 +1,111 @@
+"""A Trainer run recorded by T3visCallback, for tests/integration/test_distributed.py: run as one process, or under
+``torchrun --nproc_per_node=2`` (gloo on the CPU), where every process runs this same file.
+
+    python tests/distributed_training.py MODEL_DIR EVAL_CSV OUT_DIR
+
+One launch runs three trainings into stores under OUT_DIR: ``frozen`` (learning rate 0: every epoch's gold
+probability is the initial model's; a checkpoint per epoch), ``learning`` (learning rate > 0; a checkpoint every
+3 steps) and ``refused`` (the store already holds the run with other labels: the main process refuses it). Then
+one gather in which process 1 fails. Each process writes what it saw to OUT_DIR/rank<r>.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
+                          TrainingArguments)
+
+TOPICS = {0: "match goal team coach league", 1: "shares bank market profit merger", 2: "planet genome theory lab"}
+N_TRAIN = 43  # 11 batches of 4 on one process: two processes get a padded batch (repeated examples) at the end
+
+
+def training_texts(n: int = N_TRAIN, seed: int = 0) -> tuple[list[str], list[int]]:
+    """Random topic sentences with their labels; rows 5 and 6 are the same text with the same label."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, size=n)
+    words = {label: text.split() for label, text in TOPICS.items()}
+    texts = [" ".join(rng.choice(words[label], size=rng.integers(2, 7))) for label in labels]
+    texts[5] = texts[6] = "duplicate text here"
+    labels[5] = labels[6] = 1
+    return texts, labels.tolist()
+
+
+class TokenDataset(torch.utils.data.Dataset):
+    def __init__(self, tokenizer, texts, labels):
+        self.items = [dict(tokenizer(text), labels=label) for text, label in zip(texts, labels)]
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, index):
+        return self.items[index]
+
+
+def train(model_dir: Path, eval_csv: Path, store: Path, *, run_id: str, learning_rate: float, ingest_every="epoch",
+          label_names=("a", "b", "c"), epochs: int = 2):
+    """One recorded training; returns the callback."""
+    from t3vis.data.loading import load_examples
+    from t3vis.record.callback import T3visCallback
+    from t3vis.record.ingest import IngestConfig
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir)
+    texts, labels = training_texts()
+    callback = T3visCallback(store, run_id=run_id, label_names=label_names, eval_examples=load_examples(eval_csv),
+                             ingest_every=ingest_every, checkpoint_dir=store.parent / f"{run_id}-checkpoints",
+                             ingest_config=IngestConfig(projection="pca", batch_size=4, importance_examples=8,
+                                                        attention_examples=12, layers="all"))
+    trainer = Trainer(
+        model=model,
+        args=TrainingArguments(output_dir=str(store.parent / f"{run_id}-out"), num_train_epochs=epochs,
+                               per_device_train_batch_size=4, learning_rate=learning_rate, save_strategy="no",
+                               report_to=[], logging_strategy="no", use_cpu=True, seed=0,
+                               ddp_backend="gloo" if "WORLD_SIZE" in os.environ else None),
+        train_dataset=TokenDataset(tokenizer, texts, labels),
+        data_collator=DataCollatorWithPadding(tokenizer),
+        processing_class=tokenizer,
+        callbacks=[callback],
+    )
+    trainer.train()
+    return callback
+
+
+def main(model_dir: Path, eval_csv: Path, out: Path) -> None:
+    import torch.distributed as dist
+
+    from t3vis.record.distributed import current_shard, gather_results
+
+    warnings.simplefilter("ignore")
+    seen = {}
+    for name, options in {"frozen": dict(learning_rate=0.0), "learning": dict(learning_rate=5e-3, ingest_every=3),
+                          "refused": dict(learning_rate=0.0, label_names=("x", "y", "z"), epochs=1)}.items():
+        store = out / ("frozen.duckdb" if name == "refused" else f"{name}.duckdb")  # refused: frozen's run, new labels
+        callback = train(model_dir, eval_csv, store, run_id="frozen" if name == "refused" else name, **options)
+        seen[name] = {"problems": callback.problems, "recording": callback._recording,
+                      "opened_store": callback._store is not None}
+    shard = current_shard()
+    seen["shard"] = [shard.rank, shard.world_size]
+
+    def fail_on_process_1():
+        if shard.rank == 1:
+            raise RuntimeError("out of memory on purpose")
+        return shard.rank
+
+    try:
+        seen["gathered"] = gather_results(fail_on_process_1, shard, what="the test gather")
+    except Exception as exc:
+        seen["gather_error"] = str(exc)
+    (out / f"rank{shard.rank}.json").write_text(json.dumps(seen))
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]))
