@@ -2,12 +2,13 @@
 
 import streamlit as st
 
-from t3vis import charts
+from t3vis import charts, point_cloud
 
 from t3vis.queries import explore
 from t3vis_app import data, sidebar, state
 from t3vis_app.filters import filter_widgets
 from t3vis.tasks import EXTRACTIVE_SUMMARIZATION, TOKEN_CLASSIFICATION, task_spec
+from t3vis_app.point_cloud_view import TABLE_PAGE_ROWS, data_table, point_cloud_chart
 from t3vis_app.selection import document_panel, example_panel, picked_from_chart, picked_from_table
 from t3vis_app.tagging_panels import confusion_filter, sentence_panel
 
@@ -93,11 +94,20 @@ with compare:
     comparing = state.toggle("Compare", name="compare", help="Two projections side by side, sharing filters "
                                                                 "and the selected example.")
 
-unfiltered = data.example_frame(ctx.store, view)
-filters = filter_widgets(known, unfiltered)
+LARGE = data.frame_size(ctx.store, view) > point_cloud.WEBGL_THRESHOLD  # drawn with WebGL, the table paged
+if LARGE:
+    table = data.frame_table(ctx.store, view)
+    filters = filter_widgets(table.known, table.summary)
+else:
+    unfiltered = data.example_frame(ctx.store, view)
+    filters = filter_widgets(known, lambda attribute: explore.attribute_summary(unfiltered, attribute))
 if TAGGING and points == "units" and "prediction" in by_name:
     filters = filters + confusion_filter(ctx, split)  # a clicked cell: its words only
-frame = data.example_frame(ctx.store, view, filters)
+if LARGE:
+    n_shown, n_total = table.count(filters), table.n_rows
+else:
+    frame = data.example_frame(ctx.store, view, filters)
+    n_shown, n_total = len(frame), len(unfiltered)
 selected_id = state.get("example_id") if state.get("split") == split else None
 
 second_view = None
@@ -110,51 +120,61 @@ if comparing:
     second_view = explore.View(run_id=run_id, split=split, checkpoint=second_checkpoint, layout=layout,
                                layer=second_layer, points=points)
 
-st.caption(f"{len(frame):,} of {len(unfiltered):,} {THINGS} pass the filters. Click a point to select "
+st.caption(f"{n_shown:,} of {n_total:,} {THINGS} pass the filters. Click a point to select "
            + (f"its {SPEC.example}" if SPEC.per_unit_tables and points != "examples" else "it")
-           + "; scroll to zoom, drag to pan, double-click to reset.")
+           + "; scroll to zoom, drag to pan, double-click to reset."
+           + (" Drawn with WebGL; filter on x and y to zoom into a region in SQL." if LARGE else ""))
 views = [(view, "left")] + ([(second_view, "right")] if second_view else [])
 columns = st.columns(len(views))
-svg = len(frame) <= 3_000  # crisp and inspectable for small sets; canvas for large ones
+svg = n_shown <= 3_000  # crisp and inspectable for small sets; canvas for large ones
 for (shown_view, side), column in zip(views, columns):
-    shown = frame if shown_view is view else data.example_frame(ctx.store, shown_view, filters)
     title = (f"{shown_view.checkpoint}" if layout != explore.DATA_MAP else f"Data Map · {split}") + (
         "" if shown_view.layer is None else f" · layer {shown_view.layer}") + (
         f" · {THINGS}" if SPEC.per_unit_tables else "")
-    chart = charts.projection_chart(shown, color=by_name[color_name], layout=layout, layer=shown_view.layer,
-                                    selected_id=selected_id, title=title, svg=svg)
-    with column:
-        event = st.altair_chart(chart, on_select="rerun", selection_mode=[charts.PICK], key=f"chart.{side}",
-                                width="stretch")
-    clicked = picked_from_chart(event, f"chart.{side}")
+    if LARGE:
+        shown_table = table if shown_view is view else data.frame_table(ctx.store, shown_view)
+        with column:
+            clicked = point_cloud_chart(shown_table, filters, color=by_name[color_name], layout=layout,
+                                        layer=shown_view.layer, selected_id=selected_id, title=title,
+                                        key=f"cloud.{side}", width=900 // len(views))
+        if clicked is not None:
+            position = table.position(filters, clicked)
+            if position is not None:  # the table turns to the clicked example's page
+                st.session_state["w.table_page"] = position // TABLE_PAGE_ROWS + 1
+    else:
+        shown = frame if shown_view is view else data.example_frame(ctx.store, shown_view, filters)
+        chart = charts.projection_chart(shown, color=by_name[color_name], layout=layout, layer=shown_view.layer,
+                                        selected_id=selected_id, title=title, svg=svg)
+        with column:
+            event = st.altair_chart(chart, on_select="rerun", selection_mode=[charts.PICK], key=f"chart.{side}",
+                                    width="stretch")
+        clicked = picked_from_chart(event, f"chart.{side}")
     if clicked is not None:
         state.select_example(split, clicked)
         st.rerun()
 
 st.subheader("Data table")
-table = frame.drop(columns=["x", "y", "label_id", "pred"], errors="ignore")
-first = [c for c in ("example_id", "unit", "text", "label", "prediction", "correct", "rouge1", "loss", "confidence",
-                     "gold_prob", "region") if c in table.columns]
-table = table[first + [c for c in table.columns if c not in first]]
-table.insert(0, "selected", table.example_id == selected_id)
-table_event = st.dataframe(
-    table, hide_index=True, on_select="rerun", selection_mode="single-row", key="table",
-    height=min(400, 35 * (len(table) + 1) + 3),
-    column_config={
-        "selected": st.column_config.CheckboxColumn("●", width="small", help="the selected example"),
-        "text": st.column_config.TextColumn("text", width="large"),
-        "loss": st.column_config.NumberColumn("loss", format="%.3f"),
-        "confidence": st.column_config.NumberColumn("confidence", format="%.3f"),
-        "gold_prob": st.column_config.NumberColumn("gold prob.", format="%.3f"),
-        **{name: st.column_config.NumberColumn(name, format="%.3f") for name in ("rouge1", "rouge2", "rougeL", "prob")},
-    },
-)
-row_id = picked_from_table(table_event, table, "table")
+if LARGE:  # one page of the filtered rows goes to the browser, not all of them
+    pages = max(1, -(-n_shown // TABLE_PAGE_ROWS))
+    if st.session_state.get("w.table_page", 1) > pages:
+        st.session_state["w.table_page"] = pages
+    pager = st.columns([1, 4])
+    page = pager[0].number_input("Page", min_value=1, max_value=pages, step=1, key="w.table_page",
+                                 help=f"{TABLE_PAGE_ROWS} rows per page; clicking a point turns to its page.")
+    pager[1].caption(f"Rows {(page - 1) * TABLE_PAGE_ROWS + 1:,}–{min(page * TABLE_PAGE_ROWS, n_shown):,} "
+                     f"of {n_shown:,}, by id.")
+    table_rows = table.rows(filters, offset=(page - 1) * TABLE_PAGE_ROWS, limit=TABLE_PAGE_ROWS)
+    rows_for_download = lambda: table.rows(filters)  # noqa: E731 (built only when the button is clicked)
+else:
+    table_rows = frame
+    rows_for_download = lambda: frame  # noqa: E731
+table_event, shown_table_rows = data_table(table_rows, selected_id)
+row_id = picked_from_table(table_event, shown_table_rows, "table")
 if row_id is not None:
     state.select_example(split, row_id)
     st.rerun()
 st.download_button("Download the filtered rows (CSV)",  # a callable: the CSV is built only when clicked
-                   lambda: frame.drop(columns=["label_id", "pred"], errors="ignore").to_csv(index=False),
+                   lambda: rows_for_download().drop(columns=["label_id", "pred"], errors="ignore").to_csv(index=False),
                    file_name=f"t3vis-{run_id}-{split}.csv", mime="text/csv")
 
 if SUMMARIZATION:

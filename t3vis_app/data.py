@@ -15,6 +15,7 @@ import streamlit as st
 
 from t3vis.queries import explore, summaries, tagging, training_view
 from t3vis.queries.checkpoint_reads import checkpoint_weights as _checkpoint_weights
+from t3vis.queries.frame_table import FrameTable
 from t3vis.queries.sql_console import schema_description as _schema_description
 from t3vis.store.database import Store
 
@@ -107,6 +108,20 @@ def example_frame(store: StoreHandle, view: explore.View, filters: tuple = ()) -
     """The view's examples passing the filters: read from the store once per view, then filtered by DuckDB
     in memory on each filter change."""
     return explore.filter_frame(_unfiltered_frame(store, view), filters, attributes(store, view))
+
+
+@_cached(64)
+def frame_size(store: StoreHandle, view: explore.View) -> int:
+    """How many points the view has before filtering (decides Vega or WebGL)."""
+    return explore.frame_size(store.database, view)
+
+
+@st.cache_resource(show_spinner="Reading the view's points ...", max_entries=4,
+                   hash_funcs={StoreHandle: _cache_key})
+def frame_table(store: StoreHandle, view: explore.View) -> FrameTable:
+    """A large view's unfiltered frame in an in-memory DuckDB table: read once, shared by the sessions, not
+    copied on each run (``st.cache_data`` would copy a million rows on every filter change)."""
+    return FrameTable.of_view(store.database, view, attributes(store, view))
 
 
 @_cached(256)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-import pandas as pd
+from collections.abc import Callable
+
 import streamlit as st
 
 from t3vis.queries import explore
 from t3vis.markdown_text import escape_markdown as md
 
 
-def filter_widgets(known: list[explore.Attribute], frame: pd.DataFrame) -> tuple:
-    """Draw the filters chosen by the user; returns the filters (hashable, for caching)."""
+def filter_widgets(known: list[explore.Attribute], summary_of: Callable[[explore.Attribute], tuple]) -> tuple:
+    """Draw the filters chosen by the user; returns the filters (hashable, for caching).
+
+    ``summary_of(attribute)``: (min, max) of a continuous attribute or the distinct values of a categorical one,
+    over the unfiltered points (``explore.attribute_summary`` of a frame, or ``FrameTable.summary``)."""
     by_name = {attribute.name: attribute for attribute in known}
     saved: dict = st.session_state.setdefault("filters", {})
     with st.expander("Filters", expanded=bool(saved)):
@@ -27,7 +31,7 @@ def filter_widgets(known: list[explore.Attribute], frame: pd.DataFrame) -> tuple
         result = []
         for name in chosen:
             attribute = by_name[name]
-            summary = explore.attribute_summary(frame, attribute)
+            summary = summary_of(attribute)
             key = f"w.filter.{name}"
             if attribute.kind == "continuous":
                 low, high = summary

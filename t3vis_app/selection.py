@@ -25,6 +25,18 @@ def picked_from_chart(event, key: str) -> int | None:
     return current if state.newly_clicked(key, current) else None
 
 
+def picked_from_cloud(event, key: str) -> int | None:
+    """The example id newly clicked on a WebGL point cloud (a point, or a binned cell's first example)."""
+    objects = selected(event, "objects")
+    current = None
+    for layer_objects in (objects.values() if isinstance(objects, dict) else []):
+        for picked in layer_objects:
+            if isinstance(picked, dict) and picked.get("i") is not None:
+                current = int(picked["i"])
+                break
+    return current if state.newly_clicked(key, current) else None
+
+
 def picked_from_table(event, table: pd.DataFrame, key: str) -> int | None:
     """The example id of a newly selected table row, else None."""
     rows = selected(event, "rows")

@@ -38,3 +38,23 @@ def chart_with(app: AppTest, selection: str) -> list[tuple[dict, pd.DataFrame]]:
     """(spec, largest dataset) of the charts that declare the named selection."""
     return [(spec, max(datasets.values(), key=len)) for spec, datasets in vega_charts(app)
             if f'"{selection}"' in json.dumps(spec.get("params", []))]
+
+
+def deck_charts(app: AppTest) -> list[dict]:
+    """The deck.gl JSON spec of every pydeck chart on the page, in page order."""
+    return [json.loads(element.proto.json) for element in _walk(app._tree)
+            if getattr(element, "type", None) == "deck_gl_json_chart"]
+
+
+def deck_points(spec: dict) -> pd.DataFrame:
+    """The rows of a point cloud's colour layers (CSV data URLs), with the layer's id in ``layer``."""
+    import base64
+    import io
+
+    frames = []
+    for layer in spec["layers"]:
+        data = layer.get("data")
+        if isinstance(data, str) and data.startswith("data:text/csv;base64,"):
+            text = base64.b64decode(data.split(",", 1)[1]).decode("utf-8")
+            frames.append(pd.read_csv(io.StringIO(text), dtype={"l": str, "r": str, "v": str}).assign(layer=layer["id"]))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -29,7 +29,7 @@ __all__ = [  # the frames' parts are re-exported: pages and tests read them here
     "BASE_ATTRIBUTES", "DATA_MAP", "DATA_MAP_ATTRIBUTES", "HEAD_FUNCTIONS", "IMPORTANCE_COLUMNS",
     "PREDICTION_ATTRIBUTES", "TASK_FRAMES", "TEXT_PREVIEW", "Attribute", "Filter", "RangeFilter", "TaskFrames",
     "ValuesFilter", "View", "attention_patterns", "attribute_summary", "attributes", "example_details",
-    "example_frame", "extra_columns", "extra_select", "filter_frame", "head_functions", "head_importance",
+    "example_frame", "extra_columns", "frame_size", "extra_select", "filter_frame", "head_functions", "head_importance",
     "head_stats", "layouts", "run_task", "splits", "task_frames", "unit_layouts",
 ]
 
@@ -75,6 +75,12 @@ def example_frame(store: Store, view: View, filters: Sequence[Filter] = (), *,
     frames = task_frames(store, view.run_id)
     sql, params = frames.frame_sql(store, view)
     return _filtered(store, f"SELECT * FROM ({sql}) AS frame", params, filters, known, order=frames.frame_order(view))
+
+
+def frame_size(store: Store, view: View) -> int:
+    """How many points the view has, before any filter."""
+    sql, params = task_frames(store, view.run_id).frame_sql(store, view)
+    return int(store.scalar(f"SELECT count(*) FROM ({sql}) AS frame", params) or 0)
 
 
 def _filtered(store: Store, sql: str, params: list, filters: Sequence[Filter], known: Sequence[Attribute], *,

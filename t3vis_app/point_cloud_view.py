@@ -1,0 +1,68 @@
+"""The Projection page's large-set widgets: the WebGL point cloud with its legend, and the Data Table."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+
+import pandas as pd
+import streamlit as st
+
+from t3vis import charts, point_cloud
+from t3vis.queries.explore import Attribute, Filter
+from t3vis.queries.frame_table import FrameTable
+from t3vis_app.selection import picked_from_cloud
+
+TABLE_PAGE_ROWS = 100  # rows of a large view's Data Table sent to the browser at once
+CHART_HEIGHT = 460
+
+
+def point_cloud_chart(table: FrameTable, filters: Sequence[Filter], *, color: Attribute, layout: str,
+                      layer: int | None, selected_id: int | None, title: str, key: str, width: int) -> int | None:
+    """Draw the view's points with WebGL (a title, the chart, its legend); the example id newly clicked."""
+    cloud = point_cloud.point_cloud(table, filters, color=color, layout=layout,
+                                    axis_titles=charts.axis_titles(layout, layer), selected_id=selected_id,
+                                    width=width, height=CHART_HEIGHT)
+    st.markdown(f"**{html.escape(title)}**")
+    event = st.pydeck_chart(cloud.deck, on_select="rerun", selection_mode="single-object", key=key,
+                            height=CHART_HEIGHT, width="stretch")
+    legend(cloud)
+    if cloud.binned:
+        st.caption(f"{cloud.n_points:,} points: one dot per occupied cell of a {point_cloud.GRID[0]}×"
+                   f"{point_cloud.GRID[1]} grid ({cloud.n_marks:,} cells), coloured by the cell's "
+                   f"{'mean' if color.kind == 'continuous' else 'most common value'}. Below "
+                   f"{point_cloud.POINTS_LIMIT:,} points passing the filters, every point is drawn.")
+    return picked_from_cloud(event, key)
+
+
+def legend(cloud: point_cloud.PointCloud) -> None:
+    """The colour classes as swatches under the chart (names escaped: they come from the dataset)."""
+    swatches = " ".join(
+        f'<span style="white-space:nowrap;margin-right:0.9em"><span style="display:inline-block;width:0.8em;'
+        f'height:0.8em;border-radius:50%;background:{entry.colour};margin-right:0.3em"></span>'
+        f'{html.escape(entry.label)}</span>' for entry in cloud.legend)
+    st.markdown(f'<div style="font-size:0.85em"><b>{html.escape(cloud.legend_title)}</b>: {swatches}</div>',
+                unsafe_allow_html=True)
+
+
+def data_table(rows: pd.DataFrame, selected_id: int | None):
+    """The Data Table of ``rows``, the selected example ticked; returns (selection event, the rows shown)."""
+    table = rows.drop(columns=["x", "y", "label_id", "pred"], errors="ignore")
+    first = [c for c in ("example_id", "unit", "text", "label", "prediction", "correct", "rouge1", "loss",
+                         "confidence", "gold_prob", "region") if c in table.columns]
+    table = table[first + [c for c in table.columns if c not in first]]
+    table.insert(0, "selected", table.example_id == selected_id)
+    event = st.dataframe(
+        table, hide_index=True, on_select="rerun", selection_mode="single-row", key="table",
+        height=min(400, 35 * (len(table) + 1) + 3),
+        column_config={
+            "selected": st.column_config.CheckboxColumn("●", width="small", help="the selected example"),
+            "text": st.column_config.TextColumn("text", width="large"),
+            "loss": st.column_config.NumberColumn("loss", format="%.3f"),
+            "confidence": st.column_config.NumberColumn("confidence", format="%.3f"),
+            "gold_prob": st.column_config.NumberColumn("gold prob.", format="%.3f"),
+            **{name: st.column_config.NumberColumn(name, format="%.3f")
+               for name in ("rouge1", "rouge2", "rougeL", "prob")},
+        },
+    )
+    return event, table

@@ -1,0 +1,78 @@
+"""The Projection page above the WebGL threshold, driven with AppTest: the point cloud's data and the paged table."""
+
+from __future__ import annotations
+
+import pytest
+
+from helpers import PROJECT
+from page_helpers import chart_with, deck_charts, deck_points, open_page
+from t3vis import point_cloud
+from t3vis.fixtures.synthetic_store import SyntheticConfig, build_synthetic_store
+from t3vis_app.point_cloud_view import TABLE_PAGE_ROWS
+
+PAGE = str(PROJECT / "pages" / "projection.py")
+N = point_cloud.WEBGL_THRESHOLD + 1_000
+
+
+@pytest.fixture(scope="module")
+def large(tmp_path_factory):
+    path = tmp_path_factory.mktemp("large") / "large.duckdb"
+    return build_synthetic_store(path, SyntheticConfig(n_examples=N, n_train=N, n_checkpoints=2, layers=(6,)))
+
+
+def _widget(app, kind: str, key: str):
+    return next(widget for widget in getattr(app, kind) if widget.key == key)
+
+
+def test_a_large_view_is_drawn_with_webgl_and_its_table_is_paged(large):
+    app = open_page(PAGE, large.path)
+    assert not app.exception
+    assert not chart_with(app, "pick")  # no Vega scatter plot
+    [spec] = deck_charts(app)
+    points = deck_points(spec)
+    assert len(points) == N and sorted(points.i) == list(range(N))
+    assert any("Drawn with WebGL" in caption.value for caption in app.caption)
+    table = app.dataframe[0].value
+    assert table.example_id.tolist() == list(range(TABLE_PAGE_ROWS))  # one page, not N rows
+    _widget(app, "number_input", "w.table_page").set_value(3).run()
+    assert app.dataframe[0].value.example_id.tolist() == list(range(2 * TABLE_PAGE_ROWS, 3 * TABLE_PAGE_ROWS))
+
+
+def test_a_filter_narrows_the_point_cloud_and_the_table_in_sql(large):
+    app = open_page(PAGE, large.path)
+    _widget(app, "multiselect", "w.filter_on").set_value(["label", "x"]).run()
+    _widget(app, "multiselect", "w.filter.label").set_value(["sports"]).run()
+    [spec] = deck_charts(app)
+    points = deck_points(spec)
+    assert len(points) > 0 and set(points.v) == {"sports"}  # coloured by label: the tooltip's value
+    shown = next(caption.value for caption in app.caption if "pass the filters" in caption.value)
+    assert shown.startswith(f"{len(points):,} of {N:,}")
+    low, high = _widget(app, "slider", "w.filter.x").value
+    _widget(app, "slider", "w.filter.x").set_value((low, (low + high) / 2)).run()
+    narrowed = deck_points(deck_charts(app)[0])
+    assert 0 < len(narrowed) < len(points) and (narrowed.x <= (low + high) / 2 + 1e-3).all()
+    assert set(app.dataframe[0].value.label) == {"sports"}
+
+
+def test_the_selected_example_is_ringed_and_the_data_map_is_webgl_too(large):
+    app = open_page(PAGE, large.path, split="validation", example_id=42)
+    [spec] = deck_charts(app)
+    [ring] = [layer for layer in spec["layers"] if layer["id"] == "selected"]
+    points = deck_points(spec).set_index("i")
+    assert ring["data"][0]["p"] == pytest.approx([points.x[42], points.y[42]], abs=1e-3)
+    assert app.dataframe[0].value.selected.sum() == 1  # ticked in the table's first page
+    options = _widget(app, "selectbox", "w.layout_choice").options
+    data_map = next(option for option in options if option.startswith("Data Map"))
+    _widget(app, "selectbox", "w.layout_choice").set_value(data_map).run()
+    assert not app.exception
+    [spec] = deck_charts(app)
+    assert len(deck_points(spec)) == N
+    [titles] = [layer for layer in spec["layers"] if layer["id"] == "axis-titles"]
+    assert "variability" in titles["data"][0]["s"] and "confidence" in titles["data"][1]["s"]
+
+
+def test_comparison_draws_two_point_clouds(large):
+    app = open_page(PAGE, large.path, compare=True)
+    assert not app.exception
+    left, right = deck_charts(app)
+    assert len(deck_points(left)) == len(deck_points(right)) == N
