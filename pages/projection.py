@@ -8,7 +8,7 @@ from t3vis.queries import explore
 from t3vis_app import data, sidebar, state
 from t3vis_app.filters import filter_widgets
 from t3vis.tasks import EXTRACTIVE_SUMMARIZATION, TOKEN_CLASSIFICATION, task_spec
-from t3vis_app.point_cloud_view import TABLE_PAGE_ROWS, data_table, point_cloud_chart
+from t3vis_app.point_cloud_view import LARGE_VIEW, TABLE_PAGE_ROWS, data_table, point_cloud_chart
 from t3vis_app.selection import document_panel, example_panel, picked_from_chart, picked_from_table
 from t3vis_app.tagging_panels import confusion_filter, sentence_panel
 
@@ -94,7 +94,7 @@ with compare:
     comparing = state.toggle("Compare", name="compare", help="Two projections side by side, sharing filters "
                                                                 "and the selected example.")
 
-LARGE = data.frame_size(ctx.store, view) > point_cloud.WEBGL_THRESHOLD  # drawn with WebGL, the table paged
+LARGE = data.frame_size(ctx.store, view) > LARGE_VIEW  # filtered in memory by DuckDB, the table paged
 if LARGE:
     table = data.frame_table(ctx.store, view)
     filters = filter_widgets(table.known, table.summary)
@@ -123,7 +123,7 @@ if comparing:
 st.caption(f"{n_shown:,} of {n_total:,} {THINGS} pass the filters. Click a point to select "
            + (f"its {SPEC.example}" if SPEC.per_unit_tables and points != "examples" else "it")
            + "; scroll to zoom, drag to pan, double-click to reset."
-           + (" Drawn with WebGL; filter on x and y to zoom into a region in SQL." if LARGE else ""))
+           + (" Filter on x and y to zoom into a region." if LARGE else ""))
 views = [(view, "left")] + ([(second_view, "right")] if second_view else [])
 columns = st.columns(len(views))
 svg = n_shown <= 3_000  # crisp and inspectable for small sets; canvas for large ones
@@ -131,18 +131,17 @@ for (shown_view, side), column in zip(views, columns):
     title = (f"{shown_view.checkpoint}" if layout != explore.DATA_MAP else f"Data Map · {split}") + (
         "" if shown_view.layer is None else f" · layer {shown_view.layer}") + (
         f" · {THINGS}" if SPEC.per_unit_tables else "")
-    if LARGE:
-        shown_table = table if shown_view is view else data.frame_table(ctx.store, shown_view)
+    shown_table = (table if shown_view is view else data.frame_table(ctx.store, shown_view)) if LARGE else None
+    if shown_table is not None and shown_table.count(filters) > point_cloud.WEBGL_THRESHOLD:
         with column:
             clicked = point_cloud_chart(shown_table, filters, color=by_name[color_name], layout=layout,
                                         layer=shown_view.layer, selected_id=selected_id, title=title,
                                         key=f"cloud.{side}", width=900 // len(views))
-        if clicked is not None:
-            position = table.position(filters, clicked)
-            if position is not None:  # the table turns to the clicked example's page
-                st.session_state["w.table_page"] = position // TABLE_PAGE_ROWS + 1
     else:
-        shown = frame if shown_view is view else data.example_frame(ctx.store, shown_view, filters)
+        if shown_table is not None:
+            shown = shown_table.rows(filters)
+        else:
+            shown = frame if shown_view is view else data.example_frame(ctx.store, shown_view, filters)
         chart = charts.projection_chart(shown, color=by_name[color_name], layout=layout, layer=shown_view.layer,
                                         selected_id=selected_id, title=title, svg=svg)
         with column:
@@ -151,6 +150,9 @@ for (shown_view, side), column in zip(views, columns):
         clicked = picked_from_chart(event, f"chart.{side}")
     if clicked is not None:
         state.select_example(split, clicked)
+        position = table.position(filters, clicked) if LARGE else None
+        if position is not None:  # the paged table turns to the clicked example's page
+            st.session_state["w.table_page"] = position // TABLE_PAGE_ROWS + 1
         st.rerun()
 
 st.subheader("Data table")

@@ -8,7 +8,7 @@ are a CSV file written by DuckDB straight from the view's :class:`~t3vis.queries
 
 - Up to :data:`POINTS_LIMIT` points passing the filters, each point is a dot: id, label, prediction and
   the colour's value in its tooltip (its text too, up to :data:`TEXT_TOOLTIP_LIMIT` points).
-- Above that, the points are binned into a grid about as fine as the chart's pixels (:data:`GRID`): one
+- Above that, the points are binned into a grid of cells a few pixels wide (:data:`GRID`): one
   dot per occupied cell, coloured by the cell's most common value (categories) or its mean (numbers);
   its tooltip gives the cell's count, and a click selects the cell's first example. Filters (the layout's
   coordinates are filterable too) narrow the set down until every point is drawn.
@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -34,11 +35,15 @@ from t3vis.queries.explore import DATA_MAP, Attribute, Filter
 from t3vis.queries.frame_table import FrameTable
 from t3vis.queries.frames import quote_identifier
 
-WEBGL_THRESHOLD = 5_000  # more points than this: the Projection view draws with WebGL instead of Vega
-POINTS_LIMIT = 250_000  # more points than this pass the filters: one dot per occupied grid cell
+# The defaults are measured (bench/app.py, bench/scale_app.py) in headless Chromium, whose WebGL is software
+# (SwiftShader): there Vega's canvas draws a point in about half the time deck.gl takes, so points are drawn by
+# Vega up to WEBGL_THRESHOLD and the bounded, binned overview by deck.gl above. With a GPU, deck.gl draws
+# far more points in the same time: raise T3VIS_WEBGL_POINTS (and lower T3VIS_WEBGL_THRESHOLD) to use it.
+WEBGL_THRESHOLD = int(os.environ.get("T3VIS_WEBGL_THRESHOLD", 50_000))  # more points pass the filters: WebGL
+POINTS_LIMIT = int(os.environ.get("T3VIS_WEBGL_POINTS", 50_000))  # more points: one dot per occupied grid cell
 TEXT_TOOLTIP_LIMIT = 50_000  # up to this many points, the tooltip shows the text's start
 TEXT_TOOLTIP_CHARS = 60
-GRID = (640, 420)  # cells across and down when binning
+GRID = (320, 210)  # cells across and down when binning: at most 67,200 dots, each 2-3 pixels
 SHADES = 7  # classes of a numeric colour
 LAYER_PREFIX = "class-"  # id of each colour class's layer
 # Vega's tableau10 and blues schemes (the Altair charts' colours)
@@ -159,12 +164,14 @@ def point_cloud(
     selected_id: int | None = None,
     width: int = 900,
     height: int = 460,
-    points_limit: int = POINTS_LIMIT,
+    points_limit: int | None = None,
 ) -> PointCloud:
     """The WebGL scatter plot of the rows passing ``filters``, coloured by ``color``.
 
-    ``width`` and ``height`` (pixels) only set the initial zoom, which fits the layout's bounds.
+    ``width`` and ``height`` (pixels) only set the initial zoom, which fits the layout's bounds. Above
+    ``points_limit`` points (default :data:`POINTS_LIMIT`) the points are binned.
     """
+    points_limit = POINTS_LIMIT if points_limit is None else points_limit
     classes, legend = colour_classes(table, color)
     where, params = table.where(filters)
     n_points = table.count(filters)
@@ -309,7 +316,10 @@ def _axis_layers(box: tuple[float, float, float, float], titles: tuple[str, str]
               + [{"p": [x0, y], "s": f"{y:g} ", "a": "end", "b": "center"} for y in y_ticks])
     titles_rows = [{"p": [(x0 + x1) / 2, y0], "s": titles[0], "o": [0, 24], "g": 0},
                    {"p": [x0, (y0 + y1) / 2], "s": titles[1], "o": [-44, 0], "g": 90}]
-    text_style = {"getColor": AXIS_COLOUR, "sizeUnits": "pixels", "fontFamily": "sans-serif", "pickable": False}
+    # only the characters drawn go into the font atlas (building the default ASCII atlas costs a second)
+    characters = "".join(sorted({c for row in labels + titles_rows for c in row["s"]}))
+    text_style = {"getColor": AXIS_COLOUR, "sizeUnits": "pixels", "fontFamily": "sans-serif", "pickable": False,
+                  "characterSet": characters}
     return [
         {"@@type": "LineLayer", "id": "axes", "data": lines, "getSourcePosition": "@@=s",
          "getTargetPosition": "@@=t", "getColor": AXIS_COLOUR, "getWidth": 1, "pickable": False},

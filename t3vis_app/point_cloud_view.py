@@ -13,6 +13,7 @@ from t3vis.queries.explore import Attribute, Filter
 from t3vis.queries.frame_table import FrameTable
 from t3vis_app.selection import picked_from_cloud
 
+LARGE_VIEW = 5_000  # views with more points are kept in an in-memory DuckDB table, their Data Table paged
 TABLE_PAGE_ROWS = 100  # rows of a large view's Data Table sent to the browser at once
 CHART_HEIGHT = 460
 
@@ -28,10 +29,11 @@ def point_cloud_chart(table: FrameTable, filters: Sequence[Filter], *, color: At
                             height=CHART_HEIGHT, width="stretch")
     legend(cloud)
     if cloud.binned:
-        st.caption(f"{cloud.n_points:,} points: one dot per occupied cell of a {point_cloud.GRID[0]}×"
-                   f"{point_cloud.GRID[1]} grid ({cloud.n_marks:,} cells), coloured by the cell's "
-                   f"{'mean' if color.kind == 'continuous' else 'most common value'}. Below "
-                   f"{point_cloud.POINTS_LIMIT:,} points passing the filters, every point is drawn.")
+        st.caption(f"{cloud.n_points:,} points, drawn with WebGL as one dot per occupied cell of a "
+                   f"{point_cloud.GRID[0]}×{point_cloud.GRID[1]} grid ({cloud.n_marks:,} cells), coloured by the "
+                   f"cell's {'mean' if color.kind == 'continuous' else 'most common value'}; hover for its count, "
+                   f"click to select its first example. Filter down to {point_cloud.WEBGL_THRESHOLD:,} points "
+                   "(e.g. on x and y, to zoom into a region) to see every point.")
     return picked_from_cloud(event, key)
 
 

@@ -89,3 +89,26 @@ def wait_until_idle(page, *, timeout_ms: int = 90_000) -> None:
     for _ in range(2):
         page.wait_for_timeout(1000)
         page.wait_for_selector("[data-testid=stStatusWidget]", state="detached", timeout=timeout_ms)
+
+
+DECK_CANVAS = "[data-testid=stDeckGlJsonChart] canvas"
+
+
+def webgl_coloured_pixels(page, index: int = 0) -> int:
+    """Pixels with a hue on the ``index``-th WebGL chart's canvas (points; axes and background are grey).
+
+    WebGL canvases cannot be read back from the page once composited, so this takes a screenshot of the
+    canvas's box. -1 while the chart has no canvas yet."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    canvas = page.locator(DECK_CANVAS)
+    if canvas.count() <= index:
+        return -1
+    box = canvas.nth(index).bounding_box()
+    if not box or box["width"] < 10:
+        return -1
+    image = np.asarray(Image.open(io.BytesIO(page.screenshot(clip=box))).convert("RGB")).astype(int)
+    return int(((abs(image[..., 0] - image[..., 1]) > 40) | (abs(image[..., 1] - image[..., 2]) > 40)).sum())

@@ -8,10 +8,10 @@ from helpers import PROJECT
 from page_helpers import chart_with, deck_charts, deck_points, open_page
 from t3vis import point_cloud
 from t3vis.fixtures.synthetic_store import SyntheticConfig, build_synthetic_store
-from t3vis_app.point_cloud_view import TABLE_PAGE_ROWS
+from t3vis_app.point_cloud_view import LARGE_VIEW, TABLE_PAGE_ROWS
 
 PAGE = str(PROJECT / "pages" / "projection.py")
-N = point_cloud.WEBGL_THRESHOLD + 1_000
+N = LARGE_VIEW + 1_000
 
 
 @pytest.fixture(scope="module")
@@ -20,25 +20,38 @@ def large(tmp_path_factory):
     return build_synthetic_store(path, SyntheticConfig(n_examples=N, n_train=N, n_checkpoints=2, layers=(6,)))
 
 
+@pytest.fixture()
+def webgl(monkeypatch):
+    """Draw this test's views with WebGL, every point (the default threshold is 50,000 points)."""
+    monkeypatch.setattr(point_cloud, "WEBGL_THRESHOLD", 100)
+
+
 def _widget(app, kind: str, key: str):
     return next(widget for widget in getattr(app, kind) if widget.key == key)
 
 
-def test_a_large_view_is_drawn_with_webgl_and_its_table_is_paged(large):
+def test_a_large_view_below_the_webgl_threshold_is_drawn_by_vega_with_a_paged_table(large):
+    app = open_page(PAGE, large.path)
+    assert not app.exception and not deck_charts(app)
+    [(_, data)] = chart_with(app, "pick")
+    assert sorted(data.example_id) == list(range(N))
+    assert app.dataframe[0].value.example_id.tolist() == list(range(TABLE_PAGE_ROWS))
+
+
+def test_a_large_view_is_drawn_with_webgl_and_its_table_is_paged(large, webgl):
     app = open_page(PAGE, large.path)
     assert not app.exception
     assert not chart_with(app, "pick")  # no Vega scatter plot
     [spec] = deck_charts(app)
     points = deck_points(spec)
     assert len(points) == N and sorted(points.i) == list(range(N))
-    assert any("Drawn with WebGL" in caption.value for caption in app.caption)
     table = app.dataframe[0].value
     assert table.example_id.tolist() == list(range(TABLE_PAGE_ROWS))  # one page, not N rows
     _widget(app, "number_input", "w.table_page").set_value(3).run()
     assert app.dataframe[0].value.example_id.tolist() == list(range(2 * TABLE_PAGE_ROWS, 3 * TABLE_PAGE_ROWS))
 
 
-def test_a_filter_narrows_the_point_cloud_and_the_table_in_sql(large):
+def test_a_filter_narrows_the_point_cloud_and_the_table_in_sql(large, webgl):
     app = open_page(PAGE, large.path)
     _widget(app, "multiselect", "w.filter_on").set_value(["label", "x"]).run()
     _widget(app, "multiselect", "w.filter.label").set_value(["sports"]).run()
@@ -47,14 +60,15 @@ def test_a_filter_narrows_the_point_cloud_and_the_table_in_sql(large):
     assert len(points) > 0 and set(points.v) == {"sports"}  # coloured by label: the tooltip's value
     shown = next(caption.value for caption in app.caption if "pass the filters" in caption.value)
     assert shown.startswith(f"{len(points):,} of {N:,}")
-    low, high = _widget(app, "slider", "w.filter.x").value
-    _widget(app, "slider", "w.filter.x").set_value((low, (low + high) / 2)).run()
+    _, high = _widget(app, "slider", "w.filter.x").value
+    middle = float(points.x.median())  # keep the right half of the sports points
+    _widget(app, "slider", "w.filter.x").set_value((middle, high)).run()
     narrowed = deck_points(deck_charts(app)[0])
-    assert 0 < len(narrowed) < len(points) and (narrowed.x <= (low + high) / 2 + 1e-3).all()
+    assert 0 < len(narrowed) < len(points) and (narrowed.x >= middle - 1e-3).all()
     assert set(app.dataframe[0].value.label) == {"sports"}
 
 
-def test_the_selected_example_is_ringed_and_the_data_map_is_webgl_too(large):
+def test_the_selected_example_is_ringed_and_the_data_map_is_webgl_too(large, webgl):
     app = open_page(PAGE, large.path, split="validation", example_id=42)
     [spec] = deck_charts(app)
     [ring] = [layer for layer in spec["layers"] if layer["id"] == "selected"]
@@ -71,7 +85,15 @@ def test_the_selected_example_is_ringed_and_the_data_map_is_webgl_too(large):
     assert "variability" in titles["data"][0]["s"] and "confidence" in titles["data"][1]["s"]
 
 
-def test_comparison_draws_two_point_clouds(large):
+def test_above_the_points_limit_the_cloud_is_binned_and_says_so(large, webgl, monkeypatch):
+    monkeypatch.setattr(point_cloud, "POINTS_LIMIT", 2_000)
+    app = open_page(PAGE, large.path)
+    cells = deck_points(deck_charts(app)[0])
+    assert 0 < len(cells) < N and cells.n.sum() == N  # every point counted in one cell
+    assert any("one dot per occupied cell" in caption.value for caption in app.caption)
+
+
+def test_comparison_draws_two_point_clouds(large, webgl):
     app = open_page(PAGE, large.path, compare=True)
     assert not app.exception
     left, right = deck_charts(app)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
 
-from app_browser import CHROMIUM, PROJECT, chromium_page, serve_app
+from app_browser import CHROMIUM, DECK_CANVAS, PROJECT, chromium_page, serve_app, webgl_coloured_pixels
 from t3vis import point_cloud
 from t3vis.fixtures.synthetic_store import SyntheticConfig, build_synthetic_store
 from t3vis.queries import explore
@@ -18,23 +16,14 @@ pytestmark = [
     pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"{CHROMIUM} is absent: install Debian's chromium (.ci/run does)"),
 ]
 ARTIFACTS = PROJECT / "test-artifacts"
-N = point_cloud.WEBGL_THRESHOLD + 500
-CANVAS = "[data-testid=stDeckGlJsonChart] canvas"
+N = 5_500
+WEBGL_THRESHOLD = 1_000  # the server draws this test's 5,500 points with WebGL
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     path = tmp_path_factory.mktemp("cloud") / "cloud.duckdb"
     return build_synthetic_store(path, SyntheticConfig(n_examples=N, n_train=0, n_checkpoints=1, layers=(6,), seed=5))
-
-
-def coloured_pixels(page) -> int:
-    """Pixels of the chart's canvas with a hue (points; the axes and background are grey)."""
-    from PIL import Image
-
-    box = page.locator(CANVAS).first.bounding_box()
-    image = np.asarray(Image.open(io.BytesIO(page.screenshot(clip=box))).convert("RGB")).astype(int)
-    return int(((abs(image[..., 0] - image[..., 1]) > 40) | (abs(image[..., 1] - image[..., 2]) > 40)).sum())
 
 
 def isolated_point(store, width: float, height: float) -> tuple[int, float, float]:
@@ -57,20 +46,21 @@ def isolated_point(store, width: float, height: float) -> tuple[int, float, floa
     raise AssertionError("no isolated point to click")
 
 
-def test_the_point_cloud_draws_shows_a_tooltip_and_selects_on_click(store):
+def test_the_point_cloud_draws_shows_a_tooltip_and_selects_on_click(store, monkeypatch):
     ARTIFACTS.mkdir(exist_ok=True)
+    monkeypatch.setenv("T3VIS_WEBGL_THRESHOLD", str(WEBGL_THRESHOLD))
     with serve_app(store.path) as url, chromium_page() as page:
         page.goto(url)
-        page.locator(CANVAS).first.wait_for(timeout=90_000)
+        page.locator(DECK_CANVAS).first.wait_for(timeout=90_000)
         page.wait_for_function("() => !document.querySelector('[data-testid=stStatusWidget]')", timeout=90_000)
         deadline = 60
-        while coloured_pixels(page) < 2_000 and deadline > 0:
+        while webgl_coloured_pixels(page) < 2_000 and deadline > 0:
             page.wait_for_timeout(500)
             deadline -= 0.5
-        assert coloured_pixels(page) >= 2_000, "the WebGL canvas shows no points"
+        assert webgl_coloured_pixels(page) >= 2_000, "the WebGL canvas shows no points"
         page.screenshot(path=ARTIFACTS / "point-cloud.png", full_page=True)
 
-        box = page.locator(CANVAS).first.bounding_box()
+        box = page.locator(DECK_CANVAS).first.bounding_box()
         example_id, x, y = isolated_point(store, box["width"], box["height"])
         page.mouse.move(box["x"] + x, box["y"] + y)
         tooltip = page.locator(".deck-tooltip")

@@ -1,0 +1,172 @@
+"""The Projection page at 100k and 1M points: server, browser and memory (the ``app`` part of bench/scale.py).
+
+    python bench/scale_app.py [--sizes 100000,1000000] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT / "tests"))
+sys.path.insert(0, str(PROJECT / "bench"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from app import real_filters, shown_of_total  # noqa: E402
+from app_browser import chromium_page, serve_app, wait_until_idle, webgl_coloured_pixels  # noqa: E402
+from streamlit.testing.v1 import AppTest  # noqa: E402
+from t3vis.fixtures.synthetic_store import SyntheticConfig, build_synthetic_store  # noqa: E402
+
+PAGE = str(PROJECT / "pages" / "projection.py")
+DRAWN_PIXELS = 2_000  # coloured pixels on the canvas: the points are drawn
+
+
+def size_name(n: int) -> str:
+    return f"{n // 1_000_000}m" if n % 1_000_000 == 0 else f"{n // 1000}k"
+
+
+def server_ms(store_path: Path, repeats: int) -> tuple[float, list[float]]:
+    """The first run of the page (the view's frame read into memory), then reruns after a label filter change."""
+    app = AppTest.from_file(PAGE, default_timeout=600)
+    app.session_state["store_path"] = str(store_path)
+    started = time.perf_counter()
+    app.run()
+    first = (time.perf_counter() - started) * 1000
+    assert not app.exception, app.exception
+    next(w for w in app.multiselect if w.key == "w.filter_on").set_value(["label"]).run()
+    labels = next(w for w in app.multiselect if w.key == "w.filter.label").options
+    times = []
+    for subset in real_filters(labels, repeats):
+        widget = next(w for w in app.multiselect if w.key == "w.filter.label")
+        started = time.perf_counter()
+        widget.set_value(subset).run()
+        times.append((time.perf_counter() - started) * 1000)
+        assert not app.exception, app.exception
+        shown, total = shown_of_total(app)
+        assert 0 < shown < total, f"labels {subset}: {shown} of {total} shown, not a real filter"
+    return first, times
+
+
+class PeakMemory:
+    """Peak resident set (MB) of a process and its children, sampled every 50 ms."""
+
+    def __init__(self, pid: int):
+        import psutil
+
+        self.process = psutil.Process(pid)
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        import psutil
+
+        while not self._stop.is_set():
+            try:
+                processes = [self.process, *self.process.children(recursive=True)]
+                rss = sum(p.memory_info().rss for p in processes)
+                self.peak_mb = max(self.peak_mb, rss / 2**20)
+            except psutil.Error:
+                pass
+            self._stop.wait(0.05)
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return self.peak_mb
+
+
+def _wait_drawn(page, timeout: float, *, differs_from: int | None = None) -> float:
+    """Seconds until the canvas shows points (and, after a filter change, a different picture)."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout:
+        pixels = webgl_coloured_pixels(page)
+        if pixels >= DRAWN_PIXELS and (differs_from is None or abs(pixels - differs_from) > 0.05 * differs_from):
+            return time.perf_counter() - started
+        page.wait_for_timeout(100)
+    raise TimeoutError(f"the point cloud was not drawn within {timeout} s")
+
+
+def browser_ms(store_path: Path, repeats: int) -> dict[str, float | list[float]]:
+    """First draw in a fresh browser (cold server, then warm), and the draw after a filter change; the server's
+    peak memory throughout."""
+    with serve_app(store_path, timeout=300) as url:
+        import psutil
+
+        server = next(p for p in psutil.Process().children(recursive=True) if "streamlit" in " ".join(p.cmdline()))
+        memory = PeakMemory(server.pid)
+        first, filtered = [], []
+        for attempt in range(1 + repeats):
+            with chromium_page() as page:
+                started = time.perf_counter()
+                page.goto(url)
+                _wait_drawn(page, 600)
+                first.append((time.perf_counter() - started) * 1000)
+                wait_until_idle(page)
+                if attempt == 0:
+                    continue  # the cold load reads the store; filter changes are timed on warm pages
+                page.get_by_test_id("stExpander").get_by_text("Filters").click()
+                page.locator("[data-testid=stMultiSelect]").first.click()
+                page.keyboard.type("label")
+                page.keyboard.press("Enter")
+                page.keyboard.press("Escape")
+                wait_until_idle(page)
+                label_filter = page.locator("[data-testid=stMultiSelect]").filter(
+                    has=page.locator("[data-testid=stWidgetLabel]", has_text=re.compile(r"^label$")))
+                labels = label_filter.locator("[aria-label^='Remove ']")
+                name = labels.nth(attempt % labels.count()).get_attribute("aria-label")
+                page.wait_for_timeout(500)
+                before = webgl_coloured_pixels(page)
+                started = time.perf_counter()
+                page.locator(f"[aria-label='{name}']").click()
+                _wait_drawn(page, 600, differs_from=before)
+                filtered.append((time.perf_counter() - started) * 1000)
+        return {"cold": first[0], "first": first[1:], "filtered": filtered, "rss_mb": memory.stop()}
+
+
+def app_numbers(n: int, *, repeats: int = 3) -> dict[str, float]:
+    tag = size_name(n)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"scale-{tag}.duckdb"
+        started = time.perf_counter()
+        build_synthetic_store(path, SyntheticConfig(n_examples=n, n_train=0, n_checkpoints=1, layers=(6,), seed=1))
+        print(f"{n:,} examples: store written in {time.perf_counter() - started:.0f} s", flush=True)
+        first_run, server = server_ms(path, repeats)
+        print(f"  server: first run {first_run:.0f} ms; after a filter change {_summary(server)}", flush=True)
+        browser = browser_ms(path, repeats)
+        print(f"  browser: cold first draw {browser['cold']:.0f} ms; first draw in a fresh browser "
+              f"{_summary(browser['first'])}; after a filter change {_summary(browser['filtered'])}; "
+              f"server peak RSS {browser['rss_mb']:.0f} MB", flush=True)
+    return {
+        f"server_ms_{tag}": statistics.median(server), f"server_first_ms_{tag}": first_run,
+        f"browser_ms_{tag}": statistics.median(browser["first"]), f"browser_cold_ms_{tag}": browser["cold"],
+        f"browser_filter_ms_{tag}": statistics.median(browser["filtered"]), f"rss_mb_{tag}": browser["rss_mb"],
+    }
+
+
+def _summary(times: list[float]) -> str:
+    return f"median {statistics.median(times):.0f} ms (all: {', '.join(f'{t:.0f}' for t in times)})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="100000,1000000")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    numbers = {}
+    for n in (int(size) for size in args.sizes.split(",")):
+        numbers.update(app_numbers(n, repeats=args.repeats))
+    print("BENCH scale_app " + " ".join(f"{key}={value:.0f}" for key, value in numbers.items()))
+
+
+if __name__ == "__main__":
+    main()
