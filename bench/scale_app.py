@@ -117,7 +117,8 @@ def browser_ms(store_path: Path, repeats: int) -> dict[str, float | list[float]]
                 page.get_by_test_id("stExpander").get_by_text("Filters").click()
                 page.locator("[data-testid=stMultiSelect]").first.click()
                 page.keyboard.type("label")
-                page.keyboard.press("Enter")
+                page.wait_for_timeout(500)  # the options narrow (Enter would pick "Select all matches")
+                page.get_by_role("option", name="label", exact=True).click()
                 page.keyboard.press("Escape")
                 wait_until_idle(page)
                 label_filter = page.locator("[data-testid=stMultiSelect]").filter(
