@@ -81,7 +81,11 @@ def main() -> None:
             numbers.update(tsne_numbers(n))
     if "distributed" in parts:
         from distributed_ingest import measure
-        numbers.update({f"distributed_{key}": value for key, value in measure().items()})
+        measured = measure()
+        print(f"ingestion of {measured['n_examples']:,} sentences: {measured['seconds_1proc']:.1f} s on 1 process, "
+              f"{measured['seconds_2proc']:.1f} s on 2 (ratio {measured['ratio']:.2f})", flush=True)
+        numbers.update({f"distributed_{key}": value for key, value in measured.items()
+                        if isinstance(value, (int, float))})
     head = ["server_ms_1m", "browser_ms_1m", "rss_mb_1m", "tsne_s_100k", "tsne_s_1m", "knn_preservation_100k"]
     keys = [key for key in head if key in numbers] + sorted(key for key in numbers if key not in head)
     print("BENCH scale " + " ".join(f"{key}={_format(numbers[key])}" for key in keys))

@@ -128,18 +128,20 @@ views = [(view, "left")] + ([(second_view, "right")] if second_view else [])
 columns = st.columns(len(views))
 svg = n_shown <= 3_000  # crisp and inspectable for small sets; canvas for large ones
 for (shown_view, side), column in zip(views, columns):
+    # x and y filters are coordinates of the left layout: the compared layout keeps only the other filters
+    view_filters = filters if shown_view is view else tuple(f for f in filters if f.column not in ("x", "y"))
     title = (f"{shown_view.checkpoint}" if layout != explore.DATA_MAP else f"Data Map · {split}") + (
         "" if shown_view.layer is None else f" · layer {shown_view.layer}") + (
         f" · {THINGS}" if SPEC.per_unit_tables else "")
     shown_table = (table if shown_view is view else data.frame_table(ctx.store, shown_view)) if LARGE else None
-    if shown_table is not None and shown_table.count(filters) > point_cloud.WEBGL_THRESHOLD:
+    if shown_table is not None and shown_table.count(view_filters) > point_cloud.WEBGL_THRESHOLD:
         with column:
-            clicked = point_cloud_chart(shown_table, filters, color=by_name[color_name], layout=layout,
+            clicked = point_cloud_chart(shown_table, view_filters, color=by_name[color_name], layout=layout,
                                         layer=shown_view.layer, selected_id=selected_id, title=title,
                                         key=f"cloud.{side}", width=900 // len(views))
     else:
         if shown_table is not None:
-            shown = shown_table.rows(filters)
+            shown = shown_table.rows(view_filters)
         else:
             shown = frame if shown_view is view else data.example_frame(ctx.store, shown_view, filters)
         chart = charts.projection_chart(shown, color=by_name[color_name], layout=layout, layer=shown_view.layer,
@@ -166,12 +168,13 @@ if LARGE:  # one page of the filtered rows goes to the browser, not all of them
     pager[1].caption(f"Rows {(page - 1) * TABLE_PAGE_ROWS + 1:,}–{min(page * TABLE_PAGE_ROWS, n_shown):,} "
                      f"of {n_shown:,}, by id.")
     table_rows = table.rows(filters, offset=(page - 1) * TABLE_PAGE_ROWS, limit=TABLE_PAGE_ROWS)
+    table_key = f"table.{page}"
     rows_for_download = lambda: table.rows(filters)  # noqa: E731 (built only when the button is clicked)
 else:
-    table_rows = frame
+    table_rows, table_key = frame, "table"
     rows_for_download = lambda: frame  # noqa: E731
-table_event, shown_table_rows = data_table(table_rows, selected_id)
-row_id = picked_from_table(table_event, shown_table_rows, "table")
+table_event, shown_table_rows = data_table(table_rows, selected_id, key=table_key)
+row_id = picked_from_table(table_event, shown_table_rows, table_key)
 if row_id is not None:
     state.select_example(split, row_id)
     st.rerun()

@@ -46,6 +46,8 @@ TEXT_TOOLTIP_CHARS = 60
 GRID = (320, 210)  # cells across and down when binning: at most 67,200 dots, each 2-3 pixels
 SHADES = 7  # classes of a numeric colour
 LAYER_PREFIX = "class-"  # id of each colour class's layer
+# computed columns: names that no dataset column has (a dataset may well have a column "class")
+CLASS, CELL_X, CELL_Y = "__t3vis_class", "__t3vis_cell_x", "__t3vis_cell_y"
 # Vega's tableau10 and blues schemes (the Altair charts' colours)
 TABLEAU10 = ["#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b", "#b279a2", "#ff9da6", "#9d755d",
              "#bab0ac"]
@@ -178,7 +180,7 @@ def point_cloud(
     box = bounds(table, layout)
     binned = n_points > points_limit
     if binned:
-        rows_by_class, fields = _binned_rows(table, classes, color, where, params, box)
+        rows_by_class, fields = _binned_rows(table, classes, legend, color, where, params, box)
     else:
         rows_by_class, fields = _point_rows(table, classes, color, where, params, n_points)
     radius = 3.0 if n_points <= 20_000 else 2.0 if n_points <= 100_000 else 1.5
@@ -236,28 +238,28 @@ def _point_rows(table: FrameTable, classes: str, color: Attribute, where: str, p
     row = " || ',' || ".join(["CAST(round(x, 4) AS VARCHAR)", "CAST(round(y, 4) AS VARCHAR)"]
                              + [_csv_field(sql) if key != "i" else "CAST(example_id AS VARCHAR)"
                                 for key, sql, _ in fields])
-    sql = (f"SELECT class, count(*) AS n, string_agg({row}, chr(10)) AS rows "
-           f"FROM (SELECT *, {classes} AS class FROM frame{where}) WHERE x IS NOT NULL AND y IS NOT NULL "
-           f"GROUP BY class")
+    sql = (f"SELECT {CLASS} AS class, count(*) AS n, string_agg({row}, chr(10)) AS rows "
+           f"FROM (SELECT *, {classes} AS {CLASS} FROM frame{where}) WHERE x IS NOT NULL AND y IS NOT NULL "
+           f"GROUP BY {CLASS}")
     found = table.query(sql, params)
     return {int(klass): _RawJson(json.dumps(csv_data_url(header + "\n" + rows)), int(n))
             for klass, n, rows in zip(found["class"], found["n"], found["rows"])}, fields
 
 
-def _binned_rows(table: FrameTable, classes: str, color: Attribute, where: str, params: list,
-                 box: tuple[float, float, float, float]) -> tuple[dict[int, _RawJson], list]:
+def _binned_rows(table: FrameTable, classes: str, legend: list[LegendEntry], color: Attribute, where: str,
+                 params: list, box: tuple[float, float, float, float]) -> tuple[dict[int, _RawJson], list]:
     """One row per occupied grid cell: its centre, count, first example and most common class (or mean)."""
     x0, x1, y0, y1 = box
     cell_x, cell_y = (x1 - x0) / GRID[0], (y1 - y0) / GRID[1]
     column = quote_identifier(color.name)
     if color.kind == "continuous":
-        aggregate = f"avg({column}) AS mean_value, CAST(round(avg({column}), 3) AS VARCHAR) AS v, NULL AS mode_class"
+        aggregate = f"avg({column}) AS mean_value, NULL AS mode_class"
     else:
-        aggregate = f"NULL AS mean_value, mode(CAST({column} AS VARCHAR)) AS v, mode(class) AS mode_class"
-    sql = (f"SELECT gx, gy, count(*) AS n, min(example_id) AS i, {aggregate} FROM ("
-           f"SELECT *, {classes} AS class, floor((x - {x0!r}) / {cell_x!r})::INTEGER AS gx, "
-           f"floor((y - {y0!r}) / {cell_y!r})::INTEGER AS gy FROM frame{where}) "
-           f"WHERE x IS NOT NULL AND y IS NOT NULL GROUP BY gx, gy")
+        aggregate = f"NULL AS mean_value, mode({CLASS}) AS mode_class"
+    sql = (f"SELECT {CELL_X} AS gx, {CELL_Y} AS gy, count(*) AS n, min(example_id) AS i, {aggregate} FROM ("
+           f"SELECT *, {classes} AS {CLASS}, floor((x - {x0!r}) / {cell_x!r})::INTEGER AS {CELL_X}, "
+           f"floor((y - {y0!r}) / {cell_y!r})::INTEGER AS {CELL_Y} FROM frame{where}) "
+           f"WHERE x IS NOT NULL AND y IS NOT NULL GROUP BY {CELL_X}, {CELL_Y}")
     found = table.query(sql, params)
     if color.kind == "continuous":
         low, high = table.summary(color)
@@ -265,8 +267,10 @@ def _binned_rows(table: FrameTable, classes: str, color: Attribute, where: str, 
         mean = found.mean_value.to_numpy(dtype=float)
         shade = np.where(np.isnan(mean), SHADES, np.clip(np.floor((mean - low) / width), 0, SHADES - 1))
         found["class"] = shade.astype(int)
-    else:
+        found["v"] = [("missing" if np.isnan(value) else f"{value:.3g}") for value in mean]
+    else:  # the tooltip names the class the dot is coloured by (ties and missing values included)
         found["class"] = found.mode_class.astype(int)
+        found["v"] = [legend[klass].label for klass in found["class"]]
     found["x"] = (x0 + (found.gx + 0.5) * cell_x).round(4)
     found["y"] = (y0 + (found.gy + 0.5) * cell_y).round(4)
     mean_or_mode = f"mean {color.label}" if color.kind == "continuous" else f"most common {color.label}"

@@ -10,6 +10,7 @@ import streamlit as st
 
 from t3vis import charts, point_cloud
 from t3vis.queries.explore import Attribute, Filter
+from t3vis.markdown_text import escape_markdown as md
 from t3vis.queries.frame_table import FrameTable
 from t3vis_app.selection import picked_from_cloud
 
@@ -24,7 +25,7 @@ def point_cloud_chart(table: FrameTable, filters: Sequence[Filter], *, color: At
     cloud = point_cloud.point_cloud(table, filters, color=color, layout=layout,
                                     axis_titles=charts.axis_titles(layout, layer), selected_id=selected_id,
                                     width=width, height=CHART_HEIGHT)
-    st.markdown(f"**{html.escape(title)}**")
+    st.markdown(f"**{md(title)}**")
     event = st.pydeck_chart(cloud.deck, on_select="rerun", selection_mode="single-object", key=key,
                             height=CHART_HEIGHT, width="stretch")
     legend(cloud)
@@ -32,7 +33,7 @@ def point_cloud_chart(table: FrameTable, filters: Sequence[Filter], *, color: At
         st.caption(f"{cloud.n_points:,} points, drawn with WebGL as one dot per occupied cell of a "
                    f"{point_cloud.GRID[0]}×{point_cloud.GRID[1]} grid ({cloud.n_marks:,} cells), coloured by the "
                    f"cell's {'mean' if color.kind == 'continuous' else 'most common value'}; hover for its count, "
-                   f"click to select its first example. Filter down to {point_cloud.WEBGL_THRESHOLD:,} points "
+                   f"click to select its first example. Filter down to {point_cloud.POINTS_LIMIT:,} points "
                    "(e.g. on x and y, to zoom into a region) to see every point.")
     return picked_from_cloud(event, key)
 
@@ -47,15 +48,18 @@ def legend(cloud: point_cloud.PointCloud) -> None:
                 unsafe_allow_html=True)
 
 
-def data_table(rows: pd.DataFrame, selected_id: int | None):
-    """The Data Table of ``rows``, the selected example ticked; returns (selection event, the rows shown)."""
+def data_table(rows: pd.DataFrame, selected_id: int | None, *, key: str = "table"):
+    """The Data Table of ``rows``, the selected example ticked; returns (selection event, the rows shown).
+
+    A paged table passes a key per page: a keyed table keeps its selected row *position* when its rows change,
+    which would select another example on the next page."""
     table = rows.drop(columns=["x", "y", "label_id", "pred"], errors="ignore")
     first = [c for c in ("example_id", "unit", "text", "label", "prediction", "correct", "rouge1", "loss",
                          "confidence", "gold_prob", "region") if c in table.columns]
     table = table[first + [c for c in table.columns if c not in first]]
     table.insert(0, "selected", table.example_id == selected_id)
     event = st.dataframe(
-        table, hide_index=True, on_select="rerun", selection_mode="single-row", key="table",
+        table, hide_index=True, on_select="rerun", selection_mode="single-row", key=key,
         height=min(400, 35 * (len(table) + 1) + 3),
         column_config={
             "selected": st.column_config.CheckboxColumn("●", width="small", help="the selected example"),

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from t3vis.queries import classification, summaries, tagging
@@ -85,7 +86,7 @@ def frame_size(store: Store, view: View) -> int:
 
 def _filtered(store: Store, sql: str, params: list, filters: Sequence[Filter], known: Sequence[Attribute], *,
               order: Sequence[str] = ("example_id",)) -> pd.DataFrame:
-    where, where_params = _where(filters, known)
+    where, where_params = where_clause(filters, known)
     if where:
         sql += f" WHERE {where}"
     return store.query(f"{sql} ORDER BY {', '.join(order)}", params + where_params)
@@ -95,7 +96,7 @@ def filter_frame(frame: pd.DataFrame, filters: Sequence[Filter], known: Sequence
     """The rows of an example frame that pass the filters: the same WHERE clause as :func:`example_frame`,
     run by an in-memory DuckDB over the frame (no store file is opened, so it is fast enough for every
     filter change on 50,000 examples)."""
-    where, params = _where(filters, known)
+    where, params = where_clause(filters, known)
     if not where:
         return frame
     with duckdb.connect() as con:
@@ -110,7 +111,7 @@ def _order(frame: pd.DataFrame) -> list[str]:
     return ["example_id", "unit"] if "unit" in frame.columns else ["example_id"]
 
 
-def _where(filters: Sequence[Filter], known: Sequence[Attribute]) -> tuple[str, list]:
+def where_clause(filters: Sequence[Filter], known: Sequence[Attribute]) -> tuple[str, list]:
     names = {attribute.name for attribute in known}
     clauses, params = [], []
     for item in filters:
@@ -130,11 +131,18 @@ def _where(filters: Sequence[Filter], known: Sequence[Attribute]) -> tuple[str, 
 
 
 def attribute_summary(frame: pd.DataFrame, attribute: Attribute) -> tuple:
-    """(min, max) of a continuous attribute, or the sorted distinct values of a categorical one."""
+    """(min, max) of a continuous attribute (its finite values), or the sorted distinct values of a categorical
+    one, written as the filters' SQL compares them (``CAST(column AS VARCHAR)``: a boolean is 'true', not
+    Python's 'True')."""
     values = frame[attribute.name].dropna()
     if attribute.kind == "continuous":
+        values = values[np.isfinite(values.astype(float))]
         return (float(values.min()), float(values.max())) if len(values) else (0.0, 0.0)
-    return tuple(sorted(values.astype(str).unique()))
+    return tuple(sorted({_as_sql_text(value) for value in values.unique()}))
+
+
+def _as_sql_text(value) -> str:
+    return str(value).lower() if isinstance(value, (bool, np.bool_)) else str(value)
 
 
 def example_details(store: Store, run_id: str, split: str, example_id: int, checkpoint: str | None) -> dict | None:

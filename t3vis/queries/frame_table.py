@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import duckdb
 import pandas as pd
 
-from t3vis.queries.explore import Attribute, Filter, _where, example_frame
+from t3vis.queries.explore import Attribute, Filter, example_frame, where_clause
 from t3vis.queries.frames import View, quote_identifier
 from t3vis.store.database import Store
 
@@ -53,7 +53,7 @@ class FrameTable:
 
     def where(self, filters: Sequence[Filter]) -> tuple[str, list]:
         """`` WHERE ...`` (or an empty string) and its parameters."""
-        clause, params = _where(filters, self.known)
+        clause, params = where_clause(filters, self.known)
         return (f" WHERE {clause}" if clause else ""), params
 
     def query(self, sql: str, params: Sequence = ()) -> pd.DataFrame:
@@ -91,7 +91,8 @@ class FrameTable:
         if attribute.name not in self._summaries:
             column = quote_identifier(attribute.name)
             if attribute.kind == "continuous":
-                low, high = self.query(f"SELECT min({column}) AS low, max({column}) AS high FROM frame").iloc[0]
+                low, high = self.query(f"SELECT min({column}) AS low, max({column}) AS high FROM frame "
+                                       f"WHERE isfinite({column})").iloc[0]  # an infinite loss: no bound
                 value = (0.0, 0.0) if pd.isna(low) else (float(low), float(high))
             else:
                 values = self.query(f"SELECT DISTINCT CAST({column} AS VARCHAR) AS value FROM frame "

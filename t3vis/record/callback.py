@@ -221,6 +221,8 @@ class T3visCallback(TrainerCallback):
             # training stopped mid-epoch (max_steps): keep what was seen, if any process saw anything
             if self._recording and any(agree(self._capture.pending > 0, self._shard)):
                 self._flush_epoch()
+        except Exception as exc:  # recording must never fail training, not even at its end
+            self._problem(f"t3vis could not record the last, partial epoch: {exc}")
         finally:
             self._remove_hook()
         if self._shard.is_main:

@@ -14,6 +14,7 @@ import pytest
 
 from t3vis import point_cloud
 from t3vis.queries.explore import DATA_MAP, Attribute, RangeFilter, ValuesFilter, filter_frame
+from t3vis.queries.explore import attribute_summary as explore_summary
 from t3vis.queries.frame_table import FrameTable
 
 LABEL = Attribute("label", "label", "categorical")
@@ -160,3 +161,43 @@ def test_the_selected_example_is_ringed_and_axes_follow_the_layout(frame, table)
 def test_nice_ticks_are_round_and_inside_the_range():
     assert point_cloud.nice_ticks(-47.3, 61.2) == [-40, -20, 0, 20, 40, 60]
     assert point_cloud.nice_ticks(0.0, 1.0) == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+
+
+def test_a_dataset_column_named_like_a_computed_one_changes_nothing(frame):
+    clashing = frame.assign(**{"class": "a string", "gx": "b", "gy": "c"})
+    table = FrameTable(clashing, KNOWN)
+    for limit in (None, 100):  # points, then binned cells
+        cloud = point_cloud.point_cloud(table, (), color=LABEL, layout="tsne", axis_titles=("a", "b"),
+                                        points_limit=limit)
+        rows = [row for layer in layer_rows(cloud).values() for row in layer]
+        assert sum(int(row.get("n", 1)) for row in rows) == len(frame)
+        assert {entry.label for entry in cloud.legend} == set(NAMES)
+
+
+def test_a_binned_cell_names_the_value_it_is_coloured_by_even_on_a_tie():
+    tie = pd.DataFrame({"example_id": range(4), "x": [0.0, 0.0, 0.0, 0.0], "y": [0.0] * 4,
+                        "label": ["b", "a", "a", "b"]})  # one cell, two labels twice each
+    table = FrameTable(tie, [LABEL])
+    cloud = point_cloud.point_cloud(table, (), color=LABEL, layout="tsne", axis_titles=("a", "b"), points_limit=1)
+    [(layer_id, [row])] = layer_rows(cloud).items()
+    legend = {entry.colour: entry.label for entry in cloud.legend}
+    assert row["v"] == legend[colour_of_layer(cloud, layer_id)] and row["n"] == "4"
+
+
+def test_true_and_false_filter_alike_in_small_and_large_views():
+    frame = pd.DataFrame({"example_id": range(6), "x": range(6), "y": range(6),
+                          "correct": [True, False, True, True, False, True]})
+    correct = Attribute("correct", "correct", "categorical")
+    summary = explore_summary(frame, correct)
+    assert summary == FrameTable(frame, [correct]).summary(correct) == ("false", "true")
+    kept = filter_frame(frame, (ValuesFilter("correct", ("true",)),), [correct])
+    assert kept.example_id.tolist() == [0, 2, 3, 5]
+    assert FrameTable(frame, [correct]).count((ValuesFilter("correct", ("true",)),)) == 4
+
+
+def test_an_infinite_value_does_not_break_the_colour_scale(frame):
+    infinite = frame.assign(loss=frame.loss.where(frame.index != 7, np.inf))
+    table = FrameTable(infinite, KNOWN)
+    assert math.isfinite(table.summary(LOSS)[1])
+    cloud = point_cloud.point_cloud(table, (), color=LOSS, layout="tsne", axis_titles=("a", "b"))
+    assert cloud.n_marks == len(frame)
