@@ -26,14 +26,27 @@ from sklearn.neighbors import NearestNeighbors
 from t3vis.record.projection import TSNE_FIT_POINTS, tsne
 
 
-def clustered_points(n: int, *, dims: int = 64, clusters: int = 40, seed: int = 0) -> np.ndarray:
-    """(n, dims) float32 points in Gaussian clusters of random sizes and spreads."""
+def clustered_points(n: int, *, dims: int = 64, clusters: int = 40, seed: int = 0,
+                     with_clusters: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """(n, dims) float32 points in Gaussian clusters of random sizes and spreads (and, with ``with_clusters``,
+    each point's cluster (n,))."""
     rng = np.random.default_rng(seed)
     centres = rng.normal(0, 4, (clusters, dims))
     sizes = rng.dirichlet(np.ones(clusters))
     labels = rng.choice(clusters, n, p=sizes)
     spread = rng.uniform(0.5, 2.0, clusters)
-    return (centres[labels] + rng.normal(0, 1, (n, dims)) * spread[labels, None]).astype(np.float32)
+    points = (centres[labels] + rng.normal(0, 1, (n, dims)) * spread[labels, None]).astype(np.float32)
+    return (points, labels) if with_clusters else points
+
+
+def cluster_agreement(coords: np.ndarray, clusters: np.ndarray, *, k: int = 10, queries: int = 2000,
+                      seed: int = 0) -> float:
+    """Mean share of each query point's k nearest neighbours in 2-D that belong to its own cluster: whether
+    the layout keeps the clusters apart (inside a Gaussian cluster, which neighbours are nearest is noise,
+    so k-NN preservation falls as the clusters get denser while the layout stays right)."""
+    picked = np.random.default_rng(seed).choice(len(coords), min(queries, len(coords)), replace=False)
+    near = NearestNeighbors(n_neighbors=k + 1).fit(coords).kneighbors(coords[picked], return_distance=False)
+    return float(np.mean([np.mean(clusters[row[1:]] == clusters[index]) for index, row in zip(picked, near)]))
 
 
 def knn_preservation(features: np.ndarray, coords: np.ndarray, *, k: int = 10, queries: int = 2000,

@@ -14,8 +14,9 @@ Parts (all by default, side by side in one run):
   - memory: the peak resident set of the ``streamlit run`` server process over all of the above.
 - ``tsne``: hidden-state-like points (64-D, 40 Gaussian clusters) of each size laid out as ingestion does
   (t-SNE fitted on :data:`t3vis.record.projection.TSNE_FIT_POINTS` points, the others placed with
-  openTSNE's ``transform``): seconds, CPU seconds, and k-NN preservation (share of each point's 10
-  nearest neighbours in 64-D kept among its 10 nearest in 2-D, 2,000 random points).
+  openTSNE's ``transform``): seconds, CPU seconds, k-NN preservation (share of each point's 10
+  nearest neighbours in 64-D kept among its 10 nearest in 2-D, 2,000 random points) and cluster agreement
+  (share of its 10 nearest in 2-D from its own cluster).
 - ``distributed``: ``bench/distributed_ingest.py`` (the same ingestion on 1 and on 2 processes).
 
 Last line: ``BENCH scale server_ms_1m=... browser_ms_1m=... rss_mb_1m=... tsne_s_100k=... tsne_s_1m=...
@@ -46,10 +47,10 @@ def size_name(n: int) -> str:
 
 def tsne_numbers(n: int) -> dict[str, float]:
     """Seconds, CPU seconds and k-NN preservation of ingestion's t-SNE of ``n`` clustered points."""
-    from projection_scale import clustered_points, knn_preservation
+    from projection_scale import cluster_agreement, clustered_points, knn_preservation
     from t3vis.record.projection import tsne
 
-    features = clustered_points(n, seed=1)
+    features, clusters = clustered_points(n, seed=1, with_clusters=True)
     cpu = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
     coords = tsne(features, seed=0)
@@ -57,10 +58,11 @@ def tsne_numbers(n: int) -> dict[str, float]:
     after = resource.getrusage(resource.RUSAGE_SELF)
     cpu_seconds = (after.ru_utime - cpu.ru_utime) + (after.ru_stime - cpu.ru_stime)
     knn = knn_preservation(features, coords)
-    print(f"t-SNE of {n:,} points: {seconds:.0f} s ({cpu_seconds:.0f} CPU s), k-NN preservation {knn:.3f}",
-          flush=True)
+    agreement = cluster_agreement(coords, clusters)
+    print(f"t-SNE of {n:,} points: {seconds:.0f} s ({cpu_seconds:.0f} CPU s), k-NN preservation {knn:.3f}, "
+          f"cluster agreement of the 10 nearest in 2-D {agreement:.3f}", flush=True)
     return {f"tsne_s_{size_name(n)}": seconds, f"tsne_cpu_s_{size_name(n)}": cpu_seconds,
-            f"knn_preservation_{size_name(n)}": knn}
+            f"knn_preservation_{size_name(n)}": knn, f"cluster_agreement_{size_name(n)}": agreement}
 
 
 def main() -> None:
