@@ -472,11 +472,16 @@ def confusion_chart(confusion: pd.DataFrame, *, tags: list[str], value: str = "c
 CELL = "cell"  # the click selection of the confusion matrix, over the gold and predicted tags
 
 
+def _training_axis(x_title: str) -> alt.X:
+    """Epochs and steps are whole numbers: ticks at whole numbers only (not 1.5, 2.5)."""
+    return alt.X("x:Q", title=x_title, axis=alt.Axis(tickMinStep=1, format="d"))
+
+
 def learning_curve_chart(curves: pd.DataFrame, metric: str, *, x_title: str) -> alt.Chart:
     """One metric ("accuracy" or "loss") over training, one line per source (training passes, each split)."""
     return alt.Chart(curves).mark_line(point=True).encode(
-        x=alt.X("x:Q", title=x_title), y=alt.Y(f"{metric}:Q", title=metric),
-        color=alt.Color("source:N", title=None),
+        x=_training_axis(x_title), y=alt.Y(f"{metric}:Q", title=metric),
+        color=alt.Color("source:N", title=None, scale=alt.Scale(scheme=CATEGORY_SCHEME)),
         tooltip=["source", "checkpoint", "x", alt.Tooltip(metric, format=".4f")],
     ).properties(title=f"{metric.capitalize()} over training", height=260)
 
@@ -484,8 +489,8 @@ def learning_curve_chart(curves: pd.DataFrame, metric: str, *, x_title: str) -> 
 def per_class_accuracy_chart(per_class: pd.DataFrame, *, x_title: str, split: str) -> alt.Chart:
     """Accuracy of each gold label over the checkpoints."""
     return alt.Chart(per_class).mark_line(point=True).encode(
-        x=alt.X("x:Q", title=x_title), y=alt.Y("accuracy:Q", title="accuracy", scale=alt.Scale(domain=[0, 1])),
-        color=alt.Color("label:N", title="gold label"),
+        x=_training_axis(x_title), y=alt.Y("accuracy:Q", title="accuracy", scale=alt.Scale(domain=[0, 1])),
+        color=alt.Color("label:N", title="gold label", scale=alt.Scale(scheme=CATEGORY_SCHEME)),
         tooltip=["checkpoint", "label", "n", alt.Tooltip("accuracy", format=".3f")],
     ).properties(title=f"Per-class accuracy on the {split} split", height=280)
 

@@ -48,3 +48,14 @@ def test_page_shows_curves_per_class_accuracy_and_the_flipped_table(synthetic):
     app.selectbox(key="w.flip_before").set_value("epoch-1").run()
     assert len(app.dataframe[0].value) == len(
         training_view.flipped_examples(synthetic, "synthetic", "validation", "epoch-1", "epoch-3"))
+
+
+def test_training_charts_tick_whole_epochs_and_tell_classes_apart_by_hue(synthetic):
+    app = open_page(PAGE, synthetic.path)
+    charts = [spec for spec, _ in vega_charts(app)]
+    assert len(charts) == 3
+    for spec in charts:
+        encoding = spec.get("encoding") or spec["layer"][0]["encoding"]
+        assert encoding["x"]["axis"]["tickMinStep"] == 1 and encoding["x"]["axis"]["format"] == "d"
+        # a categorical palette (Streamlit's theme would give two blues and two reds for four classes)
+        assert encoding["color"]["scale"]["scheme"] == "tableau10"

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from app_browser import CHROMIUM, PROJECT, chromium_page, serve_app, settled
+from app_browser import CHROMIUM, PROJECT, chromium_page, serve_app, settled, wait_until_idle
 from t3vis.fixtures.synthetic_store import SyntheticConfig, build_synthetic_store
 
 pytestmark = [
@@ -184,3 +184,25 @@ def test_instance_view_methods_and_attention_from_a_clicked_token(tiny_app_url):
         assert attention != ixg
         assert page.get_by_text("Head: L1·H1").count() >= 1
         page.screenshot(path=ARTIFACTS / "instance-attention.png", full_page=True)
+
+
+NAVIGATION = ["Projection & data", "Attention heads", "Instance", "Training", "SQL", "Runs & checkpoints"]
+
+
+@pytest.mark.parametrize(("link", "title"), [
+    ("/", "Projection"), ("/heads?split=validation&example=3", "Attention heads"),
+    ("/instance?split=validation&example=3", "Instance"), ("/training", "Training"), ("/sql", "SQL"),
+    ("/overview", "Runs & checkpoints"),
+])
+def test_every_pages_link_opens_with_the_apps_navigation_and_layout_in_a_fresh_browser(app_url, link, title):
+    with chromium_page() as page:  # a new browser: a visitor who was sent the link and never opened the app
+        page.goto(app_url + link)
+        page.locator("h1", has_text=title).first.wait_for(timeout=90_000)
+        # each link: its icon (named in text where the icon font is not loaded), then its title
+        links = [text.strip().splitlines()[-1] for text in page.locator("[data-testid=stSidebarNav] a").all_inner_texts()]
+        assert links == NAVIGATION  # the app's own navigation, not file names ("heads", "streamlit app")
+        main = page.locator("[data-testid=stMainBlockContainer]").first.bounding_box()
+        assert main["width"] > 1000  # the wide layout of the 1400-pixel window, not the narrow one
+        if "example=3" in link:  # the linked example is the selected one: the page keeps it in its own URL
+            wait_until_idle(page)
+            assert "example=3" in page.url and "split=validation" in page.url
