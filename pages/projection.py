@@ -168,12 +168,13 @@ if LARGE:  # one page of the filtered rows goes to the browser, not all of them
     pager[1].caption(f"Rows {(page - 1) * TABLE_PAGE_ROWS + 1:,}–{min(page * TABLE_PAGE_ROWS, n_shown):,} "
                      f"of {n_shown:,}, by id.")
     table_rows = table.rows(filters, offset=(page - 1) * TABLE_PAGE_ROWS, limit=TABLE_PAGE_ROWS)
-    table_key = f"table.{page}"
+    table_key, empty_columns = f"table.{page}", table.empty_columns
     rows_for_download = lambda: table.rows(filters)  # noqa: E731 (built only when the button is clicked)
 else:
     table_rows, table_key = frame, "table"
+    empty_columns = tuple(unfiltered.columns[unfiltered.isna().all()]) if len(unfiltered) else ()
     rows_for_download = lambda: frame  # noqa: E731
-table_event, shown_table_rows = data_table(table_rows, selected_id, key=table_key)
+table_event, shown_table_rows = data_table(table_rows, selected_id, key=table_key, empty=empty_columns)
 row_id = picked_from_table(table_event, shown_table_rows, table_key)
 if row_id is not None:
     state.select_example(split, row_id)

@@ -48,14 +48,16 @@ def legend(cloud: point_cloud.PointCloud) -> None:
                 unsafe_allow_html=True)
 
 
-def data_table(rows: pd.DataFrame, selected_id: int | None, *, key: str = "table"):
-    """The Data Table of ``rows``, the selected example ticked; returns (selection event, the rows shown).
+def data_table(rows: pd.DataFrame, selected_id: int | None, *, key: str = "table", empty: Sequence[str] = ()):
+    """The Data Table of ``rows``, the selected example ticked, without the ``empty`` columns (no value in
+    the whole view); returns (selection event, the rows shown).
 
     A paged table passes a key per page: a keyed table keeps its selected row *position* when its rows change,
     which would select another example on the next page."""
-    table = rows.drop(columns=["x", "y", "label_id", "pred"], errors="ignore")
+    table = rows.drop(columns=["x", "y", "label_id", "pred", *empty], errors="ignore")
     first = [c for c in ("example_id", "unit", "text", "label", "prediction", "correct", "rouge1", "loss",
-                         "confidence", "gold_prob", "region") if c in table.columns]
+                         "confidence", "gold_prob", "last_prediction", "last_correct", "region", "dm_confidence",
+                         "variability", "correctness", "forgetting_events") if c in table.columns]
     table = table[first + [c for c in table.columns if c not in first]]
     table.insert(0, "selected", table.example_id == selected_id)
     event = st.dataframe(
@@ -67,6 +69,11 @@ def data_table(rows: pd.DataFrame, selected_id: int | None, *, key: str = "table
             "loss": st.column_config.NumberColumn("loss", format="%.3f"),
             "confidence": st.column_config.NumberColumn("confidence", format="%.3f"),
             "gold_prob": st.column_config.NumberColumn("gold prob.", format="%.3f"),
+            "last_prediction": st.column_config.TextColumn("last-epoch prediction"),
+            "last_correct": st.column_config.CheckboxColumn("last-epoch correct"),
+            "dm_confidence": st.column_config.NumberColumn("Data Map confidence", format="%.3f"),
+            "variability": st.column_config.NumberColumn("variability", format="%.3f"),
+            "correctness": st.column_config.NumberColumn("correctness", format="%.2f"),
             **{name: st.column_config.NumberColumn(name, format="%.3f")
                for name in ("rouge1", "rouge2", "rougeL", "prob")},
         },

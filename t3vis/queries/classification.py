@@ -7,15 +7,22 @@ from t3vis.queries.frames import (BASE_ATTRIBUTES, DATA_MAP, DATA_MAP_ATTRIBUTES
 from t3vis.store.database import Store
 
 
+# what the training forward passes of the last epoch said about an example of a split with dynamics
+LAST_EPOCH_ATTRIBUTES = (
+    Attribute("last_prediction", "last-epoch prediction", "categorical"),
+    Attribute("last_correct", "last-epoch correct", "categorical"),
+)
+
+
 def attributes(store: Store, view: View, extras: list[Attribute]) -> list[Attribute]:
     """The example's label, length and truncation; its prediction with a checkpoint; its Data Map statistics
-    when the split has training dynamics; the dataset's extra columns."""
+    and last-epoch prediction when the split has training dynamics; the dataset's extra columns."""
     info = splits(store, view.run_id).set_index("split").loc[view.split]
     found = list(BASE_ATTRIBUTES)
     if view.checkpoint is not None and info.has_predictions:
         found += PREDICTION_ATTRIBUTES
     if info.has_dynamics:
-        found += DATA_MAP_ATTRIBUTES
+        found += DATA_MAP_ATTRIBUTES + LAST_EPOCH_ATTRIBUTES
     return found + extras
 
 
@@ -34,12 +41,16 @@ def frame_sql(store: Store, view: View) -> tuple[str, list]:
         layout_params = [view.checkpoint, view.layout, view.layer, view.pooling]
         require = "TRUE"
     sql = f"""
-        WITH dm AS (SELECT * FROM data_map WHERE run_id = ? AND split = ?)
+        WITH dm AS (SELECT * FROM data_map WHERE run_id = ? AND split = ?),
+        last AS (SELECT example_id, pred, correct FROM training_dynamics
+                 WHERE run_id = ? AND split = ? AND unit = 0
+                   AND epoch = (SELECT max(epoch) FROM training_dynamics WHERE run_id = ? AND split = ?))
         SELECT e.example_id, {position},
                left(e.text, {TEXT_PREVIEW}) AS text,
                e.label_name AS label, e.label AS label_id, e.n_tokens, e.truncated,
                p.pred, r.label_names[p.pred + 1] AS prediction, p.correct, p.loss, p.confidence, p.gold_prob,
-               d.region, d.confidence AS dm_confidence, d.variability, d.correctness, d.forgetting_events
+               d.region, d.confidence AS dm_confidence, d.variability, d.correctness, d.forgetting_events,
+               r.label_names[l.pred + 1] AS last_prediction, l.correct AS last_correct
                {', ' + extra_sql if extra_sql else ''}
         FROM examples e
         JOIN runs r ON r.run_id = e.run_id
@@ -47,9 +58,11 @@ def frame_sql(store: Store, view: View) -> tuple[str, list]:
         LEFT JOIN predictions p ON p.run_id = e.run_id AND p.split = e.split AND p.example_id = e.example_id
                                AND p.checkpoint = ?
         LEFT JOIN dm d ON d.example_id = e.example_id
+        LEFT JOIN last l ON l.example_id = e.example_id
         WHERE e.run_id = ? AND e.split = ? AND {require}
     """
-    return sql, [view.run_id, view.split, *extra_params, *layout_params, view.checkpoint, view.run_id, view.split]
+    cte_params = [view.run_id, view.split] * 3  # dm; last (and its last epoch)
+    return sql, [*cte_params, *extra_params, *layout_params, view.checkpoint, view.run_id, view.split]
 
 
 def frame_order(view: View) -> tuple[str, ...]:

@@ -41,6 +41,10 @@ class FrameTable:
         self._connection.unregister("incoming")
         self.n_rows = int(self._connection.execute("SELECT count(*) FROM frame").fetchone()[0])
         self._summaries: dict[str, tuple] = {}
+        counts = self.query("SELECT " + ", ".join(f"count({quote_identifier(c)}) AS {quote_identifier(c)}"
+                                                  for c in self.columns) + " FROM frame").iloc[0]
+        # e.g. a training split's prediction columns, empty without a checkpoint's predictions of that split
+        self.empty_columns = tuple(c for c in self.columns if int(counts[c]) == 0)
 
     @classmethod
     def of_view(cls, store: Store, view: View, known: Sequence[Attribute]) -> FrameTable:

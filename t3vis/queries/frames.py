@@ -144,7 +144,7 @@ def quote_identifier(identifier: str) -> str:
 # Names the example frame uses itself; an extra column with one of these names is called extra_<name>.
 _RESERVED = {a.name for a in (*BASE_ATTRIBUTES, *PREDICTION_ATTRIBUTES, *DATA_MAP_ATTRIBUTES)} | {
     "example_id", "text", "x", "y", "label_id", "pred", "unit", "rouge1", "rouge2", "rougeL", "n_sentences",
-    "sentences_lost", "lead3_rouge1", "oracle_rouge1", "position", "prob"}
+    "sentences_lost", "lead3_rouge1", "oracle_rouge1", "position", "prob", "last_prediction", "last_correct"}
 _NUMERIC_JSON = {"BIGINT", "UBIGINT", "DOUBLE"}
 
 

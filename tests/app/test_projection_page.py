@@ -177,3 +177,24 @@ def test_in_memory_filtering_equals_filtering_in_the_store(synthetic, filters):
     in_memory = explore.filter_frame(explore.example_frame(synthetic, view, (), known=known), chosen, known)
     assert 0 < len(from_store) and from_store.example_id.tolist() == in_memory.example_id.tolist()
     assert from_store.loss.round(6).tolist() == in_memory.loss.round(6).tolist()
+
+
+def test_a_training_splits_table_shows_its_dynamics_not_empty_prediction_columns(synthetic):
+    options = _open(synthetic)
+    layouts = _widget(options, "selectbox", "w.layout_choice").options
+    data_map = next(option for option in layouts if option.startswith("Data Map") and "train" in option)
+    app = _open(synthetic)
+    _widget(app, "selectbox", "w.layout_choice").set_value(data_map).run()
+    assert not app.exception
+    table = app.dataframe[0].value
+    assert {"last_prediction", "last_correct", "dm_confidence", "variability", "correctness",
+            "forgetting_events", "region"} <= set(table.columns)
+    assert not {"prediction", "loss", "gold_prob"} & set(table.columns)  # no checkpoint predicted the train split
+    last = synthetic.query(
+        """SELECT t.example_id, r.label_names[t.pred + 1] AS last_prediction, t.correct
+           FROM training_dynamics t JOIN runs r USING (run_id)
+           WHERE t.split = 'train' AND t.epoch = (SELECT max(epoch) FROM training_dynamics WHERE split = 'train')""")
+    expected = last.set_index("example_id")
+    shown = table.set_index("example_id")
+    assert (shown.last_prediction == expected.last_prediction.loc[shown.index]).all()
+    assert (shown.last_correct == expected.correct.loc[shown.index]).all()
