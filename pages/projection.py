@@ -6,6 +6,7 @@ from t3vis import charts, point_cloud
 
 from t3vis.queries import explore
 from t3vis_app import data, sidebar, state
+from t3vis_app.figure_downloads import figure_buttons
 from t3vis_app.filters import filter_widgets
 from t3vis.tasks import EXTRACTIVE_SUMMARIZATION, TOKEN_CLASSIFICATION, task_spec
 from t3vis_app.point_cloud_view import LARGE_VIEW, TABLE_PAGE_ROWS, data_table, point_cloud_chart
@@ -149,6 +150,8 @@ for (shown_view, side), column in zip(views, columns):
         with column:
             event = st.altair_chart(chart, on_select="rerun", selection_mode=[charts.PICK], key=f"chart.{side}",
                                     width="stretch")
+            caption = f"run {run_id} · {split} split · {title} · colour: {by_name[color_name].label}"
+            figure_buttons(chart, name=f"t3vis-{run_id}-{split}-{title}", caption=caption, key=f"figure.{side}")
         clicked = picked_from_chart(event, f"chart.{side}")
     if clicked is not None:
         state.select_example(split, clicked)

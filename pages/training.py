@@ -5,6 +5,7 @@ import streamlit as st
 from t3vis import charts
 from t3vis.markdown_text import escape_markdown as md
 from t3vis.tasks import EXTRACTIVE_SUMMARIZATION, TOKEN_CLASSIFICATION
+from t3vis_app.figure_downloads import figure_buttons
 from t3vis_app import data, sidebar, state
 from t3vis_app.selection import selected
 
@@ -68,14 +69,20 @@ if curves.empty:
     st.stop()
 left, right = st.columns(2)
 for column, metric in ((left, "accuracy"), (right, "loss")):
-    column.altair_chart(charts.learning_curve_chart(curves, metric, x_title=x_title))
+    chart = charts.learning_curve_chart(curves, metric, x_title=x_title)
+    with column:
+        st.altair_chart(chart)
+        figure_buttons(chart, name=f"t3vis-{run_id}-{metric}", caption=f"run {run_id}", key=f"figure.{metric}")
 
 splits = data.prediction_splits(ctx.store, run_id)
 if not splits:
     st.stop()
 split = state.choice(st.selectbox, "Split", splits, name="training_split")
 per_class = data.per_class_accuracy(ctx.store, run_id, split)
-st.altair_chart(charts.per_class_accuracy_chart(per_class, x_title=x_title, split=split))
+per_class_chart = charts.per_class_accuracy_chart(per_class, x_title=x_title, split=split)
+st.altair_chart(per_class_chart)
+figure_buttons(per_class_chart, name=f"t3vis-{run_id}-{split}-per-class", caption=f"run {run_id} · {split} split",
+               key="figure.per_class")
 
 st.subheader("Examples whose prediction flipped")
 names = ctx.checkpoints.checkpoint.tolist()

@@ -59,3 +59,9 @@ def test_training_charts_tick_whole_epochs_and_tell_classes_apart_by_hue(synthet
         assert encoding["x"]["axis"]["tickMinStep"] == 1 and encoding["x"]["axis"]["format"] == "d"
         # a categorical palette (Streamlit's theme would give two blues and two reds for four classes)
         assert encoding["color"]["scale"]["scheme"] == "tableau10"
+
+
+def test_every_training_chart_has_svg_and_png_figure_buttons(synthetic):
+    app = open_page(PAGE, synthetic.path)
+    labels = [button.label for button in app.get("download_button")]
+    assert labels.count("SVG") == 3 and labels.count("PNG") == 3  # accuracy, loss, per-class accuracy

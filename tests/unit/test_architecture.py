@@ -11,7 +11,7 @@ LAYERS = (
     {"errors", "progress", "markdown_text", "tasks"},
     {"store", "data", "model"},  # the store file; dataset files; models, their attention and head masks
     {"queries", "attribution"},  # what the pages read; saliency methods
-    {"record", "charts", "point_cloud"},  # ingestion and the Trainer callback; Altair and deck.gl charts
+    {"record", "charts", "point_cloud", "figures"},  # ingestion, the Trainer callback; Altair and deck.gl charts, figures
     {"analysis", "demo", "fixtures"},  # live analyses and validation; the demo; test and benchmark fixtures
     {"cli"},
 )
