@@ -20,12 +20,10 @@ sys.path.insert(0, str(PROJECT / "tests"))
 sys.path.insert(0, str(PROJECT / "bench"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from app import real_filters, shown_of_total  # noqa: E402
+from app import timed_filter_changes  # noqa: E402
 from app_browser import chromium_page, serve_app, wait_until_idle, webgl_coloured_pixels  # noqa: E402
-from streamlit.testing.v1 import AppTest  # noqa: E402
 from t3vis.fixtures.synthetic_store import SyntheticConfig, build_synthetic_store  # noqa: E402
 
-PAGE = str(PROJECT / "pages" / "projection.py")
 DRAWN_PIXELS = 2_000  # coloured pixels on the canvas: the points are drawn
 
 
@@ -35,24 +33,7 @@ def size_name(n: int) -> str:
 
 def server_ms(store_path: Path, repeats: int) -> tuple[float, list[float]]:
     """The first run of the page (the view's frame read into memory), then reruns after a label filter change."""
-    app = AppTest.from_file(PAGE, default_timeout=600)
-    app.session_state["store_path"] = str(store_path)
-    started = time.perf_counter()
-    app.run()
-    first = (time.perf_counter() - started) * 1000
-    assert not app.exception, app.exception
-    next(w for w in app.multiselect if w.key == "w.filter_on").set_value(["label"]).run()
-    labels = next(w for w in app.multiselect if w.key == "w.filter.label").options
-    times = []
-    for subset in real_filters(labels, repeats):
-        widget = next(w for w in app.multiselect if w.key == "w.filter.label")
-        started = time.perf_counter()
-        widget.set_value(subset).run()
-        times.append((time.perf_counter() - started) * 1000)
-        assert not app.exception, app.exception
-        shown, total = shown_of_total(app)
-        assert 0 < shown < total, f"labels {subset}: {shown} of {total} shown, not a real filter"
-    return first, times
+    return timed_filter_changes(store_path, repeats, timeout=600)
 
 
 class PeakMemory:

@@ -102,10 +102,8 @@ def colour_classes(table: FrameTable, attribute: Attribute) -> tuple[str, list[L
     column = quote_identifier(attribute.name)
     summary = table.summary(attribute)
     if attribute.kind == "continuous":
-        low, high = summary
-        width = (high - low) / SHADES or 1.0
-        expression = (f"CASE WHEN {column} IS NULL THEN {SHADES} "
-                      f"ELSE least(greatest(floor(({column} - {low!r}) / {width!r}), 0), {SHADES - 1})::INTEGER END")
+        low, width = _shade_scale(table, attribute)
+        expression = shade_sql(column, low, width)
         entries = [LegendEntry(f"{low + i * width:.3g} – {low + (i + 1) * width:.3g}", BLUES[i]) for i in range(SHADES)]
         return expression, entries + [LegendEntry("missing", MISSING_COLOUR)]
     values = list(summary)
@@ -116,6 +114,18 @@ def colour_classes(table: FrameTable, attribute: Attribute) -> tuple[str, list[L
         expression = "0"
     entries = [LegendEntry(str(value), TABLEAU10[i % len(TABLEAU10)]) for i, value in enumerate(values)]
     return expression, entries + [LegendEntry("missing", MISSING_COLOUR)]
+
+
+def _shade_scale(table: FrameTable, attribute: Attribute) -> tuple[float, float]:
+    """(low, width) of a number's shades: its unfiltered range cut into :data:`SHADES` equal classes."""
+    low, high = table.summary(attribute)
+    return low, (high - low) / SHADES or 1.0
+
+
+def shade_sql(value_sql: str, low: float, width: float) -> str:
+    """SQL of the shade class (0 .. SHADES - 1) of a number, :data:`SHADES` (grey) when it is missing."""
+    return (f"CASE WHEN {value_sql} IS NULL THEN {SHADES} "
+            f"ELSE least(greatest(floor(({value_sql} - {low!r}) / {width!r}), 0), {SHADES - 1})::INTEGER END")
 
 
 def _sql_string(value: str) -> str:
@@ -252,8 +262,9 @@ def _binned_rows(table: FrameTable, classes: str, legend: list[LegendEntry], col
     x0, x1, y0, y1 = box
     cell_x, cell_y = (x1 - x0) / GRID[0], (y1 - y0) / GRID[1]
     column = quote_identifier(color.name)
-    if color.kind == "continuous":
-        aggregate = f"avg({column}) AS mean_value, NULL AS mode_class"
+    if color.kind == "continuous":  # a cell's colour is the shade of its mean
+        aggregate = f"avg({column}) AS mean_value, {shade_sql(f'avg({column})', *_shade_scale(table, color))} " \
+                    "AS mode_class"
     else:
         aggregate = f"NULL AS mean_value, mode({CLASS}) AS mode_class"
     sql = (f"SELECT {CELL_X} AS gx, {CELL_Y} AS gy, count(*) AS n, min(example_id) AS i, {aggregate} FROM ("
@@ -261,15 +272,11 @@ def _binned_rows(table: FrameTable, classes: str, legend: list[LegendEntry], col
            f"floor((y - {y0!r}) / {cell_y!r})::INTEGER AS {CELL_Y} FROM frame{where}) "
            f"WHERE x IS NOT NULL AND y IS NOT NULL GROUP BY {CELL_X}, {CELL_Y}")
     found = table.query(sql, params)
+    found["class"] = found.mode_class.astype(int)
     if color.kind == "continuous":
-        low, high = table.summary(color)
-        width = (high - low) / SHADES or 1.0
         mean = found.mean_value.to_numpy(dtype=float)
-        shade = np.where(np.isnan(mean), SHADES, np.clip(np.floor((mean - low) / width), 0, SHADES - 1))
-        found["class"] = shade.astype(int)
         found["v"] = [("missing" if np.isnan(value) else f"{value:.3g}") for value in mean]
     else:  # the tooltip names the class the dot is coloured by (ties and missing values included)
-        found["class"] = found.mode_class.astype(int)
         found["v"] = [legend[klass].label for klass in found["class"]]
     found["x"] = (x0 + (found.gx + 0.5) * cell_x).round(4)
     found["y"] = (y0 + (found.gy + 0.5) * cell_y).round(4)

@@ -41,6 +41,7 @@ class FrameTable:
         self._connection.unregister("incoming")
         self.n_rows = int(self._connection.execute("SELECT count(*) FROM frame").fetchone()[0])
         self._summaries: dict[str, tuple] = {}
+        self._counts: dict[tuple, int] = {}  # the table never changes: a count stays right
         counts = self.query("SELECT " + ", ".join(f"count({quote_identifier(c)}) AS {quote_identifier(c)}"
                                                   for c in self.columns) + " FROM frame").iloc[0]
         # e.g. a training split's prediction columns, empty without a checkpoint's predictions of that split
@@ -69,8 +70,14 @@ class FrameTable:
             return cursor.execute(sql, list(params)).fetchone()[0]
 
     def count(self, filters: Sequence[Filter] = ()) -> int:
-        where, params = self.where(filters)
-        return int(self.scalar(f"SELECT count(*) FROM frame{where}", params))
+        """Rows passing the filters; remembered per filters, as a page asks several times per run."""
+        key = tuple(filters)
+        if key not in self._counts:
+            where, params = self.where(filters)
+            if len(self._counts) >= 64:
+                self._counts.clear()
+            self._counts[key] = int(self.scalar(f"SELECT count(*) FROM frame{where}", params))
+        return self._counts[key]
 
     def rows(self, filters: Sequence[Filter] = (), *, offset: int = 0, limit: int | None = None,
              columns: Sequence[str] | None = None) -> pd.DataFrame:
