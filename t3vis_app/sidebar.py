@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
+from t3vis.demo.background import BackgroundDemoBuild, BuildStatus
 from t3vis.errors import SchemaVersionError, StoreError
 from t3vis.markdown_text import escape_markdown as md
 from t3vis.store.database import DEFAULT_DEMO_PATH, read_meta_of_any_version
@@ -27,65 +27,60 @@ class Context:
 
 
 @st.cache_resource(show_spinner=False)
-def _demo_build_lock() -> threading.Lock:
+def _demo_build(path: str) -> BackgroundDemoBuild:
     """One demo build at a time for the whole server, whatever the number of browser sessions."""
-    return threading.Lock()
+    return BackgroundDemoBuild(path)
 
 
 def offer_demo(path: str, *, outdated: bool = False) -> None:
-    """The no-store screen (``outdated``: the demo there was built by an older t3vis). The demo can be built from
-    the browser only at the default demo path: a visitor of a hosted app must not create files at paths of their
-    choosing."""
-    if outdated:
-        st.info(f"The demo store at `{path}` was built by an older t3vis (another store schema version); build it "
-                "again to open it.")
-    else:
-        st.info(f"No store at `{path}` yet.")
+    """The no-store screen (``outdated``: the demo there was built by an older t3vis).
+
+    At the default demo path the demo is built at once, in the background, as on the first visit of a fresh
+    hosted app: every session shows the one build's progress and opens the page when the store is ready. Nothing
+    is built anywhere else: a visitor of a hosted app must not make the server write at paths of their choosing.
+    """
+    own_run = f"record a run with `t3vis ingest --model CHECKPOINT --data FILE --store {path}` or the `T3visCallback`"
     if Path(path).resolve() != DEFAULT_DEMO_PATH.resolve():
-        st.markdown(
-            f"Record a run into it with `t3vis ingest --model CHECKPOINT --data FILE --store {path}` or "
-            f"the `T3visCallback`, or open the built-in demo at `{DEFAULT_DEMO_PATH}`."
-        )
+        st.info(f"No store at `{path}` yet.")
+        st.markdown(f"To fill it, {own_run}; or open the built-in demo at `{DEFAULT_DEMO_PATH}`.")
         return
-    st.markdown(
-        "Build the **built-in demo**: the pretrained MiniLM fine-tuned for 4 epochs on a generated topic "
-        "corpus with 10% flipped labels (about 1.5 minutes on 2 CPU cores, no network needed), "
-        f"or record your own run with `t3vis ingest --model CHECKPOINT --data FILE --store {path}`."
-    )
-    if st.button("Build the demo store", type="primary"):
-        lock = _demo_build_lock()
-        if not lock.acquire(blocking=False):
-            st.warning("The demo is being built in another session; reload this page in a minute.")
+    build = _demo_build(str(DEFAULT_DEMO_PATH.resolve()))
+    status = build.status()
+    if status.error and not status.running:
+        _demo_failed(status)
+        if not st.button("Build the demo again", type="primary"):
             return
-        try:
-            from t3vis.demo.build import build_demo  # imports torch and transformers: only when needed
+    build.start()  # nothing happens while another session's build runs
+    status = build.status()
+    if outdated:
+        st.info(f"The demo store at `{path}` was built by an older t3vis (another store schema version): "
+                "building it again.")
+    else:
+        st.info(f"No store at `{path}` yet: building the built-in demo.")
+    st.markdown(
+        "The **built-in demo** is the pretrained MiniLM fine-tuned for 4 epochs on a generated topic corpus with "
+        "10% flipped labels, recorded at every epoch: about 1.5 minutes on 2 CPU cores, no network needed. "
+        f"This page opens it when it is ready. To look at your own training instead, {own_run}."
+    )
+    bar = st.progress(0.0, text=status.text)
+    while status.running:
+        status = build.wait(timeout=0.5)
+        bar.progress(status.fraction, text=status.text)
+    if status.error:
+        _demo_failed(status)
+        st.button("Build the demo again", type="primary")  # its click reruns the page, which starts the build
+        return
+    st.rerun()
 
-            bar = st.progress(0.0, text="Starting ...")
 
-            def report(phase: str, done: int, total: int) -> None:
-                bar.progress(min(done / max(total, 1), 1.0), text=f"{phase}: {done} / {total}")
-
-            if not _current_store(DEFAULT_DEMO_PATH):  # another session may have finished it meanwhile
-                result = build_demo(DEFAULT_DEMO_PATH, progress=report)
-                bar.progress(1.0, text=f"Built in {result.seconds:.0f} s")
-        finally:
-            lock.release()
-        st.rerun()
+def _demo_failed(status: BuildStatus) -> None:
+    st.error(f"Building the demo failed: {md(status.error)}")
 
 
 def is_outdated_demo(path: str) -> bool:
     """Whether ``path`` is the default demo store built by an older t3vis (the demo's mark, another version)."""
     return (Path(path).resolve() == DEFAULT_DEMO_PATH.resolve()
             and read_meta_of_any_version(path, "demo_build") is not None)  # t3vis.demo.build.DEMO_MARK_KEY
-
-
-def _current_store(path: Path) -> bool:
-    """Whether ``path`` is a store this t3vis reads (of the current schema version)."""
-    try:
-        data.open_store(str(path))
-    except StoreError:
-        return False
-    return True
 
 
 def _leave_pages_folder_mode() -> None:
