@@ -129,8 +129,7 @@ def check(session: MutableMapping, store: Store) -> bool:
     if latest is not None and latest != seen.latest:
         for name in FOLLOWS_LATEST:
             if session.get(name) == seen.latest:
-                session[name] = latest
-                _discard(session, f"w.{name}")  # the widget is drawn again from the choice (see state.put)
+                session[name] = latest  # its widget is seeded from the choice on the next run (state.bind)
     session[_CHANGED] = time.time()
     return True
 
