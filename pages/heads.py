@@ -14,6 +14,8 @@ from t3vis.queries.checkpoint_reads import stored_documents, stored_examples, st
 from t3vis.tasks import EXTRACTIVE_SUMMARIZATION, TOKEN_CLASSIFICATION
 from t3vis.markdown_text import escape_markdown as md  # store text shown as Markdown
 from t3vis_app import data, sidebar, state
+from t3vis_app.figure_downloads import figure_buttons
+from t3vis_app.sticky import sticky_controls
 from t3vis_app.selection import probability_bars, selected, selected_details
 from t3vis_app.models import checkpoint_model, session_cached
 
@@ -25,7 +27,8 @@ if ctx.checkpoint is None:
     st.stop()
 
 # -- controls -------------------------------------------------------------------------------------
-controls = st.columns([2, 2, 3, 2])
+controls_box = sticky_controls()  # kept in view while the grid and the matrices scroll
+controls = controls_box.columns([3, 2, 3, 2])
 show = state.choice(controls[0].radio, "Show", ["importance", "pattern", "function"], name="heads_show",
                     horizontal=True,
                     help="Importance: each head's first-order Taylor importance (Michel et al. 2019). "
@@ -52,7 +55,7 @@ compare_with = state.choice(controls[3].selectbox, "Difference to checkpoint", o
                             help="Show this checkpoint's importance minus another's (aggregate scale).")
 
 pruned = state.pruned_heads(run.run_id)
-prune_row = st.columns([2, 2, 6])
+prune_row = controls_box.columns([2, 2, 6])
 with prune_row[0]:
     prune_mode = state.toggle("Prune mode", name="prune_mode",
                               help="While on, clicking a head prunes it (or restores it). Pruning is a mask applied "
@@ -182,6 +185,9 @@ def on_head_click() -> None:
 
 
 st.altair_chart(chart, on_select=on_head_click, selection_mode=[charts.HEAD], key=grid_key, height=grid_height)
+figure_buttons(chart, name=f"t3vis-{run.run_id}-{ctx.checkpoint}-heads-{show}-{scale}",
+               caption=f"run {run.run_id} · {ctx.checkpoint}" + (f" · {split} split · example #{example_id}"
+                                                                  if scale == "instance" else ""), key="figure.heads")
 st.caption(("Prune mode: click a head to prune or restore it. " if prune_mode else "Click a head to select it. ")
            + "Pruned heads are faded and marked ✕.")
 
@@ -193,6 +199,7 @@ if selected_head is not None:
         matrix = session_cached("attention_chart", (*analysis_key(pruned), layer, head), lambda: charts.attention_matrix_chart(
             analysis.tokens, analysis.attentions[layer, head],
             title=f"Attention of L{layer}·H{head} on example #{example_id}"), size=4)  # a long input's: costly
+        matrix_caption = f"run {run.run_id} · {ctx.checkpoint} · {split} split · example #{example_id} · layer {layer}, head {head}"
         if len(analysis.tokens) > charts.RASTER_ABOVE:  # drawn as an image; a click on a row picks that token
             event = st.altair_chart(matrix, on_select="rerun", selection_mode=[charts.QUERY], key="attention_rows")
             rows = selected(event, charts.QUERY)
@@ -204,6 +211,8 @@ if selected_head is not None:
                        "attends to most; click it to colour the Instance view by that token's attention.")
         else:
             st.altair_chart(matrix)
+        figure_buttons(matrix, name=f"t3vis-{run.run_id}-{ctx.checkpoint}-{example_id}-L{layer}H{head}-attention",
+                       caption=matrix_caption, key="figure.attention")
     else:
         stats = data.head_stats(ctx.store, run.run_id, ctx.checkpoint, layer, head)
         if stats:
@@ -238,7 +247,10 @@ else:
         with column:
             st.markdown(f"**{heading}**: predicts **{md(predicted)}** for #{example_id} "
                         f"(gold {md(details['label_name'])})")
-            probability_bars(names, result.probs, gold=details["label_name"], predicted=predicted)
+            probability_bars(names, result.probs, gold=details["label_name"], predicted=predicted, figure=(
+                f"t3vis-{run.run_id}-{split}-{example_id}-{heading}-probabilities",
+                f"run {run.run_id} · {ctx.checkpoint} · {split} split · example #{example_id} · {heading}"),
+                key=f"probabilities.{heading}")
     if st.button("Measure on the whole evaluation set", disabled=not pruned,
                  help="The checkpoint's metrics on the selected example's split (accuracy and loss; ROUGE and "
                       "loss for a summarizer; entity F1, word accuracy and loss for a tagger), with and without the "

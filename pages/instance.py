@@ -10,6 +10,7 @@ from t3vis.tasks import EXTRACTIVE_SUMMARIZATION, TOKEN_CLASSIFICATION
 from t3vis_app import document_instance, sidebar, state, tagging_instance
 from t3vis_app.selection import probability_bars, selected_details
 from t3vis_app.models import checkpoint_model, session_cached
+from t3vis_app.sticky import sticky_controls
 from t3vis_app.token_colours import attribution_on_request, saliency_controls, show_tokens
 
 ctx = sidebar.render()
@@ -36,7 +37,7 @@ example = session_cached("instance_example", key, lambda: prepare(bundle, text, 
 header = st.container()  # filled once the prediction is known (it comes with the explanation)
 
 # -- controls ---------------------------------------------------------------------------------------
-controls = st.columns([2, 2, 2, 2])
+controls = sticky_controls().columns([2, 2, 2, 2])  # kept in view while the tokens scroll
 selected_head = state.selected_head(int(run.num_layers), int(run.num_heads))
 method, merge, colour_by_attention = saliency_controls(controls[0], controls[2], controls[3],
                                                        selected_head=selected_head)
@@ -64,7 +65,10 @@ with header:
         if example.truncated:
             st.warning(f"The text is longer than the model's limit and was cut to {bundle.max_length} tokens.")
     with right:
-        probability_bars(names, probs, gold=details["label_name"], predicted=names[predicted])
+        probability_bars(names, probs, gold=details["label_name"], predicted=names[predicted], figure=(
+            f"t3vis-{run.run_id}-{split}-{example_id}-probabilities",
+            f"run {run.run_id} · {ctx.checkpoint} · {split} split · example #{example_id}"
+            + (f" · {len(pruned)} heads pruned" if pruned else "")))
 
 # -- the tokens -------------------------------------------------------------------------------------
 tokens = example.tokens
@@ -72,7 +76,9 @@ attentions = session_cached("instance_attention", key, lambda: attention_on_dema
                                                                                      pruned=pruned))
 token_index, showing_attention = show_tokens(
     tokens, attentions=attentions, attribution=attribution, explained=f"{method.label} for class {names[target]}",
-    merge=merge, colour_by_attention=colour_by_attention, selected_head=selected_head, key="tokens")
+    merge=merge, colour_by_attention=colour_by_attention, selected_head=selected_head, key="tokens",
+    figure=(f"t3vis-{run.run_id}-{split}-{example_id}", f"run {run.run_id} · {ctx.checkpoint} · {split} split · "
+            f"example #{example_id}" + (f" · {len(pruned)} heads pruned" if pruned else "")))
 
 st.caption(
     ("Head: " + (f"L{selected_head[0]}·H{selected_head[1]} (from the Attention heads view)" if selected_head

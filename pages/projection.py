@@ -126,6 +126,14 @@ st.caption(f"{n_shown:,} of {n_total:,} {THINGS} pass the filters. Click a point
            + "; scroll to zoom, drag to pan, double-click to reset."
            + (" Filter on x and y to zoom into a region." if LARGE else ""))
 views = [(view, "left")] + ([(second_view, "right")] if second_view else [])
+
+
+def figure_caption(title: str) -> str:
+    """The caption line of a projection figure: run, split, what the chart shows, colour, filters."""
+    return (f"run {run_id} · {split} split · {title} · colour: {by_name[color_name].label}"
+            + (f" · {n_shown:,} of {n_total:,} {THINGS} (filtered)" if n_shown < n_total else ""))
+
+
 columns = st.columns(len(views))
 svg = n_shown <= 3_000  # crisp and inspectable for small sets; canvas for large ones
 for (shown_view, side), column in zip(views, columns):
@@ -139,7 +147,8 @@ for (shown_view, side), column in zip(views, columns):
         with column:
             clicked = point_cloud_chart(shown_table, view_filters, color=by_name[color_name], layout=layout,
                                         layer=shown_view.layer, selected_id=selected_id, title=title,
-                                        key=f"cloud.{side}", width=900 // len(views))
+                                        key=f"cloud.{side}", width=900 // len(views), figure=(
+                                            f"t3vis-{run_id}-{split}-{title}", figure_caption(title)))
     else:
         if shown_table is not None:
             shown = shown_table.rows(view_filters)
@@ -150,8 +159,8 @@ for (shown_view, side), column in zip(views, columns):
         with column:
             event = st.altair_chart(chart, on_select="rerun", selection_mode=[charts.PICK], key=f"chart.{side}",
                                     width="stretch")
-            caption = f"run {run_id} · {split} split · {title} · colour: {by_name[color_name].label}"
-            figure_buttons(chart, name=f"t3vis-{run_id}-{split}-{title}", caption=caption, key=f"figure.{side}")
+            figure_buttons(chart, name=f"t3vis-{run_id}-{split}-{title}", caption=figure_caption(title),
+                           key=f"figure.{side}")
         clicked = picked_from_chart(event, f"chart.{side}")
     if clicked is not None:
         state.select_example(split, clicked)

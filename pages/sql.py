@@ -11,6 +11,7 @@ from t3vis.markdown_text import escape_markdown as md
 from t3vis.queries.sql_console import (DEFAULT_MAX_BYTES, DEFAULT_MAX_ROWS, DEFAULT_MEMORY_LIMIT, DEFAULT_TIMEOUT,
                                          run_query)
 from t3vis_app import data, sidebar
+from t3vis_app.figure_downloads import figure_buttons
 
 ctx = sidebar.render()
 st.title("SQL")
@@ -51,6 +52,8 @@ if ran is not None:
         chart = charts.auto_chart(result.frame)
         if chart is not None:
             st.altair_chart(chart)
+            figure_buttons(chart, name="t3vis-query", caption="query: " + " ".join(text.split())[:160],
+                           key="figure.sql")
         left, right = st.columns(2)
         left.download_button("Download CSV", lambda: result.frame.to_csv(index=False), file_name="t3vis-query.csv",
                              mime="text/csv")

@@ -15,6 +15,15 @@ st.title("Training")
 
 curves = data.learning_curves(ctx.store, run_id)
 x_title = "epoch" if ctx.checkpoints.epoch.notna().any() else "step"
+
+
+def curve_with_figure(frame, metric: str, split: str | None = None) -> None:
+    """One learning curve, with its figure export buttons."""
+    chart = charts.learning_curve_chart(frame, metric, x_title=x_title)
+    st.altair_chart(chart)
+    figure_buttons(chart, name=f"t3vis-{run_id}-{metric}", caption=f"run {run_id}" + (f" · {split} split" if split
+                                                                                      else ""), key=f"figure.{metric}")
+
 if ctx.run.task == EXTRACTIVE_SUMMARIZATION:
     summary = data.summary_curves(ctx.store, run_id)
     if summary.empty and curves.empty:
@@ -23,10 +32,11 @@ if ctx.run.task == EXTRACTIVE_SUMMARIZATION:
     st.caption("ROUGE (F1) of each checkpoint's predicted summaries (its 3 highest-scoring sentences) against the "
                "references; Lead-3 and the oracle as references lines. Loss: mean sentence binary cross-entropy.")
     left, right = st.columns(2)
-    left.altair_chart(charts.learning_curve_chart(summary, "rouge1", x_title=x_title))
-    right.altair_chart(charts.learning_curve_chart(summary, "rougeL", x_title=x_title))
+    for column, metric in ((left, "rouge1"), (right, "rougeL")):
+        with column:
+            curve_with_figure(summary, metric)
     if not curves.empty:
-        st.altair_chart(charts.learning_curve_chart(curves, "loss", x_title=x_title))
+        curve_with_figure(curves, "loss")
     st.stop()
 if ctx.run.task == TOKEN_CLASSIFICATION:
     entity_curves = data.entity_f1_curves(ctx.store, run_id)
@@ -39,10 +49,11 @@ if ctx.run.task == TOKEN_CLASSIFICATION:
         st.caption("Entity-level F1, precision and recall (strict IOB2: an entity counts when its type and exact "
                    "span match) of each checkpoint, per entity type and over all entities (\"all\").")
         left, right = st.columns(2)
-        left.altair_chart(charts.learning_curve_chart(shown, "f1", x_title=x_title))
-        right.altair_chart(charts.learning_curve_chart(shown, "recall", x_title=x_title))
+        for column, metric in ((left, "f1"), (right, "recall")):
+            with column:
+                curve_with_figure(shown, metric, split)
     if not curves.empty:
-        st.altair_chart(charts.learning_curve_chart(curves, "loss", x_title=x_title))
+        curve_with_figure(curves, "loss")
     names = ctx.checkpoints.checkpoint.tolist()
     st.subheader("Sentences whose tags changed")
     if len(names) < 2 or entity_curves.empty:
@@ -69,10 +80,8 @@ if curves.empty:
     st.stop()
 left, right = st.columns(2)
 for column, metric in ((left, "accuracy"), (right, "loss")):
-    chart = charts.learning_curve_chart(curves, metric, x_title=x_title)
     with column:
-        st.altair_chart(chart)
-        figure_buttons(chart, name=f"t3vis-{run_id}-{metric}", caption=f"run {run_id}", key=f"figure.{metric}")
+        curve_with_figure(curves, metric)
 
 splits = data.prediction_splits(ctx.store, run_id)
 if not splits:

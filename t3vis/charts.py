@@ -14,6 +14,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from t3vis.colour_scales import DARK_TEXT_SHARE, token_extent, token_scale
 from t3vis.queries.explore import DATA_MAP, Attribute
 
 PICK = "pick"
@@ -100,6 +101,21 @@ def projection_chart(
     if svg:
         chart = chart.properties(usermeta=SVG)
     return chart
+
+
+def point_cloud_figure_chart(dots: pd.DataFrame, legend, *, legend_title: str, layout: str, layer: int | None,
+                             title: str = "", binned: bool = False) -> alt.Chart:
+    """A large view as a publication figure: the WebGL chart's dots (every point, or one per occupied grid
+    cell) drawn by Vega, in the same colours (``legend``: :class:`t3vis.point_cloud.LegendEntry` in order)."""
+    x_title, y_title = axis_titles(layout, layer)
+    zero = layout == DATA_MAP
+    return alt.Chart(dots).mark_circle(size=6 if binned or len(dots) > 10_000 else 12, opacity=0.8).encode(
+        x=alt.X("x:Q", title=x_title, scale=alt.Scale(zero=zero)),
+        y=alt.Y("y:Q", title=y_title, scale=alt.Scale(zero=zero)),
+        color=alt.Color("colour:N", title=legend_title,
+                        scale=alt.Scale(domain=[entry.label for entry in legend],
+                                        range=[entry.colour for entry in legend])),
+    ).properties(width=640, height=460, title=title)
 
 
 def probability_chart(label_names: list[str], probs: list[float], *, gold: str | None = None,
@@ -319,10 +335,10 @@ def token_chart(layout: pd.DataFrame, values: np.ndarray, *, value_title: str, d
     data["x0"], data["x1"] = data.start * char_px, (data.start + data.width - 0.3) * char_px
     data["y0"], data["y1"] = data.line * line_px, data.line * line_px + line_px - 4
     data["xc"], data["yc"] = (data.x0 + data.x1) / 2, (data.y0 + data.y1) / 2
-    extent = float(np.max(np.abs(data.value))) if len(data) and np.max(np.abs(data.value)) > 0 else 1.0
-    scale = (alt.Scale(scheme="redblue", domain=[-extent, extent], reverse=True) if diverging
-             else alt.Scale(scheme="purples", domain=[0, extent]))
-    data["dark"] = np.abs(data.value) > 0.6 * extent  # white text on strong colours
+    extent = token_extent(data.value.to_numpy())
+    domain, colours = token_scale(extent, diverging)
+    scale = alt.Scale(domain=domain, range=list(colours), interpolate="rgb")
+    data["dark"] = np.abs(data.value) > DARK_TEXT_SHARE * extent  # white text on strong colours
     width = int(max(data.x1.max(), 640)) if len(data) else 640  # room for the title on short texts
     height = int(data.y1.max() + 4) if len(data) else 30
     x = alt.X("x0:Q", axis=None, scale=None)  # positions are pixels: no scale to squeeze the lines together

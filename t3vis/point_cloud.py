@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import pydeck as pdk
 
 from t3vis.queries.explore import DATA_MAP, Attribute, Filter
@@ -259,6 +260,19 @@ def _point_rows(table: FrameTable, classes: str, color: Attribute, where: str, p
 def _binned_rows(table: FrameTable, classes: str, legend: list[LegendEntry], color: Attribute, where: str,
                  params: list, box: tuple[float, float, float, float]) -> tuple[dict[int, _RawJson], list]:
     """One row per occupied grid cell: its centre, count, first example and most common class (or mean)."""
+    found = _binned_cells(table, classes, legend, color, where, params, box)
+    mean_or_mode = f"mean {color.label}" if color.kind == "continuous" else f"most common {color.label}"
+    fields = [("n", "", "examples in this cell"), ("v", "", mean_or_mode), ("i", "", "click selects example")]
+    rows: dict[int, _RawJson] = {}
+    for klass, group in found.groupby("class"):
+        csv_text = group[["x", "y", "n", "v", "i"]].to_csv(index=False)
+        rows[int(klass)] = _RawJson(json.dumps(csv_data_url(csv_text)), len(group))
+    return rows, fields
+
+
+def _binned_cells(table: FrameTable, classes: str, legend: list[LegendEntry], color: Attribute, where: str,
+                  params: list, box: tuple[float, float, float, float]) -> pd.DataFrame:
+    """The occupied grid cells: columns x, y (the cell's centre), n, i (first example), class, v (tooltip value)."""
     x0, x1, y0, y1 = box
     cell_x, cell_y = (x1 - x0) / GRID[0], (y1 - y0) / GRID[1]
     column = quote_identifier(color.name)
@@ -280,13 +294,38 @@ def _binned_rows(table: FrameTable, classes: str, legend: list[LegendEntry], col
         found["v"] = [legend[klass].label for klass in found["class"]]
     found["x"] = (x0 + (found.gx + 0.5) * cell_x).round(4)
     found["y"] = (y0 + (found.gy + 0.5) * cell_y).round(4)
-    mean_or_mode = f"mean {color.label}" if color.kind == "continuous" else f"most common {color.label}"
-    fields = [("n", "", "examples in this cell"), ("v", "", mean_or_mode), ("i", "", "click selects example")]
-    rows: dict[int, _RawJson] = {}
-    for klass, group in found.groupby("class"):
-        csv_text = group[["x", "y", "n", "v", "i"]].to_csv(index=False)
-        rows[int(klass)] = _RawJson(json.dumps(csv_data_url(csv_text)), len(group))
-    return rows, fields
+    return found
+
+
+@dataclass(frozen=True)
+class FigurePoints:
+    """What a publication figure of a large view draws: the dots (x, y, colour: a legend label; n: points in
+    the dot), the legend in order, and whether the dots are grid cells."""
+
+    dots: pd.DataFrame
+    legend: tuple[LegendEntry, ...]
+    binned: bool
+    n_points: int
+
+
+def figure_points(table: FrameTable, filters: Sequence[Filter], *, color: Attribute, layout: str,
+                  points_limit: int | None = None) -> FigurePoints:
+    """The dots of the WebGL chart of the same view (every point, or the same grid cells above
+    ``points_limit``), for a figure drawn by Vega on the server."""
+    points_limit = POINTS_LIMIT if points_limit is None else points_limit
+    classes, legend = colour_classes(table, color)
+    where, params = table.where(filters)
+    n_points = table.count(filters)
+    binned = n_points > points_limit
+    if binned:
+        dots = _binned_cells(table, classes, legend, color, where, params, bounds(table, layout))[["x", "y", "n", "class"]]
+    else:
+        dots = table.query(f"SELECT x, y, 1 AS n, {classes} AS class FROM frame{where}", params)
+        dots = dots[dots.x.notna() & dots.y.notna()]
+    labels = [entry.label for entry in legend]
+    dots = dots.assign(colour=[labels[int(klass)] for klass in dots["class"]]).drop(columns="class")
+    present = tuple(entry for entry in legend if entry.label in set(dots.colour))
+    return FigurePoints(dots=dots.reset_index(drop=True), legend=present, binned=binned, n_points=n_points)
 
 
 def _scatter_layer(layer_id: str, rows: _RawJson, colour: list[int], radius: float) -> dict:

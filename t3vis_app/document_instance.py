@@ -15,6 +15,7 @@ import streamlit as st
 from t3vis.analysis.document_view import document_attentions
 from t3vis.attribution.base import prepare_document
 from t3vis.markdown_text import escape_markdown as md
+from t3vis_app.sticky import sticky_controls
 from t3vis_app import data, state
 from t3vis_app.models import checkpoint_model, session_cached
 from t3vis_app.token_colours import attribution_on_request, saliency_controls, show_tokens
@@ -94,7 +95,7 @@ def render(ctx) -> None:
             st.rerun()
 
     # -- controls ------------------------------------------------------------------------------------
-    controls = st.columns([2, 2, 2])
+    controls = sticky_controls().columns([2, 2, 2])  # kept in view while the tokens scroll
     selected_head = state.selected_head(int(run.num_layers), int(run.num_heads))
     method, merge, colour_by_attention = saliency_controls(controls[0], controls[1], controls[2],
                                                            selected_head=selected_head, coloured="the document")
@@ -106,7 +107,9 @@ def render(ctx) -> None:
     token_index, showing_attention = show_tokens(
         tokens, attentions=attentions, attribution=attribution, explained=f"{method.label} of sentence {target}'s score",
         merge=merge, colour_by_attention=colour_by_attention, selected_head=selected_head, key="document_tokens",
-        line_starts={int(position) for position in example.inputs["cls_positions"][0].tolist()})
+        line_starts={int(position) for position in example.inputs["cls_positions"][0].tolist()},
+        figure=(f"t3vis-{run.run_id}-{split}-{example_id}", f"run {run.run_id} · {ctx.checkpoint} · {split} split · "
+                f"document #{example_id}"))
     st.caption(
         f"Explaining sentence {target}: “{md(sentences.text.iloc[target][:120])}”. "
         + ("Head: " + (f"L{selected_head[0]}·H{selected_head[1]}" if selected_head else

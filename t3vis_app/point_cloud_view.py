@@ -12,6 +12,7 @@ from t3vis import charts, point_cloud
 from t3vis.queries.explore import Attribute, Filter
 from t3vis.markdown_text import escape_markdown as md
 from t3vis.queries.frame_table import FrameTable
+from t3vis_app.figure_downloads import figure_buttons
 from t3vis_app.selection import picked_from_cloud
 
 LARGE_VIEW = 5_000  # views with more points are kept in an in-memory DuckDB table, their Data Table paged
@@ -20,8 +21,10 @@ CHART_HEIGHT = 460
 
 
 def point_cloud_chart(table: FrameTable, filters: Sequence[Filter], *, color: Attribute, layout: str,
-                      layer: int | None, selected_id: int | None, title: str, key: str, width: int) -> int | None:
-    """Draw the view's points with WebGL (a title, the chart, its legend); the example id newly clicked."""
+                      layer: int | None, selected_id: int | None, title: str, key: str, width: int,
+                      figure: tuple[str, str] | None = None) -> int | None:
+    """Draw the view's points with WebGL (a title, the chart, its legend, and with ``figure`` = (file name,
+    caption) its export buttons: the same dots drawn by Vega on the server); the example id newly clicked."""
     cloud = point_cloud.point_cloud(table, filters, color=color, layout=layout,
                                     axis_titles=charts.axis_titles(layout, layer), selected_id=selected_id,
                                     width=width, height=CHART_HEIGHT)
@@ -29,6 +32,9 @@ def point_cloud_chart(table: FrameTable, filters: Sequence[Filter], *, color: At
     event = st.pydeck_chart(cloud.deck, on_select="rerun", selection_mode="single-object", key=key,
                             height=CHART_HEIGHT, width="stretch")
     legend(cloud)
+    if figure is not None:
+        figure_buttons(lambda: cloud_figure(table, filters, color=color, layout=layout, layer=layer, title=title),
+                       name=figure[0], caption=figure[1], key=f"figure.{key}")
     if cloud.binned:
         st.caption(f"{cloud.n_points:,} points, drawn with WebGL as one dot per occupied cell of a "
                    f"{point_cloud.GRID[0]}×{point_cloud.GRID[1]} grid ({cloud.n_marks:,} cells), coloured by the "
@@ -36,6 +42,18 @@ def point_cloud_chart(table: FrameTable, filters: Sequence[Filter], *, color: At
                    f"click to select its first example. Filter down to {point_cloud.POINTS_LIMIT:,} points "
                    "(e.g. on x and y, to zoom into a region) to see every point.")
     return picked_from_cloud(event, key)
+
+
+def cloud_figure(table: FrameTable, filters: Sequence[Filter], *, color: Attribute, layout: str, layer: int | None,
+                 title: str):
+    """The WebGL chart's dots as an Altair chart, for the figure export."""
+    points = point_cloud.figure_points(table, filters, color=color, layout=layout)
+    legend_title = color.label + ((" (mean of a cell)" if color.kind == "continuous" else " (most common in a cell)")
+                                  if points.binned else "")
+    if points.binned:
+        title = f"{title} · {points.n_points:,} points in {len(points.dots):,} grid cells"
+    return charts.point_cloud_figure_chart(points.dots, points.legend, legend_title=legend_title, layout=layout,
+                                          layer=layer, title=title, binned=points.binned)
 
 
 def legend(cloud: point_cloud.PointCloud) -> None:

@@ -53,10 +53,16 @@ def selected_details(ctx) -> tuple[str | None, int | None, dict | None]:
     return split, example_id, data.example_details(ctx.store, ctx.run.run_id, split, example_id, ctx.checkpoint)
 
 
-def probability_bars(names: list[str], probs, *, gold: str, predicted: str) -> None:
-    """The class probabilities as a bar chart, sized to the number of classes."""
-    st.altair_chart(charts.probability_chart(names, list(probs), gold=gold, predicted=predicted),
-                    width="stretch", height=28 * len(names) + 70)
+def probability_bars(names: list[str], probs, *, gold: str, predicted: str, figure: tuple[str, str] | None = None,
+                     key: str = "probabilities") -> None:
+    """The class probabilities as a bar chart, sized to the number of classes; ``figure`` = (file name, caption)
+    adds its export buttons."""
+    chart = charts.probability_chart(names, list(probs), gold=gold, predicted=predicted)
+    st.altair_chart(chart, width="stretch", height=28 * len(names) + 70)
+    if figure is not None:
+        from t3vis_app.figure_downloads import figure_buttons
+
+        figure_buttons(chart, name=figure[0], caption=figure[1], key=f"figure.{key}")
 
 
 def document_panel(ctx, split: str) -> None:
@@ -112,4 +118,6 @@ def example_panel(ctx, split: str) -> None:
             predicted = label_names[int(details["pred"])]
             st.markdown(f"Prediction at **{md(ctx.checkpoint)}**: **{md(predicted)}** "
                         f"(loss {details['loss']:.3f})")
-            probability_bars(label_names, probs, gold=details["label_name"], predicted=predicted)
+            probability_bars(label_names, probs, gold=details["label_name"], predicted=predicted, figure=(
+                f"t3vis-{ctx.run.run_id}-{split}-{example_id}-probabilities",
+                f"run {ctx.run.run_id} · {ctx.checkpoint} · {split} split · example #{example_id}"))

@@ -17,8 +17,10 @@ from t3vis import charts
 from t3vis.analysis.document_view import word_attentions
 from t3vis.attribution.base import prepare_words, word_target
 from t3vis.markdown_text import escape_markdown as md
+from t3vis_app.sticky import sticky_controls
 from t3vis_app import state
 from t3vis_app.models import checkpoint_model, session_cached
+from t3vis_app.figure_downloads import figure_buttons
 from t3vis_app.selection import probability_bars, selected, selected_details
 from t3vis_app.token_colours import attribution_on_request, saliency_controls, show_tokens
 
@@ -39,6 +41,8 @@ def tagged_words(ctx, split: str, example_id: int, words: pd.DataFrame, *, key: 
                                       title=f"#{example_id} · {split} split · gold tags, then predicted tags")
     event = st.altair_chart(chart, on_select="rerun", selection_mode=[charts.WORD], key=key, width="content",
                             height=int(chart.to_dict()["height"]) + 60)  # the legend sits under the words
+    figure_buttons(chart, name=f"t3vis-{ctx.run.run_id}-{split}-{example_id}-tags",
+                   caption=f"run {ctx.run.run_id} · {ctx.checkpoint} · {split} split", key=f"figure.{key}")
     points = selected(event, charts.WORD)
     clicked = int(points[0]["unit"]) if points and points[0].get("unit") is not None else None
     return clicked if state.newly_clicked(f"{key}_click", clicked) else None
@@ -90,7 +94,10 @@ def render(ctx) -> None:
     # -- the explained word ----------------------------------------------------------------------------
     left, right = st.columns([3, 2])
     with right:
-        probability_bars(names, probs[word], gold=words.tag.iloc[word], predicted=names[int(predicted[word])])
+        probability_bars(names, probs[word], gold=words.tag.iloc[word], predicted=names[int(predicted[word])],
+                         figure=(f"t3vis-{run.run_id}-{split}-{example_id}-word{word}-probabilities",
+                                 f"run {run.run_id} · {ctx.checkpoint} · {split} split · sentence #{example_id} · "
+                                 f"word {word}"))
     with left:
         st.markdown(f"Explaining word {word}: **{md(words.word.iloc[word])}** · gold **{md(words.tag.iloc[word])}**"
                     f" · predicted **{md(names[int(predicted[word])])}** ({probs[word].max():.2f})")
@@ -101,7 +108,7 @@ def render(ctx) -> None:
         st.caption("Click a word above to explain its tag.")
 
     # -- controls and the word pieces ------------------------------------------------------------------
-    controls = st.columns([2, 2, 2])
+    controls = sticky_controls().columns([2, 2, 2])  # kept in view while the tokens scroll
     selected_head = state.selected_head(int(run.num_layers), int(run.num_heads))
     method, merge, colour_by_attention = saliency_controls(controls[0], controls[1], controls[2],
                                                            selected_head=selected_head, coloured="the sentence")
@@ -112,7 +119,9 @@ def render(ctx) -> None:
     _, showing_attention = show_tokens(
         tokens, attentions=attentions, attribution=attribution,
         explained=f"{method.label} of “{words.word.iloc[word]}” as {names[tag]}", merge=merge,
-        colour_by_attention=colour_by_attention, selected_head=selected_head, key="word_tokens")
+        colour_by_attention=colour_by_attention, selected_head=selected_head, key="word_tokens",
+        figure=(f"t3vis-{run.run_id}-{split}-{example_id}-word{word}", f"run {run.run_id} · {ctx.checkpoint} · "
+                f"{split} split · sentence #{example_id}"))
     st.caption(
         ("Head: " + (f"L{selected_head[0]}·H{selected_head[1]}" if selected_head else
                      "none selected (choose one in the Attention heads view to see a token's attention)"))

@@ -9,6 +9,7 @@ from t3vis import charts
 from t3vis.markdown_text import escape_markdown as md
 from t3vis.queries import explore
 from t3vis_app import data, state
+from t3vis_app.figure_downloads import figure_buttons
 from t3vis_app.selection import selected, selected_details
 
 CELL = "confusion_cell"  # the chosen (gold, predicted) cell, kept across reruns
@@ -43,6 +44,8 @@ def confusion_filter(ctx, split: str) -> tuple:
                                            title=f"Gold × predicted tags · {ctx.checkpoint} · {split} split")
             event = st.altair_chart(chart, on_select="rerun", selection_mode=[charts.CELL], key="confusion",
                                     width="content")
+            figure_buttons(chart, name=f"t3vis-{ctx.run.run_id}-{split}-{ctx.checkpoint}-confusion-{value}",
+                           caption=f"run {ctx.run.run_id}", key="figure.confusion")
     cells = selected(event, charts.CELL)
     clicked = (str(cells[0]["gold"]), str(cells[0]["predicted"])) if cells and "gold" in cells[0] else None
     if clicked is not None and state.newly_clicked("confusion_click", clicked) and clicked != chosen:

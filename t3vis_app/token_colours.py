@@ -5,20 +5,22 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from t3vis import charts
+from t3vis import charts, figures
 from t3vis.analysis.token_view import layout_tokens, merge_word_pieces
 from t3vis_app import state
+from t3vis_app.figure_downloads import figure_buttons
 from t3vis_app.selection import selected
 
 
 def show_tokens(tokens: list[str], *, attentions: np.ndarray, attribution, explained: str, merge: bool,
                 colour_by_attention: bool, selected_head: tuple[int, int] | None, key: str,
-                line_starts: set[int] = frozenset()) -> tuple[int | None, bool]:
+                line_starts: set[int] = frozenset(), figure: tuple[str, str] | None = None) -> tuple[int | None, bool]:
     """Draw the tokens and handle a click on one; returns (clicked token index or None, showing attention).
 
     ``attentions`` (L, H, T, T); ``attribution`` an :class:`~t3vis.attribution.base.Attribution` or None (not
     computed yet); ``explained`` names the output it explains (e.g. "class sports"); ``line_starts``: token
-    indices that begin a new line (a document's sentences).
+    indices that begin a new line (a document's sentences); ``figure`` = (file name, caption) adds export
+    buttons: SVG, PNG and a LaTeX snippet of the tokens as shown (method, class, merged pieces, attention).
     """
     token_index = state.selected_token(len(tokens))
     showing_attention = colour_by_attention and selected_head is not None and token_index is not None
@@ -45,6 +47,12 @@ def show_tokens(tokens: list[str], *, attentions: np.ndarray, attribution, expla
                                selected_index=selected_block, title=title)
     event = st.altair_chart(chart, on_select="rerun", selection_mode=[charts.TOKEN], key=key, width="content",
                             height=26 * (int(layout.line.max()) + 1) + 110)
+    if figure is not None:
+        name, caption = figure
+        what = "attention" if showing_attention else "saliency"
+        figure_buttons(chart, name=f"{name}-{what}", caption=caption, key=f"figure.{key}",
+                       latex=lambda: figures.saliency_latex(shown_tokens, shown_values, diverging=diverging,
+                                                            caption=f"{title} · {caption}"))
     points = selected(event, charts.TOKEN)
     clicked = groups[int(points[0]["index"])][0] if points else None
     if state.newly_clicked(f"{key}_click", clicked):

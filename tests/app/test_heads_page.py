@@ -54,6 +54,8 @@ def test_aggregate_importance_shows_the_stored_values_and_the_normalisation_chan
     stored = synthetic.query("SELECT importance_global, importance_layer_norm FROM head_importance "
                              "WHERE checkpoint = 'epoch-3' ORDER BY layer, head")
     assert np.allclose(grid.value, stored.importance_global)
+    labels = [button.label for button in app.get("download_button")]
+    assert labels.count("SVG") == labels.count("PNG") == 1  # the grid exports as a figure
     next(w for w in app.selectbox if w.key == "w.heads_norm").set_value("importance_layer_norm").run()
     assert np.allclose(_grid(app).sort_values(["layer", "head"]).value, stored.importance_layer_norm)
 
@@ -92,6 +94,8 @@ def test_instance_scale_differs_from_aggregate_and_pruning_changes_then_reset_re
     assert instance.shape == aggregate.shape and not np.allclose(instance, aggregate)
     before_all, before_pruned = _probabilities(app)
     assert np.allclose(before_all, before_pruned)
+    labels = [button.label for button in app.get("download_button")]
+    assert labels.count("SVG") == labels.count("PNG") == 3  # the grid and both probability charts
 
     app.session_state["pruned"] = {"tiny": [(0, 1), (1, 2)]}
     app.run()

@@ -55,6 +55,9 @@ def test_methods_and_classes_change_the_token_colours(store):
     assert lrp.token.iloc[0] == "[CLS]" and lrp.token.iloc[-1] == "[SEP]" and len(lrp) >= len(text.split()) + 2
     title = next(m.value for m in app.markdown if "gold label" in m.value)
     assert "#12" in title
+    labels = [button.label for button in app.get("download_button")]
+    # the probabilities (SVG, PNG) and the tokens (SVG, PNG, LaTeX) export as figures
+    assert labels.count("SVG") == labels.count("PNG") == 2 and labels.count("LaTeX") == 1
     next(w for w in app.selectbox if w.key == "w.instance_method").set_value("input_x_gradient").run()
     _, ixg = _tokens(app)
     assert not np.allclose(lrp.value, ixg.value)

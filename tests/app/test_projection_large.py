@@ -45,6 +45,8 @@ def test_a_large_view_is_drawn_with_webgl_and_its_table_is_paged(large, webgl):
     [spec] = deck_charts(app)
     points = deck_points(spec)
     assert len(points) == N and sorted(points.i) == list(range(N))
+    labels = [button.label for button in app.get("download_button")]
+    assert labels.count("SVG") == labels.count("PNG") == 1  # the WebGL chart exports as a figure too
     table = app.dataframe[0].value
     assert table.example_id.tolist() == list(range(TABLE_PAGE_ROWS))  # one page, not N rows
     _widget(app, "number_input", "w.table_page").set_value(3).run()

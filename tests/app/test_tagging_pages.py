@@ -37,6 +37,8 @@ def test_the_words_layout_has_one_point_per_laid_out_word_and_a_confusion_matrix
     assert cells["count"].sum() == counts == words  # every word once, in its (gold, predicted) cell
     gold_rows = cells.groupby("gold").rate.sum()
     assert gold_rows.round(6).eq(1).all()  # rates are shares of the gold tag's words
+    labels = [button.label for button in app.get("download_button")]
+    assert labels.count("SVG") == 2  # the words' projection and the confusion matrix export as figures
 
 
 def test_a_confusion_cell_filters_the_words(tagged):
@@ -73,6 +75,8 @@ def test_the_instance_view_explains_the_chosen_words_tag(tagged):
     tokens = [rows for spec, rows in ((s, max(d.values(), key=len)) for s, d in vega_charts(app))
               if "token" in rows.columns][0]
     assert (tokens.value.abs() > 0).any()  # coloured by the saliency of word 1's tag
+    labels = [button.label for button in app.get("download_button")]
+    assert labels.count("SVG") == 3 and labels.count("LaTeX") == 1  # tags, the word's tag probabilities, its tokens
     word = tagged.scalar("SELECT text FROM units WHERE split = 'validation' AND example_id = 1003 AND unit = 1")
     assert any(f"Explaining word 1: **{word}**" in markdown.value for markdown in app.markdown)
 

@@ -186,6 +186,26 @@ def test_instance_view_methods_and_attention_from_a_clicked_token(tiny_app_url):
         page.screenshot(path=ARTIFACTS / "instance-attention.png", full_page=True)
 
 
+@pytest.mark.parametrize(("path", "name"), [("/heads?split=validation&example=2&scale=instance", "heads"),
+                                            ("/instance?split=validation&example=2", "instance")])
+def test_the_main_controls_stay_in_view_when_a_long_page_scrolls(tiny_app_url, path, name):
+    ARTIFACTS.mkdir(exist_ok=True)
+    with chromium_page(height=420) as page:
+        page.goto(tiny_app_url + path)
+        controls = page.locator(".st-key-controls")
+        controls.wait_for(timeout=90_000)
+        page.locator("[data-testid=stVegaLiteChart]").nth(1).wait_for(timeout=90_000)
+        wait_until_idle(page)
+        before = controls.bounding_box()
+        scrolled = page.evaluate("() => { const main = document.querySelector('[data-testid=stMain]'); "
+                                 "main.scrollTop = main.scrollHeight; return main.scrollTop; }")
+        assert scrolled > before["y"] + before["height"]  # far enough that the controls would have left the window
+        box = settled(lambda: controls.bounding_box(), lambda box: box is not None and 0 <= box["y"] < 100)
+        assert 0 <= box["y"] < 100 and box["y"] + box["height"] < 420  # under the header bar, in view
+        assert page.get_by_text("Saliency method" if name == "instance" else "Prune mode").first.is_visible()
+        page.screenshot(path=ARTIFACTS / f"sticky-controls-{name}.png")
+
+
 NAVIGATION = ["Projection & data", "Attention heads", "Instance", "Training", "SQL", "Runs & checkpoints"]
 
 

@@ -319,3 +319,5 @@ def test_the_page_shows_rows_and_errors(synthetic):
     assert "data_map" in app.text_area(key="sql_text").value
     app.button[0].click().run()
     assert set(app.dataframe[-1].value.region) == {"easy-to-learn", "ambiguous", "hard-to-learn", "other"}
+    labels = [button.label for button in app.get("download_button")]
+    assert labels.count("SVG") == labels.count("PNG") == 1  # the result's chart exports as a figure

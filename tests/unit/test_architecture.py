@@ -8,7 +8,7 @@ from helpers import PROJECT
 
 # Lower layers never import higher ones: a newcomer reads store/data/model, then what is built on them.
 LAYERS = (
-    {"errors", "progress", "markdown_text", "tasks"},
+    {"errors", "progress", "markdown_text", "tasks", "colour_scales"},
     {"store", "data", "model"},  # the store file; dataset files; models, their attention and head masks
     {"queries", "attribution"},  # what the pages read; saliency methods
     {"record", "charts", "point_cloud", "figures"},  # ingestion, the Trainer callback; Altair and deck.gl charts, figures

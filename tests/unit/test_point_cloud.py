@@ -201,3 +201,24 @@ def test_an_infinite_value_does_not_break_the_colour_scale(frame):
     assert math.isfinite(table.summary(LOSS)[1])
     cloud = point_cloud.point_cloud(table, (), color=LOSS, layout="tsne", axis_titles=("a", "b"))
     assert cloud.n_marks == len(frame)
+
+
+def test_the_figure_of_a_cloud_draws_the_same_dots_in_the_same_colours(frame, table):
+    """The export of a WebGL chart: every point (or every grid cell when binned), coloured as on screen."""
+    filters = (ValuesFilter("label", ("neg", "pos")),)
+    points = point_cloud.figure_points(table, filters, color=LABEL, layout="tsne")
+    kept = frame[frame.label.isin(["neg", "pos"])]
+    assert not points.binned and points.n_points == len(points.dots) == len(kept)
+    merged = points.dots.merge(kept, on=["x", "y"])
+    assert len(merged) == len(kept) and (merged.colour == merged.label).all()
+    assert [entry.label for entry in points.legend] == ["neg", "pos"]
+    cloud = point_cloud.point_cloud(table, filters, color=LABEL, layout="tsne", axis_titles=("a", "b"))
+    on_screen = {entry.label: entry.colour for entry in cloud.legend}
+    assert {entry.label: entry.colour for entry in points.legend} == on_screen
+
+    binned = point_cloud.figure_points(table, (), color=LABEL, layout="tsne", points_limit=1000)
+    screen = point_cloud.point_cloud(table, (), color=LABEL, layout="tsne", axis_titles=("a", "b"), points_limit=1000)
+    cells = [row for layer in layer_rows(screen).values() for row in layer]
+    assert binned.binned and len(binned.dots) == len(cells) and binned.dots.n.sum() == len(frame)
+    assert sorted((round(float(r["x"]), 4), round(float(r["y"]), 4), r["v"]) for r in cells) == \
+        sorted(zip(binned.dots.x.round(4), binned.dots.y.round(4), binned.dots.colour))
