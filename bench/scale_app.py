@@ -11,7 +11,6 @@ import re
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -21,7 +20,7 @@ sys.path.insert(0, str(PROJECT / "bench"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from app import timed_filter_changes  # noqa: E402
-from app_browser import chromium_page, serve_app, wait_until_idle, webgl_coloured_pixels  # noqa: E402
+from app_browser import PeakMemory, chromium_page, serve_app, wait_until_idle, webgl_coloured_pixels  # noqa: E402
 from t3vis.fixtures.synthetic_store import SyntheticConfig, build_synthetic_store  # noqa: E402
 
 DRAWN_PIXELS = 2_000  # coloured pixels on the canvas: the points are drawn
@@ -34,36 +33,6 @@ def size_name(n: int) -> str:
 def server_ms(store_path: Path, repeats: int) -> tuple[float, list[float]]:
     """The first run of the page (the view's frame read into memory), then reruns after a label filter change."""
     return timed_filter_changes(store_path, repeats, timeout=600)
-
-
-class PeakMemory:
-    """Peak resident set (MB) of a process and its children, sampled every 50 ms."""
-
-    def __init__(self, pid: int):
-        import psutil
-
-        self.process = psutil.Process(pid)
-        self.peak_mb = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-
-    def _sample(self) -> None:
-        import psutil
-
-        while not self._stop.is_set():
-            try:
-                processes = [self.process, *self.process.children(recursive=True)]
-                rss = sum(p.memory_info().rss for p in processes)
-                self.peak_mb = max(self.peak_mb, rss / 2**20)
-            except psutil.Error:
-                pass
-            self._stop.wait(0.05)
-
-    def stop(self) -> float:
-        self._stop.set()
-        self._thread.join()
-        return self.peak_mb
 
 
 def _wait_drawn(page, timeout: float, *, differs_from: int | None = None) -> float:

@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -29,14 +30,19 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve_app(store_path: str | Path, *, timeout: float = 120.0) -> Iterator[str]:
-    """Run `streamlit run streamlit_app.py` on the store; yields the app's URL; stops it afterwards."""
+def serve_app(store_path: str | Path | None, *, timeout: float = 120.0, folder: Path = PROJECT) -> Iterator[str]:
+    """Run `streamlit run streamlit_app.py` on the store; yields the app's URL; stops it afterwards.
+
+    ``store_path`` None: no T3VIS_STORE, the app's default store (``store/demo.duckdb`` in ``folder``, the working
+    folder of the server and the folder of its ``streamlit_app.py``)."""
     port = free_port()
     env = {**os.environ, "T3VIS_STORE": str(store_path), "HF_HUB_OFFLINE": "1"}
-    command = [sys.executable, "-m", "streamlit", "run", str(PROJECT / "streamlit_app.py"),
+    if store_path is None:
+        del env["T3VIS_STORE"]
+    command = [sys.executable, "-m", "streamlit", "run", str(folder / "streamlit_app.py"),
                "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
                "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"]
-    process = subprocess.Popen(command, cwd=PROJECT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(command, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
@@ -58,6 +64,46 @@ def serve_app(store_path: str | Path, *, timeout: float = 120.0) -> Iterator[str
             process.wait(10)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+def server_process(url: str):
+    """The psutil process of the `streamlit run` serving ``url`` (started by :func:`serve_app`)."""
+    import psutil
+
+    port = url.rsplit(":", 1)[1]
+    return next(child for child in psutil.Process().children(recursive=True)
+                if "streamlit" in " ".join(child.cmdline()) and port in child.cmdline())
+
+
+class PeakMemory:
+    """Peak resident set (MB) of a process and its children, sampled every 50 ms from :meth:`__init__` to
+    :meth:`stop`."""
+
+    def __init__(self, pid: int):
+        import psutil
+
+        self.process = psutil.Process(pid)
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        import psutil
+
+        while not self._stop.is_set():
+            try:
+                processes = [self.process, *self.process.children(recursive=True)]
+                rss = sum(p.memory_info().rss for p in processes)
+                self.peak_mb = max(self.peak_mb, rss / 2**20)
+            except psutil.Error:
+                pass
+            self._stop.wait(0.05)
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return self.peak_mb
 
 
 @contextmanager
