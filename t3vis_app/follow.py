@@ -97,7 +97,10 @@ def remember(session: MutableMapping, store: data.StoreHandle, run_id: str, chec
     if seen is not None and (seen.path, seen.stamp) == (store.path, stamp) and seen.contents is not None:
         known = seen.contents  # nothing was committed since the last query: no need for another
     else:
-        known = contents(store.database, wait=LOCK_WAIT)
+        try:
+            known = contents(store.database, wait=LOCK_WAIT)
+        except StoreError:
+            known = None  # the page has read the store; the next look that can read it decides
     if data.open_store(store.path).version != store.version:
         stamp, known = None, None  # committed while this run read: the page may be behind, look again
     session[_SEEN] = Seen(path=store.path, stamp=stamp, contents=known, run_id=run_id,

@@ -1,4 +1,4 @@
-"""A store that grows while the app follows it: for tests/app/test_follow_training.py and the browser test.
+"""A store that grows while the app follows it: for the Follow training tests (unit, app, integration, browser).
 
 The growth goes through the store's own write methods, one transaction each, as an ingestion and the
 Trainer callback write.
