@@ -6,6 +6,7 @@ Screenshots go to test-artifacts/ (git-ignored) so that a person can look at wha
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -204,6 +205,32 @@ def test_the_main_controls_stay_in_view_when_a_long_page_scrolls(tiny_app_url, p
         assert 0 <= box["y"] < 100 and box["y"] + box["height"] < 420  # under the header bar, in view
         assert page.get_by_text("Saliency method" if name == "instance" else "Prune mode").first.is_visible()
         page.screenshot(path=ARTIFACTS / f"sticky-controls-{name}.png")
+
+
+def test_the_token_figure_downloads_as_svg_png_and_latex_in_the_colours_on_screen(tiny_app_url):
+    import io
+    import xml.etree.ElementTree as ElementTree
+
+    from PIL import Image
+
+    with chromium_page() as page:
+        page.goto(f"{tiny_app_url}/instance?split=validation&example=2")
+        page.get_by_text("LRP (conservative) for class").wait_for(timeout=90_000)
+        fills = settled(lambda: _token_fills(page), lambda fills: len(fills) > 3)
+        downloads = {}
+        for label in ("SVG", "PNG", "LaTeX"):
+            with page.expect_download(timeout=60_000) as download:
+                page.locator(".st-key-figure-tokens-" + label.lower().replace("latex", "tex")).locator(
+                    "button", has_text=label).first.click()  # (Streamlit draws it twice: one is its tooltip's)
+            downloads[label] = Path(download.value.path()).read_bytes()
+            assert download.value.suggested_filename.startswith("t3vis-tiny-validation-2-saliency")
+    svg = downloads["SVG"].decode()
+    assert ElementTree.fromstring(svg).tag.endswith("svg") and "run tiny · c1 · validation split · example #2" in svg
+    assert Image.open(io.BytesIO(downloads["PNG"])).format == "PNG"
+    boxes = re.findall(r"\\colorbox\[RGB\]\{(\d+),(\d+),(\d+)\}", downloads["LaTeX"].decode())
+    on_screen = [tuple(int(c) for c in re.findall(r"\d+", fill)) if fill.startswith("rgb") else
+                 tuple(int(fill[i:i + 2], 16) for i in (1, 3, 5)) for fill in fills]
+    assert [tuple(map(int, box)) for box in boxes] == on_screen  # the paper's colours are the screen's
 
 
 NAVIGATION = ["Projection & data", "Attention heads", "Instance", "Training", "SQL", "Runs & checkpoints"]
