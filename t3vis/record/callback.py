@@ -35,10 +35,13 @@ all processes at the start of training, so they always call the same collectives
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
 import pyarrow as pa
+import torch
 from transformers import PreTrainedModel, TrainerCallback
 
 from t3vis.data.loading import ExampleSet
@@ -289,7 +292,8 @@ class T3visCallback(TrainerCallback):
                            dataset=self.dataset, extra_metrics=_last_logged(state), config=self.ingest_config,
                            progress=self.progress if shard.is_main else no_progress,
                            previous=self._previous_layouts, **({"shard": shard} if sharded else {}))
-            with eval_mode(model), using_t3vis_attention(model):  # both restored in finally
+            # all three restored in finally; a mixed-precision run's checkpoint is recorded in its weights' precision
+            with eval_mode(model), using_t3vis_attention(model), without_mixed_precision(model):
                 record = self._task.compute_checkpoint(self._bundle(model), self.eval_examples,
                                                        first_of_split=not self._eval_split_written, **details)
             self._eval_split_written = True
@@ -370,6 +374,33 @@ class T3visCallback(TrainerCallback):
             return
         self.writer.submit("the training examples",
                            lambda: self.store.write_examples(run, self.train_split, rows, tables or None))
+
+
+@contextmanager
+def without_mixed_precision(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """The model's own forward, in the precision of its weights, for the block; restored in ``finally``.
+
+    A Trainer with ``bf16=True`` or ``fp16=True`` (accelerate's native AMP) replaces ``model.forward`` by one
+    that runs under ``torch.autocast``, and keeps the original as ``model._original_forward``: a checkpoint
+    computed through it would get half-precision predictions, attention and head importance, unlike the same
+    weights ingested later by ``t3vis ingest`` or analysed live by the app. Any autocast around the block is off
+    too.
+    """
+    wrapped = model.__dict__.get("forward")
+    original = model.__dict__.get("_original_forward")
+    swap = wrapped is not None and original is not None
+    if swap:
+        model.forward = original
+    try:
+        device = next(model.parameters()).device.type
+        if torch.amp.is_autocast_available(device):
+            with torch.autocast(device_type=device, enabled=False):
+                yield model
+        else:
+            yield model
+    finally:
+        if swap:
+            model.forward = wrapped
 
 
 def _last_logged(state) -> dict:

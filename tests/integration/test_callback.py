@@ -238,6 +238,37 @@ def test_callback_ingests_a_checkpoint_per_epoch_and_writes_train_examples(tmp_p
     assert len(data_map) == len(examples) and (data_map.n_epochs == 2).all()
 
 
+def test_a_mixed_precision_run_records_its_checkpoints_in_the_weights_precision(tmp_path, tiny_model_dir, topic_csv):
+    """bf16=True (on the CPU here; fp16/bf16 on a GPU alike): accelerate runs model.forward under autocast, but the
+    ingested checkpoint is the fp32 weights' own, as `t3vis ingest` of the saved folder or the app would compute it."""
+    from t3vis.model.access import load_model
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir)
+    examples = load_examples(topic_csv)
+    store = Store(tmp_path / "bf16.duckdb", create=True)
+    callback = T3visCallback(store, run_id="bf16", eval_examples=examples, checkpoint_dir=tmp_path / "weights",
+                             ingest_config=IngestConfig(projection="pca", importance_examples=8))
+    trainer = Trainer(
+        model=model,
+        args=TrainingArguments(output_dir=str(tmp_path / "out"), num_train_epochs=1, per_device_train_batch_size=4,
+                               save_strategy="no", report_to=[], use_cpu=True, bf16=True),
+        train_dataset=TokenDataset(tokenizer, examples.texts, examples.labels.tolist(), with_idx=False),
+        data_collator=collate(tokenizer), processing_class=tokenizer, callbacks=[callback],
+    )
+    trainer.train()
+    callback.flush(60)
+    assert callback.problems == []
+    assert "_original_forward" in model.__dict__ and model.forward != model._original_forward, \
+        "the Trainer's mixed-precision forward is put back after ingesting"
+    saved = load_model(tmp_path / "weights" / "epoch-1", device="cpu")
+    inputs = saved.tokenizer(examples.texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        expected = saved.model(**inputs).logits.numpy()
+    stored = np.stack(store.query("SELECT logits FROM predictions ORDER BY example_id").logits)
+    np.testing.assert_allclose(stored, expected, rtol=1e-5, atol=1e-6)  # under bf16 autocast they differ by ~1e-4
+
+
 def test_recorder_for_a_plain_loop(tmp_path):
     store = Store(tmp_path / "loop.duckdb", create=True)
     run = RunInfo(run_id="loop", model="m", label_names=("a", "b"), num_layers=1, num_heads=1, max_length=8)
