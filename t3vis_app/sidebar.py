@@ -39,10 +39,10 @@ def offer_demo(path: str, *, outdated: bool = False) -> None:
     hosted app: every session shows the one build's progress and opens the page when the store is ready. Nothing
     is built anywhere else: a visitor of a hosted app must not make the server write at paths of their choosing.
     """
-    own_run = f"record a run with `t3vis ingest --model CHECKPOINT --data FILE --store {path}` or the `T3visCallback`"
     if Path(path).resolve() != DEFAULT_DEMO_PATH.resolve():
         st.info(f"No store at `{path}` yet.")
-        st.markdown(f"To fill it, {own_run}; or open the built-in demo at `{DEFAULT_DEMO_PATH}`.")
+        st.markdown(f"To fill it, record a run with `t3vis ingest --model CHECKPOINT --data FILE --store {path}` or "
+                    f"the `T3visCallback`; or open the built-in demo at `{DEFAULT_DEMO_PATH}`.")
         return
     build = _demo_build(str(DEFAULT_DEMO_PATH.resolve()))
     status = build.status()
@@ -60,7 +60,9 @@ def offer_demo(path: str, *, outdated: bool = False) -> None:
     st.markdown(
         "The **built-in demo** is the pretrained MiniLM fine-tuned for 4 epochs on a generated topic corpus with "
         "10% flipped labels, recorded at every epoch: about 1.5 minutes on 2 CPU cores, no network needed. "
-        f"This page opens it when it is ready. To look at your own training instead, {own_run}."
+        "This page opens it when it is ready. To look at your own training instead, record it into a store of its "
+        "own (`t3vis ingest --model CHECKPOINT --data FILE --store store/mine.duckdb`, or the `T3visCallback`) and "
+        "open that file here."
     )
     bar = st.progress(0.0, text=status.text)
     while status.running:
