@@ -2,11 +2,16 @@
 ``torchrun --nproc_per_node=2`` (gloo on the CPU), where every process runs this same file.
 
     python tests/distributed_training.py MODEL_DIR EVAL_CSV OUT_DIR
+    python tests/distributed_training.py tagger TAGGER_DIR OUT_DIR
 
 One launch runs three trainings into stores under OUT_DIR: ``frozen`` (learning rate 0: every epoch's gold
 probability is the initial model's; a checkpoint per epoch), ``learning`` (learning rate > 0; a checkpoint every
 3 steps) and ``refused`` (the store already holds the run with other labels: the main process refuses it). Then
 one gather in which process 1 fails. Each process writes what it saw to OUT_DIR/rank<r>.json.
+
+``tagger``: one training of a token classifier with learning rate 0 into OUT_DIR/tagger.duckdb (a checkpoint per
+epoch, each computed by both processes on their shares of the evaluation sentences); each process writes what it
+saw to OUT_DIR/tagger-rank<r>.json.
 """
 
 from __future__ import annotations
@@ -77,6 +82,53 @@ def train(model_dir: Path, eval_csv: Path, store: Path, *, run_id: str, learning
     return callback
 
 
+def train_tagger(model_dir: Path, store: Path, *, run_id: str = "ner"):
+    """One recorded training of a token classifier on the synthetic news sentences, learning rate 0; returns the
+    callback."""
+    from transformers import AutoModelForTokenClassification, DataCollatorForTokenClassification
+
+    from t3vis.fixtures.tagging_store import synthetic_sentences
+    from t3vis.record.callback import T3visCallback
+    from t3vis.record.ingest import IngestConfig
+    from t3vis.record.trainer_data import TaggingDataset
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    train, evaluation = synthetic_sentences(16, seed=1), synthetic_sentences(20, seed=2, first_id=1000)
+    callback = T3visCallback(store, run_id=run_id, eval_examples=evaluation, train_examples=train,
+                             checkpoint_dir=store.parent / f"{run_id}-checkpoints",
+                             ingest_config=IngestConfig(projection="pca", batch_size=4, importance_examples=8,
+                                                        attention_examples=12, layers="all"))
+    Trainer(
+        model=AutoModelForTokenClassification.from_pretrained(model_dir),
+        args=TrainingArguments(output_dir=str(store.parent / f"{run_id}-out"), num_train_epochs=2,
+                               per_device_train_batch_size=4, learning_rate=0.0, save_strategy="no", report_to=[],
+                               logging_strategy="no", use_cpu=True, seed=0,
+                               ddp_backend="gloo" if "WORLD_SIZE" in os.environ else None),
+        train_dataset=TaggingDataset(train, tokenizer, max_length=64),
+        data_collator=DataCollatorForTokenClassification(tokenizer),
+        processing_class=tokenizer,
+        callbacks=[callback],
+    ).train()
+    return callback
+
+
+def tagger_main(model_dir: Path, out: Path) -> None:
+    import torch.distributed as dist
+
+    from t3vis.record.distributed import current_shard
+
+    warnings.simplefilter("ignore")
+    callback = train_tagger(model_dir, out / "tagger.duckdb")
+    if callback._store is not None:
+        callback.flush(60)
+    shard = current_shard()
+    seen = {"shard": [shard.rank, shard.world_size], "problems": callback.problems,
+            "opened_store": callback._store is not None, "summaries": len(callback.summaries)}
+    (out / f"tagger-rank{shard.rank}.json").write_text(json.dumps(seen))
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def main(model_dir: Path, eval_csv: Path, out: Path) -> None:
     import torch.distributed as dist
 
@@ -108,4 +160,7 @@ def main(model_dir: Path, eval_csv: Path, out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]))
+    if sys.argv[1] == "tagger":
+        tagger_main(Path(sys.argv[2]), Path(sys.argv[3]))
+    else:
+        main(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]))

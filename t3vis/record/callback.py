@@ -25,11 +25,12 @@ training the callback waits for the queue to drain (``flush_timeout``).
 Under ``torchrun`` or ``accelerate launch`` (DDP) every process has the callback and its dataloader's shard
 of each epoch. Each keeps its own training batches; at the epoch's end they are gathered on the main
 process (rank 0), which maps them to example ids (a padded last batch repeats examples: an example seen
-twice keeps one row) and queues the write. A sequence classifier's checkpoints are computed by every
-process on its share of the evaluation batches and gathered likewise; the main process projects and
-queues the write (other tasks: the main process computes them alone while the others go on to the next
-step's gradient exchange). Only the main process opens the store. Whether recording is on is agreed by
-all processes at the start of training, so they always call the same collectives.
+twice keeps one row) and queues the write. Checkpoints are computed by every process on its share of
+the evaluation batches and gathered likewise; the main process projects and queues the write (a task
+whose checkpoints are not sharded, ``shards_checkpoints = False``, is computed by the main process alone
+while the others go on to the next step's gradient exchange). Only the main process opens the store.
+Whether recording is on is agreed by all processes at the start of training, so they always call the same
+collectives.
 """
 
 from __future__ import annotations

@@ -24,19 +24,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from t3vis.record.attention_summary import AttentionAccumulator, token_kinds
-from t3vis.record.distributed import SINGLE, Shard, gather_results
+from t3vis.record.distributed import SINGLE, Shard
 from t3vis.data.loading import ExampleSet
 from t3vis.model.encoding import EncodedExamples, collate, encode, length_sorted_batches
 from t3vis.errors import DataError, option
 from t3vis.record.head_importance import head_mask_gradient
-from t3vis.model.access import (AttentionProbe, ModelBundle, check_tokens_are_known, pool_hidden_states,
-                                run_with_probe)
+from t3vis.model.access import ModelBundle, check_tokens_are_known, pool_hidden_states
 from t3vis.record.ingest_config import IngestConfig
 from t3vis.progress import Progress, no_progress
 from t3vis.record.projection import MIN_TSNE_POINTS, project
-from t3vis.store.rows import (attention_rows, example_rows, importance_rows, prediction_rows, projection_rows,
-                              unit_projection_rows)
+from t3vis.record.sharded_pass import BatchPlan, HeadSums, ShardPart, gathered_pass, run_batch, sampled_batches
+from t3vis.store.rows import example_rows, prediction_rows, projection_rows, unit_projection_rows
 from t3vis.store.database import CheckpointInfo, CheckpointResults, RunInfo, Store
 
 
@@ -53,28 +51,6 @@ class IngestSummary:
     loss: float
     seconds: dict[str, float]
     scores: dict[str, float] = field(default_factory=dict)  # task metrics, e.g. ROUGE of the predicted summaries
-
-
-@dataclass
-class _ShardPass:
-    """One process's part of the forward pass: the rows of the batches it ran, and its sums."""
-
-    indices: np.ndarray  # (n,) positions of its examples in the split
-    logits: np.ndarray | None  # (n, K); None when it ran no batch
-    pooled: dict[int, np.ndarray]  # layer -> (n, D)
-    importance_sum: np.ndarray  # (L, H) float64 sum over its importance examples of |dL(x)/dm|
-    importance_examples: int
-    attention: AttentionAccumulator
-
-
-@dataclass
-class _PassResult:
-    logits: np.ndarray  # (N, K)
-    pooled: dict[int, np.ndarray]  # layer -> (N, D)
-    importance: np.ndarray | None  # (L, H) mean over examples of |dL(x)/dm|
-    importance_examples: int
-    attention: dict[str, np.ndarray]  # pattern (L, H, bins, bins) and scalars (L, H)
-    attention_examples: int
 
 
 def resolve_label_names(bundle: ModelBundle, examples: ExampleSet) -> tuple[str, ...]:
@@ -249,18 +225,15 @@ def compute_checkpoint(
     check_tokens_are_known(bundle.tokenizer, encoded.input_ids)
     seconds["tokenize"] = time.perf_counter() - started
 
-    # What comes before is the same on every process (same data, same tokenizer): it fails on all or on none,
-    # before any of them waits. The forward pass can fail on one process alone: gather_results lets it take part.
     started = time.perf_counter()
-    parts = gather_results(lambda: _forward_pass(bundle, encoded, examples.labels, layers=layers, config=config,
+    result = gathered_pass(lambda: _forward_pass(bundle, encoded, examples.labels, layers=layers, config=config,
                                                  progress=progress, shard=shard),
-                           shard, what=f"the forward pass of checkpoint {checkpoint!r}")
+                           shard, len(encoded), what=f"the forward pass of checkpoint {checkpoint!r}")
     seconds["forward"] = time.perf_counter() - started
-    if parts is None:
+    if result is None:
         return None  # another process (the main one) projects and writes
-    result = _merged_passes(parts, len(encoded))
 
-    predictions = prediction_rows(examples.example_ids, result.logits, examples.labels)
+    predictions = prediction_rows(examples.example_ids, result.rows["logits"], examples.labels)
     run = RunInfo(
         run_id=run_id,
         model=bundle.name,
@@ -277,14 +250,9 @@ def compute_checkpoint(
                                (previous or {}).get("projections"))
     seconds["projection"] = time.perf_counter() - started
 
-    tables = {
-        "predictions": predictions,
-        "attention_patterns": attention_rows(result.attention["pattern"], result.attention, result.attention_examples),
-    }
+    tables = {"predictions": predictions, **result.heads.tables()}
     if projections is not None:
         tables["projections"] = projections
-    if result.importance is not None:
-        tables["head_importance"] = importance_rows(result.importance, result.importance_examples)
     accuracy = float(pc.mean(predictions["correct"].cast(pa.float64())).as_py())
     loss = float(pc.mean(predictions["loss"]).as_py())
     metrics = {
@@ -319,25 +287,6 @@ def _resolve_layers(layers: tuple[int, ...] | str | None, num_layers: int) -> tu
     return resolved
 
 
-def _sampled_batches(batches: list[np.ndarray], wanted: int, seed: int, *, first: set[int] = frozenset()) -> set[int]:
-    """Indices of randomly drawn batches holding at least ``wanted`` examples (all when wanted < 0).
-
-    The batches in ``first`` are taken before any other (e.g. attention reuses the importance
-    batches, whose forward pass computes attention probabilities anyway).
-    """
-    if wanted < 0:
-        return set(range(len(batches)))
-    chosen: set[int] = set()
-    covered = 0
-    rest = [int(i) for i in np.random.default_rng(seed).permutation(len(batches)) if int(i) not in first]
-    for index in [*sorted(first), *rest]:
-        if covered >= wanted:
-            break
-        chosen.add(int(index))
-        covered += len(batches[index])
-    return chosen
-
-
 def _forward_pass(
     bundle: ModelBundle,
     encoded: EncodedExamples,
@@ -347,44 +296,25 @@ def _forward_pass(
     config: IngestConfig,
     progress: Progress,
     shard: Shard = SINGLE,
-) -> _ShardPass:
-    """This process's batches (all of them when not distributed); every process draws the same samples."""
+) -> ShardPart:
+    """This process's batches (all of them when not distributed): rows ``logits`` (n, K) and the pooled states."""
     model, device = bundle.model, bundle.device
     decoder = bundle.decoder  # a decoder's pooled token is its last real token
-    batches = length_sorted_batches(encoded.n_tokens, config.batch_size)
-    with_gradient = _sampled_batches(batches, config.importance_examples, config.seed)
-    # Aggregate attention needs the probabilities, hence the slower explicit attention: a sample suffices.
-    with_attention = _sampled_batches(batches, config.attention_examples, config.seed, first=with_gradient)
-    accumulator = AttentionAccumulator(bundle.num_layers, bundle.num_heads, config.attention_bins)
-    mine = [index for index in range(len(batches)) if shard.owns(index)]
-    n = sum(len(batches[index]) for index in mine)
+    plan = BatchPlan.of(encoded.n_tokens, config, shard)
+    sums = HeadSums.zeros(bundle, config)
+    n = len(plan.my_examples)
     logits = None
     pooled: dict[int, np.ndarray] = {}
-    importance = torch.zeros(bundle.num_layers, bundle.num_heads, dtype=torch.float64)
-    importance_examples = 0
-    pad_id = bundle.pad_token_id
     labels_tensor = torch.tensor(labels, dtype=torch.long)
 
     progress("forward", 0, n)
     done = 0
-    for batch_index in mine:
-        indices = batches[batch_index]
+    for batch_index in plan.mine:
+        indices = plan.batches[batch_index]
         rows = slice(done, done + len(indices))  # the batch's rows among this process's examples
-        inputs = collate(encoded, indices, pad_token_id=pad_id, device=device)
-        probe = AttentionProbe()
-        if batch_index in with_attention:
-            accumulator.set_batch(inputs["attention_mask"], inputs["input_ids"],
-                                  *token_kinds(inputs["input_ids"], bundle.tokenizer))
-            probe.consumer = accumulator.consume
-        if batch_index in with_gradient:
-            output, gradient = head_mask_gradient(
-                model, inputs, labels_tensor[indices].to(device), probe=probe, output_hidden_states=True
-            )
-            importance += gradient.abs().double().sum(0)  # (L, H): sum over the batch of per-example |dL(x)/dm|
-            importance_examples += len(indices)
-        else:
-            with torch.no_grad():
-                output, _ = run_with_probe(model, probe, **inputs, output_hidden_states=True)
+        inputs = collate(encoded, indices, pad_token_id=bundle.pad_token_id, device=device)
+        output = run_batch(bundle, inputs, sums, importance=batch_index in plan.with_gradient,
+                           attention=batch_index in plan.with_attention, labels=labels_tensor[indices].to(device))
         batch_logits = output.logits.detach().float().cpu().numpy()  # (B, K)
         if logits is None:
             logits = np.empty((n, batch_logits.shape[1]), dtype=np.float32)
@@ -399,39 +329,7 @@ def _forward_pass(
             pooled[layer][rows] = vectors
         done += len(indices)
         progress("forward", done, n)
-
-    return _ShardPass(
-        indices=np.concatenate([batches[index] for index in mine]) if mine else np.zeros(0, dtype=np.int64),
-        logits=logits, pooled=pooled, importance_sum=importance.numpy(), importance_examples=importance_examples,
-        attention=accumulator,
-    )
-
-
-def _merged_passes(parts: list[_ShardPass], n: int) -> _PassResult:
-    """The whole split's pass from every process's part: rows back in example order (N, ...), sums added."""
-    ran = [part for part in parts if part.logits is not None]
-    order = np.concatenate([part.indices for part in ran])  # (N,) each example once
-    if sorted(order.tolist()) != list(range(n)):
-        raise RuntimeError(f"the processes' batches cover {len(order)} rows, not each of the {n} examples once")
-    logits = np.empty((n, ran[0].logits.shape[1]), dtype=np.float32)  # (N, K)
-    logits[order] = np.concatenate([part.logits for part in ran])
-    pooled = {}
-    for layer in ran[0].pooled:
-        pooled[layer] = np.empty((n, ran[0].pooled[layer].shape[1]), dtype=np.float32)  # (N, D)
-        pooled[layer][order] = np.concatenate([part.pooled[layer] for part in ran])
-    importance = sum(part.importance_sum for part in parts)  # (L, H) float64
-    importance_examples = sum(part.importance_examples for part in parts)
-    attention = parts[0].attention
-    for part in parts[1:]:
-        attention.add(part.attention)
-    return _PassResult(
-        logits=logits,
-        pooled=pooled,
-        importance=importance / importance_examples if importance_examples else None,
-        importance_examples=importance_examples,
-        attention=attention.summary(),
-        attention_examples=attention.n_examples,
-    )
+    return ShardPart(positions=plan.my_examples, rows={"logits": logits}, pooled=pooled, sums=sums)
 
 
 def sample_importance(bundle: ModelBundle, examples: ExampleSet, config: IngestConfig) -> tuple[np.ndarray, int]:
@@ -442,7 +340,7 @@ def sample_importance(bundle: ModelBundle, examples: ExampleSet, config: IngestC
     labels = torch.tensor(examples.labels, dtype=torch.long)
     total = torch.zeros(bundle.num_layers, bundle.num_heads, dtype=torch.float64)
     count = 0
-    for index in sorted(_sampled_batches(batches, config.importance_examples, config.seed)):
+    for index in sorted(sampled_batches(batches, config.importance_examples, config.seed)):
         indices = batches[index]
         inputs = collate(encoded, indices, pad_token_id=bundle.pad_token_id, device=bundle.device)
         _, gradient = head_mask_gradient(bundle.model, inputs, labels[indices].to(bundle.device))
@@ -465,17 +363,21 @@ def examples_table(examples: ExampleSet, encoded: EncodedExamples, label_names: 
                         text_pairs=examples.text_pairs, extra_json=extra_json_lines(examples.extra))
 
 
-def ingest_with_split_tables(store: Store, compute, bundle: ModelBundle, data, *, run_id: str, checkpoint: str,
-                             step: int | None = None, config: IngestConfig = IngestConfig(),
-                             progress: Progress = no_progress, **details) -> IngestSummary:
+def ingest_with_split_tables(store: Store | None, compute, bundle: ModelBundle, data, *, run_id: str,
+                             checkpoint: str, step: int | None = None, config: IngestConfig = IngestConfig(),
+                             progress: Progress = no_progress, shard: Shard = SINGLE,
+                             **details) -> IngestSummary | None:
     """Compute a checkpoint of a task with per-unit tables (``compute``: e.g. a summarizer's or a tagger's
-    ``compute_*_checkpoint``) and write it; the split's units are computed only when the store lacks them."""
-    previous = previous_layouts(store, run_id, checkpoint=checkpoint, step=step, config=config)
-    has_split = store.scalar(
-        "SELECT count(*) FROM units WHERE run_id = ? AND split = ?", [run_id, config.split]) > 0
+    ``compute_*_checkpoint``) and write it; the split's units are computed only when the store lacks them.
+    ``shard``: as for :func:`ingest_checkpoint` (only the main process reads the store, writes and gets the summary)."""
+    previous, has_split = {}, True
+    if shard.is_main:
+        previous = previous_layouts(store, run_id, checkpoint=checkpoint, step=step, config=config)
+        has_split = store.scalar(
+            "SELECT count(*) FROM units WHERE run_id = ? AND split = ?", [run_id, config.split]) > 0
     record = compute(bundle, data, run_id=run_id, checkpoint=checkpoint, step=step, config=config, progress=progress,
-                     previous=previous, with_split_tables=not has_split, **details)
-    return record.write_timed(store, progress)
+                     previous=previous, with_split_tables=not has_split, shard=shard, **details)
+    return None if record is None else record.write_timed(store, progress)
 
 
 def sample_units(counts: list[int], config: IngestConfig, *, first: np.ndarray | None = None) -> np.ndarray:

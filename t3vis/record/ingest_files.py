@@ -6,9 +6,9 @@ the checkpoint's step and epoch from its folder, and ingest — each step done b
 :class:`~t3vis.record.task.RecordingTask` (sequence classification: an ExampleSet and a classifier;
 extractive summarization: a DocumentSet and a summarizer).
 
-Under ``torchrun`` / ``accelerate launch`` every process calls it: each runs its share of the batches of
-a sequence classifier, the main process gathers, projects and writes (the other processes get None and
-need no store); a task whose checkpoints are not sharded is computed by the main process alone.
+Under ``torchrun`` / ``accelerate launch`` every process calls it: each runs its share of the batches,
+the main process gathers, projects and writes (the other processes get None and need no store); a task
+whose checkpoints are not sharded (``shards_checkpoints = False``) is computed by the main process alone.
 """
 
 from __future__ import annotations

@@ -7,12 +7,17 @@ to the head mask: head importance for the summarization loss, a document's loss 
 binary cross-entropy of its kept sentences. Then the predicted summary of each document (its
 three highest-scoring sentences, in document order) is scored with ROUGE against the reference,
 and so, once per split, are Lead-3 and the oracle. Everything is written in one transaction.
+
+Under ``torchrun`` / ``accelerate launch`` each process runs its share of the batches and the main
+process puts the documents back in order, adds the sums, scores, projects and writes
+(:mod:`t3vis.record.sharded_pass`).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from collections import defaultdict
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -22,30 +27,30 @@ import torch
 from t3vis.data.documents import DocumentSet
 from t3vis.data.rouge import ORACLE_SENTENCES, RougeScores, rouge
 from t3vis.errors import DataError, ModelError
-from t3vis.model.access import AttentionProbe, ModelBundle, check_tokens_are_known, pool_hidden_states, run_with_probe
-from t3vis.model.encoding import length_sorted_batches
+from t3vis.model.access import ModelBundle, check_tokens_are_known, pool_hidden_states
 from t3vis.model.summarizer import EncodedDocument, collate_documents, encode_documents, sentence_loss, uses_segments
 from t3vis.progress import Progress, no_progress
-from t3vis.record.attention_summary import AttentionAccumulator, token_kinds
-from t3vis.record.head_importance import head_mask_gradient
+from t3vis.record.distributed import SINGLE, Shard
 from t3vis.record.ingest import (CheckpointRecord, IngestSummary, _jsonable, _projections, _resolve_layers,
-                                 _sampled_batches, extra_json_lines, ingest_with_split_tables, sample_units,
-                                 unit_projections, units_by_example)
+                                 extra_json_lines, ingest_with_split_tables, sample_units, unit_projections,
+                                 units_by_example)
 from t3vis.record.ingest_config import IngestConfig
+from t3vis.record.sharded_pass import BatchPlan, HeadSums, ShardPart, gathered_pass, joined, run_batch
 from t3vis.store.database import CheckpointInfo, CheckpointResults, RunInfo, Store
-from t3vis.store.rows import (attention_rows, baseline_rows, document_score_rows, example_rows, importance_rows,
-                              top_units, unit_prediction_rows, unit_rows)
+from t3vis.store.rows import (baseline_rows, document_score_rows, example_rows, top_units, unit_prediction_rows,
+                              unit_rows)
 from t3vis.tasks import EXTRACTIVE_SUMMARIZATION
 
 SUMMARY_SIZE = ORACLE_SENTENCES  # sentences in a predicted summary, as in Liu & Lapata
 
 
-def ingest_summarizer_checkpoint(store: Store, bundle: ModelBundle, documents: DocumentSet,
-                                 **details) -> IngestSummary:
+def ingest_summarizer_checkpoint(store: Store | None, bundle: ModelBundle, documents: DocumentSet,
+                                 **details) -> IngestSummary | None:
     """Compute everything t3vis records for a summarizer checkpoint over one split and write it.
 
-    As :func:`t3vis.record.ingest.ingest_checkpoint` (same keyword arguments), for documents
-    (``t3vis.data.documents.load_documents``) and a summarizer (``t3vis.model.summarizer_loading.load_summarizer``).
+    As :func:`t3vis.record.ingest.ingest_checkpoint` (same keyword arguments, ``shard`` included: only the main
+    process writes and gets the summary), for documents (``t3vis.data.documents.load_documents``) and a summarizer
+    (``t3vis.model.summarizer_loading.load_summarizer``).
     """
     return ingest_with_split_tables(store, compute_summarizer_checkpoint, bundle, documents, **details)
 
@@ -65,11 +70,13 @@ def compute_summarizer_checkpoint(
     progress: Progress = no_progress,
     previous: dict[str, pa.Table] | None = None,
     with_split_tables: bool = True,
-) -> CheckpointRecord:
+    shard: Shard = SINGLE,
+) -> CheckpointRecord | None:
     """Everything :func:`ingest_summarizer_checkpoint` writes, computed without touching the store.
 
     ``with_split_tables=False`` skips the sentences and the Lead-3 and oracle scores, which the store
-    keeps once per run and split (an earlier checkpoint wrote them).
+    keeps once per run and split (an earlier checkpoint wrote them). ``shard``: this process's part of a
+    distributed launch; every process must call it, the main one gets the record, the others None.
     """
     if len(documents) == 0:
         raise DataError("There are no documents to ingest.")
@@ -88,39 +95,41 @@ def compute_summarizer_checkpoint(
 
     started = time.perf_counter()
     laid_out = sentences_to_lay_out(encoded, config)
-    result = _forward_pass(bundle, encoded, documents.oracle, layers=layers, config=config, progress=progress,
-                           laid_out=laid_out)
+    result = gathered_pass(lambda: _forward_pass(bundle, encoded, documents.oracle, layers=layers, config=config,
+                                                 progress=progress, laid_out=laid_out, shard=shard),
+                           shard, len(encoded), n_units=len(laid_out),
+                           what=f"the forward pass of checkpoint {checkpoint!r}")
     seconds["forward"] = time.perf_counter() - started
+    if result is None:
+        return None  # another process (the main one) scores, projects and writes
+    scores, losses = result.rows["scores"], result.rows["losses"]
 
     started = time.perf_counter()
-    summaries = [top_units(score, SUMMARY_SIZE) for score in result.scores]
+    summaries = [top_units(score, SUMMARY_SIZE) for score in scores]
     rouge_scores = _score(documents, summaries, progress, "ROUGE of the predicted summaries")
     seconds["rouge"] = time.perf_counter() - started
-    predictions = unit_prediction_rows(documents.example_ids, result.scores, documents.oracle,
-                                       summary_size=SUMMARY_SIZE)
+    predictions = unit_prediction_rows(documents.example_ids, scores, documents.oracle, summary_size=SUMMARY_SIZE)
 
     started = time.perf_counter()
     previous = previous or {}
     projections = _projections(documents.example_ids, result.pooled, config, progress, previous.get("projections"))
-    sentence_layouts = unit_projections(documents.example_ids, laid_out, result.sentence_vectors, config, progress,
+    sentence_layouts = unit_projections(documents.example_ids, laid_out, result.unit_vectors, config, progress,
                                         previous.get("unit_projections"), what="sentences")
     seconds["projection"] = time.perf_counter() - started
 
     tables = {
         "unit_predictions": predictions,
-        "document_scores": document_score_rows(documents.example_ids, result.losses, rouge_scores, summaries),
-        "attention_patterns": attention_rows(result.attention["pattern"], result.attention, result.attention_examples),
+        "document_scores": document_score_rows(documents.example_ids, losses, rouge_scores, summaries),
+        **result.heads.tables(),
     }
     if projections is not None:
         tables["projections"] = projections
     if sentence_layouts is not None:
         tables["unit_projections"] = sentence_layouts
-    if result.importance is not None:
-        tables["head_importance"] = importance_rows(result.importance, result.importance_examples)
     accuracy = float(np.mean(predictions["correct"].to_numpy(zero_copy_only=False)))
     means = {name: float(np.mean([getattr(score, name) for score in rouge_scores]))
              for name in ("rouge1", "rouge2", "rougeL")}
-    loss = float(np.mean(result.losses))
+    loss = float(np.mean(losses))
     metrics = {
         config.split: {"accuracy": accuracy, "loss": loss, **means, "n_examples": len(documents)},
         **({"trainer": extra_metrics} if extra_metrics else {}),
@@ -205,78 +214,52 @@ def document_losses(output, inputs: dict) -> torch.Tensor:
     return sentence_loss(output.logits, inputs["labels"], mask).sum(1) / mask.sum(1).clamp(min=1)
 
 
-@dataclass
-class _SummaryPass:
-    scores: list[np.ndarray]  # N arrays (S_kept,): each kept sentence's logit
-    losses: np.ndarray  # (N,) each document's mean sentence loss
-    pooled: dict[int, np.ndarray]  # layer -> (N, D) document vectors
-    sentence_vectors: dict[int, np.ndarray]  # layer -> (M, D) vectors at the [CLS] of the laid-out sentences
-    importance: np.ndarray | None  # (L, H) mean |dL/dm| over the sampled documents
-    importance_examples: int
-    attention: dict[str, np.ndarray]  # AttentionAccumulator.summary()
-    attention_examples: int
-
-
 def _forward_pass(bundle: ModelBundle, encoded: list[EncodedDocument], oracle: list[np.ndarray], *,
-                  layers: tuple[int, ...], config: IngestConfig, progress: Progress,
-                  laid_out: np.ndarray) -> _SummaryPass:
-    model, device = bundle.model, bundle.device
-    lengths = np.array([len(document.input_ids) for document in encoded])
-    batches = length_sorted_batches(lengths, config.batch_size)
-    with_gradient = _sampled_batches(batches, config.importance_examples, config.seed)
-    with_attention = _sampled_batches(batches, config.attention_examples, config.seed, first=with_gradient)
-    accumulator = AttentionAccumulator(bundle.num_layers, bundle.num_heads, config.attention_bins)
-    n = len(encoded)
-    scores: list[np.ndarray | None] = [None] * n
-    losses = np.zeros(n, dtype=np.float64)
-    pooled: dict[int, np.ndarray] = {}
-    sentence_vectors: dict[int, np.ndarray] = {}
-    rows_of_document = units_by_example(laid_out, n)  # document index -> (its laid-out sentences, their rows)
-    importance = torch.zeros(bundle.num_layers, bundle.num_heads, dtype=torch.float64)
-    importance_examples = 0
+                  layers: tuple[int, ...], config: IngestConfig, progress: Progress, laid_out: np.ndarray,
+                  shard: Shard = SINGLE) -> ShardPart:
+    """This process's batches (all of them when not distributed): rows ``scores`` (n arrays (S_kept,): each kept
+    sentence's logit) and ``losses`` (n,) (each document's mean sentence loss), the document vectors, and the
+    vectors at the [CLS] of its documents' laid-out sentences."""
+    plan = BatchPlan.of(np.array([len(document.input_ids) for document in encoded]), config, shard)
+    sums = HeadSums.zeros(bundle, config)
+    rows_of_document = units_by_example(laid_out, len(encoded))  # document -> (its laid-out sentences, their rows)
+    scores: list[np.ndarray] = []
+    losses: list[float] = []
+    pooled: dict[int, list[np.ndarray]] = defaultdict(list)  # layer -> each batch's (B, D)
+    sentence_rows: list[np.ndarray] = []  # each document's laid-out rows (S_laid_out,)
+    sentence_vectors: dict[int, list[np.ndarray]] = defaultdict(list)  # layer -> each batch's (M_b, D)
+    n = len(plan.my_examples)
 
     progress("forward", 0, n)
     done = 0
-    for batch_index, indices in enumerate(batches):
+    for batch_index in plan.mine:
+        indices = plan.batches[batch_index]
         inputs = collate_documents([encoded[i] for i in indices], pad_token_id=bundle.pad_token_id,
                                    labels=[oracle[i] for i in indices])
-        inputs = {name: value.to(device) for name, value in inputs.items()}
-        probe = AttentionProbe()
-        if batch_index in with_attention:
-            accumulator.set_batch(inputs["attention_mask"], inputs["input_ids"],
-                                  *token_kinds(inputs["input_ids"], bundle.tokenizer))
-            probe.consumer = accumulator.consume
-        if batch_index in with_gradient:
-            output, gradient = head_mask_gradient(model, inputs, None, probe=probe, output_hidden_states=True,
-                                                  example_losses=lambda out: document_losses(out, inputs))
-            importance += gradient.abs().double().sum(0)  # (L, H)
-            importance_examples += len(indices)
-        else:
-            with torch.no_grad():
-                output, _ = run_with_probe(model, probe, **inputs, output_hidden_states=True)
-        batch_losses = document_losses(output, inputs).detach().double().cpu().numpy()  # (B,)
+        inputs = {name: value.to(bundle.device) for name, value in inputs.items()}
+        output = run_batch(bundle, inputs, sums, importance=batch_index in plan.with_gradient,
+                           attention=batch_index in plan.with_attention,
+                           example_losses=lambda out: document_losses(out, inputs))
+        losses.extend(document_losses(output, inputs).detach().double().cpu().numpy())  # (B,)
         batch_scores = output.logits.detach().float().cpu().numpy()  # (B, S)
-        for row, index in enumerate(indices):
-            scores[index] = batch_scores[row, : encoded[index].n_kept]
-            losses[index] = batch_losses[row]
+        scores.extend(batch_scores[row, : encoded[index].n_kept] for row, index in enumerate(indices))
+        # the batch's laid-out sentences, document by document: their rows in the batch and [CLS] tokens, (M_b,) each
+        batch_rows = torch.tensor([row for row, index in enumerate(indices) for _ in rows_of_document[index][0]],
+                                  dtype=torch.long, device=bundle.device)  # (M_b,)
+        units = torch.tensor([unit for index in indices for unit in rows_of_document[index][0]], dtype=torch.long,
+                             device=bundle.device)  # (M_b,)
+        cls_tokens = inputs["cls_positions"][batch_rows, units]  # (M_b,)
+        sentence_rows.extend(rows_of_document[index][1] for index in indices)
         for layer in layers:
-            vectors = pool_hidden_states(output.hidden_states[layer].detach(), inputs["attention_mask"],
-                                         pooling=config.pooling).float().cpu().numpy()  # (B, D)
-            if layer not in pooled:
-                pooled[layer] = np.empty((n, vectors.shape[1]), dtype=np.float32)
-                sentence_vectors[layer] = np.empty((len(laid_out), vectors.shape[1]), dtype=np.float32)
-            pooled[layer][indices] = vectors
             hidden = output.hidden_states[layer].detach()  # (B, T, D)
-            for row, index in enumerate(indices):
-                units, targets = rows_of_document[index]
-                if len(units):  # the hidden states at these sentences' [CLS] tokens: (S_laid_out, D)
-                    positions = inputs["cls_positions"][row, units]
-                    sentence_vectors[layer][targets] = hidden[row, positions].float().cpu().numpy()
+            pooled[layer].append(pool_hidden_states(hidden, inputs["attention_mask"],
+                                                    pooling=config.pooling).float().cpu().numpy())  # (B, D)
+            sentence_vectors[layer].append(hidden[batch_rows, cls_tokens].float().cpu().numpy())  # (M_b, D)
         done += len(indices)
         progress("forward", done, n)
-    return _SummaryPass(
-        scores=scores, losses=losses, pooled=pooled, sentence_vectors=sentence_vectors,
-        importance=(importance / importance_examples).numpy() if importance_examples else None,
-        importance_examples=importance_examples,
-        attention=accumulator.summary(), attention_examples=accumulator.n_examples,
+    return ShardPart(
+        positions=plan.my_examples, rows={"scores": scores, "losses": np.asarray(losses, dtype=np.float64)},
+        pooled=joined(pooled), sums=sums,
+        unit_positions=np.concatenate(sentence_rows) if sentence_rows else np.zeros(0, dtype=np.int64),
+        unit_vectors=joined(sentence_vectors),
     )

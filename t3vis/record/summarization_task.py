@@ -73,7 +73,7 @@ class ExtractiveSummarizationTask:
     """BertSum-style extractive summarization over any supported encoder."""
 
     spec = SPECS[EXTRACTIVE_SUMMARIZATION]
-    shards_checkpoints = False  # under a distributed launch the main process computes its checkpoints alone
+    shards_checkpoints = True  # compute_checkpoint takes a shard: each process of a launch runs its batches
 
     def recognises(self, model: PreTrainedModel) -> bool:
         return getattr(model.config, "model_type", None) == MODEL_TYPE
@@ -99,10 +99,11 @@ class ExtractiveSummarizationTask:
         return load_summarizer(path, device=device)
 
     def compute_checkpoint(self, bundle: ModelBundle, data: DocumentSet, *, first_of_split: bool = True,
-                           **details) -> CheckpointRecord:
+                           **details) -> CheckpointRecord | None:
         return compute_summarizer_checkpoint(bundle, data, with_split_tables=first_of_split, **details)
 
-    def ingest(self, store: Store, bundle: ModelBundle, data: DocumentSet, **details) -> IngestSummary:
+    def ingest(self, store: Store | None, bundle: ModelBundle, data: DocumentSet,
+               **details) -> IngestSummary | None:
         return ingest_summarizer_checkpoint(store, bundle, data, **details)
 
     def training_capture(self, train_dataset, train_examples) -> SentenceCapture:

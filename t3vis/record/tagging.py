@@ -7,42 +7,46 @@ and head functions. A random sample of batches runs with gradients to the head m
 for the tagging loss, a sentence's loss being the mean cross-entropy of its words. Then the
 predicted tags are scored: word accuracy, and entity-level precision, recall and F1 per type and
 overall (strict IOB2). Everything is written in one transaction.
+
+Under ``torchrun`` / ``accelerate launch`` each process runs its share of the batches and the main
+process puts the sentences back in order, adds the sums, scores, projects and writes
+(:mod:`t3vis.record.sharded_pass`).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from collections import defaultdict
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import torch
 
 from t3vis.data.entity_metrics import entity_scores
 from t3vis.data.tagging import TaggedSentences, outside_tag
 from t3vis.errors import DataError, ModelError, option
-from t3vis.model.access import AttentionProbe, ModelBundle, check_tokens_are_known, pool_hidden_states, run_with_probe
-from t3vis.model.encoding import length_sorted_batches
+from t3vis.model.access import ModelBundle, check_tokens_are_known, pool_hidden_states
 from t3vis.model.word_encoding import EncodedWords, collate_words, encode_words, word_losses
 from t3vis.progress import Progress, no_progress
-from t3vis.record.attention_summary import AttentionAccumulator, token_kinds
-from t3vis.record.head_importance import head_mask_gradient
+from t3vis.record.distributed import SINGLE, Shard
 from t3vis.record.ingest import (CheckpointRecord, IngestSummary, _jsonable, _projections, _resolve_layers,
-                                 _sampled_batches, extra_json_lines, ingest_with_split_tables, sample_units,
-                                 unit_projections, units_by_example)
+                                 extra_json_lines, ingest_with_split_tables, sample_units, unit_projections,
+                                 units_by_example)
 from t3vis.record.ingest_config import IngestConfig
+from t3vis.record.sharded_pass import BatchPlan, HeadSums, ShardPart, gathered_pass, joined, run_batch
 from t3vis.store.database import CheckpointInfo, CheckpointResults, RunInfo, Store
-from t3vis.store.rows import attention_rows, example_rows, importance_rows, tag_prediction_rows, unit_rows
+from t3vis.store.rows import example_rows, tag_prediction_rows, unit_rows
 from t3vis.tasks import TOKEN_CLASSIFICATION
 
 
-def ingest_tagger_checkpoint(store: Store, bundle: ModelBundle, sentences: TaggedSentences,
-                             **details) -> IngestSummary:
+def ingest_tagger_checkpoint(store: Store | None, bundle: ModelBundle, sentences: TaggedSentences,
+                             **details) -> IngestSummary | None:
     """Compute everything t3vis records for a token-classifier checkpoint over one split and write it.
 
-    As :func:`t3vis.record.ingest.ingest_checkpoint` (same keyword arguments), for tagged sentences
-    (``t3vis.data.tagging.load_tagged``) and a token classifier (``load_model(..., task="token-classification")``).
+    As :func:`t3vis.record.ingest.ingest_checkpoint` (same keyword arguments, ``shard`` included: only the main
+    process writes and gets the summary), for tagged sentences (``t3vis.data.tagging.load_tagged``) and a token
+    classifier (``load_model(..., task="token-classification")``).
     """
     return ingest_with_split_tables(store, compute_tagger_checkpoint, bundle, sentences, **details)
 
@@ -62,10 +66,13 @@ def compute_tagger_checkpoint(
     progress: Progress = no_progress,
     previous: dict[str, pa.Table] | None = None,
     with_split_tables: bool = True,
-) -> CheckpointRecord:
+    shard: Shard = SINGLE,
+) -> CheckpointRecord | None:
     """Everything :func:`ingest_tagger_checkpoint` writes, computed without touching the store.
 
     ``with_split_tables=False`` skips the words (``units``), which the store keeps once per run and split.
+    ``shard``: this process's part of a distributed launch; every process must call it, the main one gets the
+    record, the others None.
     """
     if len(sentences) == 0:
         raise DataError("There are no sentences to ingest.")
@@ -84,35 +91,35 @@ def compute_tagger_checkpoint(
 
     started = time.perf_counter()
     laid_out = words_to_lay_out(encoded, sentences.tags, config, outside_tag(bundle.label_names))
-    result = _forward_pass(bundle, encoded, sentences.tags, layers=layers, config=config, progress=progress,
-                           laid_out=laid_out)
+    result = gathered_pass(lambda: _forward_pass(bundle, encoded, sentences.tags, layers=layers, config=config,
+                                                 progress=progress, laid_out=laid_out, shard=shard),
+                           shard, len(encoded), n_units=len(laid_out),
+                           what=f"the forward pass of checkpoint {checkpoint!r}")
     seconds["forward"] = time.perf_counter() - started
+    if result is None:
+        return None  # another process (the main one) scores, projects and writes
+    logits = result.rows["logits"]
 
-    predictions = tag_prediction_rows(sentences.example_ids, result.logits, sentences.tags)
+    predictions = tag_prediction_rows(sentences.example_ids, logits, sentences.tags)
     if predictions.num_rows == 0:
         raise DataError(f"No word of the {len(sentences)} sentences fits the token limit ({max_length}); raise "
                         f"{option('max_length')}.")
     outside = outside_tag(bundle.label_names)
-    predicted = [_predicted_tags(logits, len(tags), outside) for logits, tags in zip(result.logits, sentences.tags)]
+    predicted = [_predicted_tags(logits, len(tags), outside) for logits, tags in zip(logits, sentences.tags)]
     entities = entity_scores(sentences.tags, predicted, bundle.label_names)
 
     started = time.perf_counter()
     previous = previous or {}
     projections = _projections(sentences.example_ids, result.pooled, config, progress, previous.get("projections"))
-    word_layouts = unit_projections(sentences.example_ids, laid_out, result.word_vectors, config, progress,
+    word_layouts = unit_projections(sentences.example_ids, laid_out, result.unit_vectors, config, progress,
                                     previous.get("unit_projections"), what="words")
     seconds["projection"] = time.perf_counter() - started
 
-    tables = {
-        "unit_predictions": predictions,
-        "attention_patterns": attention_rows(result.attention["pattern"], result.attention, result.attention_examples),
-    }
+    tables = {"unit_predictions": predictions, **result.heads.tables()}
     if projections is not None:
         tables["projections"] = projections
     if word_layouts is not None:
         tables["unit_projections"] = word_layouts
-    if result.importance is not None:
-        tables["head_importance"] = importance_rows(result.importance, result.importance_examples)
     accuracy = float(np.mean(predictions["correct"].to_numpy(zero_copy_only=False)))
     loss = float(np.mean(predictions["loss"].to_numpy()))
     scores = {name: entities[name] for name in ("f1", "precision", "recall")} if entities else {}
@@ -192,77 +199,49 @@ def words_to_lay_out(encoded: list[EncodedWords], tags: list[np.ndarray], config
     return sample_units(counts, config, first=entity)
 
 
-@dataclass
-class _TaggingPass:
-    logits: list[np.ndarray]  # N arrays (W_kept, K): each kept word's tag logits
-    pooled: dict[int, np.ndarray]  # layer -> (N, D) sentence vectors
-    word_vectors: dict[int, np.ndarray]  # layer -> (M, D) vectors at the first piece of the laid-out words
-    importance: np.ndarray | None  # (L, H) mean |dL/dm| over the sampled sentences
-    importance_examples: int
-    attention: dict[str, np.ndarray]  # AttentionAccumulator.summary()
-    attention_examples: int
-
-
 def _forward_pass(bundle: ModelBundle, encoded: list[EncodedWords], tags: list[np.ndarray], *,
-                  layers: tuple[int, ...], config: IngestConfig, progress: Progress,
-                  laid_out: np.ndarray) -> _TaggingPass:
-    model, device = bundle.model, bundle.device
+                  layers: tuple[int, ...], config: IngestConfig, progress: Progress, laid_out: np.ndarray,
+                  shard: Shard = SINGLE) -> ShardPart:
+    """This process's batches (all of them when not distributed): rows ``logits`` (n arrays (W_kept, K): each kept
+    word's tag logits), the sentence vectors, and the vectors at the first piece of its sentences' laid-out words."""
+    model = bundle.model
     decoder = bundle.decoder  # a decoder's pooled token is its last real token
-    lengths = np.array([len(sentence.input_ids) for sentence in encoded])
-    batches = length_sorted_batches(lengths, config.batch_size)
-    with_gradient = _sampled_batches(batches, config.importance_examples, config.seed)
-    with_attention = _sampled_batches(batches, config.attention_examples, config.seed, first=with_gradient)
-    accumulator = AttentionAccumulator(bundle.num_layers, bundle.num_heads, config.attention_bins)
-    n = len(encoded)
-    logits: list[np.ndarray | None] = [None] * n
-    pooled: dict[int, np.ndarray] = {}
-    word_vectors: dict[int, np.ndarray] = {}
-    rows_of_sentence = units_by_example(laid_out, n)
-    importance = torch.zeros(bundle.num_layers, bundle.num_heads, dtype=torch.float64)
-    importance_examples = 0
+    plan = BatchPlan.of(np.array([len(sentence.input_ids) for sentence in encoded]), config, shard)
+    sums = HeadSums.zeros(bundle, config)
+    rows_of_sentence = units_by_example(laid_out, len(encoded))  # sentence -> (its laid-out words, their rows)
+    logits: list[np.ndarray] = []
+    pooled: dict[int, list[np.ndarray]] = defaultdict(list)  # layer -> each batch's (B, D)
+    word_rows: list[np.ndarray] = []  # each sentence's laid-out rows (W_laid_out,)
+    word_vectors: dict[int, list[np.ndarray]] = defaultdict(list)  # layer -> each batch's (M_b, D)
+    n = len(plan.my_examples)
 
     progress("forward", 0, n)
     done = 0
-    for batch_index, indices in enumerate(batches):
+    for batch_index in plan.mine:
+        indices = plan.batches[batch_index]
         inputs = collate_words([encoded[i] for i in indices], pad_token_id=bundle.pad_token_id,
                                tags=[tags[i] for i in indices])
-        inputs = {name: value.to(device) for name, value in inputs.items()}
+        inputs = {name: value.to(bundle.device) for name, value in inputs.items()}
         labels = inputs.pop("labels")  # (B, T): the model computes no loss; word_losses does
-        probe = AttentionProbe()
-        if batch_index in with_attention:
-            accumulator.set_batch(inputs["attention_mask"], inputs["input_ids"],
-                                  *token_kinds(inputs["input_ids"], bundle.tokenizer))
-            probe.consumer = accumulator.consume
-        if batch_index in with_gradient:
-            output, gradient = head_mask_gradient(model, inputs, None, probe=probe, output_hidden_states=True,
-                                                  example_losses=lambda out: word_losses(out.logits, labels))
-            importance += gradient.abs().double().sum(0)  # (L, H)
-            importance_examples += len(indices)
-        else:
-            with torch.no_grad():
-                output, _ = run_with_probe(model, probe, **inputs, output_hidden_states=True)
+        output = run_batch(bundle, inputs, sums, importance=batch_index in plan.with_gradient,
+                           attention=batch_index in plan.with_attention,
+                           example_losses=lambda out: word_losses(out.logits, labels))
         batch_logits = output.logits.detach().float().cpu().numpy()  # (B, T, K)
-        for row, index in enumerate(indices):
-            logits[index] = batch_logits[row, encoded[index].first_pieces]  # (W_kept, K)
+        logits.extend(batch_logits[row, encoded[index].first_pieces] for row, index in enumerate(indices))
+        # the batch's laid-out words, sentence by sentence: their rows in the batch and first pieces, (M_b,) each
+        batch_rows = [row for row, index in enumerate(indices) for _ in rows_of_sentence[index][0]]
+        pieces = [encoded[index].first_pieces[word] for index in indices for word in rows_of_sentence[index][0]]
+        word_rows.extend(rows_of_sentence[index][1] for index in indices)
         for layer in layers:
             hidden = output.hidden_states[layer].detach()  # (B, T, D)
-            vectors = pool_hidden_states(hidden, inputs["attention_mask"], pooling=config.pooling, decoder=decoder,
-                                         input_ids=inputs["input_ids"],
-                                         pad_token_id=model.config.pad_token_id)  # (B, D)
-            if layer not in pooled:
-                pooled[layer] = np.empty((n, vectors.shape[1]), dtype=np.float32)
-                word_vectors[layer] = np.empty((len(laid_out), vectors.shape[1]), dtype=np.float32)
-            pooled[layer][indices] = vectors.float().cpu().numpy()
-            for row, index in enumerate(indices):
-                words, targets = rows_of_sentence[index]
-                if len(words):  # the hidden states at these words' first pieces: (W_laid_out, D)
-                    positions = [encoded[index].first_pieces[word] for word in words]
-                    word_vectors[layer][targets] = hidden[row, positions].float().cpu().numpy()
+            pooled[layer].append(pool_hidden_states(hidden, inputs["attention_mask"], pooling=config.pooling,
+                                                    decoder=decoder, input_ids=inputs["input_ids"],
+                                                    pad_token_id=model.config.pad_token_id).float().cpu().numpy())
+            word_vectors[layer].append(hidden[batch_rows, pieces].float().cpu().numpy())  # (M_b, D)
         done += len(indices)
         progress("forward", done, n)
-    return _TaggingPass(
-        logits=logits, pooled=pooled, word_vectors=word_vectors,
-        importance=(importance / importance_examples).numpy() if importance_examples else None,
-        importance_examples=importance_examples,
-        attention=accumulator.summary(), attention_examples=accumulator.n_examples,
+    return ShardPart(
+        positions=plan.my_examples, rows={"logits": logits}, pooled=joined(pooled), sums=sums,
+        unit_positions=np.concatenate(word_rows) if word_rows else np.zeros(0, dtype=np.int64),
+        unit_vectors=joined(word_vectors),
     )

@@ -109,7 +109,7 @@ class TokenClassificationTask:
     """Any ``AutoModelForTokenClassification`` checkpoint over tagged sentences."""
 
     spec = SPECS[TOKEN_CLASSIFICATION]
-    shards_checkpoints = False  # under a distributed launch the main process computes its checkpoints alone
+    shards_checkpoints = True  # compute_checkpoint takes a shard: each process of a launch runs its batches
 
     def recognises(self, model: PreTrainedModel) -> bool:
         return type(model).__name__.endswith("ForTokenClassification")
@@ -139,10 +139,11 @@ class TokenClassificationTask:
         return load_model(path, label_names=label_names, device=device, task=TOKEN_CLASSIFICATION)
 
     def compute_checkpoint(self, bundle: ModelBundle, data: TaggedSentences, *, first_of_split: bool = True,
-                           **details) -> CheckpointRecord:
+                           **details) -> CheckpointRecord | None:
         return compute_tagger_checkpoint(bundle, data, with_split_tables=first_of_split, **details)
 
-    def ingest(self, store: Store, bundle: ModelBundle, data: TaggedSentences, **details) -> IngestSummary:
+    def ingest(self, store: Store | None, bundle: ModelBundle, data: TaggedSentences,
+               **details) -> IngestSummary | None:
         return ingest_tagger_checkpoint(store, bundle, data, **details)
 
     def training_capture(self, train_dataset, train_examples) -> WordCapture:
