@@ -8,6 +8,7 @@ size up from the screen's, for a page printed at column width.
 
 from __future__ import annotations
 
+import json
 import re
 
 import altair as alt
@@ -30,7 +31,12 @@ def figure_spec(chart: alt.TopLevelMixin, *, caption: str = "") -> str:
                                    else alt.TitleParams(text=caption, anchor="start", fontWeight="normal"))
     figure = figure.configure(font=FONT).configure_axis(labelFontSize=12, titleFontSize=13) \
         .configure_legend(labelFontSize=12, titleFontSize=13).configure_title(fontSize=15, subtitleFontSize=12)
-    return _numbered_in_order(figure.to_json())
+    spec = json.loads(figure.to_json())
+    datasets = spec.pop("datasets", None)  # the data are left as they are: a value may well read "view_3"
+    spec = json.loads(_numbered_in_order(json.dumps(spec, sort_keys=True)))
+    if datasets is not None:
+        spec["datasets"] = datasets
+    return json.dumps(spec, sort_keys=True)
 
 
 def _numbered_in_order(spec_json: str) -> str:
@@ -76,9 +82,15 @@ LATEX_SPECIALS = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "#": r"\#",
                   "_": r"\_", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 
 
+WORD_START_MARKS = ("\u2581", "\u0120")  # SentencePiece's ▁ and byte-level BPE's Ġ: a token that starts a word
+
+
 def latex_escape(text: str) -> str:
-    """``text`` as LaTeX source that prints it as it is (tokens come from the dataset: never trusted as markup)."""
-    return "".join(LATEX_SPECIALS.get(character, character) for character in str(text).replace("\n", " "))
+    """``text`` as LaTeX source that prints it as it is (tokens come from the dataset: never trusted as markup).
+    Line breaks and other control characters become spaces (TeX would drop the rest of a line after a carriage
+    return, unbalancing the braces)."""
+    text = "".join(" " if character.isspace() or not character.isprintable() else character for character in str(text))
+    return "".join(LATEX_SPECIALS.get(character, character) for character in text)
 
 
 def saliency_latex(tokens: list[str], values, *, diverging: bool = True, caption: str = "") -> str:
@@ -93,12 +105,14 @@ def saliency_latex(tokens: list[str], values, *, diverging: bool = True, caption
     extent = token_extent(values)
     caption = " ".join(str(caption).split())  # one line: a line break would end the comment
     lines = ["% Saliency figure made by t3vis" + (f": {caption}" if caption else ""),
-             "% Needs \\usepackage{xcolor} in the preamble. Colour scale: "
+             "% Needs \\usepackage{xcolor} in the preamble (and XeLaTeX or LuaLaTeX for characters pdfLaTeX's fonts lack). "
+             "Colour scale: "
              + (f"blue (against) to red (for), ±{extent:.4g}" if diverging else f"white to purple, 0 to {extent:.4g}"),
              "{\\setlength{\\fboxsep}{1.5pt}\\noindent%"]
     for token, value in zip(tokens, values):
         red, green, blue = token_colour(value, extent, diverging)
-        text = latex_escape(token)
+        word = token.lstrip("".join(WORD_START_MARKS))  # the boxes are spaced already
+        text = latex_escape(word) if word else r"\textvisiblespace{}"
         if abs(value) > DARK_TEXT_SHARE * extent:
             text = f"\\textcolor{{white}}{{{text}}}"
         lines.append(f"\\colorbox[RGB]{{{red},{green},{blue}}}{{\\strut {text}}}")  # the line's end: a space

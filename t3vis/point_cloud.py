@@ -249,7 +249,7 @@ def _point_rows(table: FrameTable, classes: str, color: Attribute, where: str, p
     row = " || ',' || ".join(["CAST(round(x, 4) AS VARCHAR)", "CAST(round(y, 4) AS VARCHAR)"]
                              + [_csv_field(sql) if key != "i" else "CAST(example_id AS VARCHAR)"
                                 for key, sql, _ in fields])
-    sql = (f"SELECT {CLASS} AS class, count(*) AS n, string_agg({row}, chr(10)) AS rows "
+    sql = (f"SELECT {CLASS} AS class, count(*) AS n, string_agg({row}, chr(10) ORDER BY example_id) AS rows "
            f"FROM (SELECT *, {classes} AS {CLASS} FROM frame{where}) WHERE x IS NOT NULL AND y IS NOT NULL "
            f"GROUP BY {CLASS}")
     found = table.query(sql, params)
@@ -276,15 +276,20 @@ def _binned_cells(table: FrameTable, classes: str, legend: list[LegendEntry], co
     x0, x1, y0, y1 = box
     cell_x, cell_y = (x1 - x0) / GRID[0], (y1 - y0) / GRID[1]
     column = quote_identifier(color.name)
+    located = (f"SELECT *, {classes} AS {CLASS}, floor((x - {x0!r}) / {cell_x!r})::INTEGER AS {CELL_X}, "
+               f"floor((y - {y0!r}) / {cell_y!r})::INTEGER AS {CELL_Y} FROM frame{where}")
+    # The same view must give the same cells and colours every time (on screen and in its figure): the cells in
+    # order, and a cell's most common class with ties going to the first class (DuckDB's mode() picks any).
     if color.kind == "continuous":  # a cell's colour is the shade of its mean
-        aggregate = f"avg({column}) AS mean_value, {shade_sql(f'avg({column})', *_shade_scale(table, color))} " \
-                    "AS mode_class"
+        sql = (f"SELECT {CELL_X} AS gx, {CELL_Y} AS gy, count(*) AS n, min(example_id) AS i, avg({column}) AS "
+               f"mean_value, {shade_sql(f'avg({column})', *_shade_scale(table, color))} AS mode_class "
+               f"FROM ({located}) WHERE x IS NOT NULL AND y IS NOT NULL GROUP BY {CELL_X}, {CELL_Y} ORDER BY gx, gy")
     else:
-        aggregate = f"NULL AS mean_value, mode({CLASS}) AS mode_class"
-    sql = (f"SELECT {CELL_X} AS gx, {CELL_Y} AS gy, count(*) AS n, min(example_id) AS i, {aggregate} FROM ("
-           f"SELECT *, {classes} AS {CLASS}, floor((x - {x0!r}) / {cell_x!r})::INTEGER AS {CELL_X}, "
-           f"floor((y - {y0!r}) / {cell_y!r})::INTEGER AS {CELL_Y} FROM frame{where}) "
-           f"WHERE x IS NOT NULL AND y IS NOT NULL GROUP BY {CELL_X}, {CELL_Y}")
+        sql = (f"SELECT gx, gy, sum(k)::BIGINT AS n, min(first_id) AS i, NULL AS mean_value, "
+               f"first(klass ORDER BY k DESC, klass) AS mode_class FROM ("
+               f"SELECT {CELL_X} AS gx, {CELL_Y} AS gy, {CLASS} AS klass, count(*) AS k, min(example_id) AS first_id "
+               f"FROM ({located}) WHERE x IS NOT NULL AND y IS NOT NULL GROUP BY {CELL_X}, {CELL_Y}, {CLASS}) "
+               "GROUP BY gx, gy ORDER BY gx, gy")
     found = table.query(sql, params)
     found["class"] = found.mode_class.astype(int)
     if color.kind == "continuous":
@@ -320,7 +325,7 @@ def figure_points(table: FrameTable, filters: Sequence[Filter], *, color: Attrib
     if binned:
         dots = _binned_cells(table, classes, legend, color, where, params, bounds(table, layout))[["x", "y", "n", "class"]]
     else:
-        dots = table.query(f"SELECT x, y, 1 AS n, {classes} AS class FROM frame{where}", params)
+        dots = table.query(f"SELECT x, y, 1 AS n, {classes} AS class FROM frame{where} ORDER BY example_id", params)
         dots = dots[dots.x.notna() & dots.y.notna()]
     labels = [entry.label for entry in legend]
     dots = dots.assign(colour=[labels[int(klass)] for klass in dots["class"]]).drop(columns="class")

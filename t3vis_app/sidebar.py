@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from t3vis.demo.background import BackgroundDemoBuild, BuildStatus
+from t3vis.demo.background import BackgroundDemoBuild
 from t3vis.errors import SchemaVersionError, StoreError
 from t3vis.markdown_text import escape_markdown as md
 from t3vis.store.database import DEFAULT_DEMO_PATH, read_meta_of_any_version
@@ -47,8 +47,20 @@ def offer_demo(path: str, *, outdated: bool = False) -> None:
     build = _demo_build(str(DEFAULT_DEMO_PATH.resolve()))
     status = build.status()
     if status.error and not status.running:
-        _demo_failed(status)
-        if not st.button("Build the demo again", type="primary"):
+        notice = st.empty()  # the failure, how far it got, and the one button to try again
+        with notice.container():
+            st.error(f"Building the demo failed: {md(status.error)}")
+            st.progress(status.fraction, text=f"How far it got: {status.text}")
+            retry = st.button("Build the demo again", type="primary", key="demo_rebuild")
+        if not retry:
+            return
+        notice.empty()
+    elif not status.running and not _builds_on_first_visit():
+        st.info(f"No store at `{path}` yet.")
+        st.markdown("This deployment opens its own store by default; the built-in demo (the pretrained MiniLM "
+                    "fine-tuned on a generated topic corpus, about 1.5 minutes on 2 CPU cores) is built only on "
+                    "request.")
+        if not st.button("Build the demo store", type="primary", key="demo_build"):
             return
     build.start()  # nothing happens while another session's build runs
     status = build.status()
@@ -68,15 +80,16 @@ def offer_demo(path: str, *, outdated: bool = False) -> None:
     while status.running:
         status = build.wait(timeout=0.5)
         bar.progress(status.fraction, text=status.text)
-    if status.error:
-        _demo_failed(status)
-        st.button("Build the demo again", type="primary")  # its click reruns the page, which starts the build
-        return
-    st.rerun()
+    st.rerun()  # the store opens, or the failure shows with its one button to try again
 
 
-def _demo_failed(status: BuildStatus) -> None:
-    st.error(f"Building the demo failed: {md(status.error)}")
+def _builds_on_first_visit() -> bool:
+    """Whether the demo is built as soon as a visitor opens its path: when it is the app's default store (a fresh
+    hosted demo). A deployment whose default store is its own (``T3VIS_STORE``) builds it only on a click, so that
+    typing the demo's path is not enough to start a training run on its server."""
+    configured = os.environ.get("T3VIS_STORE")
+    return not configured or Path(configured).resolve() == DEFAULT_DEMO_PATH.resolve()
+
 
 
 def is_outdated_demo(path: str) -> bool:

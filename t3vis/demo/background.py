@@ -16,7 +16,11 @@ it watches its standard input, which the parent holds open.
 
 from __future__ import annotations
 
+import logging
 import os
+import re
+import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -26,6 +30,8 @@ from pathlib import Path
 
 PROGRESS = "t3vis-demo-progress"  # a child's line: PROGRESS \t phase \t done \t total
 FAILED = "t3vis-demo-failed"  # a child's line: FAILED \t message (bad input, e.g. a target it must not replace)
+LOG = logging.getLogger("t3vis.demo")
+SCRATCH_PREFIX = ".demo-build-"  # t3vis.demo.build's scratch folder, beside the store (removed at a build's end)
 OVERALL_PHASE = "fine-tuning"  # the phase of t3vis.demo.build whose share done stands for the whole build
 
 
@@ -81,6 +87,7 @@ class BackgroundDemoBuild:
         with self._changed:
             if self._status.running or (self._status.built and self.path.is_file()):
                 return False
+            self._remove_scratch_folders()
             try:
                 child = subprocess.Popen(
                     self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -91,6 +98,14 @@ class BackgroundDemoBuild:
             self._status = BuildStatus(running=True)
         threading.Thread(target=self._follow, args=(child,), name="t3vis-demo-build", daemon=True).start()
         return True
+
+    def _remove_scratch_folders(self) -> None:
+        """The scratch folders of earlier builds that were killed before they could clean up (``os._exit``, or
+        the kernel's out-of-memory killer): t3vis made them (:func:`t3vis.demo.build.build_demo`), and no build
+        runs now."""
+        for scratch in self.path.parent.glob(f"{SCRATCH_PREFIX}*"):
+            if scratch.is_dir() and not scratch.is_symlink():
+                shutil.rmtree(scratch, ignore_errors=True)
 
     def wait(self, timeout: float | None = None) -> BuildStatus:
         """The status once the build has ended, or after ``timeout`` seconds, whichever comes first."""
@@ -115,13 +130,26 @@ class BackgroundDemoBuild:
                 last_lines.append(line.rstrip())
         code = child.wait()
         child.stdin.close()
-        reason = failure or "\n".join(last_lines) or f"the build process exited with code {code}"
+        reason = failure or short_reason(code, list(last_lines))
+        if code != 0 and not failure:  # the details (a traceback: server paths) go to the server's log only
+            LOG.warning("The demo build failed (exit code %s); its last output:\n%s", code, "\n".join(last_lines))
         with self._changed:
             if code == 0 and self.path.is_file():
                 self._status = BuildStatus(phase="built", fraction=1.0, built=True)
             else:  # the last report stays: how far the build got
                 self._status = replace(self._status, running=False, error=reason)
             self._changed.notify_all()
+
+
+def short_reason(code: int, last_lines: list[str]) -> str:
+    """What a visitor is told about a failed build: how the process ended, and the kind of error it reported, but
+    not the traceback (it names the server's paths); the server's log has the rest."""
+    if code < 0:
+        how = f"was stopped by signal {-code}" + (" (most often: out of memory)" if -code == signal.SIGKILL else "")
+    else:
+        how = f"exited with code {code}"
+    error = re.match(r"([A-Za-z_][\w.]*(?:Error|Exception|Interrupt))\b", last_lines[-1]) if last_lines else None
+    return f"the build process {how}" + (f" after a {error.group(1)}" if error else "") + "; the server's log has the details"
 
 
 def _exit_with_parent() -> None:

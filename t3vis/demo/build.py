@@ -23,6 +23,7 @@ import torch
 from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
 
 from t3vis.record.callback import T3visCallback
+from t3vis.demo.background import SCRATCH_PREFIX
 from t3vis.demo.corpus import DemoCorpusConfig, demo_corpus
 from t3vis.record.ingest import IngestConfig
 from t3vis.model.access import load_model
@@ -30,6 +31,7 @@ from t3vis.progress import Progress, no_progress
 from t3vis.errors import SchemaVersionError, StoreError, option
 from t3vis.store.database import DEFAULT_DEMO_PATH, Store, read_meta_of_any_version
 from t3vis.model.pretrained import minilm_path
+
 
 DEMO_RUN = "demo-minilm-topics"
 DEMO_MARK_KEY = "demo_build"  # in t3vis_meta of a demo store; its value is DEMO_RUN
@@ -101,7 +103,7 @@ def build_demo(
     check_demo_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    with tempfile.TemporaryDirectory(prefix=".demo-build-", dir=path.parent) as scratch:
+    with tempfile.TemporaryDirectory(prefix=SCRATCH_PREFIX, dir=path.parent) as scratch:
         scratch = Path(scratch)
         store = Store(scratch / path.name, create=True)
         _train(store, scratch / weights_name, config, progress, show_trainer_progress)

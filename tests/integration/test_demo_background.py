@@ -43,6 +43,29 @@ def test_a_build_stopped_midway_leaves_no_store(tmp_path):
         Store(path)
 
 
+def test_a_new_build_removes_the_scratch_folders_of_killed_ones_and_nothing_else(tmp_path):
+    path = tmp_path / "demo.duckdb"
+    killed = tmp_path / ".demo-build-abc123"
+    (killed / "checkpoints").mkdir(parents=True)
+    (killed / "checkpoints" / "model.safetensors").write_bytes(b"0" * 100)
+    theirs = [tmp_path / "notes.txt", tmp_path / "demo-build-notes"]  # not t3vis's scratch folders
+    theirs[0].write_text("keep")
+    theirs[1].mkdir()
+    script = "import sys; from pathlib import Path; Path(sys.argv[1]).write_text('x')"
+    build = BackgroundDemoBuild(path, command=[sys.executable, "-c", script, str(path)])
+    assert build.start() and build.wait(30).built
+    assert not killed.exists() and all(other.exists() for other in theirs)
+
+
+def test_a_failed_build_tells_how_it_ended_without_its_output():
+    from t3vis.demo.background import short_reason
+
+    traceback = ['  File "/mount/src/t3vis/t3vis/demo/build.py", line 3', "torch.OutOfMemoryError: CUDA out of memory"]
+    assert short_reason(1, traceback) == ("the build process exited with code 1 after a torch.OutOfMemoryError; "
+                                          "the server's log has the details")
+    assert short_reason(-9, []).startswith("the build process was stopped by signal 9 (most often: out of memory)")
+
+
 def test_start_is_a_no_op_while_a_build_runs_and_after_it_built_the_store(tmp_path):
     path = tmp_path / "demo.duckdb"
     script = ("import sys, time; from pathlib import Path; time.sleep(1); "
@@ -58,7 +81,7 @@ def test_start_is_a_no_op_while_a_build_runs_and_after_it_built_the_store(tmp_pa
     assert build.wait(30).built
 
 
-def test_a_failing_child_reports_its_last_words_and_its_progress(tmp_path):
+def test_a_failing_child_reports_how_it_ended_and_its_progress_and_logs_its_last_words(tmp_path, caplog):
     path = tmp_path / "demo.duckdb"
     script = ("import sys; print('t3vis-demo-progress\\tfine-tuning\\t3\\t4', flush=True); "
               "print('Traceback (most recent call last):'); print('MemoryError: out of memory'); sys.exit(1)")
@@ -66,7 +89,8 @@ def test_a_failing_child_reports_its_last_words_and_its_progress(tmp_path):
     build.start()
     status = build.wait(30)
     assert not status.running and not status.built
-    assert status.error.endswith("MemoryError: out of memory")
+    assert status.error == "the build process exited with code 1 after a MemoryError; the server's log has the details"
+    assert "MemoryError: out of memory" in caplog.text  # the output itself: for the server's operator
     assert status.fraction == 0.75 and status.text == "fine-tuning: 3 / 4"
     refused = BackgroundDemoBuild(path, command=[sys.executable, "-c", "print('t3vis-demo-failed\\tnot a demo store')"])
     refused.start()

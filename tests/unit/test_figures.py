@@ -151,5 +151,14 @@ def test_the_latex_snippet_escapes_the_dataset_text():
     assert texts == [r"50\%", r"a\_b", r"\#1", r"\{x\}", r"\textbackslash{}end\{document\}",
                      r"\textasciitilde{}\textasciicircum{}\$\&"]
     assert snippet.splitlines()[0].endswith("run a b")  # a line break in a caption cannot end the comment
+    pieces = _latex_boxes(figures.saliency_latex(["\u2581the", "\u0120cat", "a\rb", "\u2581"], [0.0] * 4))
+    assert [text for _, text in pieces] == ["the", "cat", "a b", r"\textvisiblespace{}"]  # markers, control chars
     with pytest.raises(ValueError, match="one value per token"):
         figures.saliency_latex(["a", "b"], [0.1])
+
+
+def test_renumbering_names_for_identical_bytes_leaves_the_data_alone():
+    """Altair's view and parameter names are renumbered; a category that happens to read like one is data."""
+    chart = charts.auto_chart(pd.DataFrame({"region": ["view_7", "param_2"], "n": [3, 4]}))
+    svg = figures.figure_svg(chart, caption="c")
+    assert ">view_7<" in svg and ">param_2<" in svg

@@ -222,3 +222,32 @@ def test_the_figure_of_a_cloud_draws_the_same_dots_in_the_same_colours(frame, ta
     assert binned.binned and len(binned.dots) == len(cells) and binned.dots.n.sum() == len(frame)
     assert sorted((round(float(r["x"]), 4), round(float(r["y"]), 4), r["v"]) for r in cells) == \
         sorted(zip(binned.dots.x.round(4), binned.dots.y.round(4), binned.dots.colour))
+
+
+def test_a_large_binned_view_gives_the_same_cells_and_colours_every_time():
+    """DuckDB aggregates in parallel: cells come in any order and mode() breaks ties at random. The cells must be
+    ordered and a tie must go to the first class, so that the screen and its figure agree, export after export."""
+    rng = np.random.default_rng(1)
+    n = 300_000
+    frame = pd.DataFrame({"example_id": np.arange(n), "x": rng.random(n), "y": rng.random(n),
+                          "label": np.array(NAMES)[rng.integers(0, len(NAMES), n)], "loss": rng.random(n)})
+    table = FrameTable(frame, KNOWN)
+    first = point_cloud.figure_points(table, (), color=LABEL, layout="tsne").dots
+    for _ in range(3):
+        pd.testing.assert_frame_equal(point_cloud.figure_points(table, (), color=LABEL, layout="tsne").dots, first)
+
+    box = point_cloud.bounds(table, "tsne")
+    classes, legend = point_cloud.colour_classes(table, LABEL)
+    cells = point_cloud._binned_cells(table, classes, legend, LABEL, "", [], box)
+    assert list(zip(cells.gx, cells.gy)) == sorted(zip(cells.gx, cells.gy))  # in order
+    x0, x1, y0, y1 = box
+    located = frame.assign(gx=np.floor((frame.x - x0) / ((x1 - x0) / point_cloud.GRID[0])).astype(int),
+                           gy=np.floor((frame.y - y0) / ((y1 - y0) / point_cloud.GRID[1])).astype(int),
+                           order=frame.label.map([entry.label for entry in legend].index))  # the class
+    counts = located.groupby(["gx", "gy", "order"]).size().reset_index(name="k")
+    expected = counts.sort_values(["gx", "gy", "k", "order"], ascending=[True, True, False, True]) \
+        .drop_duplicates(["gx", "gy"])  # the most common label of each cell, a tie going to the first label
+    assert (counts.groupby(["gx", "gy"]).k.transform("max") == counts.k).groupby(
+        [counts.gx, counts.gy]).sum().gt(1).sum() > 100  # many cells have a tie
+    assert cells["class"].tolist() == expected.order.tolist()
+    assert cells.n.tolist() == counts.groupby(["gx", "gy"]).k.sum().tolist()
