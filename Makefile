@@ -19,4 +19,4 @@ test: $(STAMP)
 	$(VENV)/bin/pytest
 
 bench: $(STAMP)
-	for b in ingest dynamics sst2_datamap label_noise app heads faithfulness sql summarization ner families projection_scale scale hosting; do $(VENV)/bin/python bench/$$b.py || exit 1; done
+	for b in ingest dynamics sst2_datamap label_noise app heads faithfulness sql summarization ner families projection_scale scale browser_floor hosting; do $(VENV)/bin/python bench/$$b.py || exit 1; done
