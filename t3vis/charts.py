@@ -178,7 +178,9 @@ def head_importance_chart(grid: pd.DataFrame, *, value_title: str, selected: tup
     marked = pd.DataFrame([{"layer": selected[0], "head": selected[1]}] if selected else [], columns=["layer", "head"])
     outline = alt.Chart(marked).mark_rect(fill=None, stroke="black", strokeWidth=3).encode(x=head_axis, y=layer_axis)
     n_layers = int(data["layer"].nunique()) if len(data) else 1
-    return alt.layer(cells, text, outline).properties(height=30 * n_layers, title=title, usermeta=SVG)
+    # (the page stretches the grid to its column; the width is what a figure gets: room for "0.00" in a cell)
+    return alt.layer(cells, text, outline).properties(height=30 * n_layers, width=alt.Step(44), title=title,
+                                                      usermeta=SVG)
 
 
 def head_pattern_chart(patterns: pd.DataFrame, *, selected: tuple[int, int] | None = None,

@@ -23,6 +23,7 @@ def figure_spec(chart: alt.TopLevelMixin, *, caption: str = "") -> str:
     """The chart's Vega-Lite JSON as a figure: its title with the caption under it, readable fonts, and
     no interactive parameters (zoom and click selections have no meaning on paper)."""
     figure = chart.copy(deep=True)
+    own_view = figure.config.view if figure.config is not alt.Undefined else alt.Undefined  # e.g. no frame
     title = getattr(figure, "title", alt.Undefined)
     text = title.text if isinstance(title, alt.TitleParams) else title
     if caption:  # Vega draws no subtitle under an empty title: then the caption is the title line
@@ -31,6 +32,8 @@ def figure_spec(chart: alt.TopLevelMixin, *, caption: str = "") -> str:
                                    else alt.TitleParams(text=caption, anchor="start", fontWeight="normal"))
     figure = figure.configure(font=FONT).configure_axis(labelFontSize=12, titleFontSize=13) \
         .configure_legend(labelFontSize=12, titleFontSize=13).configure_title(fontSize=15, subtitleFontSize=12)
+    if own_view is not alt.Undefined:  # configure() replaced the chart's own configuration: keep its view's
+        figure = figure.configure_view(**own_view.to_dict())
     spec = json.loads(figure.to_json())
     datasets = spec.pop("datasets", None)  # the data are left as they are: a value may well read "view_3"
     spec = json.loads(_numbered_in_order(json.dumps(spec, sort_keys=True)))
