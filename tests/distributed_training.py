@@ -3,6 +3,7 @@
 
     python tests/distributed_training.py MODEL_DIR EVAL_CSV OUT_DIR
     python tests/distributed_training.py tagger TAGGER_DIR OUT_DIR
+    python tests/distributed_training.py summarizer SUMMARIZER_DIR OUT_DIR
 
 One launch runs three trainings into stores under OUT_DIR: ``frozen`` (learning rate 0: every epoch's gold
 probability is the initial model's; a checkpoint per epoch), ``learning`` (learning rate > 0; a checkpoint every
@@ -11,7 +12,7 @@ one gather in which process 1 fails. Each process writes what it saw to OUT_DIR/
 
 ``tagger``: one training of a token classifier with learning rate 0 into OUT_DIR/tagger.duckdb (a checkpoint per
 epoch, each computed by both processes on their shares of the evaluation sentences); each process writes what it
-saw to OUT_DIR/tagger-rank<r>.json.
+saw to OUT_DIR/tagger-rank<r>.json. ``summarizer``: the same for an extractive summarizer (its documents' sentences).
 """
 
 from __future__ import annotations
@@ -112,19 +113,53 @@ def train_tagger(model_dir: Path, store: Path, *, run_id: str = "ner"):
     return callback
 
 
-def tagger_main(model_dir: Path, out: Path) -> None:
+def train_summarizer(model_dir: Path, store: Path, *, run_id: str = "bertsum"):
+    """One recorded training of an extractive summarizer on synthetic news documents, learning rate 0; returns the
+    callback."""
+    from t3vis.fixtures.summarization_store import synthetic_documents
+    from t3vis.model.summarizer import ExtractiveSummarizer
+    from t3vis.record.callback import T3visCallback
+    from t3vis.record.ingest import IngestConfig
+    from t3vis.record.trainer_data import SummarizationCollator, SummarizationDataset
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    train, evaluation = synthetic_documents(8, seed=1), synthetic_documents(10, seed=2, first_id=1000)
+    callback = T3visCallback(store, run_id=run_id, eval_examples=evaluation, train_examples=train,
+                             checkpoint_dir=store.parent / f"{run_id}-checkpoints",
+                             ingest_config=IngestConfig(projection="pca", batch_size=2, importance_examples=4,
+                                                        attention_examples=6))
+    Trainer(
+        model=ExtractiveSummarizer.from_pretrained(model_dir),
+        args=TrainingArguments(output_dir=str(store.parent / f"{run_id}-out"), num_train_epochs=2,
+                               per_device_train_batch_size=2, learning_rate=0.0, save_strategy="no", report_to=[],
+                               logging_strategy="no", use_cpu=True, seed=0,
+                               ddp_backend="gloo" if "WORLD_SIZE" in os.environ else None),
+        train_dataset=SummarizationDataset(train, tokenizer, max_length=64),
+        data_collator=SummarizationCollator(tokenizer),
+        processing_class=tokenizer,
+        callbacks=[callback],
+    ).train()
+    return callback
+
+
+TASK_TRAININGS = {"tagger": train_tagger, "summarizer": train_summarizer}
+
+
+def task_main(task: str, model_dir: Path, out: Path) -> None:
+    """One recorded training of ``task`` (a key of TASK_TRAININGS) into OUT/<task>.duckdb; what this process saw
+    goes to OUT/<task>-rank<r>.json."""
     import torch.distributed as dist
 
     from t3vis.record.distributed import current_shard
 
     warnings.simplefilter("ignore")
-    callback = train_tagger(model_dir, out / "tagger.duckdb")
+    callback = TASK_TRAININGS[task](model_dir, out / f"{task}.duckdb")
     if callback._store is not None:
         callback.flush(60)
     shard = current_shard()
     seen = {"shard": [shard.rank, shard.world_size], "problems": callback.problems,
             "opened_store": callback._store is not None, "summaries": len(callback.summaries)}
-    (out / f"tagger-rank{shard.rank}.json").write_text(json.dumps(seen))
+    (out / f"{task}-rank{shard.rank}.json").write_text(json.dumps(seen))
     if dist.is_initialized():
         dist.destroy_process_group()
 
@@ -160,7 +195,7 @@ def main(model_dir: Path, eval_csv: Path, out: Path) -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "tagger":
-        tagger_main(Path(sys.argv[2]), Path(sys.argv[3]))
+    if sys.argv[1] in TASK_TRAININGS:
+        task_main(sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]))
     else:
         main(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]))

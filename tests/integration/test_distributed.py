@@ -348,18 +348,30 @@ def test_ingest_of_a_summarizer_or_a_tagger_under_torchrun_writes_what_one_proce
     assert two.query("SELECT DISTINCT n_examples FROM head_importance").n_examples.tolist() == [12]
 
 
-def test_a_tagger_recorded_under_torchrun_writes_each_checkpoint_once_as_one_process_does(tmp_path):
-    """The callback on a token classifier under two processes (learning rate 0): both processes compute each
-    checkpoint on their shares of the evaluation sentences, the main process writes it once; the store equals a
-    single-process run's, training dynamics included."""
-    from t3vis.fixtures.tagging_store import TAGS
-    from t3vis.fixtures.tiny_models import save_tiny_tagger
+TASK_TRAININGS = {  # task: (its run id, the tables of its own that its checkpoints write)
+    "tagger": ("ner", {"unit_predictions", "unit_projections"}),
+    "summarizer": ("bertsum", {"unit_predictions", "projections", "document_scores"}),
+}
 
-    model = save_tiny_tagger(tmp_path / "tagger", TAGS, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+
+@pytest.mark.parametrize("task", list(TASK_TRAININGS))
+def test_a_tagger_or_summarizer_recorded_under_torchrun_writes_each_checkpoint_once_as_one_process_does(
+        tmp_path, task):
+    """The callback on a token classifier or an extractive summarizer under two processes (learning rate 0): both
+    processes compute each checkpoint on their shares of the evaluation set, the main process writes it once; the
+    store equals a single-process run's, training dynamics included."""
+    from distributed_training import train_summarizer
+    from t3vis.fixtures.tagging_store import TAGS
+    from t3vis.fixtures.tiny_models import save_tiny_summarizer, save_tiny_tagger
+
+    run_id, unit_tables = TASK_TRAININGS[task]
+    no_dropout = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    model = (save_tiny_tagger(tmp_path / "model", TAGS, **no_dropout) if task == "tagger"
+             else save_tiny_summarizer(tmp_path / "model", scorer_dropout=0.0, **no_dropout))
     out = tmp_path / "ddp"
     out.mkdir()
-    _torchrun(PROJECT / "tests" / "distributed_training.py", "tagger", model, out)
-    ranks = [json.loads((out / f"tagger-rank{rank}.json").read_text()) for rank in (0, 1)]
+    _torchrun(PROJECT / "tests" / "distributed_training.py", task, model, out)
+    ranks = [json.loads((out / f"{task}-rank{rank}.json").read_text()) for rank in (0, 1)]
     assert [seen["shard"] for seen in ranks] == [[0, 2], [1, 2]], "the Trainer ran as two processes"
     assert [seen["problems"] for seen in ranks] == [[], []]
     assert [seen["opened_store"] for seen in ranks] == [True, False]
@@ -369,22 +381,21 @@ def test_a_tagger_recorded_under_torchrun_writes_each_checkpoint_once_as_one_pro
     single.mkdir()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the Trainer's own
-        callback = train_tagger(model, single / "tagger.duckdb")
+        callback = (train_tagger if task == "tagger" else train_summarizer)(model, single / f"{task}.duckdb")
     assert callback.problems == []
 
-    ddp, reference = Store(out / "tagger.duckdb"), Store(single / "tagger.duckdb")
+    ddp, reference = Store(out / f"{task}.duckdb"), Store(single / f"{task}.duckdb")
     assert ddp.query("SELECT checkpoint, path FROM checkpoints ORDER BY step").values.tolist() == [
-        ["epoch-1", "ner-checkpoints/epoch-1"], ["epoch-2", "ner-checkpoints/epoch-2"]]
+        ["epoch-1", f"{run_id}-checkpoints/epoch-1"], ["epoch-2", f"{run_id}-checkpoints/epoch-2"]]
     metrics = [store.query("SELECT checkpoint, epoch, metrics FROM checkpoints ORDER BY checkpoint")
                for store in (ddp, reference)]
     assert metrics[0].checkpoint.tolist() == metrics[1].checkpoint.tolist()
     assert metrics[0].epoch.tolist() == metrics[1].epoch.tolist() == [1.0, 2.0]
     for got, wanted in zip(metrics[0].metrics, metrics[1].metrics):
         _assert_same_value(json.loads(got)["validation"], json.loads(wanted)["validation"], "metrics")
-    n_words = reference.scalar("SELECT count(*) FROM units WHERE split = 'validation' AND kept")
-    counts = ddp.query("SELECT checkpoint, count(*) AS n, count(DISTINCT (example_id, unit)) AS words "
+    n_units = reference.scalar("SELECT count(*) FROM units WHERE split = 'validation' AND kept")
+    counts = ddp.query("SELECT checkpoint, count(*) AS n, count(DISTINCT (example_id, unit)) AS units "
                        "FROM unit_predictions GROUP BY 1 ORDER BY 1")
-    assert counts.values.tolist() == [["epoch-1", n_words, n_words], ["epoch-2", n_words, n_words]]
+    assert n_units > 0 and counts.values.tolist() == [["epoch-1", n_units, n_units], ["epoch-2", n_units, n_units]]
     written = _assert_same_store(ddp, reference, but=("checkpoints",))  # each process ran half the steps
-    assert {"unit_predictions", "unit_projections", "head_importance", "attention_patterns",
-            "training_dynamics"} <= written
+    assert {"head_importance", "attention_patterns", "training_dynamics"} | unit_tables <= written
