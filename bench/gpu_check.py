@@ -43,18 +43,13 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from helpers import write_topic_csv  # noqa: E402  (the tests' 15 topic sentences)
 FAMILIES = ("bert", "distilbert", "roberta", "electra", "modernbert", "deberta-v2", "gpt2", "llama", "qwen2",
             "qwen3", "mistral")
 TEXT = "the striker scored twice and the fans cheered as the team won the final match"
 PAIR = "the coach praised the defence"
-TOPICS = {"sports": ["the team won the final match", "a late goal decided the game", "the striker scored twice",
-                     "fans cheered as the runner crossed the line", "the coach praised the defence"],
-          "business": ["shares fell after the earnings report", "the company hired a new chief executive",
-                       "investors worry about interest rates", "the bank raised its profit forecast",
-                       "the merger was approved by regulators"],
-          "science": ["the telescope found a distant planet", "researchers sequenced the genome",
-                      "the experiment confirmed the theory", "a new vaccine entered clinical trials",
-                      "physicists measured the particle mass"]}
 SENTENCES = ["The council met on Monday.", "It approved the new budget after a long debate.",
              "Critics called it reckless.", "The vote was close."]
 WORDS = ["Peter", "Blackburn", "visited", "Grzegorzewski", "on", "Monday", "."]
@@ -157,9 +152,7 @@ def build_models(ctx: Context) -> None:
     ctx.tags = load_tagged(ctx.conll).tag_names
     ctx.models["tagger"] = save_tiny_tagger(ctx.folder / "models" / "tagger", ctx.tags)
     ctx.topics = ctx.folder / "topics.csv"
-    lines = ["text,label,source"] + [f"{sentence},{topic},{topic}-{index}" for topic, sentences in TOPICS.items()
-                                     for index, sentence in enumerate(sentences)]
-    ctx.topics.write_text("\n".join(lines) + "\n")
+    write_topic_csv(ctx.topics)
     ctx.examples = load_examples(ctx.topics)
     ctx.news = ctx.folder / "news.csv"
     ctx.news.write_text(NEWS_CSV)

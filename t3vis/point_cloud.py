@@ -249,7 +249,7 @@ def _point_rows(table: FrameTable, classes: str, color: Attribute, where: str, p
     row = " || ',' || ".join(["CAST(round(x, 4) AS VARCHAR)", "CAST(round(y, 4) AS VARCHAR)"]
                              + [_csv_field(sql) if key != "i" else "CAST(example_id AS VARCHAR)"
                                 for key, sql, _ in fields])
-    sql = (f"SELECT {CLASS} AS class, count(*) AS n, string_agg({row}, chr(10) ORDER BY example_id) AS rows "
+    sql = (f"SELECT {CLASS} AS class, count(*) AS n, string_agg({row}, chr(10)) AS rows "
            f"FROM (SELECT *, {classes} AS {CLASS} FROM frame{where}) WHERE x IS NOT NULL AND y IS NOT NULL "
            f"GROUP BY {CLASS}")
     found = table.query(sql, params)

@@ -89,28 +89,17 @@ def train_tagger(model_dir: Path, store: Path, *, run_id: str = "ner"):
     from transformers import AutoModelForTokenClassification, DataCollatorForTokenClassification
 
     from t3vis.fixtures.tagging_store import synthetic_sentences
-    from t3vis.record.callback import T3visCallback
     from t3vis.record.ingest import IngestConfig
     from t3vis.record.trainer_data import TaggingDataset
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     train, evaluation = synthetic_sentences(16, seed=1), synthetic_sentences(20, seed=2, first_id=1000)
-    callback = T3visCallback(store, run_id=run_id, eval_examples=evaluation, train_examples=train,
-                             checkpoint_dir=store.parent / f"{run_id}-checkpoints",
-                             ingest_config=IngestConfig(projection="pca", batch_size=4, importance_examples=8,
-                                                        attention_examples=12, layers="all"))
-    Trainer(
-        model=AutoModelForTokenClassification.from_pretrained(model_dir),
-        args=TrainingArguments(output_dir=str(store.parent / f"{run_id}-out"), num_train_epochs=2,
-                               per_device_train_batch_size=4, learning_rate=0.0, save_strategy="no", report_to=[],
-                               logging_strategy="no", use_cpu=True, seed=0,
-                               ddp_backend="gloo" if "WORLD_SIZE" in os.environ else None),
-        train_dataset=TaggingDataset(train, tokenizer, max_length=64),
-        data_collator=DataCollatorForTokenClassification(tokenizer),
-        processing_class=tokenizer,
-        callbacks=[callback],
-    ).train()
-    return callback
+    return _train_frozen(AutoModelForTokenClassification.from_pretrained(model_dir), tokenizer, store, run_id,
+                         train=train, evaluation=evaluation, batch_size=4,
+                         ingest_config=IngestConfig(projection="pca", batch_size=4, importance_examples=8,
+                                                    attention_examples=12, layers="all"),
+                         dataset=TaggingDataset(train, tokenizer, max_length=64),
+                         collator=DataCollatorForTokenClassification(tokenizer))
 
 
 def train_summarizer(model_dir: Path, store: Path, *, run_id: str = "bertsum"):
@@ -118,26 +107,34 @@ def train_summarizer(model_dir: Path, store: Path, *, run_id: str = "bertsum"):
     callback."""
     from t3vis.fixtures.summarization_store import synthetic_documents
     from t3vis.model.summarizer import ExtractiveSummarizer
-    from t3vis.record.callback import T3visCallback
     from t3vis.record.ingest import IngestConfig
     from t3vis.record.trainer_data import SummarizationCollator, SummarizationDataset
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     train, evaluation = synthetic_documents(8, seed=1), synthetic_documents(10, seed=2, first_id=1000)
+    return _train_frozen(ExtractiveSummarizer.from_pretrained(model_dir), tokenizer, store, run_id,
+                         train=train, evaluation=evaluation, batch_size=2,
+                         ingest_config=IngestConfig(projection="pca", batch_size=2, importance_examples=4,
+                                                    attention_examples=6),
+                         dataset=SummarizationDataset(train, tokenizer, max_length=64),
+                         collator=SummarizationCollator(tokenizer))
+
+
+def _train_frozen(model, tokenizer, store: Path, run_id: str, *, train, evaluation, ingest_config, dataset, collator,
+                  batch_size: int):
+    """Two epochs of ``model`` on ``train`` at learning rate 0, recorded by a T3visCallback into ``store`` (gloo
+    when launched by torchrun); returns the callback."""
+    from t3vis.record.callback import T3visCallback
+
     callback = T3visCallback(store, run_id=run_id, eval_examples=evaluation, train_examples=train,
-                             checkpoint_dir=store.parent / f"{run_id}-checkpoints",
-                             ingest_config=IngestConfig(projection="pca", batch_size=2, importance_examples=4,
-                                                        attention_examples=6))
+                             checkpoint_dir=store.parent / f"{run_id}-checkpoints", ingest_config=ingest_config)
     Trainer(
-        model=ExtractiveSummarizer.from_pretrained(model_dir),
+        model=model,
         args=TrainingArguments(output_dir=str(store.parent / f"{run_id}-out"), num_train_epochs=2,
-                               per_device_train_batch_size=2, learning_rate=0.0, save_strategy="no", report_to=[],
-                               logging_strategy="no", use_cpu=True, seed=0,
+                               per_device_train_batch_size=batch_size, learning_rate=0.0, save_strategy="no",
+                               report_to=[], logging_strategy="no", use_cpu=True, seed=0,
                                ddp_backend="gloo" if "WORLD_SIZE" in os.environ else None),
-        train_dataset=SummarizationDataset(train, tokenizer, max_length=64),
-        data_collator=SummarizationCollator(tokenizer),
-        processing_class=tokenizer,
-        callbacks=[callback],
+        train_dataset=dataset, data_collator=collator, processing_class=tokenizer, callbacks=[callback],
     ).train()
     return callback
 
