@@ -11,7 +11,8 @@ checkpoints, 2 layers, training dynamics) is written, then:
   a real filter (all labels would be no filter at all) that no earlier repeat has cached;
 - browser: `streamlit run` serves the app, headless Chromium (/usr/bin/chromium) opens it, and
   the time from navigation until the chart's canvas has points on it is measured (above 5,000 points the
-  canvas is WebGL, read by screenshots of its box every 50 ms or so): once cold (a
+  points are one image on that canvas, t3vis.point_raster; a WebGL canvas, when T3VIS_WEBGL_THRESHOLD
+  switches it on, is read by screenshots of its box every 50 ms or so): once cold (a
   fresh server and browser, nothing cached), then ``--repeats`` times warm (reloads of the page,
   the server's caches filled).
 
@@ -105,8 +106,8 @@ def timed_filter_changes(store_path: Path, repeats: int, *, timeout: float = 120
 
 
 def chart_drawn(page) -> bool:
-    """The projection is on screen: a WebGL point cloud with points (above the WebGL threshold), or a Vega
-    canvas with points."""
+    """The projection is on screen: a Vega canvas with points (drawn one by one, or as one image), or a WebGL
+    point cloud with points."""
     if page.locator(DECK_CANVAS).count():
         return webgl_coloured_pixels(page) > 2_000
     return page.evaluate(CHART_DRAWN)

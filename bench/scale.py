@@ -7,10 +7,10 @@ Parts (all by default, side by side in one run):
 - ``app``: for each size a synthetic store (t3vis.fixtures.synthetic_store, the shapes of a real recording)
   is written, then
   - server: the Projection page runs in Streamlit's AppTest; a label filter is changed and the rerun is
-    timed (DuckDB filtering, the WebGL layer's data, the table's page: everything the script does);
-  - browser: ``streamlit run`` serves the app and headless Chromium (/usr/bin/chromium) opens the page;
-    the time from navigation until the WebGL canvas shows the points, then from a filter change until it
-    shows the filtered points;
+    timed (DuckDB filtering, the view's image and hover cells, the table's page: everything the script does);
+  - browser: ``streamlit run`` serves the app and headless Chromium (/usr/bin/chromium) opens the page in a
+    fresh browser; the time from navigation until the chart's canvas shows the points, then from a filter
+    change until it shows the filtered points;
   - memory: the peak resident set of the ``streamlit run`` server process over all of the above.
 - ``tsne``: hidden-state-like points (64-D, 40 Gaussian clusters) of each size laid out as ingestion does
   (t-SNE fitted on :data:`t3vis.record.projection.TSNE_FIT_POINTS` points, the others placed with

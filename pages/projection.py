@@ -9,7 +9,9 @@ from t3vis_app import data, sidebar, state
 from t3vis_app.figure_downloads import figure_buttons
 from t3vis_app.filters import filter_widgets
 from t3vis.tasks import EXTRACTIVE_SUMMARIZATION, TOKEN_CLASSIFICATION, task_spec
-from t3vis_app.point_cloud_view import LARGE_VIEW, TABLE_PAGE_ROWS, data_table, point_cloud_chart
+from t3vis_app.filters import zoom_to, zoomed
+from t3vis_app.point_cloud_view import (LARGE_VIEW, RASTER_ABOVE, TABLE_PAGE_ROWS, data_table, point_cloud_chart,
+                                        raster_chart)
 from t3vis_app.selection import document_panel, example_panel, picked_from_chart, picked_from_table
 from t3vis_app.tagging_panels import confusion_filter, sentence_panel
 
@@ -123,8 +125,8 @@ if comparing:
 
 st.caption(f"{n_shown:,} of {n_total:,} {THINGS} pass the filters. Click a point to select "
            + (f"its {SPEC.example}" if SPEC.per_unit_tables and points != "examples" else "it")
-           + "; scroll to zoom, drag to pan, double-click to reset."
-           + (" Filter on x and y to zoom into a region." if LARGE else ""))
+           + ("; scroll to zoom, drag to pan, double-click to reset." if n_shown <= RASTER_ABOVE else
+              "; drag a box on the left chart to zoom into a region."))
 views = [(view, "left")] + ([(second_view, "right")] if second_view else [])
 
 
@@ -143,12 +145,19 @@ for (shown_view, side), column in zip(views, columns):
         "" if shown_view.layer is None else f" · layer {shown_view.layer}") + (
         f" · {THINGS}" if SPEC.per_unit_tables else "")
     shown_table = (table if shown_view is view else data.frame_table(ctx.store, shown_view)) if LARGE else None
-    if shown_table is not None and shown_table.count(view_filters) > point_cloud.WEBGL_THRESHOLD:
+    n_view = shown_table.count(view_filters) if shown_table is not None else 0
+    figure = (f"t3vis-{run_id}-{split}-{title}", figure_caption(title))
+    if point_cloud.WEBGL_THRESHOLD and n_view > point_cloud.WEBGL_THRESHOLD:
         with column:
             clicked = point_cloud_chart(shown_table, view_filters, color=by_name[color_name], layout=layout,
                                         layer=shown_view.layer, selected_id=selected_id, title=title,
-                                        key=f"cloud.{side}", width=900 // len(views), figure=(
-                                            f"t3vis-{run_id}-{split}-{title}", figure_caption(title)))
+                                        key=f"cloud.{side}", width=900 // len(views), figure=figure)
+    elif n_view > RASTER_ABOVE:
+        with column:  # a box dragged on the left chart zooms (x and y are the left layout's coordinates)
+            clicked = raster_chart(ctx.store, shown_view, shown_table, view_filters, color=by_name[color_name],
+                                   selected_id=selected_id, title=title, key=f"raster.{side}",
+                                   width=720 if len(views) == 1 else 420, zoomable=shown_view is view,
+                                   figure=figure)
     else:
         if shown_table is not None:
             shown = shown_table.rows(view_filters)
@@ -159,8 +168,7 @@ for (shown_view, side), column in zip(views, columns):
         with column:
             event = st.altair_chart(chart, on_select="rerun", selection_mode=[charts.PICK], key=f"chart.{side}",
                                     width="stretch")
-            figure_buttons(chart, name=f"t3vis-{run_id}-{split}-{title}", caption=figure_caption(title),
-                           key=f"figure.{side}")
+            figure_buttons(chart, name=figure[0], caption=figure[1], key=f"figure.{side}")
         clicked = picked_from_chart(event, f"chart.{side}")
     if clicked is not None:
         state.select_example(split, clicked)
@@ -168,6 +176,11 @@ for (shown_view, side), column in zip(views, columns):
         if position is not None:  # the paged table turns to the clicked example's page
             st.session_state["w.table_page"] = position // TABLE_PAGE_ROWS + 1
         st.rerun()
+
+if zoomed(filters) and st.button("Reset zoom", key="reset_zoom", icon=":material/zoom_out_map:",
+                                 help="Remove the x and y filters: the whole layout again."):
+    zoom_to(None)
+    st.rerun()
 
 st.subheader("Data table")
 if LARGE:  # one page of the filtered rows goes to the browser, not all of them

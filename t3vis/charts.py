@@ -103,6 +103,70 @@ def projection_chart(
     return chart
 
 
+BOX = "box"  # the drag selection of a rasterised projection (the app zooms to it)
+HOVER = "hover"
+
+
+def raster_projection_spec(raster, *, layout: str, layer: int | None, selected: pd.DataFrame | None = None,
+                           title: str = "", zoomable: bool = True) -> dict:
+    """A large view as one image (:class:`t3vis.point_raster.Raster`) under a grid of transparent cells, as a
+    Vega-Lite spec (for ``st.vega_lite_chart``: written directly, as Altair's validation of a layered chart
+    costs a few hundred milliseconds per run). Hover a cell for its count, colour and nearest example (its
+    outline shows), click it to select that example (selection ``PICK`` over ``example_id``); with
+    ``zoomable``, drag a box to zoom (selection ``BOX`` over the cells' ``x0`` and ``y0``). The selected
+    example (``selected``: its x and y, one row or none) gets a ring, as on the scatter plot."""
+    x_title, y_title = axis_titles(layout, layer)
+    x0, x1, y0, y1 = raster.box
+    x_scale = {"domain": [x0, x1], "nice": False, "zero": False}
+    y_scale = {"domain": [y0, y1], "nice": False, "zero": False}
+    x = {"field": "x0", "type": "quantitative", "title": x_title, "scale": x_scale}
+    y = {"field": "y0", "type": "quantitative", "title": y_title, "scale": y_scale}
+    cells = raster.cells
+    continuous = cells.share.isna().all()
+    shown = pd.DataFrame({
+        "x0": cells.x0, "x1": cells.x1, "y0": cells.y0, "y1": cells.y1, "n": cells.n,
+        "example_id": cells.example_id,
+        "colour": cells.colour + ("" if continuous else cells.share.map(lambda share: f" ({share:.0%})")),
+        "nearest": cells.example_id.astype(str) + " · " + cells.label
+        + cells.prediction.map(lambda predicted: f" → {predicted}" if predicted else ""),
+        "text": cells.text,
+    })
+    summary = f"mean {raster.legend_title}" if continuous else f"most common {raster.legend_title}"
+    tooltip = [{"field": "n", "type": "quantitative", "title": "points in this cell", "format": ","},
+               {"field": "colour", "type": "nominal", "title": summary},
+               {"field": "nearest", "type": "nominal", "title": "nearest (click selects)"}]
+    if (shown.text != "").any():
+        tooltip.append({"field": "text", "type": "nominal", "title": "its text"})
+    params = [{"name": HOVER, "select": {"type": "point", "on": "pointerover", "clear": "pointerout",
+                                          "fields": ["x0", "y0"]}},
+              {"name": PICK, "select": {"type": "point", "on": "click", "fields": ["example_id"]}}]
+    if zoomable:
+        params.append({"name": BOX, "select": {"type": "interval", "encodings": ["x", "y"]}})
+    selected = pd.DataFrame({"x": [], "y": []}) if selected is None else selected
+    ring = pd.DataFrame({"x0": selected.x.astype(float), "y0": selected.y.astype(float)})
+    return {
+        "width": raster.width, "height": raster.height, "title": title,
+        "usermeta": {"embedOptions": {"renderer": "canvas"}},
+        "datasets": {"image": pd.DataFrame({"url": [raster.image_url], "x0": [x0], "x1": [x1], "y0": [y0],
+                                            "y1": [y1]}),
+                     "cells": shown, "selected": ring},
+        "layer": [
+            {"data": {"name": "image"}, "mark": {"type": "image", "aspect": False, "align": "left",
+                                                 "baseline": "top"},
+             "encoding": {"x": x, "x2": {"field": "x1"}, "y": {**y, "field": "y1"}, "y2": {"field": "y0"},
+                          "url": {"field": "url", "type": "nominal"}}},
+            {"data": {"name": "cells"}, "params": params,
+             "mark": {"type": "rect", "fill": "black", "fillOpacity": 0.001, "stroke": "black"},
+             "encoding": {"x": x, "x2": {"field": "x1"}, "y": y, "y2": {"field": "y1"}, "tooltip": tooltip,
+                          "strokeOpacity": {"condition": {"param": HOVER, "empty": False, "value": 0.9},
+                                            "value": 0}}},
+            {"data": {"name": "selected"}, "mark": {"type": "point", "size": 400, "filled": False,
+                                                    "color": "black", "strokeWidth": 3},
+             "encoding": {"x": x, "y": y}},
+        ],
+    }
+
+
 def point_cloud_figure_chart(dots: pd.DataFrame, legend, *, legend_title: str, layout: str, layer: int | None,
                              title: str = "", binned: bool = False) -> alt.Chart:
     """A large view as a publication figure: the WebGL chart's dots (every point, or one per occupied grid

@@ -36,11 +36,12 @@ from t3vis.queries.explore import DATA_MAP, Attribute, Filter
 from t3vis.queries.frame_table import FrameTable
 from t3vis.queries.frames import quote_identifier
 
-# The defaults are measured (bench/app.py, bench/scale_app.py) in headless Chromium, whose WebGL is software
-# (SwiftShader): there Vega's canvas draws a point in about half the time deck.gl takes, so points are drawn by
-# Vega up to WEBGL_THRESHOLD and the bounded, binned overview by deck.gl above. With a GPU, deck.gl draws
-# far more points in the same time: raise T3VIS_WEBGL_POINTS (and lower T3VIS_WEBGL_THRESHOLD) to use it.
-WEBGL_THRESHOLD = int(os.environ.get("T3VIS_WEBGL_THRESHOLD", 50_000))  # more points pass the filters: WebGL
+# Measured in headless Chromium (bench/browser_floor.py, bench/scale_app.py), whose WebGL is software
+# (SwiftShader): there a bare st.pydeck_chart of 100 points takes longer to appear than the app's rasterised
+# view (t3vis.point_raster) of a million. So the Projection page draws large views as an image by default, and
+# deck.gl only when T3VIS_WEBGL_THRESHOLD is set: views with more points than that are drawn with WebGL (with a
+# GPU, deck.gl pans and zooms a million points smoothly in the browser).
+WEBGL_THRESHOLD = int(os.environ.get("T3VIS_WEBGL_THRESHOLD", 0))  # more points pass the filters: WebGL (0: never)
 POINTS_LIMIT = int(os.environ.get("T3VIS_WEBGL_POINTS", 50_000))  # more points: one dot per occupied grid cell
 TEXT_TOOLTIP_LIMIT = 50_000  # up to this many points, the tooltip shows the text's start
 TEXT_TOOLTIP_CHARS = 60

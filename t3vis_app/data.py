@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from t3vis import point_raster
 from t3vis.queries import explore, summaries, tagging, training_view
 from t3vis.queries.checkpoint_reads import checkpoint_weights as _checkpoint_weights
 from t3vis.queries.frame_table import FrameTable
@@ -122,6 +123,15 @@ def frame_table(store: StoreHandle, view: explore.View) -> FrameTable:
     """A large view's unfiltered frame in an in-memory DuckDB table: read once, shared by the sessions, not
     copied on each run (``st.cache_data`` would copy a million rows on every filter change)."""
     return FrameTable.of_view(store.database, view, attributes(store, view))
+
+
+@st.cache_resource(show_spinner=False, max_entries=16, hash_funcs={StoreHandle: _cache_key})
+def raster(store: StoreHandle, view: explore.View, filters: tuple, color: explore.Attribute, width: int,
+           height: int) -> point_raster.Raster:
+    """A large view drawn as one image (:mod:`t3vis.point_raster`), shared by the sessions: a click, or a
+    visitor opening the same view, does not draw it again."""
+    return point_raster.point_raster(frame_table(store, view), filters, color=color, layout=view.layout,
+                                     width=width, height=height)
 
 
 @_cached(256)

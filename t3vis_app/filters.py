@@ -17,6 +17,7 @@ def filter_widgets(known: list[explore.Attribute], summary_of: Callable[[explore
     over the unfiltered points (``explore.attribute_summary`` of a frame, or ``FrameTable.summary``)."""
     by_name = {attribute.name: attribute for attribute in known}
     saved: dict = st.session_state.setdefault("filters", {})
+    _apply_pending_zoom(saved, by_name)
     with st.expander("Filters", expanded=bool(saved)):
         if "w.filter_on" not in st.session_state:
             st.session_state["w.filter_on"] = [name for name in saved if name in by_name]
@@ -55,3 +56,35 @@ def filter_widgets(known: list[explore.Attribute], summary_of: Callable[[explore
                 if set(picked) != set(summary):
                     result.append(explore.ValuesFilter(name, tuple(picked)))
     return tuple(result)
+
+
+ZOOM_AXES = ("x", "y")  # the layout's coordinates, filterable: their ranges are the zoom
+PENDING_ZOOM = "pending_zoom"
+
+
+def zoom_to(box: tuple[float, float, float, float] | None) -> None:
+    """Zoom into ``box`` = (x0, x1, y0, y1) of the layout, or back out with None, on the next run (a widget's
+    value cannot change once it is drawn): the x and y filters are set before their sliders are."""
+    st.session_state[PENDING_ZOOM] = box or "reset"
+
+
+def zoomed(filters: tuple) -> bool:
+    """Whether the filters hold a zoom (a range on the layout's x or y)."""
+    return any(isinstance(kept, explore.RangeFilter) and kept.column in ZOOM_AXES for kept in filters)
+
+
+def _apply_pending_zoom(saved: dict, by_name: dict) -> None:
+    pending = st.session_state.pop(PENDING_ZOOM, None)
+    if pending is None or not all(axis in by_name for axis in ZOOM_AXES):
+        return
+    chosen = [name for name in st.session_state.get("w.filter_on", list(saved)) if name in by_name]
+    for axis in ZOOM_AXES:
+        st.session_state.pop(f"w.filter.{axis}", None)  # set again from ``saved``, within the slider's range
+        saved.pop(axis, None)
+    if pending == "reset":
+        chosen = [name for name in chosen if name not in ZOOM_AXES]
+    else:
+        x0, x1, y0, y1 = pending
+        saved["x"], saved["y"] = (float(min(x0, x1)), float(max(x0, x1))), (float(min(y0, y1)), float(max(y0, y1)))
+        chosen += [axis for axis in ZOOM_AXES if axis not in chosen]
+    st.session_state["w.filter_on"] = chosen

@@ -1,23 +1,60 @@
-"""The Projection page's large-set widgets: the WebGL point cloud with its legend, and the Data Table."""
+"""The Projection page's large-set widgets: the rasterised view and the WebGL point cloud with their legends,
+and the Data Table."""
 
 from __future__ import annotations
 
 import html
+import os
 from collections.abc import Sequence
 
 import pandas as pd
 import streamlit as st
 
-from t3vis import charts, point_cloud
+from t3vis import charts, point_cloud, point_raster
 from t3vis.queries.explore import Attribute, Filter
 from t3vis.markdown_text import escape_markdown as md
 from t3vis.queries.frame_table import FrameTable
 from t3vis_app.figure_downloads import figure_buttons
-from t3vis_app.selection import picked_from_cloud
+from t3vis.queries.frames import View
+from t3vis_app import data, state
+from t3vis_app.filters import zoom_to
+from t3vis_app.selection import picked_from_chart, picked_from_cloud, selected
 
 LARGE_VIEW = 5_000  # views with more points are kept in an in-memory DuckDB table, their Data Table paged
 TABLE_PAGE_ROWS = 100  # rows of a large view's Data Table sent to the browser at once
 CHART_HEIGHT = 460
+RASTER_ABOVE = int(os.environ.get("T3VIS_RASTER_ABOVE", 5_000))  # more points: drawn as one image
+
+
+def raster_chart(store, view: View, table: FrameTable, filters: Sequence[Filter], *, color: Attribute,
+                 selected_id: int | None, title: str, key: str, width: int, zoomable: bool,
+                 figure: tuple[str, str] | None = None) -> int | None:
+    """Draw the view's points as one image with hover cells (:mod:`t3vis.point_raster`), its legend and, with
+    ``figure`` = (file name, caption), its export buttons; the example id newly clicked. A box dragged on a
+    ``zoomable`` chart zooms into it (the x and y filters, from the next run). ``table``: the view's
+    :func:`t3vis_app.data.frame_table` in ``store``."""
+    raster = data.raster(store, view, tuple(filters), color, width, CHART_HEIGHT)
+    spec = charts.raster_projection_spec(
+        raster, layout=view.layout, layer=view.layer, title=title, zoomable=zoomable,
+        selected=point_raster.selected_point(table, filters, view.layout, selected_id))
+    # a key of its own per zoom: the dragged box is not drawn again over the zoomed chart
+    chart_key = f"{key}@" + "_".join(f"{value:.6g}" for value in raster.box)
+    event = st.vega_lite_chart(spec, on_select="rerun", key=chart_key, width="content",
+                            selection_mode=[charts.PICK, charts.BOX] if zoomable else [charts.PICK])
+    legend(raster.legend_title, raster.legend)
+    if figure is not None:
+        figure_buttons(lambda: cloud_figure(table, filters, color=color, layout=view.layout, layer=view.layer,
+                                            title=title), name=figure[0], caption=figure[1], key=f"figure.{key}")
+    st.caption(f"{raster.n_points:,} points drawn as one image. Hover a {point_raster.CELL_PX}-pixel cell for its "
+               "count, colour and the example nearest its centre; click to select that example"
+               + ("; drag a box to zoom in (the x and y filters), until every point can be hovered and clicked."
+                  if zoomable else "."))
+    box = selected(event, charts.BOX)
+    corners = (tuple(box["x0"]) + tuple(box["y0"])) if isinstance(box, dict) and {"x0", "y0"} <= set(box) else None
+    if corners is not None and state.newly_clicked(f"{chart_key}.box", corners):
+        zoom_to(corners)
+        st.rerun()
+    return picked_from_chart(event, chart_key)
 
 
 def point_cloud_chart(table: FrameTable, filters: Sequence[Filter], *, color: Attribute, layout: str,
@@ -31,7 +68,7 @@ def point_cloud_chart(table: FrameTable, filters: Sequence[Filter], *, color: At
     st.markdown(f"**{md(title)}**")
     event = st.pydeck_chart(cloud.deck, on_select="rerun", selection_mode="single-object", key=key,
                             height=CHART_HEIGHT, width="stretch")
-    legend(cloud)
+    legend(cloud.legend_title, cloud.legend)
     if figure is not None:
         figure_buttons(lambda: cloud_figure(table, filters, color=color, layout=layout, layer=layer, title=title),
                        name=figure[0], caption=figure[1], key=f"figure.{key}")
@@ -56,13 +93,13 @@ def cloud_figure(table: FrameTable, filters: Sequence[Filter], *, color: Attribu
                                           layer=layer, title=title, binned=points.binned)
 
 
-def legend(cloud: point_cloud.PointCloud) -> None:
+def legend(title: str, entries: Sequence[point_cloud.LegendEntry]) -> None:
     """The colour classes as swatches under the chart (names escaped: they come from the dataset)."""
     swatches = " ".join(
         f'<span style="white-space:nowrap;margin-right:0.9em"><span style="display:inline-block;width:0.8em;'
         f'height:0.8em;border-radius:50%;background:{entry.colour};margin-right:0.3em"></span>'
-        f'{html.escape(entry.label)}</span>' for entry in cloud.legend)
-    st.markdown(f'<div style="font-size:0.85em"><b>{html.escape(cloud.legend_title)}</b>: {swatches}</div>',
+        f'{html.escape(entry.label)}</span>' for entry in entries)
+    st.markdown(f'<div style="font-size:0.85em"><b>{html.escape(title)}</b>: {swatches}</div>',
                 unsafe_allow_html=True)
 
 

@@ -158,3 +158,24 @@ def webgl_coloured_pixels(page, index: int = 0) -> int:
         return -1
     image = np.asarray(Image.open(io.BytesIO(page.screenshot(clip=box))).convert("RGB")).astype(int)
     return int(((abs(image[..., 0] - image[..., 1]) > 40) | (abs(image[..., 1] - image[..., 2]) > 40)).sum())
+
+
+VEGA_COLOURED_PIXELS = """(index) => {
+    const canvas = document.querySelectorAll('[data-testid=stVegaLiteChart] canvas')[index];
+    if (!canvas || canvas.width < 100) return -1;
+    const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+    let coloured = 0;  // pixels with a hue: points, not axes, grid lines or the background
+    for (let i = 0; i < data.length; i += 4) {
+        const r = data[i], g = data[i + 1], b = data[i + 2];
+        if (data[i + 3] > 0 && (Math.abs(r - g) > 40 || Math.abs(g - b) > 40)) coloured++;
+    }
+    return coloured;
+}"""
+
+
+def chart_coloured_pixels(page, index: int = 0) -> int:
+    """Pixels with a hue on the ``index``-th projection chart: a WebGL point cloud's canvas if the page has one,
+    else a Vega canvas (a scatter plot, or a rasterised view's image). -1 while there is no canvas yet."""
+    if page.locator(DECK_CANVAS).count():
+        return webgl_coloured_pixels(page, index)
+    return int(page.evaluate(VEGA_COLOURED_PIXELS, index))

@@ -40,6 +40,11 @@ def chart_with(app: AppTest, selection: str) -> list[tuple[dict, pd.DataFrame]]:
             if f'"{selection}"' in json.dumps(spec.get("params", []))]
 
 
+def raster_charts(app: AppTest) -> list[tuple[dict, dict[str, pd.DataFrame]]]:
+    """(spec, datasets) of the rasterised projections (t3vis.point_raster) on the page, in page order."""
+    return [(spec, datasets) for spec, datasets in vega_charts(app) if "cells" in datasets and "image" in datasets]
+
+
 def deck_charts(app: AppTest) -> list[dict]:
     """The deck.gl JSON spec of every pydeck chart on the page, in page order."""
     return [json.loads(element.proto.json) for element in _walk(app._tree)

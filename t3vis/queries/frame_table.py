@@ -23,6 +23,7 @@ from t3vis.queries.frames import View, quote_identifier
 from t3vis.store.database import Store
 
 
+PAGE_CACHE_ROWS = 1_000  # pages of up to this many rows are remembered (per filters, offset and columns)
 LAYOUT_ATTRIBUTES = (Attribute("x", "x (layout)", "continuous"), Attribute("y", "y (layout)", "continuous"))
 
 
@@ -37,11 +38,15 @@ class FrameTable:
         self.order = ["example_id", "unit"] if "unit" in frame.columns else ["example_id"]
         self._connection = duckdb.connect(":memory:")
         self._connection.register("incoming", frame)
-        self._connection.execute("CREATE TABLE frame AS SELECT * FROM incoming")
+        # rows in a fixed pseudo-random order (a hash of the key): scans without ORDER BY, such as the points
+        # of a rasterised view (t3vis.point_raster), then draw no label over all the others
+        keys = ", ".join(quote_identifier(column) for column in self.order)
+        self._connection.execute(f"CREATE TABLE frame AS SELECT * FROM incoming ORDER BY hash({keys}), {keys}")
         self._connection.unregister("incoming")
         self.n_rows = int(self._connection.execute("SELECT count(*) FROM frame").fetchone()[0])
         self._summaries: dict[str, tuple] = {}
         self._counts: dict[tuple, int] = {}  # the table never changes: a count stays right
+        self._pages: dict[tuple, pd.DataFrame] = {}  # and so does a page of rows
         counts = self.query("SELECT " + ", ".join(f"count({quote_identifier(c)}) AS {quote_identifier(c)}"
                                                   for c in self.columns) + " FROM frame").iloc[0]
         # e.g. a training split's prediction columns, empty without a checkpoint's predictions of that split
@@ -82,10 +87,18 @@ class FrameTable:
     def rows(self, filters: Sequence[Filter] = (), *, offset: int = 0, limit: int | None = None,
              columns: Sequence[str] | None = None) -> pd.DataFrame:
         """The rows passing the filters, in example order (``limit`` rows from ``offset``; all when None)."""
+        key = (tuple(filters), offset, limit, None if columns is None else tuple(columns))
+        if limit is not None and limit <= PAGE_CACHE_ROWS and key in self._pages:
+            return self._pages[key].copy()  # a page of the Data table: a new visitor or a click asks again
         where, params = self.where(filters)
         selected = "*" if columns is None else ", ".join(quote_identifier(c) for c in columns if c in self.columns)
         page = "" if limit is None else f" LIMIT {int(limit)} OFFSET {int(offset)}"
-        return self.query(f"SELECT {selected} FROM frame{where} ORDER BY {', '.join(self.order)}{page}", params)
+        found = self.query(f"SELECT {selected} FROM frame{where} ORDER BY {', '.join(self.order)}{page}", params)
+        if limit is not None and limit <= PAGE_CACHE_ROWS:
+            if len(self._pages) >= 64:
+                self._pages.clear()
+            self._pages[key] = found.copy()
+        return found
 
     def position(self, filters: Sequence[Filter], example_id: int) -> int | None:
         """Index of the example's first row among the rows passing the filters (None when it does not pass)."""

@@ -1,14 +1,16 @@
-"""The Projection page above the WebGL threshold, driven with AppTest: the point cloud's data and the paged table."""
+"""The Projection page's large views, driven with AppTest: the rasterised view (the default), the WebGL point
+cloud (when switched on), the zoom and the paged table."""
 
 from __future__ import annotations
 
 import pytest
 
 from helpers import PROJECT
-from page_helpers import chart_with, deck_charts, deck_points, open_page
-from t3vis import point_cloud
+from page_helpers import chart_with, deck_charts, deck_points, open_page, raster_charts
+from t3vis import charts, point_cloud
 from t3vis.fixtures.synthetic_store import SyntheticConfig, build_synthetic_store
-from t3vis_app.point_cloud_view import LARGE_VIEW, TABLE_PAGE_ROWS
+from t3vis_app import point_cloud_view
+from t3vis_app.point_cloud_view import LARGE_VIEW, RASTER_ABOVE, TABLE_PAGE_ROWS
 
 PAGE = str(PROJECT / "pages" / "projection.py")
 N = LARGE_VIEW + 1_000
@@ -22,7 +24,7 @@ def large(tmp_path_factory):
 
 @pytest.fixture()
 def webgl(monkeypatch):
-    """Draw this test's views with WebGL, every point (the default threshold is 50,000 points)."""
+    """Draw this test's views with WebGL, every point (by default WebGL is off)."""
     monkeypatch.setattr(point_cloud, "WEBGL_THRESHOLD", 100)
 
 
@@ -30,12 +32,70 @@ def _widget(app, kind: str, key: str):
     return next(widget for widget in getattr(app, kind) if widget.key == key)
 
 
-def test_a_large_view_below_the_webgl_threshold_is_drawn_by_vega_with_a_paged_table(large):
+def test_a_large_view_is_drawn_as_one_image_with_hover_cells_and_a_paged_table(large):
     app = open_page(PAGE, large.path)
     assert not app.exception and not deck_charts(app)
-    [(_, data)] = chart_with(app, "pick")
-    assert sorted(data.example_id) == list(range(N))
+    assert not chart_with(app, "pick")  # no scatter plot of every point (its selection is at the top)
+    [(spec, datasets)] = raster_charts(app)
+    assert datasets["image"].url[0].startswith("data:image/png;base64,")
+    cells = datasets["cells"]
+    assert cells.n.sum() == N and len(cells) < N  # every point counted once, in far fewer marks
+    assert set(cells.example_id) <= set(range(N))
+    assert {param["name"] for param in spec["layer"][1]["params"]} >= {charts.PICK, charts.BOX}
+    labels = [button.label for button in app.get("download_button")]
+    assert labels.count("SVG") == labels.count("PNG") == 1
+    assert any("drawn as one image" in caption.value for caption in app.caption)
     assert app.dataframe[0].value.example_id.tolist() == list(range(TABLE_PAGE_ROWS))
+    _widget(app, "number_input", "w.table_page").set_value(2).run()
+    assert app.dataframe[0].value.example_id.tolist() == list(range(TABLE_PAGE_ROWS, 2 * TABLE_PAGE_ROWS))
+
+
+def test_a_zoom_sets_the_x_and_y_filters_and_reset_removes_them(large, monkeypatch):
+    monkeypatch.setattr(point_cloud_view, "RASTER_ABOVE", 1_000)  # the zoomed region is drawn as an image too
+    app = open_page(PAGE, large.path)
+    [(_, datasets)] = raster_charts(app)
+    cells = datasets["cells"]
+    x0, x1 = float(cells.x0.min()), float(cells.x1.max())
+    y0, y1 = float(cells.y0.min()), float(cells.y1.max())
+    box = (x0 + (x1 - x0) * 0.1, x0 + (x1 - x0) * 0.6, y0 + (y1 - y0) * 0.1, y0 + (y1 - y0) * 0.9)  # as dragged
+    app.session_state["pending_zoom"] = box
+    app.run()
+    assert not app.exception
+    assert _widget(app, "slider", "w.filter.x").value == pytest.approx(box[:2])
+    assert _widget(app, "slider", "w.filter.y").value == pytest.approx(box[2:])
+    [(spec, datasets)] = raster_charts(app)
+    assert spec["layer"][0]["encoding"]["x"]["scale"]["domain"] == pytest.approx(list(box[:2]))  # the zoom's scale
+    shown = next(caption.value for caption in app.caption if "pass the filters" in caption.value)
+    assert int(shown.split(" of ")[0].replace(",", "")) == datasets["cells"].n.sum() < N
+    next(button for button in app.button if button.key == "reset_zoom").click().run()
+    assert not app.exception
+    assert "x" not in _widget(app, "multiselect", "w.filter_on").value
+    [(_, datasets)] = raster_charts(app)
+    assert datasets["cells"].n.sum() == N
+
+
+def test_zoomed_in_to_a_few_points_vega_draws_each_one(large):
+    app = open_page(PAGE, large.path)
+    [(_, datasets)] = raster_charts(app)
+    cells = datasets["cells"]
+    x0, x1 = float(cells.x0.min()), float(cells.x1.max())
+    y0, y1 = float(cells.y0.min()), float(cells.y1.max())
+    app.session_state["pending_zoom"] = (x0, x0 + (x1 - x0) * 0.3, y0, y1)
+    app.run()
+    assert not app.exception and not raster_charts(app)
+    [(_, data)] = chart_with(app, "pick")
+    assert 0 < len(data) <= RASTER_ABOVE and (data.x <= x0 + (x1 - x0) * 0.3 + 1e-9).all()
+
+
+def test_the_rasterised_view_rings_the_selected_example_and_compares_side_by_side(large):
+    app = open_page(PAGE, large.path, split="validation", example_id=42, compare=True)
+    assert not app.exception
+    (left, left_data), (right, right_data) = raster_charts(app)
+    assert len(left_data["selected"]) == len(right_data["selected"]) == 1
+    assert left_data["cells"].n.sum() == right_data["cells"].n.sum() == N
+    assert charts.BOX in {param["name"] for param in left["layer"][1]["params"]}
+    assert charts.BOX not in {param["name"] for param in right["layer"][1]["params"]}  # x, y are the left's
+    assert app.dataframe[0].value.selected.sum() == 1
 
 
 def test_a_large_view_is_drawn_with_webgl_and_its_table_is_paged(large, webgl):

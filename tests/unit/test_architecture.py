@@ -12,6 +12,7 @@ LAYERS = (
     {"store", "data", "model"},  # the store file; dataset files; models, their attention and head masks
     {"queries", "attribution"},  # what the pages read; saliency methods
     {"record", "charts", "point_cloud", "figures"},  # ingestion, the Trainer callback; Altair and deck.gl charts, figures
+    {"point_raster"},  # a large view as one image, in the WebGL chart's colour classes
     {"analysis", "demo", "fixtures"},  # live analyses and validation; the demo; test and benchmark fixtures
     {"cli"},
 )
