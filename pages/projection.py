@@ -126,7 +126,8 @@ if comparing:
 st.caption(f"{n_shown:,} of {n_total:,} {THINGS} pass the filters. Click a point to select "
            + (f"its {SPEC.example}" if SPEC.per_unit_tables and points != "examples" else "it")
            + ("; scroll to zoom, drag to pan, double-click to reset." if n_shown <= RASTER_ABOVE else
-              "; drag a box on the left chart to zoom into a region."))
+              "" if point_cloud.WEBGL_THRESHOLD and n_shown > point_cloud.WEBGL_THRESHOLD else
+              f"; drag a box on the {'left ' if comparing else ''}chart to zoom into a region."))
 views = [(view, "left")] + ([(second_view, "right")] if second_view else [])
 
 

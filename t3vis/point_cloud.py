@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import pydeck as pdk
 
-from t3vis.queries.explore import DATA_MAP, Attribute, Filter
+from t3vis.queries.explore import DATA_MAP, Attribute, Filter, RangeFilter
 from t3vis.queries.frame_table import FrameTable
 from t3vis.queries.frames import quote_identifier
 
@@ -168,6 +168,18 @@ def bounds(table: FrameTable, layout: str) -> tuple[float, float, float, float]:
     return float(x0 - x_pad), float(x1 + x_pad), float(y0 - y_pad), float(y1 + y_pad)
 
 
+def view_box(table: FrameTable, filters: Sequence[Filter], layout: str) -> tuple[float, float, float, float]:
+    """The region a large view shows: the layout's unfiltered :func:`bounds`, narrowed to x and y range
+    filters (a zoom)."""
+    x0, x1, y0, y1 = bounds(table, layout)
+    for kept in filters:
+        if isinstance(kept, RangeFilter) and kept.column == "x" and kept.high > kept.low:
+            x0, x1 = kept.low, kept.high
+        elif isinstance(kept, RangeFilter) and kept.column == "y" and kept.high > kept.low:
+            y0, y1 = kept.low, kept.high
+    return float(x0), float(x1), float(y0), float(y1)
+
+
 def point_cloud(
     table: FrameTable,
     filters: Sequence[Filter],
@@ -189,7 +201,7 @@ def point_cloud(
     classes, legend = colour_classes(table, color)
     where, params = table.where(filters)
     n_points = table.count(filters)
-    box = bounds(table, layout)
+    box = view_box(table, filters, layout)  # x and y filters zoom
     binned = n_points > points_limit
     if binned:
         rows_by_class, fields = _binned_rows(table, classes, legend, color, where, params, box)
@@ -201,7 +213,8 @@ def point_cloud(
         for index, entry in enumerate(legend) if index in rows_by_class
     ]
     if selected_id is not None:
-        chosen = table.query("SELECT x, y FROM frame WHERE example_id = ? LIMIT 1", [int(selected_id)])
+        chosen = table.query(f"SELECT x, y FROM frame WHERE example_id = ? ORDER BY {', '.join(table.order)} LIMIT 1",
+                             [int(selected_id)])
         if len(chosen):
             layers.append(_selected_layer(float(chosen.x[0]), float(chosen.y[0])))
     layers += _axis_layers(box, axis_titles)
@@ -324,9 +337,10 @@ def figure_points(table: FrameTable, filters: Sequence[Filter], *, color: Attrib
     n_points = table.count(filters)
     binned = n_points > points_limit
     if binned:
-        dots = _binned_cells(table, classes, legend, color, where, params, bounds(table, layout))[["x", "y", "n", "class"]]
-    else:
-        dots = table.query(f"SELECT x, y, 1 AS n, {classes} AS class FROM frame{where} ORDER BY example_id", params)
+        dots = _binned_cells(table, classes, legend, color, where, params,
+                             view_box(table, filters, layout))[["x", "y", "n", "class"]]
+    else:  # in the table's fixed mixed order, as the image on screen draws them
+        dots = table.query(f"SELECT x, y, 1 AS n, {classes} AS class FROM frame{where}", params)
         dots = dots[dots.x.notna() & dots.y.notna()]
     labels = [entry.label for entry in legend]
     dots = dots.assign(colour=[labels[int(klass)] for klass in dots["class"]]).drop(columns="class")

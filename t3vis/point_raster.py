@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from t3vis.point_cloud import LegendEntry, bounds, colour_classes
-from t3vis.queries.explore import Attribute, Filter, RangeFilter
+from t3vis.point_cloud import LegendEntry, colour_classes, view_box
+from t3vis.queries.explore import Attribute, Filter
 from t3vis.queries.frame_table import FrameTable
 from t3vis.queries.frames import quote_identifier
 
@@ -96,18 +96,6 @@ def dot_radius(n_points: int) -> float:
     return 3.2 if n_points <= 20_000 else 2.3 if n_points <= 200_000 else 1.6
 
 
-def view_box(table: FrameTable, filters: Sequence[Filter], layout: str) -> tuple[float, float, float, float]:
-    """The region drawn: the layout's unfiltered bounds (filtering does not move the view), narrowed to
-    x and y range filters (a zoom)."""
-    x0, x1, y0, y1 = bounds(table, layout)
-    for kept in filters:
-        if isinstance(kept, RangeFilter) and kept.column == "x" and kept.high > kept.low:
-            x0, x1 = kept.low, kept.high
-        elif isinstance(kept, RangeFilter) and kept.column == "y" and kept.high > kept.low:
-            y0, y1 = kept.low, kept.high
-    return float(x0), float(x1), float(y0), float(y1)
-
-
 def point_raster(table: FrameTable, filters: Sequence[Filter], *, color: Attribute, layout: str,
                  width: int = 720, height: int = 460) -> Raster:
     """Rasterise the rows of ``table`` passing ``filters`` for a plot of ``width`` x ``height`` screen pixels."""
@@ -125,13 +113,38 @@ def point_raster(table: FrameTable, filters: Sequence[Filter], *, color: Attribu
     image_width, image_height = width * IMAGE_SCALE, height * IMAGE_SCALE
     columns = np.floor((xs - x0) / (x1 - x0) * image_width).astype(np.int64).clip(0, image_width - 1)
     rows = np.floor((y1 - ys) / (y1 - y0) * image_height).astype(np.int64).clip(0, image_height - 1)  # y up
-    image = draw_points(columns, rows, (klass + 1).astype(np.uint8), width=image_width, height=image_height,
+    # a class's ink is its colour's place among the distinct colours (+ 1): the hues repeat after ten categories,
+    # so a column with thousands of values still needs a dozen inks, well inside a byte and a PNG palette
+    colours = sorted({entry.colour for entry in legend})
+    inks = np.array([colours.index(entry.colour) + 1 for entry in legend], dtype=np.uint8)  # (classes,)
+    image = draw_points(columns, rows, inks[klass], width=image_width, height=image_height,
                         radius=dot_radius(len(xs)))
     cells = hover_cells(table, located, params, color=color, legend=legend, box=box, width=width, height=height)
     counts = np.bincount(klass, minlength=len(legend))  # (classes,)
     present = tuple(entry for entry, count in zip(legend, counts) if count)
-    return Raster(image_url=png_data_url(image, [entry.colour for entry in legend]), box=box, cells=cells, legend=present,
+    return Raster(image_url=png_data_url(image, colours), box=box, cells=cells, legend=present,
                   legend_title=color.label, n_points=len(xs), width=width, height=height)
+
+
+def zoom_box(selection, raster: Raster) -> tuple[float, float, float, float] | None:
+    """The box dragged on a raster's chart, as (x0, x1, y0, y1) in layout units, from the chart's interval
+    selection (``{"x0": [a, b], "y0": [c, d]}``: the cells' fields, :func:`t3vis.charts.raster_projection_spec`);
+    None when there is no box, when it is narrower than two cells either way (a click that moved a little
+    while the button was down) or when no point lies in it (a box in the margin)."""
+    if not isinstance(selection, dict) or not {"x0", "y0"} <= set(selection):
+        return None
+    try:
+        x0, x1 = sorted(float(value) for value in selection["x0"])
+        y0, y1 = sorted(float(value) for value in selection["y0"])
+    except (TypeError, ValueError):
+        return None
+    bx0, bx1, by0, by1 = raster.box
+    if x1 - x0 < 2 * CELL_PX * (bx1 - bx0) / raster.width or y1 - y0 < 2 * CELL_PX * (by1 - by0) / raster.height:
+        return None
+    cells = raster.cells
+    if not ((cells.x1 > x0) & (cells.x0 < x1) & (cells.y1 > y0) & (cells.y0 < y1)).any():
+        return None
+    return x0, x1, y0, y1
 
 
 def selected_point(table: FrameTable, filters: Sequence[Filter], layout: str, example_id: int | None
@@ -142,7 +155,9 @@ def selected_point(table: FrameTable, filters: Sequence[Filter], layout: str, ex
         return pd.DataFrame({"x": [], "y": []})
     _, params = table.where(filters)
     located = _located(table, filters, view_box(table, filters, layout), "0")
-    return table.query(f"SELECT x, y FROM ({located}) WHERE example_id = ? LIMIT 1", [*params, int(example_id)])
+    first = ", ".join(quote_identifier(column) for column in table.order)  # a document's first sentence, say
+    return table.query(f"SELECT x, y FROM ({located}) WHERE example_id = ? ORDER BY {first} LIMIT 1",
+                       [*params, int(example_id)])
 
 
 def _located(table: FrameTable, filters: Sequence[Filter], box: tuple[float, float, float, float],

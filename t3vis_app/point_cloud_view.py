@@ -49,10 +49,9 @@ def raster_chart(store, view: View, table: FrameTable, filters: Sequence[Filter]
                "count, colour and the example nearest its centre; click to select that example"
                + ("; drag a box to zoom in (the x and y filters), until every point can be hovered and clicked."
                   if zoomable else "."))
-    box = selected(event, charts.BOX)
-    corners = (tuple(box["x0"]) + tuple(box["y0"])) if isinstance(box, dict) and {"x0", "y0"} <= set(box) else None
-    if corners is not None and state.newly_clicked(f"{chart_key}.box", corners):
-        zoom_to(corners)
+    box = point_raster.zoom_box(selected(event, charts.BOX), raster)
+    if box is not None and state.newly_clicked(f"{chart_key}.box", box):
+        zoom_to(box)
         st.rerun()
     return picked_from_chart(event, chart_key)
 

@@ -77,19 +77,21 @@ class FrameTable:
     def count(self, filters: Sequence[Filter] = ()) -> int:
         """Rows passing the filters; remembered per filters, as a page asks several times per run."""
         key = tuple(filters)
-        if key not in self._counts:
+        count = self._counts.get(key)  # (one get: another session may clear the dict meanwhile)
+        if count is None:
             where, params = self.where(filters)
             if len(self._counts) >= 64:
                 self._counts.clear()
-            self._counts[key] = int(self.scalar(f"SELECT count(*) FROM frame{where}", params))
-        return self._counts[key]
+            count = self._counts[key] = int(self.scalar(f"SELECT count(*) FROM frame{where}", params))
+        return count
 
     def rows(self, filters: Sequence[Filter] = (), *, offset: int = 0, limit: int | None = None,
              columns: Sequence[str] | None = None) -> pd.DataFrame:
         """The rows passing the filters, in example order (``limit`` rows from ``offset``; all when None)."""
         key = (tuple(filters), offset, limit, None if columns is None else tuple(columns))
-        if limit is not None and limit <= PAGE_CACHE_ROWS and key in self._pages:
-            return self._pages[key].copy()  # a page of the Data table: a new visitor or a click asks again
+        remembered = self._pages.get(key)  # a page of the Data table: a new visitor or a click asks again
+        if remembered is not None:
+            return remembered.copy()
         where, params = self.where(filters)
         selected = "*" if columns is None else ", ".join(quote_identifier(c) for c in columns if c in self.columns)
         page = "" if limit is None else f" LIMIT {int(limit)} OFFSET {int(offset)}"

@@ -224,6 +224,22 @@ def test_the_figure_of_a_cloud_draws_the_same_dots_in_the_same_colours(frame, ta
         sorted(zip(binned.dots.x.round(4), binned.dots.y.round(4), binned.dots.colour))
 
 
+def test_a_zoomed_view_bins_the_zoomed_region_on_screen_and_in_its_figure(frame, table):
+    """x and y range filters are a zoom: the grid cells cover the zoomed region, finer than the whole layout's."""
+    x0, x1, y0, y1 = point_cloud.bounds(table, "tsne")
+    zoom = (RangeFilter("x", x0 + (x1 - x0) * 0.2, x0 + (x1 - x0) * 0.6),
+            RangeFilter("y", y0 + (y1 - y0) * 0.1, y0 + (y1 - y0) * 0.9))
+    assert point_cloud.view_box(table, zoom, "tsne") == (zoom[0].low, zoom[0].high, zoom[1].low, zoom[1].high)
+    assert point_cloud.view_box(table, (), "tsne") == (x0, x1, y0, y1)
+    binned = point_cloud.figure_points(table, zoom, color=LABEL, layout="tsne", points_limit=100)
+    inside = frame[frame.x.between(zoom[0].low, zoom[0].high) & frame.y.between(zoom[1].low, zoom[1].high)]
+    assert binned.binned and binned.dots.n.sum() == len(inside)
+    assert binned.dots.x.between(zoom[0].low, zoom[0].high).all()  # cells of the zoomed region's grid
+    whole = point_cloud.figure_points(table, (), color=LABEL, layout="tsne", points_limit=100)
+    assert len(binned.dots) > len(whole.dots[whole.dots.x.between(zoom[0].low, zoom[0].high)
+                                             & whole.dots.y.between(zoom[1].low, zoom[1].high)])
+
+
 def test_a_large_binned_view_gives_the_same_cells_and_colours_every_time():
     """DuckDB aggregates in parallel: cells come in any order and mode() breaks ties at random. The cells must be
     ordered and a tie must go to the first class, so that the screen and its figure agree, export after export."""

@@ -182,3 +182,53 @@ def test_the_spec_offers_hover_click_and_a_zoom_box(table):
     fixed = charts.raster_projection_spec(raster, layout="tsne", layer=6, zoomable=False)
     assert charts.BOX not in {param["name"] for param in fixed["layer"][1]["params"]}
     assert fixed["datasets"]["selected"].empty
+
+
+def test_vega_places_the_image_the_right_way_up():
+    """Rendered by vl-convert (Vega itself): the point at the top left of the layout is drawn top left."""
+    import json
+
+    import vl_convert
+
+    two = pd.DataFrame({"example_id": [0, 1], "x": [0.0, 10.0], "y": [10.0, 0.0], "label": ["neg", "pos"],
+                        "prediction": ["neg", "pos"], "text": ["a", "b"]})
+    raster = point_raster.point_raster(FrameTable(two, [LABEL]), (), color=LABEL, layout="tsne", width=100, height=80)
+    spec = charts.raster_projection_spec(raster, layout="tsne", layer=1)
+    spec["datasets"] = {name: rows.to_dict(orient="records") for name, rows in spec["datasets"].items()}
+    image = np.asarray(Image.open(io.BytesIO(vl_convert.vegalite_to_png(json.dumps(spec), scale=1))).convert("RGB"))
+    centres = {}
+    for name, colour in (("neg", TABLEAU10[0]), ("pos", TABLEAU10[1])):
+        rows, columns = np.nonzero(np.abs(image.astype(int) - rgba(colour)[:3]).sum(-1) < 60)
+        assert len(rows) > 0, f"{name} is not drawn"
+        centres[name] = (columns.mean(), rows.mean())
+    assert centres["neg"][0] < centres["pos"][0] and centres["neg"][1] < centres["pos"][1]  # (0, 10) above (10, 0)
+
+
+def test_a_column_with_hundreds_of_values_colours_with_the_repeating_hues(frame):
+    many = frame.assign(topic=[f"topic {i % 300}" for i in range(len(frame))])
+    topic = Attribute("topic", "topic", "categorical")
+    raster = point_raster.point_raster(FrameTable(many, [topic]), (), color=topic, layout="tsne", width=WIDTH,
+                                       height=HEIGHT)
+    image = decode(raster.image_url)
+    column, row = pixel_of(raster, many.x.to_numpy(), many.y.to_numpy())
+    assert (image[row, column, 3] == 255).all()  # no class wraps round to transparent
+    assert {tuple(pixel) for pixel in image[image[..., 3] > 0]} <= {rgba(colour) for colour in TABLEAU10}
+    assert len(raster.legend) == 300
+
+
+def test_a_dragged_box_zooms_only_when_it_is_a_box_over_points(table):
+    raster = point_raster.point_raster(table, (), color=LABEL, layout="tsne", width=WIDTH, height=HEIGHT)
+    x0, x1, y0, y1 = raster.box
+    middle = raster.cells.loc[raster.cells.n.idxmax()]
+    wide, tall = (x1 - x0) / 4, (y1 - y0) / 4
+    box = {"x0": [float(middle.x0) + wide, float(middle.x0) - wide], "y0": [float(middle.y0) - tall,
+                                                                          float(middle.y0) + tall]}
+    assert point_raster.zoom_box(box, raster) == pytest.approx(
+        (middle.x0 - wide, middle.x0 + wide, middle.y0 - tall, middle.y0 + tall))  # corners in order
+    cell_width = (x1 - x0) * point_raster.CELL_PX / WIDTH
+    nudge = {"x0": [float(middle.x0), float(middle.x0) + cell_width], "y0": box["y0"]}
+    assert point_raster.zoom_box(nudge, raster) is None  # a click that moved a little
+    margin = {"x0": [x0 - 3 * wide, x0 - wide], "y0": box["y0"]}
+    assert point_raster.zoom_box(margin, raster) is None  # no point in it
+    assert point_raster.zoom_box({}, raster) is None and point_raster.zoom_box([], raster) is None
+    assert point_raster.zoom_box({"x0": ["a", None], "y0": [1, 2]}, raster) is None
