@@ -8,11 +8,15 @@ opens it in a fresh browser each time, timed from navigation until the page has 
 - ``text``: one line of text (the fixed cost of a Streamlit page in a fresh browser);
 - ``vega_100``, ``vega_50k``: one Altair scatter plot of 100 and of 50,000 random points in 4 colours, no
   tooltip, no selection (the least a Vega chart of that size costs, drawn as Streamlit draws it);
+- ``widgets``: the kinds of elements the Projection page has (sidebar inputs, select boxes, toggles, an
+  expander with a multiselect, a 100-point Altair chart, download buttons, a number input, a 100-row
+  selectable table), with nothing behind them: the floor of a Streamlit page of that shape, timed until its chart
+  has drawn;
 - ``deck_100``: one ``st.pydeck_chart`` of 100 points (the fixed cost of the WebGL chart; WebGL here is
   software, SwiftShader).
 
 The Projection page's own times (``bench/app.py``, ``bench/scale.py``) are to be read against these. Last line:
-``BENCH browser_floor text_s=... vega_100_s=... vega_50k_s=... deck_100_s=...`` (medians).
+``BENCH browser_floor text_s=... vega_100_s=... widgets_s=... vega_50k_s=... deck_100_s=...`` (medians).
 """
 
 from __future__ import annotations
@@ -43,6 +47,28 @@ if kind.startswith("vega"):
     n = 100 if kind == "vega_100" else 50_000
     frame = pd.DataFrame({"x": rng.random(n), "y": rng.random(n), "c": rng.integers(0, 4, n).astype(str)})
     st.altair_chart(alt.Chart(frame).mark_circle(size=8).encode(x="x", y="y", color="c"))
+elif kind == "widgets":  # the Projection page's kinds of elements, with nothing of t3vis behind them
+    with st.sidebar:
+        st.text_input("Store file", "store/demo.duckdb")
+        st.selectbox("Run", ["run"])
+        st.selectbox("Checkpoint", ["epoch-1"])
+        st.toggle("Follow training")
+    st.title("Projection")
+    columns = st.columns([2, 1, 2, 1])
+    for column, name in zip(columns, ("Layout", "Layer", "Colour by")):
+        column.selectbox(name, ["a", "b"])
+    columns[3].toggle("Compare")
+    with st.expander("Filters"):
+        st.multiselect("Filter on", ["label", "loss"])
+    st.caption("100 of 100 examples pass the filters.")
+    frame = pd.DataFrame({"x": rng.random(100), "y": rng.random(100), "c": rng.integers(0, 4, 100).astype(str)})
+    st.altair_chart(alt.Chart(frame).mark_circle(size=8).encode(x="x", y="y", color="c"))
+    st.download_button("SVG", "svg", file_name="f.svg")
+    st.download_button("PNG", "png", file_name="f.png")
+    st.subheader("Data table")
+    st.number_input("Page", min_value=1, max_value=10, step=1)
+    st.dataframe(frame.assign(text=["some text of an example"] * 100), on_select="rerun", selection_mode="single-row")
+    st.download_button("Download the filtered rows (CSV)", "csv", file_name="rows.csv")
 elif kind == "deck_100":
     points = [{"p": [float(x), float(y)]} for x, y in rng.random((100, 2))]
     layer = pdk.Layer("ScatterplotLayer", points, get_position="p", get_fill_color=[76, 120, 168],
@@ -53,17 +79,18 @@ elif kind == "deck_100":
 '''
 DRAWN = {  # a page has drawn when this holds (JavaScript)
     "vega": "() => { const chart = document.querySelector('[data-testid=stVegaLiteChart]');"
-            " return chart !== null && chart.querySelector('canvas, svg .marks') !== null; }",
+            " return chart !== null && chart.querySelector('canvas, svg.marks, svg .marks') !== null; }",
 }
 
 
 def time_page(url: str, kind: str) -> float:
     """Seconds from navigation until the page of ``kind`` has drawn, in a fresh browser."""
-    with chromium_page(width=1200, height=800) as page:
+    width, height = (1400, 1600) if kind == "widgets" else (1200, 800)  # widgets: bench/scale_app.py's window
+    with chromium_page(width=width, height=height) as page:
         started = time.perf_counter()
         page.goto(f"{url}/?kind={kind}")
         page.get_by_text("ready").wait_for(timeout=120_000)
-        if kind.startswith("vega"):
+        if kind.startswith("vega") or kind == "widgets":
             page.wait_for_function(DRAWN["vega"], timeout=120_000)
         elif kind == "deck_100":
             while webgl_coloured_pixels(page) <= 0:  # -1: no canvas yet
@@ -81,7 +108,7 @@ def main() -> None:
         with serve_app(None, folder=Path(folder)) as url:
             time_page(url, "vega_100")  # the server's first run imports altair, numpy and pandas: not timed
             medians = {}
-            for kind in ("text", "vega_100", "vega_50k", "deck_100"):
+            for kind in ("text", "vega_100", "widgets", "vega_50k", "deck_100"):
                 times = [time_page(url, kind) for _ in range(args.repeats)]
                 medians[kind] = statistics.median(times)
                 print(f"{kind}: " + ", ".join(f"{t:.2f} s" for t in times), flush=True)

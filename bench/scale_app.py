@@ -20,7 +20,7 @@ sys.path.insert(0, str(PROJECT / "bench"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from app import timed_filter_changes  # noqa: E402
-from app_browser import PeakMemory, chart_coloured_pixels, chromium_page, serve_app, wait_until_idle  # noqa: E402
+from app_browser import PeakMemory, chart_picture, chromium_page, serve_app, wait_until_idle  # noqa: E402
 from t3vis.fixtures.synthetic_store import SyntheticConfig, build_synthetic_store  # noqa: E402
 
 DRAWN_PIXELS = 2_000  # coloured pixels on the canvas: the points are drawn
@@ -35,13 +35,14 @@ def server_ms(store_path: Path, repeats: int) -> tuple[float, list[float]]:
     return timed_filter_changes(store_path, repeats, timeout=600)
 
 
-def _wait_drawn(page, timeout: float, *, differs_from: int | None = None) -> float:
+def _wait_drawn(page, timeout: float, *, differs_from: tuple | None = None) -> float:
     """Seconds until the chart's canvas (the rasterised view's, or WebGL's) shows points (and, after a filter
-    change, a different picture)."""
+    change, a different picture: its count of coloured pixels or their colour sums moved by 2%)."""
     started = time.perf_counter()
     while time.perf_counter() - started < timeout:
-        pixels = chart_coloured_pixels(page)
-        if pixels >= DRAWN_PIXELS and (differs_from is None or abs(pixels - differs_from) > 0.05 * differs_from):
+        picture = chart_picture(page)
+        if picture[0] >= DRAWN_PIXELS and (differs_from is None or any(
+                abs(now - then) > 0.02 * max(then, 1) for now, then in zip(picture, differs_from))):
             return time.perf_counter() - started
         page.wait_for_timeout(100)
     raise TimeoutError(f"the point cloud was not drawn within {timeout} s")
@@ -80,33 +81,50 @@ def add_label_filter(page, tries: int = 6) -> None:
 def browser_ms(store_path: Path, repeats: int) -> dict[str, float | list[float]]:
     """First draw in a fresh browser (cold server, then warm), and the draw after a filter change; the server's
     peak memory throughout."""
-    with serve_app(store_path, timeout=300) as url:
+    from browser_floor import APP as FLOOR_APP
+    from browser_floor import time_page
+
+    with serve_app(store_path, timeout=300) as url, tempfile.TemporaryDirectory() as floor_folder:
         import psutil
 
         server = next(p for p in psutil.Process().children(recursive=True) if "streamlit" in " ".join(p.cmdline()))
         memory = PeakMemory(server.pid)
-        first, filtered = [], []
-        for attempt in range(1 + repeats):
-            with chromium_page() as page:
-                started = time.perf_counter()
-                page.goto(url)
-                _wait_drawn(page, 600)
-                first.append((time.perf_counter() - started) * 1000)
-                wait_until_idle(page)
-                if attempt == 0:
-                    (PROJECT / "test-artifacts").mkdir(exist_ok=True)
-                    page.screenshot(path=PROJECT / "test-artifacts" / f"scale-{store_path.stem}.png", full_page=True)
-                    continue  # the cold load reads the store; filter changes are timed on warm pages
-                add_label_filter(page)
-                labels = label_filter(page).locator("[aria-label^='Remove ']")
-                name = labels.nth(attempt % labels.count()).get_attribute("aria-label")
-                page.wait_for_timeout(500)
-                before = chart_coloured_pixels(page)
-                started = time.perf_counter()
-                page.locator(f"[aria-label='{name}']").click()
-                _wait_drawn(page, 600, differs_from=before)
-                filtered.append((time.perf_counter() - started) * 1000)
-        return {"cold": first[0], "first": first[1:], "filtered": filtered, "rss_mb": memory.stop()}
+        (Path(floor_folder) / "streamlit_app.py").write_text(FLOOR_APP)
+        with serve_app(None, folder=Path(floor_folder)) as floor_url:
+            time_page(floor_url, "widgets")  # its server's first run imports altair and pandas: not timed
+            first, filtered, floor = [], [], []
+            for attempt in range(1 + repeats):
+                if attempt:  # the floor in turn with the page, on the same machine at the same moment
+                    floor.append(time_page(floor_url, "widgets") * 1000)
+                first_ms, filtered_ms = _page_times(page_url=url, store_path=store_path, attempt=attempt)
+                first.append(first_ms)
+                if filtered_ms is not None:
+                    filtered.append(filtered_ms)
+        return {"cold": first[0], "first": first[1:], "filtered": filtered, "floor": floor, "rss_mb": memory.stop()}
+
+
+def _page_times(*, page_url: str, store_path: Path, attempt: int) -> tuple[float, float | None]:
+    """(ms until the page has drawn in a fresh browser, ms until a label filter change has drawn: None on the
+    cold attempt 0, which reads the store)."""
+    with chromium_page() as page:
+        started = time.perf_counter()
+        page.goto(page_url)
+        _wait_drawn(page, 600)
+        first_ms = (time.perf_counter() - started) * 1000
+        wait_until_idle(page)
+        if attempt == 0:
+            (PROJECT / "test-artifacts").mkdir(exist_ok=True)
+            page.screenshot(path=PROJECT / "test-artifacts" / f"scale-{store_path.stem}.png", full_page=True)
+            return first_ms, None  # the cold load reads the store; filter changes are timed on warm pages
+        add_label_filter(page)
+        labels = label_filter(page).locator("[aria-label^='Remove ']")
+        name = labels.nth(attempt % labels.count()).get_attribute("aria-label")
+        page.wait_for_timeout(500)
+        before = chart_picture(page)
+        started = time.perf_counter()
+        page.locator(f"[aria-label='{name}']").click()
+        _wait_drawn(page, 600, differs_from=before)
+        return first_ms, (time.perf_counter() - started) * 1000
 
 
 def app_numbers(n: int, *, repeats: int = 3) -> dict[str, float]:
@@ -116,16 +134,20 @@ def app_numbers(n: int, *, repeats: int = 3) -> dict[str, float]:
         started = time.perf_counter()
         build_synthetic_store(path, SyntheticConfig(n_examples=n, n_train=0, n_checkpoints=1, layers=(6,), seed=1))
         print(f"{n:,} examples: store written in {time.perf_counter() - started:.0f} s", flush=True)
-        first_run, server = server_ms(path, repeats)
-        print(f"  server: first run {first_run:.0f} ms; after a filter change {_summary(server)}", flush=True)
+        # the browser first: after AppTest has run the page in this process (its runtime, caches and the view's
+        # table stay), fresh-browser times came out 0.5-1 s slower and twice as spread
         browser = browser_ms(path, repeats)
         print(f"  browser: cold first draw {browser['cold']:.0f} ms; first draw in a fresh browser "
-              f"{_summary(browser['first'])}; after a filter change {_summary(browser['filtered'])}; "
+              f"{_summary(browser['first'])} (a bare page of the same widgets, in turn with it: "
+              f"{_summary(browser['floor'])}); after a filter change {_summary(browser['filtered'])}; "
               f"server peak RSS {browser['rss_mb']:.0f} MB", flush=True)
+        first_run, server = server_ms(path, repeats)
+        print(f"  server: first run {first_run:.0f} ms; after a filter change {_summary(server)}", flush=True)
     return {
         f"server_ms_{tag}": statistics.median(server), f"server_first_ms_{tag}": first_run,
         f"browser_ms_{tag}": statistics.median(browser["first"]), f"browser_cold_ms_{tag}": browser["cold"],
         f"browser_filter_ms_{tag}": statistics.median(browser["filtered"]), f"rss_mb_{tag}": browser["rss_mb"],
+        f"browser_floor_ms_{tag}": statistics.median(browser["floor"]),
     }
 
 

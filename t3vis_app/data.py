@@ -113,7 +113,7 @@ def example_frame(store: StoreHandle, view: explore.View, filters: tuple = ()) -
 
 @_cached(64)
 def frame_size(store: StoreHandle, view: explore.View) -> int:
-    """How many points the view has before filtering (decides Vega or WebGL)."""
+    """How many points the view has before filtering (above LARGE_VIEW it is kept in an in-memory table)."""
     return explore.frame_size(store.database, view)
 
 

@@ -162,20 +162,29 @@ def webgl_coloured_pixels(page, index: int = 0) -> int:
 
 VEGA_COLOURED_PIXELS = """(index) => {
     const canvas = document.querySelectorAll('[data-testid=stVegaLiteChart] canvas')[index];
-    if (!canvas || canvas.width < 100) return -1;
+    if (!canvas || canvas.width < 100) return [-1, 0, 0, 0];
     const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
-    let coloured = 0;  // pixels with a hue: points, not axes, grid lines or the background
+    let coloured = 0, red = 0, green = 0, blue = 0;  // pixels with a hue: points, not axes, grid or background
     for (let i = 0; i < data.length; i += 4) {
         const r = data[i], g = data[i + 1], b = data[i + 2];
-        if (data[i + 3] > 0 && (Math.abs(r - g) > 40 || Math.abs(g - b) > 40)) coloured++;
+        if (data[i + 3] > 0 && (Math.abs(r - g) > 40 || Math.abs(g - b) > 40)) {
+            coloured++; red += r; green += g; blue += b;
+        }
     }
-    return coloured;
+    return [coloured, red, green, blue];
 }"""
 
 
-def chart_coloured_pixels(page, index: int = 0) -> int:
-    """Pixels with a hue on the ``index``-th projection chart: a WebGL point cloud's canvas if the page has one,
-    else a Vega canvas (a scatter plot, or a rasterised view's image). -1 while there is no canvas yet."""
+def chart_picture(page, index: int = 0) -> tuple[int, int, int, int]:
+    """(pixels with a hue, and their red, green and blue sums) on the ``index``-th projection chart: a WebGL
+    point cloud's canvas if the page has one (its count only), else a Vega canvas (a scatter plot, or a
+    rasterised view's image). The count is -1 while there is no canvas yet. A filter that removes a label
+    changes the sums even where the other labels' points fill the same pixels."""
     if page.locator(DECK_CANVAS).count():
-        return webgl_coloured_pixels(page, index)
-    return int(page.evaluate(VEGA_COLOURED_PIXELS, index))
+        return webgl_coloured_pixels(page, index), 0, 0, 0
+    return tuple(int(value) for value in page.evaluate(VEGA_COLOURED_PIXELS, index))
+
+
+def chart_coloured_pixels(page, index: int = 0) -> int:
+    """Pixels with a hue on the ``index``-th projection chart (see :func:`chart_picture`); -1 without a canvas."""
+    return chart_picture(page, index)[0]
