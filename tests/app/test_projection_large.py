@@ -160,3 +160,20 @@ def test_comparison_draws_two_point_clouds(large, webgl):
     assert not app.exception
     left, right = deck_charts(app)
     assert len(deck_points(left)) == len(deck_points(right)) == N
+
+
+def test_the_data_map_of_a_large_split_is_an_image_on_its_fixed_axes(large):
+    app = open_page(PAGE, large.path)
+    options = _widget(app, "selectbox", "w.layout_choice").options
+    data_map = next(option for option in options if option.startswith("Data Map"))
+    _widget(app, "selectbox", "w.layout_choice").set_value(data_map).run()
+    assert not app.exception
+    [(spec, datasets)] = raster_charts(app)
+    image = spec["layer"][0]["encoding"]
+    assert image["x"]["scale"]["domain"] == [0.0, 0.5] and image["x"]["title"].startswith("variability")
+    assert image["y"]["scale"]["domain"] == [0.0, 1.0] and image["y"]["title"].startswith("confidence")
+    assert datasets["cells"].n.sum() == N
+    _widget(app, "selectbox", "w.color").set_value("region").run()
+    [(_, datasets)] = raster_charts(app)
+    regions = {"easy-to-learn", "ambiguous", "hard-to-learn", "other"}
+    assert set(datasets["cells"].colour.str.replace(r" \(\d+%\)$", "", regex=True)) <= regions
