@@ -7,9 +7,8 @@ from t3vis import charts, point_cloud
 from t3vis.queries import explore
 from t3vis_app import data, sidebar, state
 from t3vis_app.figure_downloads import figure_buttons
-from t3vis_app.filters import filter_widgets
+from t3vis_app.filters import filter_widgets, zoom_to, zoomed
 from t3vis.tasks import EXTRACTIVE_SUMMARIZATION, TOKEN_CLASSIFICATION, task_spec
-from t3vis_app.filters import zoom_to, zoomed
 from t3vis_app.point_cloud_view import (LARGE_VIEW, RASTER_ABOVE, TABLE_PAGE_ROWS, data_table, point_cloud_chart,
                                         raster_chart)
 from t3vis_app.selection import document_panel, example_panel, picked_from_chart, picked_from_table

@@ -40,7 +40,7 @@ def raster_chart(store, view: View, table: FrameTable, filters: Sequence[Filter]
     # a key of its own per zoom: the dragged box is not drawn again over the zoomed chart
     chart_key = f"{key}@" + "_".join(f"{value:.6g}" for value in raster.box)
     event = st.vega_lite_chart(spec, on_select="rerun", key=chart_key, width="content",
-                            selection_mode=[charts.PICK, charts.BOX] if zoomable else [charts.PICK])
+                               selection_mode=[charts.PICK, charts.BOX] if zoomable else [charts.PICK])
     legend(raster.legend_title, raster.legend)
     if figure is not None:
         figure_buttons(lambda: cloud_figure(table, filters, color=color, layout=view.layout, layer=view.layer,
