@@ -40,21 +40,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from app_browser import DECK_CANVAS, chromium_page, serve_app, webgl_coloured_pixels  # noqa: E402
+from app_browser import DECK_CANVAS, chart_coloured_pixels, chromium_page, serve_app  # noqa: E402
 from t3vis.fixtures.synthetic_store import SyntheticConfig, build_synthetic_store  # noqa: E402
 
 PAGE = str(PROJECT / "pages" / "projection.py")
-CHART_DRAWN = """() => {
-    const canvas = document.querySelector('[data-testid=stVegaLiteChart] canvas');
-    if (!canvas || canvas.width < 100) return false;
-    const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
-    let coloured = 0;  // non-grey pixels: points, not axes or grid lines
-    for (let i = 0; i < data.length; i += 16) {
-        const r = data[i], g = data[i + 1], b = data[i + 2];
-        if (data[i + 3] > 0 && (Math.abs(r - g) > 40 || Math.abs(g - b) > 40)) coloured++;
-    }
-    return coloured > 200;
-}"""
 
 
 def real_filters(labels: list, repeats: int) -> list[list]:
@@ -108,9 +97,7 @@ def timed_filter_changes(store_path: Path, repeats: int, *, timeout: float = 120
 def chart_drawn(page) -> bool:
     """The projection is on screen: a Vega canvas with points (drawn one by one, or as one image), or a WebGL
     point cloud with points."""
-    if page.locator(DECK_CANVAS).count():
-        return webgl_coloured_pixels(page) > 2_000
-    return page.evaluate(CHART_DRAWN)
+    return chart_coloured_pixels(page) > (2_000 if page.locator(DECK_CANVAS).count() else 800)
 
 
 def browser_ms(store_path: Path, repeats: int) -> tuple[float, list[float]]:

@@ -100,10 +100,9 @@ def point_raster(table: FrameTable, filters: Sequence[Filter], *, color: Attribu
                  width: int = 720, height: int = 460) -> Raster:
     """Rasterise the rows of ``table`` passing ``filters`` for a plot of ``width`` x ``height`` screen pixels."""
     classes, legend = colour_classes(table, color)
-    where, params = table.where(filters)
     box = view_box(table, filters, layout)
     x0, x1, y0, y1 = box
-    located = _located(table, filters, box, classes)
+    located, params = _located(table, filters, box, classes)
     with table.cursor() as cursor:
         points = cursor.execute(f"SELECT x, y, {CLASS} FROM ({located})", params).fetchnumpy()
     # (n,) each, in the table's fixed pseudo-random order (FrameTable): a dataset sorted by label does not
@@ -147,27 +146,26 @@ def zoom_box(selection, raster: Raster) -> tuple[float, float, float, float] | N
     return x0, x1, y0, y1
 
 
-def selected_point(table: FrameTable, filters: Sequence[Filter], layout: str, example_id: int | None
-                   ) -> pd.DataFrame:
+def selected_point(table: FrameTable, filters: Sequence[Filter], box: tuple[float, float, float, float],
+                   example_id: int | None) -> pd.DataFrame:
     """x, y of the selected example (one row), or no row when none is selected or it is not drawn (filtered
-    out, or outside the zoom)."""
+    out, or outside ``box``, the raster's region)."""
     if example_id is None:
         return pd.DataFrame({"x": [], "y": []})
-    _, params = table.where(filters)
-    located = _located(table, filters, view_box(table, filters, layout), "0")
+    located, params = _located(table, filters, box, "0")
     first = ", ".join(quote_identifier(column) for column in table.order)  # a document's first sentence, say
     return table.query(f"SELECT x, y FROM ({located}) WHERE example_id = ? ORDER BY {first} LIMIT 1",
                        [*params, int(example_id)])
 
 
 def _located(table: FrameTable, filters: Sequence[Filter], box: tuple[float, float, float, float],
-             classes: str) -> str:
-    """SQL of the rows passing the filters inside ``box``, with their row id and colour class (its parameters:
-    ``table.where(filters)``'s)."""
-    where, _ = table.where(filters)
+             classes: str) -> tuple[str, list]:
+    """SQL of the rows passing the filters inside ``box``, with their row id and colour class, and its
+    parameters."""
+    where, params = table.where(filters)
     x0, x1, y0, y1 = box
     return (f"SELECT *, {classes} AS {CLASS} FROM (SELECT *, rowid AS {ROW} FROM frame{where}) "
-            f"WHERE x BETWEEN {x0!r} AND {x1!r} AND y BETWEEN {y0!r} AND {y1!r}")
+            f"WHERE x BETWEEN {x0!r} AND {x1!r} AND y BETWEEN {y0!r} AND {y1!r}"), params
 
 
 def hover_cells(table: FrameTable, located: str, params: list, *, color: Attribute, legend: list[LegendEntry],

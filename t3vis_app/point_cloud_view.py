@@ -36,7 +36,7 @@ def raster_chart(store, view: View, table: FrameTable, filters: Sequence[Filter]
     raster = data.raster(store, view, tuple(filters), color, width, CHART_HEIGHT)
     spec = charts.raster_projection_spec(
         raster, layout=view.layout, layer=view.layer, title=title, zoomable=zoomable,
-        selected=point_raster.selected_point(table, filters, view.layout, selected_id))
+        selected=point_raster.selected_point(table, filters, raster.box, selected_id))
     # a key of its own per zoom: the dragged box is not drawn again over the zoomed chart
     chart_key = f"{key}@" + "_".join(f"{value:.6g}" for value in raster.box)
     event = st.vega_lite_chart(spec, on_select="rerun", key=chart_key, width="content",

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from t3vis import charts, point_raster
-from t3vis.point_cloud import BLUES, MISSING_COLOUR, SHADES, TABLEAU10
+from t3vis.point_cloud import BLUES, MISSING_COLOUR, SHADES, TABLEAU10, view_box
 from t3vis.queries.explore import Attribute, RangeFilter, ValuesFilter
 from t3vis.queries.frame_table import FrameTable
 
@@ -160,17 +160,18 @@ def test_a_number_is_shaded_and_a_cell_shows_its_mean(table, frame):
 
 
 def test_the_selected_example_is_ringed_only_when_it_is_drawn(table, frame):
-    chosen = point_raster.selected_point(table, (), "tsne", 17)
+    whole = view_box(table, (), "tsne")
+    chosen = point_raster.selected_point(table, (), whole, 17)
     assert chosen.x.tolist() == [frame.x[17]] and chosen.y.tolist() == [frame.y[17]]
     other = frame.label[17]
-    assert point_raster.selected_point(table, (ValuesFilter("label", tuple(set(NAMES) - {other})),), "tsne",
+    assert point_raster.selected_point(table, (ValuesFilter("label", tuple(set(NAMES) - {other})),), whole,
                                        17).empty
-    assert point_raster.selected_point(table, (), "tsne", None).empty
+    assert point_raster.selected_point(table, (), whole, None).empty
 
 
 def test_the_spec_offers_hover_click_and_a_zoom_box(table):
     raster = point_raster.point_raster(table, (), color=LABEL, layout="tsne", width=WIDTH, height=HEIGHT)
-    selected = point_raster.selected_point(table, (), "tsne", 3)
+    selected = point_raster.selected_point(table, (), raster.box, 3)
     spec = charts.raster_projection_spec(raster, layout="tsne", layer=6, selected=selected, title="t")
     image, cells, ring = spec["layer"]
     assert spec["width"] == WIDTH and spec["height"] == HEIGHT
