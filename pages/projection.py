@@ -5,7 +5,7 @@ import streamlit as st
 from t3vis import charts, point_cloud
 
 from t3vis.queries import explore
-from t3vis_app import data, sidebar, state
+from t3vis_app import data, deferred, sidebar, state
 from t3vis_app.figure_downloads import figure_buttons
 from t3vis_app.filters import filter_widgets, zoom_to, zoomed
 from t3vis.tasks import EXTRACTIVE_SUMMARIZATION, TOKEN_CLASSIFICATION, task_spec
@@ -182,31 +182,43 @@ if zoomed(filters) and st.button("Reset zoom", key="reset_zoom", icon=":material
     zoom_to(None)
     st.rerun()
 
+
+def table_section() -> None:
+    """The Data Table of the filtered rows (of a large view, one page of them: only that page goes to the
+    browser), linked to the selection, and the download of the filtered rows."""
+    if LARGE:  # one page of the filtered rows goes to the browser, not all of them
+        pages = max(1, -(-n_shown // TABLE_PAGE_ROWS))
+        if st.session_state.get("w.table_page", 1) > pages:
+            st.session_state["w.table_page"] = pages
+        pager = st.columns([1, 4])
+        page = pager[0].number_input("Page", min_value=1, max_value=pages, step=1, key="w.table_page",
+                                     help=f"{TABLE_PAGE_ROWS} rows per page; clicking a point turns to its page.")
+        pager[1].caption(f"Rows {(page - 1) * TABLE_PAGE_ROWS + 1:,}–{min(page * TABLE_PAGE_ROWS, n_shown):,} "
+                         f"of {n_shown:,}, by id.")
+        table_rows = table.rows(filters, offset=(page - 1) * TABLE_PAGE_ROWS, limit=TABLE_PAGE_ROWS)
+        table_key, empty_columns = f"table.{page}", table.empty_columns
+        rows_for_download = lambda: table.rows(filters)  # noqa: E731 (built only when the button is clicked)
+    else:
+        table_rows, table_key = frame, "table"
+        empty_columns = tuple(unfiltered.columns[unfiltered.isna().all()]) if len(unfiltered) else ()
+        rows_for_download = lambda: frame  # noqa: E731
+    table_event, shown_table_rows = data_table(table_rows, selected_id, key=table_key, empty=empty_columns)
+    row_id = picked_from_table(table_event, shown_table_rows, table_key)
+    if row_id is not None:
+        state.select_example(split, row_id)
+        st.rerun()
+
+    def csv() -> str:  # built only when the button is clicked
+        return rows_for_download().drop(columns=["label_id", "pred"], errors="ignore").to_csv(index=False)
+
+    st.download_button("Download the filtered rows (CSV)", csv, file_name=f"t3vis-{run_id}-{split}.csv",
+                       mime="text/csv")
+
+
 st.subheader("Data table")
-if LARGE:  # one page of the filtered rows goes to the browser, not all of them
-    pages = max(1, -(-n_shown // TABLE_PAGE_ROWS))
-    if st.session_state.get("w.table_page", 1) > pages:
-        st.session_state["w.table_page"] = pages
-    pager = st.columns([1, 4])
-    page = pager[0].number_input("Page", min_value=1, max_value=pages, step=1, key="w.table_page",
-                                 help=f"{TABLE_PAGE_ROWS} rows per page; clicking a point turns to its page.")
-    pager[1].caption(f"Rows {(page - 1) * TABLE_PAGE_ROWS + 1:,}–{min(page * TABLE_PAGE_ROWS, n_shown):,} "
-                     f"of {n_shown:,}, by id.")
-    table_rows = table.rows(filters, offset=(page - 1) * TABLE_PAGE_ROWS, limit=TABLE_PAGE_ROWS)
-    table_key, empty_columns = f"table.{page}", table.empty_columns
-    rows_for_download = lambda: table.rows(filters)  # noqa: E731 (built only when the button is clicked)
-else:
-    table_rows, table_key = frame, "table"
-    empty_columns = tuple(unfiltered.columns[unfiltered.isna().all()]) if len(unfiltered) else ()
-    rows_for_download = lambda: frame  # noqa: E731
-table_event, shown_table_rows = data_table(table_rows, selected_id, key=table_key, empty=empty_columns)
-row_id = picked_from_table(table_event, shown_table_rows, table_key)
-if row_id is not None:
-    state.select_example(split, row_id)
-    st.rerun()
-st.download_button("Download the filtered rows (CSV)",  # a callable: the CSV is built only when clicked
-                   lambda: rows_for_download().drop(columns=["label_id", "pred"], errors="ignore").to_csv(index=False),
-                   file_name=f"t3vis-{run_id}-{split}.csv", mime="text/csv")
+# a large view's table is drawn a moment after its chart in a fresh browser, so that the chart draws first
+if not LARGE or deferred.ready("projection.table", placeholder="The table is drawn in a moment…"):
+    table_section()
 
 if SUMMARIZATION:
     document_panel(ctx, split)

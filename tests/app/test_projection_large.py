@@ -28,12 +28,18 @@ def webgl(monkeypatch):
     monkeypatch.setattr(point_cloud, "WEBGL_THRESHOLD", 100)
 
 
+def open_large(store_path, **state):
+    """The page as the browser shows it a moment after its first draw, with its Data table: the rerun that the
+    deferred table's timer asks for (:mod:`t3vis_app.deferred`; AppTest runs no timers)."""
+    return open_page(PAGE, store_path, **state).run()
+
+
 def _widget(app, kind: str, key: str):
     return next(widget for widget in getattr(app, kind) if widget.key == key)
 
 
 def test_a_large_view_is_drawn_as_one_image_with_hover_cells_and_a_paged_table(large):
-    app = open_page(PAGE, large.path)
+    app = open_large(large.path)
     assert not app.exception and not deck_charts(app)
     assert not chart_with(app, "pick")  # no scatter plot of every point (its selection is at the top)
     [(spec, datasets)] = raster_charts(app)
@@ -48,6 +54,20 @@ def test_a_large_view_is_drawn_as_one_image_with_hover_cells_and_a_paged_table(l
     assert app.dataframe[0].value.example_id.tolist() == list(range(TABLE_PAGE_ROWS))
     _widget(app, "number_input", "w.table_page").set_value(2).run()
     assert app.dataframe[0].value.example_id.tolist() == list(range(TABLE_PAGE_ROWS, 2 * TABLE_PAGE_ROWS))
+
+
+def test_a_fresh_page_draws_the_chart_first_and_the_table_on_the_rerun_a_moment_later(large):
+    app = open_page(PAGE, large.path)  # the first run of a browser session
+    assert not app.exception and raster_charts(app)
+    assert not app.dataframe and not app.number_input  # neither the table nor its pager yet
+    assert any("table is drawn in a moment" in caption.value for caption in app.caption)
+    assert "Download the filtered rows (CSV)" not in [button.label for button in app.get("download_button")]
+    app.run()  # what the fragment's timer asks for: the whole app again
+    assert not app.exception and app.dataframe[0].value.example_id.tolist() == list(range(TABLE_PAGE_ROWS))
+    assert not any("table is drawn in a moment" in caption.value for caption in app.caption)
+    assert "Download the filtered rows (CSV)" in [button.label for button in app.get("download_button")]
+    _widget(app, "selectbox", "w.color").set_value("prediction").run()  # any later run draws it at once
+    assert app.dataframe[0].value.example_id.tolist() == list(range(TABLE_PAGE_ROWS))
 
 
 def test_a_zoom_sets_the_x_and_y_filters_and_reset_removes_them(large, monkeypatch):
@@ -88,7 +108,7 @@ def test_zoomed_in_to_a_few_points_vega_draws_each_one(large):
 
 
 def test_the_rasterised_view_rings_the_selected_example_and_compares_side_by_side(large):
-    app = open_page(PAGE, large.path, split="validation", example_id=42, compare=True)
+    app = open_large(large.path, split="validation", example_id=42, compare=True)
     assert not app.exception
     (left, left_data), (right, right_data) = raster_charts(app)
     assert len(left_data["selected"]) == len(right_data["selected"]) == 1
@@ -99,7 +119,7 @@ def test_the_rasterised_view_rings_the_selected_example_and_compares_side_by_sid
 
 
 def test_a_large_view_is_drawn_with_webgl_and_its_table_is_paged(large, webgl):
-    app = open_page(PAGE, large.path)
+    app = open_large(large.path)
     assert not app.exception
     assert not chart_with(app, "pick")  # no Vega scatter plot
     [spec] = deck_charts(app)
@@ -114,7 +134,7 @@ def test_a_large_view_is_drawn_with_webgl_and_its_table_is_paged(large, webgl):
 
 
 def test_a_filter_narrows_the_point_cloud_and_the_table_in_sql(large, webgl):
-    app = open_page(PAGE, large.path)
+    app = open_large(large.path)
     _widget(app, "multiselect", "w.filter_on").set_value(["label", "x"]).run()
     _widget(app, "multiselect", "w.filter.label").set_value(["sports"]).run()
     [spec] = deck_charts(app)
@@ -131,7 +151,7 @@ def test_a_filter_narrows_the_point_cloud_and_the_table_in_sql(large, webgl):
 
 
 def test_the_selected_example_is_ringed_and_the_data_map_is_webgl_too(large, webgl):
-    app = open_page(PAGE, large.path, split="validation", example_id=42)
+    app = open_large(large.path, split="validation", example_id=42)
     [spec] = deck_charts(app)
     [ring] = [layer for layer in spec["layers"] if layer["id"] == "selected"]
     points = deck_points(spec).set_index("i")
