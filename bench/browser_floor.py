@@ -11,12 +11,14 @@ opens it in a fresh browser each time, timed from navigation until the page has 
 - ``widgets``: the kinds of elements the Projection page has (sidebar inputs, select boxes, toggles, an
   expander with a multiselect, a 100-point Altair chart, download buttons, a number input, a 100-row
   selectable table), with nothing behind them: the floor of a Streamlit page of that shape, timed until its chart
-  has drawn;
+  has drawn; ``widgets_first``: the same without the table, its pager and its download (what a large view draws
+  first in a fresh browser session, its table a moment later: t3vis_app/deferred.py);
 - ``deck_100``: one ``st.pydeck_chart`` of 100 points (the fixed cost of the WebGL chart; WebGL here is
   software, SwiftShader).
 
 The Projection page's own times (``bench/app.py``, ``bench/scale.py``) are to be read against these. Last line:
-``BENCH browser_floor text_s=... vega_100_s=... widgets_s=... vega_50k_s=... deck_100_s=...`` (medians).
+``BENCH browser_floor text_s=... vega_100_s=... widgets_s=... widgets_first_s=... vega_50k_s=... deck_100_s=...``
+(medians).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ if kind.startswith("vega"):
     n = 100 if kind == "vega_100" else 50_000
     frame = pd.DataFrame({"x": rng.random(n), "y": rng.random(n), "c": rng.integers(0, 4, n).astype(str)})
     st.altair_chart(alt.Chart(frame).mark_circle(size=8).encode(x="x", y="y", color="c"))
-elif kind == "widgets":  # the Projection page's kinds of elements, with nothing of t3vis behind them
+elif kind.startswith("widgets"):  # the Projection page's kinds of elements, with nothing of t3vis behind them
     with st.sidebar:
         st.text_input("Store file", "store/demo.duckdb")
         st.selectbox("Run", ["run"])
@@ -66,9 +68,11 @@ elif kind == "widgets":  # the Projection page's kinds of elements, with nothing
     st.download_button("SVG", "svg", file_name="f.svg")
     st.download_button("PNG", "png", file_name="f.png")
     st.subheader("Data table")
-    st.number_input("Page", min_value=1, max_value=10, step=1)
-    st.dataframe(frame.assign(text=["some text of an example"] * 100), on_select="rerun", selection_mode="single-row")
-    st.download_button("Download the filtered rows (CSV)", "csv", file_name="rows.csv")
+    if kind == "widgets":  # widgets_first: what a large view draws first, its table coming a moment later
+        st.number_input("Page", min_value=1, max_value=10, step=1)
+        st.dataframe(frame.assign(text=["some text of an example"] * 100), on_select="rerun",
+                     selection_mode="single-row")
+        st.download_button("Download the filtered rows (CSV)", "csv", file_name="rows.csv")
 elif kind == "deck_100":
     points = [{"p": [float(x), float(y)]} for x, y in rng.random((100, 2))]
     layer = pdk.Layer("ScatterplotLayer", points, get_position="p", get_fill_color=[76, 120, 168],
@@ -85,12 +89,12 @@ DRAWN = {  # a page has drawn when this holds (JavaScript)
 
 def time_page(url: str, kind: str) -> float:
     """Seconds from navigation until the page of ``kind`` has drawn, in a fresh browser."""
-    width, height = (1400, 1600) if kind == "widgets" else (1200, 800)  # widgets: bench/scale_app.py's window
+    width, height = (1400, 1600) if kind.startswith("widgets") else (1200, 800)  # bench/scale_app.py's window
     with chromium_page(width=width, height=height) as page:
         started = time.perf_counter()
         page.goto(f"{url}/?kind={kind}")
         page.get_by_text("ready").wait_for(timeout=120_000)
-        if kind.startswith("vega") or kind == "widgets":
+        if kind.startswith(("vega", "widgets")):
             page.wait_for_function(DRAWN["vega"], timeout=120_000)
         elif kind == "deck_100":
             while webgl_coloured_pixels(page) <= 0:  # -1: no canvas yet
@@ -108,7 +112,7 @@ def main() -> None:
         with serve_app(None, folder=Path(folder)) as url:
             time_page(url, "vega_100")  # the server's first run imports altair, numpy and pandas: not timed
             medians = {}
-            for kind in ("text", "vega_100", "widgets", "vega_50k", "deck_100"):
+            for kind in ("text", "vega_100", "widgets", "widgets_first", "vega_50k", "deck_100"):
                 times = [time_page(url, kind) for _ in range(args.repeats)]
                 medians[kind] = statistics.median(times)
                 print(f"{kind}: " + ", ".join(f"{t:.2f} s" for t in times), flush=True)

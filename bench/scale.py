@@ -11,7 +11,8 @@ Parts (all by default, side by side in one run):
   - browser: ``streamlit run`` serves the app and headless Chromium (/usr/bin/chromium) opens the page in a
     fresh browser; the time from navigation until the chart's canvas shows the points, then from a filter
     change until it shows the filtered points; in turn with each fresh-browser page, a bare Streamlit page of
-    the same widgets (``bench/browser_floor.py``'s ``widgets``), the floor of that time on this machine;
+    the same widgets (``bench/browser_floor.py``'s ``widgets_first``: the table comes a moment later), the floor
+    of that time on this machine;
   - memory: the peak resident set of the ``streamlit run`` server process over all of the above.
 - ``tsne``: hidden-state-like points (64-D, 40 Gaussian clusters) of each size laid out as ingestion does
   (t-SNE fitted on :data:`t3vis.record.projection.TSNE_FIT_POINTS` points, the others placed with
