@@ -3,12 +3,12 @@
 A fresh browser loads the code of each kind of Streamlit element the first time a page shows one. The
 Data table's code (a grid with its number and date formatting) is the largest, and the browser loads it in
 the same moments as the chart's: on a view of a million points in a fresh browser the chart drew 0.2-0.9 s
-later with the table than without it (three runs). So, the first time a browser session draws a deferred part,
-:func:`ready` draws a placeholder instead and a fragment (``st.fragment(run_every=DEFER_SECONDS)``) reruns
-the whole app once, DEFER_SECONDS later (by then a fresh browser has usually drawn the chart); that run draws the
-part. Every later run
-of the session draws it at once. The same pattern as "Follow training" (:mod:`t3vis_app.follow`): the
-browser drops the fragment's timer when the app reruns. ``T3VIS_DEFER_SECONDS=0`` draws everything at once.
+later with the table than without it (three runs). So, the first time a browser session draws a deferred
+part, :func:`ready` draws a placeholder instead and a fragment (``st.fragment(run_every=DEFER_SECONDS)``)
+reruns the whole app once, DEFER_SECONDS later (by then a fresh browser has usually drawn the chart); that
+run draws the part. Every later run of the session draws it at once. The same pattern as "Follow training"
+(:mod:`t3vis_app.follow`): the browser drops the fragment's timer when the app reruns.
+``T3VIS_DEFER_SECONDS=0`` draws everything at once.
 """
 
 from __future__ import annotations
