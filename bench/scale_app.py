@@ -20,7 +20,8 @@ sys.path.insert(0, str(PROJECT / "bench"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from app import timed_filter_changes  # noqa: E402
-from app_browser import PeakMemory, chart_picture, chromium_page, serve_app, wait_until_idle  # noqa: E402
+from app_browser import (PeakMemory, chart_picture, chromium_page, serve_app, server_process,  # noqa: E402
+                         wait_until_idle)
 from t3vis.fixtures.synthetic_store import SyntheticConfig, build_synthetic_store  # noqa: E402
 
 DRAWN_PIXELS = 2_000  # coloured pixels on the canvas: the points are drawn
@@ -86,10 +87,7 @@ def browser_ms(store_path: Path, repeats: int) -> dict[str, float | list[float]]
     from browser_floor import time_page
 
     with serve_app(store_path, timeout=300) as url, tempfile.TemporaryDirectory() as floor_folder:
-        import psutil
-
-        server = next(p for p in psutil.Process().children(recursive=True) if "streamlit" in " ".join(p.cmdline()))
-        memory = PeakMemory(server.pid)
+        memory = PeakMemory(server_process(url).pid)
         (Path(floor_folder) / "streamlit_app.py").write_text(FLOOR_APP)
         with serve_app(None, folder=Path(floor_folder)) as floor_url:
             time_page(floor_url, "widgets_first")  # its server's first run imports altair and pandas: not timed
