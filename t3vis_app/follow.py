@@ -13,7 +13,7 @@ the new latest one (following a training means watching its newest state); one o
 checkpoint stays where the user put it.
 
 :func:`check` is one look, callable without a browser (tests, bench/follow_training.py): it returns
-whether the app must rerun, and has already moved the checkpoint choices when it does.
+whether the app must rerun, and has already let go of the checkpoint choices that follow the latest one when it does.
 """
 
 from __future__ import annotations
@@ -110,8 +110,8 @@ def remember(session: MutableMapping, store: data.StoreHandle, run_id: str, chec
 def check(session: MutableMapping, store: Store) -> bool:
     """One look at ``store``: True when something new was committed since the page last showed it.
 
-    Then the checkpoint choices of ``FOLLOWS_LATEST`` that were on the latest checkpoint are already moved on
-    to the new latest one, and the caller reruns the app. ``session``: the session state (or a mapping
+    Then the checkpoint choices of ``FOLLOWS_LATEST`` that were on the latest checkpoint are already dropped,
+    so that the rerun the caller asks for puts them on the latest checkpoint it lists (their default). ``session``: the session state (or a mapping
     standing in for it)."""
     seen = session.get(_SEEN)
     if seen is None:
@@ -131,8 +131,10 @@ def check(session: MutableMapping, store: Store) -> bool:
     latest = now.latest_checkpoint(seen.run_id)
     if latest is not None and latest != seen.latest:
         for name in FOLLOWS_LATEST:
-            if session.get(name) == seen.latest:
-                session[name] = latest  # its widget is seeded from the choice on the next run (state.bind)
+            if name in session and session[name] == seen.latest:
+                # Dropped rather than set to ``latest``: the rerun's widget then takes its default, the latest
+                # checkpoint that run reads, which is newer than ``latest`` when a writer committed again in between.
+                del session[name]
     session[_CHANGED] = time.time()
     return True
 

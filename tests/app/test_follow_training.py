@@ -98,6 +98,19 @@ def test_a_choice_on_an_earlier_checkpoint_stays_where_the_user_put_it(synthetic
     assert checkpoint.value == "epoch-1" and checkpoint.options == ["epoch-1", "epoch-2", "epoch-3"]
 
 
+def test_a_choice_on_the_latest_lands_on_the_newest_when_a_writer_commits_again_between_the_look_and_the_rerun(
+        synthetic):
+    app = open_page(str(PAGES / "overview.py"), synthetic.path, follow_training=True)
+    assert _sidebar_checkpoint(app).value == "epoch-2"
+    grow_checkpoint(synthetic, "epoch-3", seed=1)
+    assert follow.check(app.session_state, synthetic), "the look did not notice epoch-3"
+    grow_checkpoint(synthetic, "epoch-4", seed=2)  # committed after the look, before the rerun it asked for
+    app.run()
+    checkpoint = _sidebar_checkpoint(app)
+    assert checkpoint.options == ["epoch-1", "epoch-2", "epoch-3", "epoch-4"]
+    assert checkpoint.value == "epoch-4", "the choice was on the latest checkpoint and follows it"
+    assert not follow.check(app.session_state, synthetic), "the page already shows epoch-4"
+
 # -- every page, with a store that grows while it is open -----------------------------------------------
 
 def test_overview_lists_the_new_checkpoint_and_moves_on_to_it(synthetic):
