@@ -9,8 +9,10 @@ Parts (all by default, side by side in one run):
   - server: the Projection page runs in Streamlit's AppTest; a label filter is changed and the rerun is
     timed (DuckDB filtering, the view's image and hover cells, the table's page: everything the script does);
   - browser: ``streamlit run`` serves the app and headless Chromium (/usr/bin/chromium) opens the page in a
-    fresh browser; the time from navigation until the chart's canvas shows the points, then from a filter
-    change until it shows the filtered points; in turn with each fresh-browser page, a bare Streamlit page of
+    fresh browser; the time from navigation until the chart's canvas shows the points (the image: its hover
+    cells and the Data table come a moment later, t3vis_app/deferred.py, and are timed too: until the mouse
+    over the chart shows a cell's tooltip, and until the table shows), then from a filter change until it
+    shows the filtered points; in turn with each fresh-browser page, a bare Streamlit page of
     the same widgets (``bench/browser_floor.py``'s ``widgets_first``: the table comes a moment later), the floor
     of that time on this machine;
   - memory: the peak resident set of the ``streamlit run`` server process over all of the above.

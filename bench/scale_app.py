@@ -50,6 +50,22 @@ def _wait_drawn(page, timeout: float, *, differs_from: tuple | None = None) -> f
     raise TimeoutError(f"the point cloud was not drawn within {timeout} s")
 
 
+def _wait_hover(page, started: float, timeout: float) -> float:
+    """Seconds from ``started`` until the mouse over the chart shows a hover cell's tooltip (moved in turn over a
+    few points near the middle of the plot, 100 ms apart)."""
+    spots = ((0.5, 0.45), (0.45, 0.5), (0.55, 0.4), (0.4, 0.55))
+    tooltip = page.locator("#vg-tooltip-element")
+    for turn in range(int(timeout * 10)):
+        box = page.locator("[data-testid=stVegaLiteChart] canvas").first.bounding_box()
+        if box:
+            fx, fy = spots[turn % len(spots)]
+            page.mouse.move(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy)
+        page.wait_for_timeout(100)
+        if tooltip.count() and tooltip.is_visible() and "points in this cell" in tooltip.inner_text():
+            return time.perf_counter() - started
+    raise TimeoutError(f"no hover cell's tooltip within {timeout} s")
+
+
 def label_filter(page):
     """The label filter's multiselect (once added)."""
     return page.locator("[data-testid=stMultiSelect]").filter(
@@ -91,34 +107,39 @@ def browser_ms(store_path: Path, repeats: int) -> dict[str, float | list[float]]
         (Path(floor_folder) / "streamlit_app.py").write_text(FLOOR_APP)
         with serve_app(None, folder=Path(floor_folder)) as floor_url:
             time_page(floor_url, "widgets_first")  # its server's first run imports altair and pandas: not timed
-            first, table, filtered, floor = [], [], [], []
+            first, hover, table, filtered, floor = [], [], [], [], []
             for attempt in range(1 + repeats):
                 if attempt:  # the floor in turn with the page, on the same machine at the same moment
                     floor.append(time_page(floor_url, "widgets_first") * 1000)
-                first_ms, table_ms, filtered_ms = _page_times(page_url=url, store_path=store_path, attempt=attempt)
+                first_ms, hover_ms, table_ms, filtered_ms = _page_times(page_url=url, store_path=store_path,
+                                                                        attempt=attempt)
                 first.append(first_ms)
+                hover.append(hover_ms)
                 table.append(table_ms)
                 if filtered_ms is not None:
                     filtered.append(filtered_ms)
-        return {"cold": first[0], "first": first[1:], "table": table[1:], "filtered": filtered, "floor": floor,
+        return {"cold": first[0], "first": first[1:], "hover": hover[1:], "table": table[1:], "filtered": filtered,
+                "floor": floor,
                 "rss_mb": memory.stop()}
 
 
-def _page_times(*, page_url: str, store_path: Path, attempt: int) -> tuple[float, float, float | None]:
-    """(ms until the page's chart has drawn in a fresh browser, ms until its Data table shows, ms until a label
-    filter change has drawn: None on the cold attempt 0, which reads the store)."""
+def _page_times(*, page_url: str, store_path: Path, attempt: int) -> tuple[float, float, float, float | None]:
+    """(ms until the page's chart has drawn in a fresh browser, ms until hovering it shows a cell's tooltip, ms
+    until its Data table shows, ms until a label filter change has drawn: None on the cold attempt 0, which reads
+    the store)."""
     with chromium_page() as page:
         started = time.perf_counter()
         page.goto(page_url)
         _wait_drawn(page, 600)
         first_ms = (time.perf_counter() - started) * 1000
-        page.locator(TABLE).first.wait_for(timeout=600_000)  # drawn a moment later (t3vis_app/deferred.py)
+        hover_ms = _wait_hover(page, started, 600) * 1000  # the hover cells and the table come a moment later
+        page.locator(TABLE).first.wait_for(timeout=600_000)  # (t3vis_app/deferred.py)
         table_ms = (time.perf_counter() - started) * 1000
         wait_until_idle(page)
         if attempt == 0:
             (PROJECT / "test-artifacts").mkdir(exist_ok=True)
             page.screenshot(path=PROJECT / "test-artifacts" / f"scale-{store_path.stem}.png", full_page=True)
-            return first_ms, table_ms, None  # the cold load reads the store; filter changes are timed on warm pages
+            return first_ms, hover_ms, table_ms, None  # the cold load reads the store: filter changes on warm pages
         add_label_filter(page)
         labels = label_filter(page).locator("[aria-label^='Remove ']")
         name = labels.nth(attempt % labels.count()).get_attribute("aria-label")
@@ -127,7 +148,7 @@ def _page_times(*, page_url: str, store_path: Path, attempt: int) -> tuple[float
         started = time.perf_counter()
         page.locator(f"[aria-label='{name}']").click()
         _wait_drawn(page, 600, differs_from=before)
-        return first_ms, table_ms, (time.perf_counter() - started) * 1000
+        return first_ms, hover_ms, table_ms, (time.perf_counter() - started) * 1000
 
 
 def app_numbers(n: int, *, repeats: int = 3) -> dict[str, float]:
@@ -142,7 +163,8 @@ def app_numbers(n: int, *, repeats: int = 3) -> dict[str, float]:
         browser = browser_ms(path, repeats)
         print(f"  browser: cold first draw {browser['cold']:.0f} ms; first draw in a fresh browser "
               f"{_summary(browser['first'])} (a bare page of the same widgets without the table, in turn with it: "
-              f"{_summary(browser['floor'])}); its Data table shows {_summary(browser['table'])}; after a filter "
+              f"{_summary(browser['floor'])}); hover shows a cell's tooltip {_summary(browser['hover'])}; its Data "
+              f"table shows {_summary(browser['table'])}; after a filter "
               f"change {_summary(browser['filtered'])}; "
               f"server peak RSS {browser['rss_mb']:.0f} MB", flush=True)
         first_run, server = server_ms(path, repeats)
@@ -152,6 +174,7 @@ def app_numbers(n: int, *, repeats: int = 3) -> dict[str, float]:
         f"browser_ms_{tag}": statistics.median(browser["first"]), f"browser_cold_ms_{tag}": browser["cold"],
         f"browser_filter_ms_{tag}": statistics.median(browser["filtered"]), f"rss_mb_{tag}": browser["rss_mb"],
         f"browser_floor_ms_{tag}": statistics.median(browser["floor"]),
+        f"browser_hover_ms_{tag}": statistics.median(browser["hover"]),
         f"browser_table_ms_{tag}": statistics.median(browser["table"]),
     }
 

@@ -136,6 +136,10 @@ def figure_caption(title: str) -> str:
             + (f" · {n_shown:,} of {n_total:,} {THINGS} (filtered)" if n_shown < n_total else ""))
 
 
+# a fresh browser session's first run of a large view draws its charts without their hover cells and no table:
+# both come with the rerun a moment later (t3vis_app/deferred.py), so that the points draw first
+FIRST_DRAW = LARGE and deferred.pending("projection.table")
+cells_waiting = False  # a chart of this run waits for its hover cells
 columns = st.columns(len(views))
 svg = n_shown <= 3_000  # crisp and inspectable for small sets; canvas for large ones
 for (shown_view, side), column in zip(views, columns):
@@ -153,11 +157,12 @@ for (shown_view, side), column in zip(views, columns):
                                         layer=shown_view.layer, selected_id=selected_id, title=title,
                                         key=f"cloud.{side}", width=900 // len(views), figure=figure)
     elif n_view > RASTER_ABOVE:
+        cells_waiting = cells_waiting or FIRST_DRAW
         with column:  # a box dragged on the left chart zooms (x and y are the left layout's coordinates)
             clicked = raster_chart(ctx.store, shown_view, shown_table, view_filters, color=by_name[color_name],
                                    selected_id=selected_id, title=title, key=f"raster.{side}",
                                    width=720 if len(views) == 1 else 420, zoomable=shown_view is view,
-                                   figure=figure)
+                                   figure=figure, interactive=not FIRST_DRAW)
     else:
         if shown_table is not None:
             shown = shown_table.rows(view_filters)
@@ -216,8 +221,9 @@ def table_section() -> None:
 
 
 st.subheader("Data table")
-# a large view's table is drawn a moment after its chart in a fresh browser, so that the chart draws first
-if not LARGE or deferred.ready("projection.table", placeholder="The table is drawn in a moment…"):
+WAITING = "The table, and the chart's hover and click, follow in a moment…" if cells_waiting else (
+    "The table is drawn in a moment…")
+if not LARGE or deferred.ready("projection.table", placeholder=WAITING):
     table_section()
 
 if SUMMARIZATION:

@@ -108,13 +108,15 @@ HOVER = "hover"
 
 
 def raster_projection_spec(raster, *, layout: str, layer: int | None, selected: pd.DataFrame | None = None,
-                           title: str = "", zoomable: bool = True) -> dict:
+                           title: str = "", zoomable: bool = True, interactive: bool = True) -> dict:
     """A large view as one image (:class:`t3vis.point_raster.Raster`) under a grid of transparent cells, as a
     Vega-Lite spec (for ``st.vega_lite_chart``: written directly, as Altair's validation of a layered chart
     costs a few hundred milliseconds per run). Hover a cell for its count, colour and nearest example (its
     outline shows), click it to select that example (selection ``PICK`` over ``example_id``); with
     ``zoomable``, drag a box to zoom (selection ``BOX`` over the cells' ``x0`` and ``y0``). The selected
-    example (``selected``: its x and y, one row or none) gets a ring, as on the scatter plot."""
+    example (``selected``: its x and y, one row or none) gets a ring, as on the scatter plot. ``interactive``
+    False: the same chart with no cells yet (nothing to hover, click or zoom), which a fresh browser draws sooner;
+    the next run's cells then only change the chart's data (t3vis_app/deferred.py)."""
     x_title, y_title = axis_titles(layout, layer)
     x0, x1, y0, y1 = raster.box
     x_scale = {"domain": [x0, x1], "nice": False, "zero": False}
@@ -149,7 +151,7 @@ def raster_projection_spec(raster, *, layout: str, layer: int | None, selected: 
         "usermeta": {"embedOptions": {"renderer": "canvas"}},
         "datasets": {"image": pd.DataFrame({"url": [raster.image_url], "x0": [x0], "x1": [x1], "y0": [y0],
                                             "y1": [y1]}),
-                     "cells": shown, "selected": ring},
+                     "cells": shown if interactive else shown.iloc[:0], "selected": ring},
         "layer": [
             {"data": {"name": "image"}, "mark": {"type": "image", "aspect": False, "align": "left",
                                                  "baseline": "top"},

@@ -111,8 +111,8 @@ def check(session: MutableMapping, store: Store) -> bool:
     """One look at ``store``: True when something new was committed since the page last showed it.
 
     Then the checkpoint choices of ``FOLLOWS_LATEST`` that were on the latest checkpoint are already dropped,
-    so that the rerun the caller asks for puts them on the latest checkpoint it lists (their default). ``session``: the session state (or a mapping
-    standing in for it)."""
+    so that the rerun the caller asks for puts them on the latest checkpoint it lists (their default).
+    ``session``: the session state (or a mapping standing in for it)."""
     seen = session.get(_SEEN)
     if seen is None:
         return False  # not following

@@ -28,14 +28,15 @@ RASTER_ABOVE = int(os.environ.get("T3VIS_RASTER_ABOVE", 5_000))  # more points: 
 
 def raster_chart(store, view: View, table: FrameTable, filters: Sequence[Filter], *, color: Attribute,
                  selected_id: int | None, title: str, key: str, width: int, zoomable: bool,
-                 figure: tuple[str, str] | None = None) -> int | None:
+                 figure: tuple[str, str] | None = None, interactive: bool = True) -> int | None:
     """Draw the view's points as one image with hover cells (:mod:`t3vis.point_raster`), its legend and, with
     ``figure`` = (file name, caption), its export buttons; the example id newly clicked. A box dragged on a
     ``zoomable`` chart zooms into it (the x and y filters, from the next run). ``table``: the view's
-    :func:`t3vis_app.data.frame_table` in ``store``."""
+    :func:`t3vis_app.data.frame_table` in ``store``. ``interactive`` False: the chart without its cells yet (a
+    fresh browser's first draw; :mod:`t3vis_app.deferred`)."""
     raster = data.raster(store, view, tuple(filters), color, width, CHART_HEIGHT)
     spec = charts.raster_projection_spec(
-        raster, layout=view.layout, layer=view.layer, title=title, zoomable=zoomable,
+        raster, layout=view.layout, layer=view.layer, title=title, zoomable=zoomable, interactive=interactive,
         selected=point_raster.selected_point(table, filters, raster.box, selected_id))
     # a key of its own per zoom: the dragged box is not drawn again over the zoomed chart
     chart_key = f"{key}@" + "_".join(f"{value:.6g}" for value in raster.box)

@@ -56,15 +56,21 @@ def test_a_large_view_is_drawn_as_one_image_with_hover_cells_and_a_paged_table(l
     assert app.dataframe[0].value.example_id.tolist() == list(range(TABLE_PAGE_ROWS, 2 * TABLE_PAGE_ROWS))
 
 
-def test_a_fresh_page_draws_the_chart_first_and_the_table_on_the_rerun_a_moment_later(large):
+def test_a_fresh_page_draws_the_image_first_and_the_cells_and_table_on_the_rerun_a_moment_later(large):
     app = open_page(PAGE, large.path)  # the first run of a browser session
-    assert not app.exception and raster_charts(app)
+    assert not app.exception
+    [(spec, datasets)] = raster_charts(app)  # the image of every point, with no hover cells yet
+    assert datasets["cells"].empty and datasets["image"].url[0].startswith("data:image/png;base64,")
     assert not app.dataframe and not app.number_input  # neither the table nor its pager yet
-    assert any("table is drawn in a moment" in caption.value for caption in app.caption)
+    assert any("hover and click, follow in a moment" in caption.value for caption in app.caption)
     assert "Download the filtered rows (CSV)" not in [button.label for button in app.get("download_button")]
     app.run()  # what the fragment's timer asks for: the whole app again
+    [(later_spec, later)] = raster_charts(app)
+    assert later_spec == spec, "the same chart: only its data changes, the browser does not draw it anew"
+    assert {param["name"] for param in spec["layer"][1]["params"]} >= {charts.PICK, charts.BOX}
+    assert later["image"].url[0] == datasets["image"].url[0] and later["cells"].n.sum() == N
     assert not app.exception and app.dataframe[0].value.example_id.tolist() == list(range(TABLE_PAGE_ROWS))
-    assert not any("table is drawn in a moment" in caption.value for caption in app.caption)
+    assert not any("in a moment" in caption.value for caption in app.caption)
     assert "Download the filtered rows (CSV)" in [button.label for button in app.get("download_button")]
     _widget(app, "selectbox", "w.color").set_value("prediction").run()  # any later run draws it at once
     assert app.dataframe[0].value.example_id.tolist() == list(range(TABLE_PAGE_ROWS))
@@ -72,7 +78,7 @@ def test_a_fresh_page_draws_the_chart_first_and_the_table_on_the_rerun_a_moment_
 
 def test_a_zoom_sets_the_x_and_y_filters_and_reset_removes_them(large, monkeypatch):
     monkeypatch.setattr(point_cloud_view, "RASTER_ABOVE", 1_000)  # the zoomed region is drawn as an image too
-    app = open_page(PAGE, large.path)
+    app = open_large(large.path)
     [(_, datasets)] = raster_charts(app)
     cells = datasets["cells"]
     x0, x1 = float(cells.x0.min()), float(cells.x1.max())
@@ -95,7 +101,7 @@ def test_a_zoom_sets_the_x_and_y_filters_and_reset_removes_them(large, monkeypat
 
 
 def test_zoomed_in_to_a_few_points_vega_draws_each_one(large):
-    app = open_page(PAGE, large.path)
+    app = open_large(large.path)
     [(_, datasets)] = raster_charts(app)
     cells = datasets["cells"]
     x0, x1 = float(cells.x0.min()), float(cells.x1.max())

@@ -185,6 +185,35 @@ def test_the_spec_offers_hover_click_and_a_zoom_box(table):
     assert fixed["datasets"]["selected"].empty
 
 
+def test_the_first_draw_spec_is_the_same_chart_with_no_cells_yet(table):
+    """A fresh browser's first draw (t3vis_app/deferred.py): the same spec with an empty cells dataset, so that
+    the next run only changes the chart's data; rendered by Vega (vl-convert) it is the same picture."""
+    import json
+
+    import vl_convert
+
+    raster = point_raster.point_raster(table, (), color=LABEL, layout="tsne", width=WIDTH, height=HEIGHT)
+    selected = point_raster.selected_point(table, (), raster.box, 3)
+    full = charts.raster_projection_spec(raster, layout="tsne", layer=6, selected=selected, title="t")
+    first = charts.raster_projection_spec(raster, layout="tsne", layer=6, selected=selected, title="t",
+                                          interactive=False)
+    assert {key: value for key, value in first.items() if key != "datasets"} == {
+        key: value for key, value in full.items() if key != "datasets"}
+    assert first["datasets"]["cells"].empty and len(full["datasets"]["cells"]) == len(raster.cells) > 0
+    assert list(first["datasets"]["cells"].columns) == list(full["datasets"]["cells"].columns)
+    for name in ("image", "selected"):
+        pd.testing.assert_frame_equal(first["datasets"][name], full["datasets"][name])
+
+    def picture(spec: dict) -> np.ndarray:
+        spec = {**spec, "datasets": {name: rows.to_dict(orient="records") for name, rows in spec["datasets"].items()}}
+        return np.asarray(Image.open(io.BytesIO(vl_convert.vegalite_to_png(json.dumps(spec), scale=1)))
+                          .convert("RGB")).astype(int)
+
+    shown, interactive = picture(first), picture(full)
+    assert shown.shape == interactive.shape
+    assert np.abs(shown - interactive).max() <= 3  # the cells are transparent until hovered
+
+
 def test_vega_places_the_image_the_right_way_up():
     """Rendered by vl-convert (Vega itself): the point at the top left of the layout is drawn top left."""
     import json
