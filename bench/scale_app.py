@@ -119,8 +119,7 @@ def browser_ms(store_path: Path, repeats: int) -> dict[str, float | list[float]]
                 if filtered_ms is not None:
                     filtered.append(filtered_ms)
         return {"cold": first[0], "first": first[1:], "hover": hover[1:], "table": table[1:], "filtered": filtered,
-                "floor": floor,
-                "rss_mb": memory.stop()}
+                "floor": floor, "rss_mb": memory.stop()}
 
 
 def _page_times(*, page_url: str, store_path: Path, attempt: int) -> tuple[float, float, float, float | None]:
@@ -164,8 +163,7 @@ def app_numbers(n: int, *, repeats: int = 3) -> dict[str, float]:
         print(f"  browser: cold first draw {browser['cold']:.0f} ms; first draw in a fresh browser "
               f"{_summary(browser['first'])} (a bare page of the same widgets without the table, in turn with it: "
               f"{_summary(browser['floor'])}); hover shows a cell's tooltip {_summary(browser['hover'])}; its Data "
-              f"table shows {_summary(browser['table'])}; after a filter "
-              f"change {_summary(browser['filtered'])}; "
+              f"table shows {_summary(browser['table'])}; after a filter change {_summary(browser['filtered'])}; "
               f"server peak RSS {browser['rss_mb']:.0f} MB", flush=True)
         first_run, server = server_ms(path, repeats)
         print(f"  server: first run {first_run:.0f} ms; after a filter change {_summary(server)}", flush=True)

@@ -157,7 +157,7 @@ for (shown_view, side), column in zip(views, columns):
                                         layer=shown_view.layer, selected_id=selected_id, title=title,
                                         key=f"cloud.{side}", width=900 // len(views), figure=figure)
     elif n_view > RASTER_ABOVE:
-        cells_waiting = cells_waiting or FIRST_DRAW
+        cells_waiting = FIRST_DRAW
         with column:  # a box dragged on the left chart zooms (x and y are the left layout's coordinates)
             clicked = raster_chart(ctx.store, shown_view, shown_table, view_filters, color=by_name[color_name],
                                    selected_id=selected_id, title=title, key=f"raster.{side}",

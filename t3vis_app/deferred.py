@@ -40,10 +40,9 @@ def pending(name: str) -> bool:
 def ready(name: str, *, placeholder: str) -> bool:
     """Whether the part ``name`` is to be drawn in this run. False the first time in a browser session: then
     ``placeholder`` (Markdown, trusted) is drawn in its place and the app reruns DEFER_SECONDS later."""
-    drawn = st.session_state.setdefault(_DRAWN, set())
-    if name in drawn or DEFER_SECONDS <= 0:
+    if not pending(name):
         return True
-    drawn.add(name)
+    st.session_state.setdefault(_DRAWN, set()).add(name)
     st.caption(placeholder)
     st.session_state[_WAITING] = True
     _rerun_soon()
