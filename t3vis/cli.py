@@ -194,6 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade.add_argument("--store", type=Path, default=DEFAULT_STORE_PATH,
                          help=f"the store to convert (default: {DEFAULT_STORE_PATH})")
     upgrade.add_argument("--device", default="cpu", help="device for recomputing (default: cpu)")
+    upgrade.add_argument("--base-model", help="the base model of checkpoints saved as peft adapters (LoRA), when "
+                                              "not the one each adapter names")
     upgrade.add_argument("--quiet", action="store_true", help="no progress bars")
 
     export = commands.add_parser(
@@ -346,7 +348,7 @@ def _upgrade(args) -> int:
     from t3vis.record.upgrade import upgrade_store
 
     with tqdm_progress(disable=args.quiet) as progress:
-        report = upgrade_store(args.store, device=args.device, progress=progress)
+        report = upgrade_store(args.store, device=args.device, progress=progress, base_model=args.base_model)
     if report.backup is None:
         print(f"{args.store} is already at the current schema version; nothing to do.")
         return 0

@@ -15,7 +15,6 @@ import streamlit as st
 
 from t3vis import point_raster
 from t3vis.queries import explore, summaries, tagging, training_view
-from t3vis.queries.checkpoint_reads import checkpoint_weights as _checkpoint_weights
 from t3vis.queries.frame_table import FrameTable
 from t3vis.queries.sql_console import schema_description as _schema_description
 from t3vis.store.database import Store
@@ -70,11 +69,6 @@ def runs(store: StoreHandle) -> pd.DataFrame:
 @_cached(32)
 def checkpoints(store: StoreHandle, run_id: str) -> pd.DataFrame:
     return store.database.checkpoints(run_id)
-
-
-@_cached(32)
-def checkpoint_weights(store: StoreHandle, run_id: str, checkpoint: str) -> Path | None:
-    return _checkpoint_weights(store.database, run_id, checkpoint)
 
 
 # -- examples: projections, Data Maps, filters ------------------------------------------------------

@@ -13,7 +13,7 @@ from t3vis.demo.background import BackgroundDemoBuild
 from t3vis.errors import SchemaVersionError, StoreError
 from t3vis.markdown_text import escape_markdown as md
 from t3vis.store.database import DEFAULT_DEMO_PATH, read_meta_of_any_version
-from t3vis_app import data, follow, state
+from t3vis_app import data, follow, models, state
 
 
 @dataclass(frozen=True)
@@ -149,5 +149,6 @@ def render() -> Context:
                               help="Checkpoints in training order; the latest is the default.")
     if checkpoint is None:
         sidebar.caption("This run has training dynamics but no ingested checkpoint yet.")
+    models.adapter_base_field(sidebar, store, run, checkpoint)  # a LoRA checkpoint: which base it loads over
     follow.render(store, run_id, names)  # the "Follow training" switch: reruns the page when the store grows
     return Context(store=store, run=run, checkpoints=checkpoints, checkpoint=checkpoint)

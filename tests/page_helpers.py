@@ -63,3 +63,38 @@ def deck_points(spec: dict) -> pd.DataFrame:
             text = base64.b64decode(data.split(",", 1)[1]).decode("utf-8")
             frames.append(pd.read_csv(io.StringIO(text), dtype={"l": str, "r": str, "v": str}).assign(layer=layer["id"]))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def token_saliency(app: AppTest) -> pd.DataFrame | None:
+    """The rows of the page's token chart (a ``token`` and a ``value`` column), or None when there is none."""
+    frames = [max(datasets.values(), key=len) for _, datasets in vega_charts(app)]
+    return next((rows for rows in frames if {"token", "value"} <= set(rows.columns)), None)
+
+
+def assert_live_views(store_path, run_id: str, checkpoint: str, example_id: int, *, split: str = "validation",
+                      **state) -> None:
+    """What a checkpoint's weights give in the app: the Instance page colours the selected example's tokens by
+    saliency, and the Attention heads page's instance scale draws a grid of the example's own head importance,
+    which a pruned head changes."""
+    from helpers import PROJECT
+    from t3vis.store.database import Store
+
+    chosen = dict(run_id=run_id, checkpoint=checkpoint, split=split, example_id=example_id, **state)
+    instance = open_page(str(PROJECT / "pages" / "instance.py"), store_path, **chosen)
+    assert not instance.exception, instance.exception
+    assert not [info.value for info in instance.info], "the live views are unavailable"
+    tokens = token_saliency(instance)
+    assert tokens is not None and (tokens.value.abs() > 0).any(), "no token is coloured by saliency"
+
+    heads = open_page(str(PROJECT / "pages" / "heads.py"), store_path, heads_scale="instance", **chosen)
+    assert not heads.exception, heads.exception
+    assert not [info.value for info in heads.info], "the instance scale is unavailable"
+    [(_, grid)] = chart_with(heads, "head")
+    run = Store(store_path).run(run_id)
+    assert len(grid) == run.num_layers * run.num_heads and (grid.value.abs() > 0).any()
+    heads.session_state["pruned"] = {run_id: [(0, 0)]}
+    heads.run()
+    assert not heads.exception, heads.exception
+    [(_, pruned)] = chart_with(heads, "head")
+    assert set(pruned[pruned.pruned].apply(lambda row: (row.layer, row["head"]), axis=1)) == {(0, 0)}
+    assert any("Pruned: L0·H0" in caption.value for caption in heads.caption)

@@ -35,7 +35,6 @@ from t3vis.model.attention import (  # noqa: F401 (AttentionProbe and ATTENTION_
     routes_module_attention,
 )
 from t3vis.model.adapters import (
-    adapter_base,
     adapter_head_size,
     attach_adapter,
     hub_adapter_folder,
@@ -43,6 +42,7 @@ from t3vis.model.adapters import (
     shared_weights_copy,
 )
 from t3vis.model.families import family_of, family_of_model, set_padding_token
+from t3vis.model.checkpoint_folders import find_base, weights_status
 from t3vis.tasks import SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION
 
 # The classifiers load_model loads: the Auto class, and how a checkpoint's architecture name ends when it has its head.
@@ -286,12 +286,9 @@ def load_adapter(folder, base_model, load_base: Callable[[str, str | None, str],
     folder or None, device)`` and kept (``key`` tells apart loads of one base with different options), with the
     adapter attached to a copy of the base's modules that shares its weights. The checkpoints of one LoRA run so
     read the base weights once and hold them once; each gets its own folder's tokenizer when it saved one."""
-    base = adapter_base(folder, base_model)
-    if Path(base).expanduser().exists():
-        base = str(Path(base).expanduser())
-    elif base.startswith(("/", ".", "~")):
-        raise ModelError(f"The adapter in {folder} was trained on {base}, which is not there any more. Give the base "
-                         f"model's folder (or hub name) with {option('base_model')}.")
+    status = weights_status(folder, base_model=base_model)
+    status.require()  # the base cannot be found: say which one, and how to give another
+    base = find_base(status.base)
     if is_adapter_folder(base):
         raise ModelError(f"The base model of the adapter in {folder}, {base}, is itself an adapter: give the full "
                          f"model it was trained on with {option('base_model')}.")

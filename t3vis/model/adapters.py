@@ -63,17 +63,6 @@ def adapter_settings(path: str | Path) -> dict:
         raise ModelError(f"Cannot read {Path(path) / ADAPTER_CONFIG}: {exc}.") from exc
 
 
-def adapter_base(path: str | Path, base_model: str | Path | None = None) -> str:
-    """The base model an adapter folder is trained on (``base_model`` when given)."""
-    if base_model is not None:
-        return str(base_model)
-    recorded = adapter_settings(path).get("base_model_name_or_path")
-    if not recorded:
-        raise ModelError(f"{Path(path) / ADAPTER_CONFIG} names no base model; give it with "
-                         f"{option('base_model')}.")
-    return str(recorded)
-
-
 HEAD_NAMES = ("classifier", "score")  # the classification heads a peft adapter saves (modules_to_save)
 
 

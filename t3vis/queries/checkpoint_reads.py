@@ -7,18 +7,24 @@ from pathlib import Path
 import numpy as np
 
 from t3vis.data.loading import ExampleSet
+from t3vis.model.checkpoint_folders import WeightsStatus, recorded_folder, weights_status
 from t3vis.store.database import Store
 
 
-def checkpoint_weights(store: Store, run_id: str, checkpoint: str) -> Path | None:
-    """The folder of a checkpoint's weights (relative paths are relative to the store's folder), or None."""
+def checkpoint_weights_status(store: Store, run_id: str, checkpoint: str, *,
+                              base_model: str | Path | None = None) -> WeightsStatus:
+    """What the folder the store records for a checkpoint holds, and whether it can be loaded
+    (:mod:`t3vis.model.checkpoint_folders`): a full model, or an adapter whose base (``base_model`` when given)
+    can be found."""
     path = store.scalar("SELECT path FROM checkpoints WHERE run_id = ? AND checkpoint = ?", [run_id, checkpoint])
-    if not path:
-        return None
-    folder = Path(path)
-    if not folder.is_absolute():
-        folder = store.path.resolve().parent / folder
-    return folder if (folder / "config.json").is_file() else None
+    return weights_status(recorded_folder(store.path.parent, path), base_model=base_model)
+
+
+def checkpoint_weights(store: Store, run_id: str, checkpoint: str, *,
+                       base_model: str | Path | None = None) -> Path | None:
+    """The folder of a checkpoint's weights when t3vis can load it (see :func:`checkpoint_weights_status`), or None."""
+    status = checkpoint_weights_status(store, run_id, checkpoint, base_model=base_model)
+    return status.folder if status.loadable else None
 
 
 def stored_examples(store: Store, run_id: str, split: str) -> ExampleSet:

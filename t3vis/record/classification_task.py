@@ -165,8 +165,9 @@ class SequenceClassificationTask:
             bundle = load_model(source.path, num_labels=len(data.label_names), **options)
         return bundle
 
-    def load_checkpoint(self, path: str, *, label_names: tuple[str, ...], device: str | None = None) -> ModelBundle:
-        return load_model(path, label_names=label_names, device=device)
+    def load_checkpoint(self, path: str, *, label_names: tuple[str, ...], device: str | None = None,
+                        base_model: str | None = None) -> ModelBundle:
+        return load_model(path, label_names=label_names, device=device, base_model=base_model)
 
     def compute_checkpoint(self, bundle: ModelBundle, data: ExampleSet, *, first_of_split: bool = True,
                            **details) -> CheckpointRecord:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from t3vis.model.checkpoint_folders import weights_status
 from t3vis.progress import Progress, no_progress
 from t3vis.record.distributed import Shard, current_shard, share_main_weights
 from t3vis.record.checkpoints import describe_checkpoint
@@ -67,6 +68,8 @@ def ingest_files(
     if not shard.is_main and not sharded:
         return None  # the main process computes this task's checkpoints alone
     folder = Path(model.path)
+    if folder.exists():  # a local folder: a model, or an adapter whose base is found (else say which base)
+        weights_status(folder, base_model=model.base_model).require()
     described = describe_checkpoint(folder, name=checkpoint) if folder.exists() else None
     details = dict(
         run_id=run_id or default_run_name(model.path),

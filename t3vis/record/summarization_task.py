@@ -95,8 +95,9 @@ class ExtractiveSummarizationTask:
         return load_summarizer(source.path, tokenizer=source.tokenizer, device=source.device,
                                trust_remote_code=source.trust_remote_code, base_model=source.base_model)
 
-    def load_checkpoint(self, path: str, *, label_names: tuple[str, ...], device: str | None = None) -> ModelBundle:
-        return load_summarizer(path, device=device)
+    def load_checkpoint(self, path: str, *, label_names: tuple[str, ...], device: str | None = None,
+                        base_model: str | None = None) -> ModelBundle:
+        return load_summarizer(path, device=device, base_model=base_model)
 
     def compute_checkpoint(self, bundle: ModelBundle, data: DocumentSet, *, first_of_split: bool = True,
                            **details) -> CheckpointRecord | None:

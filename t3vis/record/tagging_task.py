@@ -135,8 +135,10 @@ class TokenClassificationTask:
         names = label_names_for(bundle.label_names, data.tag_names)
         return bundle if names == bundle.label_names else replace(bundle, label_names=names)
 
-    def load_checkpoint(self, path: str, *, label_names: tuple[str, ...], device: str | None = None) -> ModelBundle:
-        return load_model(path, label_names=label_names, device=device, task=TOKEN_CLASSIFICATION)
+    def load_checkpoint(self, path: str, *, label_names: tuple[str, ...], device: str | None = None,
+                        base_model: str | None = None) -> ModelBundle:
+        return load_model(path, label_names=label_names, device=device, task=TOKEN_CLASSIFICATION,
+                          base_model=base_model)
 
     def compute_checkpoint(self, bundle: ModelBundle, data: TaggedSentences, *, first_of_split: bool = True,
                            **details) -> CheckpointRecord | None:

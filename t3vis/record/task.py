@@ -75,8 +75,10 @@ class RecordingTask(Protocol):
     def load_model(self, source: ModelSource, data_source: DataSource, data: Any) -> ModelBundle:
         """The checkpoint's model for this task, its new head (if any) sized to the data."""
 
-    def load_checkpoint(self, path: str, *, label_names: tuple[str, ...], device: str | None = None) -> ModelBundle:
-        """A checkpoint the store recorded, for the app's live views (its head has the run's labels)."""
+    def load_checkpoint(self, path: str, *, label_names: tuple[str, ...], device: str | None = None,
+                        base_model: str | None = None) -> ModelBundle:
+        """A checkpoint the store recorded, for the app's live views (its head has the run's labels); ``path`` may
+        be an adapter folder, loaded over ``base_model`` when given (else the base it names)."""
 
     def compute_checkpoint(self, bundle: ModelBundle, data: Any, *, first_of_split: bool = True,
                            **details) -> CheckpointRecord:

@@ -37,6 +37,7 @@ from pathlib import Path
 import duckdb
 
 from t3vis.errors import StoreError
+from t3vis.model.checkpoint_folders import recorded_folder, weights_status
 from t3vis.record.ingest import IngestConfig, sample_importance
 from t3vis.store.rows import importance_rows
 from t3vis.progress import Progress, no_progress
@@ -70,8 +71,10 @@ def stored_version(path: Path) -> str:
     return row[0][0] if row else "unknown"
 
 
-def upgrade_store(path: str | Path, *, device: str | None = "cpu", progress: Progress = no_progress) -> UpgradeReport:
-    """Convert the store at ``path`` to the current schema version (see the module docstring)."""
+def upgrade_store(path: str | Path, *, device: str | None = "cpu", progress: Progress = no_progress,
+                  base_model: str | None = None) -> UpgradeReport:
+    """Convert the store at ``path`` to the current schema version (see the module docstring); ``base_model``:
+    the base of adapter checkpoints (LoRA) whose weights are recomputed, when not the one they name."""
     path = Path(path)
     version = stored_version(path)
     report = UpgradeReport(path=path, from_version=version)
@@ -89,7 +92,7 @@ def upgrade_store(path: str | Path, *, device: str | None = "cpu", progress: Pro
     try:
         _copy_into_current_schema(backup, scratch)
         if version == "1":
-            _recompute_importance(scratch, report, device, progress)
+            _recompute_importance(scratch, report, device, progress, base_model)
         os.replace(scratch, path)  # only a complete conversion replaces the store
     finally:
         for leftover in (scratch, scratch.with_name(scratch.name + ".wal")):
@@ -144,7 +147,8 @@ def _copy_table(con: duckdb.DuckDBPyConnection, table: str) -> None:
     con.execute(f'INSERT INTO "{table}" ({quoted}) SELECT {", ".join(sources)} FROM t3vis_previous."{table}"{where}')
 
 
-def _recompute_importance(path: Path, report: UpgradeReport, device: str | None, progress: Progress) -> None:
+def _recompute_importance(path: Path, report: UpgradeReport, device: str | None, progress: Progress,
+                          base_model: str | None) -> None:
     """Version 1 → 2: head importance recomputed from each checkpoint's saved weights (module docstring)."""
 
     con = duckdb.connect(str(path), read_only=True)
@@ -161,14 +165,14 @@ def _recompute_importance(path: Path, report: UpgradeReport, device: str | None,
     for done, (run_id, checkpoint, split, weights, config_json, label_names) in enumerate(keys):
         progress("head importance", done, len(keys))
         name = f"{run_id}/{checkpoint} [{split}]"
-        folder = _weights_folder(path, weights)
-        if folder is None:
+        status = weights_status(recorded_folder(path.parent, weights), base_model=base_model)
+        if not status.loadable:
             gone.append((run_id, checkpoint, split))
-            report.dropped.append(f"{name}: its weights are not on disk")
+            report.dropped.append(f"{name}: its weights cannot be loaded ({status.problem})")
             continue
         config = _ingest_config(config_json, split)
-        new_tables[(run_id, checkpoint, split)] = _recompute(path, folder, run_id, split, tuple(label_names),
-                                                             config, device)
+        new_tables[(run_id, checkpoint, split)] = _recompute(path, status.folder, run_id, split, tuple(label_names),
+                                                             config, device, base_model)
         report.recomputed.append(name)
     progress("head importance", len(keys), len(keys))
 
@@ -190,15 +194,6 @@ def _recompute_importance(path: Path, report: UpgradeReport, device: str | None,
         con.close()
 
 
-def _weights_folder(store_path: Path, recorded: str | None) -> Path | None:
-    if not recorded:
-        return None
-    folder = Path(recorded)
-    if not folder.is_absolute():
-        folder = store_path.resolve().parent / folder
-    return folder if (folder / "config.json").is_file() else None
-
-
 def _ingest_config(config_json: str | None, split: str) -> IngestConfig:
     recorded = json.loads(config_json) if config_json else {}
     names = {item.name for item in fields(IngestConfig)} - {"layers", "split"}
@@ -207,11 +202,11 @@ def _ingest_config(config_json: str | None, split: str) -> IngestConfig:
 
 
 def _recompute(store_path: Path, folder: Path, run_id: str, split: str, label_names: tuple[str, ...],
-               config: IngestConfig, device: str | None):
+               config: IngestConfig, device: str | None, base_model: str | None):
     from t3vis.queries.checkpoint_reads import stored_examples  # the examples as the store holds them
     from t3vis.model.access import load_model
 
-    bundle = load_model(folder, label_names=label_names, device=device)
+    bundle = load_model(folder, label_names=label_names, device=device, base_model=base_model)
     examples = _read_examples(store_path, run_id, split, stored_examples)
     importance, n_examples = sample_importance(bundle, examples, config)
     return importance_rows(importance, n_examples)

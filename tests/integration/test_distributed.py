@@ -23,6 +23,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from distributed_training import N_TRAIN, TOPICS, train, train_tagger, training_texts
 from helpers import PROJECT, write_topic_csv
+from page_helpers import assert_live_views
 from t3vis.record.distributed import Shard
 from t3vis.store.database import Store
 
@@ -153,6 +154,7 @@ def test_callback_under_torchrun_records_each_example_once_as_one_process_does(t
     paths = ddp.query("SELECT checkpoint, path FROM checkpoints ORDER BY step")
     assert paths.values.tolist() == [["epoch-1", "frozen-checkpoints/epoch-1"], ["epoch-2", "frozen-checkpoints/epoch-2"]]
     assert (out / "frozen-checkpoints" / "epoch-2" / "config.json").is_file()
+    assert_live_views(out / "frozen.duckdb", "frozen", "epoch-2", 2)  # the weights the main process saved
 
     # Learning rate > 0, a checkpoint every 3 steps: still one row per training example and epoch.
     learning = Store(out / "learning.duckdb")

@@ -117,7 +117,7 @@ def test_the_cli_ingests_an_adapter_folder_and_finds_a_moved_base_with_base_mode
     assert run(["ingest", "--model", str(tmp_path / "adapter"), "--data", str(data), "--store", str(store),
                 "--run", "again", "--projection", "pca", "--quiet"]) == 2
     error = capsys.readouterr().err
-    assert "is not there any more" in error and "--base-model" in error
+    assert f"trained on {base}, which cannot be found here" in error and "--base-model" in error
     assert run(["ingest", "--model", str(tmp_path / "adapter"), "--base-model", str(tmp_path / "moved"),
                 "--data", str(data), "--store", str(store), "--run", "again", "--projection", "pca", "--quiet"]) == 0
     assert Store(store).scalar("SELECT count(*) FROM predictions WHERE run_id = 'again'") > 0
