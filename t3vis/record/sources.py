@@ -27,6 +27,9 @@ class DataSource:
     tags_column: str | None = None  # ... and the tag lists (tag names: label_names)
     tag_column: int = -1  # token classification, a CoNLL file: the column of the tags
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", _expanded(self.path))
+
 
 @dataclass(frozen=True)
 class ModelSource:
@@ -38,3 +41,13 @@ class ModelSource:
     num_labels: int | None = None
     device: str | None = None
     trust_remote_code: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("path", "tokenizer", "base_model"):
+            object.__setattr__(self, name, _expanded(getattr(self, name)))
+
+
+def _expanded(path):
+    """``~/x`` as the home folder's ``x`` (a quoted CLI argument, a Python string); anything else as given (a hub
+    name stays a string)."""
+    return Path(path).expanduser() if isinstance(path, (str, Path)) and str(path).startswith("~") else path

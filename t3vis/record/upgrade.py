@@ -41,7 +41,8 @@ from t3vis.model.checkpoint_folders import recorded_folder, weights_status
 from t3vis.record.ingest import IngestConfig, sample_importance
 from t3vis.store.rows import importance_rows
 from t3vis.progress import Progress, no_progress
-from t3vis.store.database import SCHEMA_VERSION, UPGRADABLE_VERSIONS, Store, refresh_data_map, schema_sql
+from t3vis.store.database import (SCHEMA_VERSION, UPGRADABLE_VERSIONS, Store, log_of, merge_pending_log,
+                                  refresh_data_map, schema_sql)
 from t3vis.tasks import SEQUENCE_CLASSIFICATION
 
 
@@ -75,7 +76,7 @@ def upgrade_store(path: str | Path, *, device: str | None = "cpu", progress: Pro
                   base_model: str | None = None) -> UpgradeReport:
     """Convert the store at ``path`` to the current schema version (see the module docstring); ``base_model``:
     the base of adapter checkpoints (LoRA) whose weights are recomputed, when not the one they name."""
-    path = Path(path)
+    path = Path(path).expanduser()
     version = stored_version(path)
     report = UpgradeReport(path=path, from_version=version)
     if version == str(SCHEMA_VERSION):
@@ -83,9 +84,13 @@ def upgrade_store(path: str | Path, *, device: str | None = "cpu", progress: Pro
     if version not in UPGRADABLE_VERSIONS:
         raise StoreError(f"{path} has schema version {version}, which this t3vis cannot convert. Re-ingest the "
                          "checkpoints into a new store.")
+    if not os.access(path.parent, os.W_OK):  # before anything is written: the backup and the new store go there
+        raise StoreError(f"{path.parent} is read-only here, and the upgrade writes a backup and the converted store "
+                         "beside the store. Copy the store into a folder you can write, and upgrade the copy.")
     backup = path.with_name(f"{path.name}.v{version}.bak")
     if backup.exists():
         raise StoreError(f"{backup} exists already; move it away first (the upgrade never overwrites a file).")
+    merge_pending_log(path)  # rows a crashed writer left in <store>.wal go into the file, then into the backup
     shutil.copy2(path, backup)
     report.backup = backup
     scratch = path.with_name(f".{path.name}.upgrading-{os.getpid()}")
@@ -93,6 +98,9 @@ def upgrade_store(path: str | Path, *, device: str | None = "cpu", progress: Pro
         _copy_into_current_schema(backup, scratch)
         if version == "1":
             _recompute_importance(scratch, report, device, progress, base_model)
+        if log_of(path).exists():  # written meanwhile: that log belongs to the old file, not to the new one
+            raise StoreError(f"{path} was written while it was being upgraded ({log_of(path)} appeared); it is "
+                             "unchanged. Stop the writer and run the upgrade again.")
         os.replace(scratch, path)  # only a complete conversion replaces the store
     finally:
         for leftover in (scratch, scratch.with_name(scratch.name + ".wal")):

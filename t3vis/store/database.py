@@ -11,9 +11,12 @@ so a crash leaves the store as it was and readers never see half a checkpoint.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import struct
+import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -118,22 +121,110 @@ def _first_row(result: duckdb.DuckDBPyConnection) -> tuple | None:
     return rows[0] if rows else None
 
 
-# DuckDB's messages for a file held by another connection; matched after removing the file's path,
-# so that a path containing these words is not taken for a lock.
-_LOCK_PATTERNS = (
-    re.compile(r"Could not set lock on file"),
-    re.compile(r"Can't open a connection to same database file with a different configuration"),
-)
+# DuckDB's messages for a file held by another connection, matched (after removing the file's path, so that a
+# path containing these words is not taken for a lock) only where the operating system cannot be asked.
+_LOCK_PATTERNS = (re.compile(r"Could not set lock on file.*Conflicting lock"),)
+
+# Lock states of a file, as the operating system tells them (lock_state).
+LOCK_HELD, LOCK_FREE, LOCKS_UNSUPPORTED, LOCK_UNKNOWN = "held", "free", "unsupported", "unknown"
+_FLOCK = "hhqqi4x"  # Linux's struct flock: l_type, l_whence, l_start, l_len, l_pid (and padding)
+_NO_LOCK_ERRNOS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS}
 
 
-def is_lock_conflict(exc: BaseException, path: Path) -> bool:
-    """Whether a DuckDB error says that another connection holds ``path``."""
-    if not isinstance(exc, (duckdb.IOException, duckdb.ConnectionException)):
+def lock_state(path: Path, *, exclusive: bool) -> str:
+    """Whether another process holds a lock on ``path`` that conflicts with a shared (reading) or an exclusive
+    (writing) one, as DuckDB takes them: LOCK_HELD, LOCK_FREE, LOCKS_UNSUPPORTED (the filesystem has no file
+    locks, e.g. NFS without a lock daemon) or LOCK_UNKNOWN (this platform cannot be asked). Asks with F_GETLK,
+    which takes no lock and works on a file opened read-only."""
+    if not sys.platform.startswith("linux"):
+        return LOCK_UNKNOWN
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return LOCK_UNKNOWN
+    try:
+        asked = struct.pack(_FLOCK, fcntl.F_WRLCK if exclusive else fcntl.F_RDLCK, os.SEEK_SET, 0, 0, 0)
+        answer = fcntl.fcntl(fd, fcntl.F_GETLK, asked)
+    except OSError as exc:
+        return LOCKS_UNSUPPORTED if exc.errno in _NO_LOCK_ERRNOS else LOCK_UNKNOWN
+    finally:
+        os.close(fd)
+    return LOCK_FREE if struct.unpack(_FLOCK, answer)[0] == fcntl.F_UNLCK else LOCK_HELD
+
+
+def is_lock_conflict(exc: BaseException, path: Path, *, read_only: bool = True) -> bool:
+    """Whether a DuckDB error opening ``path`` is a lock that another connection holds (worth waiting for).
+
+    Decided by what the error is, not by its wording where that can be avoided: a ConnectionException is
+    another connection of this process holding the file with another configuration; for an IOException the
+    operating system is asked whether another process holds a conflicting lock on the file. A filesystem
+    without file locks is no conflict (see :func:`no_file_locks`): waiting would not help."""
+    if isinstance(exc, duckdb.ConnectionException):
+        return True
+    if not isinstance(exc, duckdb.IOException):
         return False
+    state = lock_state(path, exclusive=not read_only)
+    if state != LOCK_UNKNOWN:
+        return state == LOCK_HELD
     message = str(exc)
     for form in {str(path), str(path.resolve()), os.path.abspath(path)}:
         message = message.replace(form, "<store>")
     return any(pattern.search(message) for pattern in _LOCK_PATTERNS)
+
+
+def no_file_locks(exc: BaseException, path: Path) -> bool:
+    """Whether a DuckDB error opening ``path`` comes from a filesystem without file locks."""
+    return isinstance(exc, duckdb.IOException) and lock_state(path, exclusive=False) == LOCKS_UNSUPPORTED
+
+
+def connect_waiting(path: Path, *, read_only: bool, config: Mapping[str, Any] | None = None,
+                    lock_timeout: float = 60.0) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection to ``path``, retried while another connection holds a conflicting lock (up to
+    ``lock_timeout`` seconds, then StoreLockedError); any other failure is a StoreError saying what to do."""
+    deadline = time.monotonic() + lock_timeout
+    delay = 0.01
+    freed = False  # the lock that refused us was gone when asked: one more try tells a release from another error
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only, config=dict(config or {}))
+        except duckdb.Error as exc:
+            if no_file_locks(exc, path):
+                raise StoreError(
+                    f"Cannot open {path}: its filesystem does not support file locks, which DuckDB needs (a network "
+                    "filesystem without a lock service, for example). Put the store on a local disk (copy it "
+                    "there to read it)."
+                ) from exc
+            if not is_lock_conflict(exc, path, read_only=read_only):
+                if isinstance(exc, duckdb.IOException) and not freed:
+                    freed = True  # released between DuckDB's try and our question: try again at once
+                    continue
+                raise StoreError(_open_failure(path, exc, read_only=read_only)) from exc
+            if time.monotonic() > deadline:
+                raise StoreLockedError(
+                    f"{path} stayed locked by another process for {lock_timeout:.0f} s. Is a writer stuck? Close it, "
+                    "or raise lock_timeout."
+                ) from exc
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)
+
+
+def merge_pending_log(path: Path, *, lock_timeout: float = 60.0) -> None:
+    """Apply a database file's pending write-ahead log to the file itself (DuckDB's CHECKPOINT), so that the file
+    can be copied or replaced on its own. A writer killed after its commit and before DuckDB's own checkpoint
+    (a crashed training run) leaves rows that live only in ``<file>.wal``: a copy of the file alone loses them,
+    and a new file put in its place beside that log cannot be opened. The rows stay as they are; waits while
+    another process holds the file, as every write does."""
+    if not log_of(path).exists():
+        return
+    con = connect_waiting(path, read_only=False, lock_timeout=lock_timeout)
+    try:
+        con.execute("CHECKPOINT")
+    finally:
+        con.close()
+    if log_of(path).exists() and log_of(path).stat().st_size > 0:
+        raise StoreError(f"Could not apply the write-ahead log {log_of(path)} to {path}; copy both files together.")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -166,9 +257,24 @@ def _check_can_create(path: Path) -> None:
                          "write to.")
 
 
+def log_of(path: Path) -> Path:
+    """DuckDB's write-ahead log of a database file."""
+    return path.with_name(path.name + ".wal")
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of a file, None when there is none: tells a file apart from one put in its place."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
 def _remove_created(path: Path) -> None:
-    """Remove a store file (and its write-ahead log) that a failed first write created."""
-    for file in (path, path.with_name(path.name + ".wal")):
+    """Remove a store file that a failed first write created, and its write-ahead log (made by this process:
+    ``Store._create_file`` refuses a path that had one)."""
+    for file in (path, log_of(path)):
         try:
             file.unlink()
         except FileNotFoundError:
@@ -269,8 +375,9 @@ class Store:
     """
 
     def __init__(self, path: str | Path, *, create: bool = False, lock_timeout: float = 60.0):
-        self.path = Path(path)
+        self.path = Path(path).expanduser()  # "~/runs/x.duckdb" from Python or a quoted CLI argument
         self.lock_timeout = lock_timeout
+        self._checked_file: tuple[int, int] | None = None  # (device, inode) of the file _check last accepted
         if self.path.is_dir():
             raise StoreError(f"{self.path} is a folder; give the path of a .duckdb file inside it.")
         if self.path.exists():
@@ -304,22 +411,7 @@ class Store:
             finally:
                 con.close()
             return
-        deadline = time.monotonic() + self.lock_timeout
-        delay = 0.01
-        while True:
-            try:
-                con = duckdb.connect(str(self.path), read_only=read_only, config=dict(config or {}))
-                break
-            except duckdb.Error as exc:
-                if not is_lock_conflict(exc, self.path):
-                    raise StoreError(_open_failure(self.path, exc, read_only=read_only)) from exc
-                if time.monotonic() > deadline:
-                    raise StoreLockedError(
-                        f"{self.path} stayed locked by another process for {self.lock_timeout:.0f} s. "
-                        "Is a writer stuck? Close it, or raise lock_timeout."
-                    ) from exc
-                time.sleep(delay)
-                delay = min(delay * 2, 0.25)
+        con = connect_waiting(self.path, read_only=read_only, config=config, lock_timeout=self.lock_timeout)
         try:
             yield con
         finally:
@@ -327,8 +419,17 @@ class Store:
 
     def _check(self) -> None:
         """Refuse a file that is not a t3vis store of this schema version (opened read-only)."""
+        identity = _file_identity(self.path)
         with self._connect(read_only=True) as con:
             _check_schema(con, self.path)
+        self._checked_file = identity
+
+    def _check_before_writing(self) -> None:
+        """Check the file at the path before opening it read-write, unless it is the very file checked before.
+        A file that appeared after this Store was made (another program's DuckDB database, say) must be refused
+        while it is opened read-only: a read-write open replays its write-ahead log and changes its bytes."""
+        if _file_identity(self.path) != self._checked_file:
+            self._check()
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -344,15 +445,24 @@ class Store:
         return None if row is None else row[0]
 
     @contextmanager
-    def sandboxed(self, limits: Mapping[str, Any] | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    def sandboxed(self, limits: Mapping[str, Any] | None = None, *, spill_folder: str | Path | None = None
+                  ) -> Iterator[duckdb.DuckDBPyConnection]:
         """A read-only connection for user-written SQL: no file access beyond this store, no extensions,
         settings locked (see :mod:`t3vis.queries.sql_console`). ``limits``: more DuckDB settings (memory_limit,
-        threads, ...), applied before the settings are locked."""
+        threads, ...), applied before the settings are locked. ``spill_folder``: where DuckDB may spill a query
+        larger than its memory (``temp_directory``; by default ``<store>.tmp`` beside the store), set when the
+        connection opens because DuckDB refuses to move it once external access is off.
+
+        Open it in a process of its own (:mod:`t3vis.queries.console_process`): DuckDB keeps one database
+        instance per file per process, with one configuration, so while this connection is open every other
+        connection of the same process to this store, with the plain configuration, is refused and waits."""
         config = {**dict(limits or {}), **SANDBOX_CONFIG, "lock_configuration": False}
+        if spill_folder is not None:
+            config["temp_directory"] = str(spill_folder)
         with self._connect(read_only=True, config=config) as con:
-            # Session settings first (DuckDB may draw a progress bar on the server's stdout for long queries),
-            # then lock every setting before any user SQL runs. Connections of one process share the database
-            # instance, and with it the lock: a second sandboxed connection finds it locked already.
+            # Session settings first (DuckDB may draw a progress bar on stdout for long queries), then lock every
+            # setting before any user SQL runs. Connections of one process share the database instance, and with
+            # it the lock: a second sandboxed connection finds it locked already.
             if not _first_row(con.execute("SELECT current_setting('lock_configuration')"))[0]:
                 con.execute("SET enable_progress_bar = false")
                 con.execute("SET lock_configuration = true")
@@ -412,6 +522,8 @@ class Store:
         """
         created = not self.path.exists() and self._create_file()
         try:
+            if not created:
+                self._check_before_writing()
             with self._connect(read_only=False) as con:
                 con.execute("BEGIN TRANSACTION")
                 try:
@@ -428,7 +540,7 @@ class Store:
                         "are writable and the disk has space; the store is unchanged."
                     ) from exc
         except BaseException:
-            if created:  # only the file this call made; never one another process made meanwhile
+            if created:  # only the files this call made (_create_file refuses a log that was there before it)
                 _remove_created(self.path)
             raise
 
@@ -442,6 +554,11 @@ class Store:
         except OSError as exc:
             raise StoreError(f"Cannot create the folder {self.path.parent} for the store: {exc.strerror}. "
                              "Choose a store path in a folder you can write to.") from exc
+        stray_log = log_of(self.path)
+        if stray_log.exists():
+            raise StoreError(f"Cannot create the store {self.path}: a write-ahead log {stray_log} lies there without "
+                             "its database, and DuckDB would apply it to the new store. Move it away (it belongs to "
+                             "a database that was moved or deleted), or choose another store path.")
         scratch = self.path.with_name(f".{self.path.name}.creating-{os.getpid()}-{threading.get_ident()}")
         try:
             con = duckdb.connect(str(scratch))
@@ -461,6 +578,7 @@ class Store:
                 if self.path.exists():
                     return False
                 os.replace(scratch, self.path)
+            self._checked_file = _file_identity(self.path)
             return True
         except (OSError, duckdb.Error) as exc:
             raise StoreError(f"Cannot create the store {self.path}: {exc}. Choose a store path in a folder you can "

@@ -2,14 +2,16 @@
 
 A real ``transformers.Trainer`` trains with ``T3visCallback`` while another process holds the
 store with overlapping 20 s SQL-console queries (read-only connections, which keep any writer
-out) and a third process reads it in a loop as the app does. Training must run at its own
-pace, the writes must wait for the readers, and in the end every checkpoint and every dynamics
-row must be in the store.
+out) and a third process reads it in a loop as the app does. The callback's store gives up waiting
+for the lock after LOCK_TIMEOUT seconds, far less than the readers hold it, so its writes time out and
+are retried. Training must run at its own pace, the writes must wait for the readers, and in the end
+every checkpoint and every dynamics row must be in the store.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 import textwrap
@@ -25,6 +27,7 @@ from t3vis.record.ingest import IngestConfig
 from t3vis.store.database import Store
 
 HOLD_SECONDS = 40  # the console process keeps a read-only connection open this long, without a gap
+LOCK_TIMEOUT = 8  # the callback's store waits this long for the lock, then its background writer retries
 
 CONSOLE = textwrap.dedent("""
     import json, os, sys, threading, time
@@ -103,7 +106,7 @@ class LoopTimer(TrainerCallback):
 
 
 @pytest.mark.slow
-def test_training_runs_at_its_own_pace_while_readers_hold_the_store(tmp_path, tiny_model_dir, topic_csv):
+def test_training_runs_at_its_own_pace_while_readers_hold_the_store(tmp_path, tiny_model_dir, topic_csv, caplog):
     path = tmp_path / "live.duckdb"
     Store(path, create=True).initialise()
     console = subprocess.Popen([sys.executable, "-c", CONSOLE, str(path), str(HOLD_SECONDS)],
@@ -116,7 +119,9 @@ def test_training_runs_at_its_own_pace_while_readers_hold_the_store(tmp_path, ti
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir)
     examples = load_examples(topic_csv)
-    callback = T3visCallback(path, run_id="live", eval_examples=examples, train_examples=examples,
+    caplog.set_level(logging.INFO, logger="t3vis.store.background_writer")
+    callback = T3visCallback(Store(path, lock_timeout=LOCK_TIMEOUT), run_id="live", eval_examples=examples,
+                             train_examples=examples,
                              ingest_config=IngestConfig(projection="pca", importance_examples=8))
     timer = LoopTimer()
     trainer = Trainer(
@@ -145,6 +150,8 @@ def test_training_runs_at_its_own_pace_while_readers_hold_the_store(tmp_path, ti
     # ... while the writes did wait: they finished only after the console let go
     assert finished - started > HOLD_SECONDS - 12
     assert callback.problems == [] and callback.writer.failures == []
+    waits = [record.getMessage() for record in caplog.records if "after waiting" in record.getMessage()]
+    assert waits, "no write timed out on the lock and was retried"  # the retry path ran, and the write landed
 
     store = Store(path)
     assert store.checkpoints("live").checkpoint.tolist() == ["epoch-1", "epoch-2", "epoch-3"]
