@@ -7,7 +7,8 @@ from t3vis.attribution import prepare
 from t3vis.analysis.instance_heads import attention_on_demand, instance_outputs
 from t3vis.markdown_text import escape_markdown as md  # store text shown as Markdown
 from t3vis.tasks import EXTRACTIVE_SUMMARIZATION, TOKEN_CLASSIFICATION
-from t3vis_app import document_instance, sidebar, state, tagging_instance
+from t3vis_app import sidebar, state
+from t3vis_app.tasks import summarization as document_instance, tagging as tagging_instance
 from t3vis_app.selection import probability_bars, selected_details
 from t3vis_app.models import checkpoint_model, session_cached
 from t3vis_app.sticky import sticky_controls

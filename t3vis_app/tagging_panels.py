@@ -58,7 +58,7 @@ def confusion_filter(ctx, split: str) -> tuple:
 
 def sentence_panel(ctx, split: str) -> None:
     """The selected sentence: its words with gold and predicted tags at the checkpoint."""
-    from t3vis_app.tagging_instance import tagged_words
+    from t3vis_app.tasks.tagging import tagged_words
 
     st.subheader("Selected sentence")
     selected_split, example_id, details = selected_details(ctx)

@@ -1,0 +1,1 @@
+"""The app side of the task seam: what the pages show differently for each task."""
