@@ -8,19 +8,18 @@ import streamlit as st
 from t3vis import charts
 
 from t3vis.queries import explore
-from t3vis.analysis.evaluation import document_pruning_table, evaluate, evaluate_summaries, evaluate_tagging
-from t3vis.analysis.instance_heads import document_heads, instance_heads, instance_pattern_frame, sentence_heads
-from t3vis.queries.checkpoint_reads import stored_documents, stored_examples, stored_sentences
-from t3vis.tasks import EXTRACTIVE_SUMMARIZATION, TOKEN_CLASSIFICATION
+from t3vis.analysis.instance_heads import instance_pattern_frame
 from t3vis.markdown_text import escape_markdown as md  # store text shown as Markdown
 from t3vis_app import data, sidebar, state
 from t3vis_app.figure_downloads import figure_buttons
 from t3vis_app.sticky import sticky_controls
-from t3vis_app.selection import probability_bars, selected, selected_details
+from t3vis_app.selection import selected
 from t3vis_app.models import checkpoint_model, session_cached
+from t3vis_app.tasks import app_task
 
 ctx = sidebar.render()
 run = ctx.run
+TASK = app_task(run.task)  # what an example and its outputs are (t3vis_app/tasks)
 st.title("Attention heads")
 if ctx.checkpoint is None:
     st.info("This run has no ingested checkpoint yet: the head view needs one (`t3vis ingest`).")
@@ -70,14 +69,7 @@ with prune_row[2]:
 selected_head = state.selected_head(int(run.num_layers), int(run.num_heads))
 
 # -- the selected example and the live analysis ------------------------------------------------------
-SUMMARIZATION = run.task == EXTRACTIVE_SUMMARIZATION
-TAGGING = run.task == TOKEN_CLASSIFICATION
-if SUMMARIZATION:
-    split, example_id = state.selected_example()
-    details = None if example_id is None else data.document_details(ctx.store, run.run_id, split, example_id,
-                                                                   ctx.checkpoint)
-else:
-    split, example_id, details = selected_details(ctx)
+split, example_id, details = TASK.heads_example(ctx)
 bundle, why_not = (None, "")
 if scale == "instance" or (details is not None):
     bundle, why_not = checkpoint_model(ctx.store, run, ctx.checkpoint)
@@ -89,18 +81,8 @@ def analysis_key(pruned_heads: frozenset) -> tuple:
 
 
 def analyse(pruned_heads: frozenset):
-    key = analysis_key(pruned_heads)
-    if SUMMARIZATION:
-        sentences = details["sentences"]
-        return session_cached("instance_heads", key, lambda: document_heads(
-            bundle, sentences.text.tolist(), sentences.label.to_numpy(), pruned=pruned_heads), size=4)
-    if TAGGING:
-        words = details["words"]
-        return session_cached("instance_heads", key, lambda: sentence_heads(
-            bundle, words.word.tolist(), words.label.to_numpy(), pruned=pruned_heads, max_length=run.max_length),
-            size=4)
-    return session_cached("instance_heads", key, lambda: instance_heads(
-        bundle, details["text"], details.get("text_pair") or None, label=int(details["label"]), pruned=pruned_heads))
+    return session_cached("instance_heads", analysis_key(pruned_heads),
+                          lambda: TASK.analyse_heads(bundle, details, run, pruned_heads), size=4)
 
 
 # -- the grid ---------------------------------------------------------------------------------------
@@ -156,9 +138,7 @@ else:
     if show == "importance":
         grid = pd.DataFrame([{"layer": l, "head": h, "value": float(analysis.importance_global[l, h])}
                              for l in range(int(run.num_layers)) for h in range(int(run.num_heads))])
-        explained = ("its loss against the oracle" if SUMMARIZATION else "its words' loss against the gold tags"
-                     if TAGGING else f"gold label {details['label_name']}")
-        grid_title = (f"Importance for example #{example_id} ({explained}), ÷ the largest head"
+        grid_title = (f"Importance for example #{example_id} ({TASK.importance_target(details)}), ÷ the largest head"
                       + (" · pruned heads masked" if pruned else ""))
         chart = charts.head_importance_chart(grid, value_title="importance", selected=selected_head,
                                              pruned=pruned, title=grid_title)
@@ -228,45 +208,18 @@ elif bundle is None:
 else:
     before, after = analyse(frozenset()), analyse(pruned)
     pruned_label = f"{len(pruned)} head{'' if len(pruned) == 1 else 's'} pruned"
-    names = list(run.label_names)
-    left, right = st.columns(2)
-    if SUMMARIZATION:
-        st.dataframe(document_pruning_table(details["sentences"], before.probs, after.probs, pruned_label),
-                     hide_index=True, column_config={"sentence": st.column_config.TextColumn(width="large")})
-    if TAGGING:
-        words = details["words"]
-        kept = len(before.probs)
-        st.dataframe(pd.DataFrame({
-            "word": words.word.iloc[:kept], "gold": words.tag.iloc[:kept],
-            "all heads": [names[int(i)] for i in before.probs.argmax(1)],
-            pruned_label: [names[int(i)] for i in after.probs.argmax(1)],
-        }), hide_index=True)
-    for column, result, heading in (() if SUMMARIZATION or TAGGING else ((left, before, "All heads"),
-                                                                        (right, after, pruned_label))):
-        predicted = names[int(result.probs.argmax())]
-        with column:
-            st.markdown(f"**{heading}**: predicts **{md(predicted)}** for #{example_id} "
-                        f"(gold {md(details['label_name'])})")
-            probability_bars(names, result.probs, gold=details["label_name"], predicted=predicted, figure=(
-                f"t3vis-{run.run_id}-{split}-{example_id}-{heading}-probabilities",
-                f"run {run.run_id} · {ctx.checkpoint} · {split} split · example #{example_id} · {heading}"),
-                key=f"probabilities.{heading}")
+    TASK.pruning_effect(ctx, details, before, after, pruned_label=pruned_label, split=split, example_id=example_id)
     if st.button("Measure on the whole evaluation set", disabled=not pruned,
-                 help="The checkpoint's metrics on the selected example's split (accuracy and loss; ROUGE and "
-                      "loss for a summarizer; entity F1, word accuracy and loss for a tagger), with and without the "
-                      "pruned heads."):
-        read = stored_documents if SUMMARIZATION else stored_sentences if TAGGING else stored_examples
-        examples = read(ctx.store.database, run.run_id, split)
+                 help=f"The checkpoint's metrics on the selected example's split ({TASK.evaluation_help}), with and "
+                      "without the pruned heads."):
         bar = st.progress(0.0, text="Evaluating ...")
 
         def report(phase, done, total, offset=0.0, label="all heads"):
             bar.progress(min(offset + 0.5 * done / max(total, 1), 1.0), text=f"{label}: {done} / {total}")
 
-        measure = evaluate_summaries if SUMMARIZATION else evaluate_tagging if TAGGING else evaluate
-        limit = {"max_length": int(run.max_length)} if TAGGING else {}  # the words the store's checkpoint saw
-        full = measure(bundle, examples, progress=report, **limit)
-        cut = measure(bundle, examples, pruned=pruned, progress=lambda p, d, t: report(p, d, t, 0.5, pruned_label),
-                      **limit)
+        full = TASK.evaluate_pruning(bundle, ctx, split, pruned=frozenset(), progress=report)
+        cut = TASK.evaluate_pruning(bundle, ctx, split, pruned=pruned,
+                                    progress=lambda p, d, t: report(p, d, t, 0.5, pruned_label))
         bar.empty()
         st.session_state["prune_evaluation"] = {"pruned": sorted(pruned), "split": split, "rows": [
             {"model": name, **{("examples" if key == "n_examples" else key): value for key, value in asdict(result).items()}}

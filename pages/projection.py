@@ -8,19 +8,17 @@ from t3vis.queries import explore
 from t3vis_app import data, deferred, sidebar, state
 from t3vis_app.figure_downloads import figure_buttons
 from t3vis_app.filters import filter_widgets, zoom_to, zoomed
-from t3vis.tasks import EXTRACTIVE_SUMMARIZATION, TOKEN_CLASSIFICATION, task_spec
 from t3vis_app.point_cloud_view import (LARGE_VIEW, RASTER_ABOVE, TABLE_PAGE_ROWS, data_table, point_cloud_chart,
                                         raster_chart)
-from t3vis_app.selection import document_panel, example_panel, picked_from_chart, picked_from_table
-from t3vis_app.tagging_panels import confusion_filter, sentence_panel
+from t3vis_app.selection import picked_from_chart, picked_from_table
+from t3vis_app.tasks import app_task
 
 ctx = sidebar.render()
 run_id = ctx.run.run_id
 st.title("Projection")
 
-SPEC = task_spec(ctx.run.task)
-SUMMARIZATION = SPEC.name == EXTRACTIVE_SUMMARIZATION
-TAGGING = SPEC.name == TOKEN_CLASSIFICATION
+TASK = app_task(ctx.run.task)  # what an example, a unit and a Data Map point are (t3vis_app/tasks)
+SPEC = TASK.spec
 # What a point is, by view.points: an example (a text, a document, a sentence), a unit of one, an entity span
 POINT_NAMES = {"examples": f"{SPEC.example}s", "units": f"{SPEC.unit}s", "spans": "entity spans"}
 splits = data.splits(ctx.store, run_id)
@@ -35,9 +33,7 @@ for row in splits.itertuples():
         layout_options += [(method, row.split, "units") for method in methods]
 for row in splits.itertuples():
     if row.has_dynamics:  # the Data Map is of the task's Data Map points (and, for entities, of their spans)
-        layout_options.append((explore.DATA_MAP, row.split, "units" if SPEC.per_unit_tables else "examples"))
-        if TAGGING:
-            layout_options.append((explore.DATA_MAP, row.split, "spans"))
+        layout_options += [(explore.DATA_MAP, row.split, points) for points in TASK.data_map_points]
 if not layout_options:
     st.info("This run has no projections and no training dynamics yet: ingest a checkpoint with `t3vis ingest`, "
             "or record training with the T3visCallback.")
@@ -103,8 +99,7 @@ if LARGE:
 else:
     unfiltered = data.example_frame(ctx.store, view)
     filters = filter_widgets(known, lambda attribute: explore.attribute_summary(unfiltered, attribute))
-if TAGGING and points == "units" and "prediction" in by_name:
-    filters = filters + confusion_filter(ctx, split)  # a clicked cell: its words only
+filters = filters + TASK.projection_filters(ctx, split, points, by_name)  # e.g. a tag confusion matrix's cell
 if LARGE:
     n_shown, n_total = table.count(filters), table.n_rows
 else:
@@ -226,10 +221,5 @@ WAITING = "The table, and the chart's hover and click, follow in a moment…" if
 if not LARGE or deferred.ready("projection.table", placeholder=WAITING):
     table_section()
 
-if SUMMARIZATION:
-    document_panel(ctx, split)
-elif TAGGING:
-    sentence_panel(ctx, split)
-else:
-    example_panel(ctx, split)
+TASK.selection_panel(ctx, split)
 state.write_url()

@@ -6,7 +6,6 @@ import pandas as pd
 import streamlit as st
 
 from t3vis import charts
-from t3vis.markdown_text import escape_markdown as md
 from t3vis_app import data, state
 
 
@@ -63,61 +62,3 @@ def probability_bars(names: list[str], probs, *, gold: str, predicted: str, figu
         from t3vis_app.figure_downloads import figure_buttons
 
         figure_buttons(chart, name=figure[0], caption=figure[1], key=f"figure.{key}")
-
-
-def document_panel(ctx, split: str) -> None:
-    """The selected document of a summarization run: its predicted summary, the oracle's and the reference."""
-    st.subheader("Selected document")
-    selected_split, example_id = state.selected_example()
-    if example_id is None or selected_split != split:
-        st.caption("Click a point or a table row to select a document; the Instance view shows it sentence by "
-                   "sentence.")
-        return
-    details = data.document_details(ctx.store, ctx.run.run_id, split, example_id, ctx.checkpoint)
-    if details is None:
-        st.caption(f"Document {example_id} is not in the {md(split)} split of this run.")
-        return
-    sentences = details["sentences"]
-    rouge1 = details.get("rouge1")
-    scored = "" if rouge1 is None or pd.isna(rouge1) else f" · ROUGE-1 {rouge1:.3f} at **{md(ctx.checkpoint)}**"
-    st.markdown(f"**#{example_id}** · {md(split)} split · {len(sentences)} sentences"
-                + (f", {int((~sentences.kept).sum())} cut at the token limit" if (~sentences.kept).any() else "")
-                + scored)
-    left, right = st.columns(2)
-    with left:
-        st.markdown("**Predicted summary**" if sentences.selected.notna().any() else "**Oracle summary**")
-        chosen = sentences[sentences.selected.fillna(False).astype(bool)] if sentences.selected.notna().any() \
-            else sentences[sentences.label == 1]
-        st.text("\n".join(chosen.text))
-    with right:
-        st.markdown("**Reference**")
-        st.text(details.get("reference") or "")
-
-
-def example_panel(ctx, split: str) -> None:
-    """Text, label, prediction and class probabilities of the selected example."""
-    st.subheader("Selected example")
-    selected_split, example_id, details = selected_details(ctx)
-    if example_id is None or selected_split != split:
-        st.caption("Click a point or a table row to select an example; the other views follow the selection.")
-        return
-    if details is None:
-        st.caption(f"Example {example_id} is not in the {md(split)} split of this run.")
-        return
-    label_names = list(details["label_names"])
-    left, right = st.columns([3, 2])
-    with left:
-        st.markdown(f"**#{example_id}** · {md(split)} split · label **{md(details['label_name'])}**"
-                    + (" · truncated" if details["truncated"] else ""))
-        st.text(details["text"] + ("" if not details.get("text_pair") else "\n\n" + details["text_pair"]))
-    with right:
-        probs = details.get("probs")
-        if probs is None or (isinstance(probs, float)):
-            st.caption("No prediction at this checkpoint for this split.")
-        else:
-            predicted = label_names[int(details["pred"])]
-            st.markdown(f"Prediction at **{md(ctx.checkpoint)}**: **{md(predicted)}** "
-                        f"(loss {details['loss']:.3f})")
-            probability_bars(label_names, probs, gold=details["label_name"], predicted=predicted, figure=(
-                f"t3vis-{ctx.run.run_id}-{split}-{example_id}-probabilities",
-                f"run {ctx.run.run_id} · {ctx.checkpoint} · {split} split · example #{example_id}"))

@@ -1,4 +1,4 @@
-"""The Instance view of an extractive-summarization run: a document sentence by sentence.
+"""The app side of extractive summarization; its Instance view shows a document sentence by sentence.
 
 Each sentence shows its predicted score, whether it is in the predicted summary and in the oracle's;
 the reference summary is beside it. Selecting a sentence makes its score the output to explain: the
@@ -13,18 +13,106 @@ import pandas as pd
 import streamlit as st
 
 from t3vis.analysis.document_view import document_attentions
+from t3vis.analysis.evaluation import document_pruning_table, evaluate_summaries
+from t3vis.analysis.instance_heads import document_heads
 from t3vis.attribution.base import prepare_document
 from t3vis.markdown_text import escape_markdown as md
+from t3vis.queries.checkpoint_reads import stored_documents
+from t3vis.tasks import EXTRACTIVE_SUMMARIZATION, task_spec
 from t3vis_app.sticky import sticky_controls
 from t3vis_app import data, state
 from t3vis_app.models import checkpoint_model, session_cached
 from t3vis_app.token_colours import attribution_on_request, saliency_controls, show_tokens
 from t3vis_app.selection import selected
+from t3vis_app.tasks.base import queries_for
 
 SENTENCE = "summary_sentence"  # the explained sentence, kept across reruns and pages
 
 
-def render(ctx) -> None:
+class SummarizationApp:
+    spec = task_spec(EXTRACTIVE_SUMMARIZATION)
+    data_map_points = ("units",)
+    evaluation_help = "ROUGE and loss"
+
+    def projection_filters(self, ctx, split: str, points: str, attribute_names) -> tuple:
+        return ()
+
+    def selection_panel(self, ctx, split: str) -> None:
+        document_panel(ctx, split)
+
+    def instance_view(self, ctx) -> None:
+        instance_view(ctx)
+
+    def heads_example(self, ctx):
+        split, example_id = state.selected_example()
+        details = None if example_id is None else data.document_details(ctx.store, ctx.run.run_id, split,
+                                                                       example_id, ctx.checkpoint)
+        return split, example_id, details
+
+    def analyse_heads(self, bundle, details: dict, run, pruned: frozenset):
+        sentences = details["sentences"]
+        return document_heads(bundle, sentences.text.tolist(), sentences.label.to_numpy(), pruned=pruned)
+
+    def importance_target(self, details: dict) -> str:
+        return "its loss against the oracle"
+
+    def pruning_effect(self, ctx, details: dict, before, after, *, pruned_label: str, split: str,
+                       example_id: int) -> None:
+        st.dataframe(document_pruning_table(details["sentences"], before.probs, after.probs, pruned_label),
+                     hide_index=True, column_config={"sentence": st.column_config.TextColumn(width="large")})
+
+    def evaluate_pruning(self, bundle, ctx, split: str, *, pruned: frozenset, progress):
+        return evaluate_summaries(bundle, stored_documents(ctx.store.database, ctx.run.run_id, split), pruned=pruned,
+                                  progress=progress)
+
+    def training_view(self, ctx, curves, draw_curve) -> None:
+        summary = data.summary_curves(ctx.store, ctx.run.run_id)
+        if summary.empty and curves.empty:
+            st.info("This run has no checkpoints and no training dynamics yet.")
+            st.stop()
+        st.caption("ROUGE (F1) of each checkpoint's predicted summaries (its 3 highest-scoring sentences) against the "
+                   "references; Lead-3 and the oracle as references lines. Loss: mean sentence binary cross-entropy.")
+        left, right = st.columns(2)
+        for column, metric in ((left, "rouge1"), (right, "rougeL")):
+            with column:
+                draw_curve(summary, metric, None)
+        if not curves.empty:
+            draw_curve(curves, "loss", None)
+
+    def example_queries(self):
+        return queries_for(EXTRACTIVE_SUMMARIZATION)
+
+
+def document_panel(ctx, split: str) -> None:
+    """The selected document of a summarization run: its predicted summary, the oracle's and the reference."""
+    st.subheader("Selected document")
+    selected_split, example_id = state.selected_example()
+    if example_id is None or selected_split != split:
+        st.caption("Click a point or a table row to select a document; the Instance view shows it sentence by "
+                   "sentence.")
+        return
+    details = data.document_details(ctx.store, ctx.run.run_id, split, example_id, ctx.checkpoint)
+    if details is None:
+        st.caption(f"Document {example_id} is not in the {md(split)} split of this run.")
+        return
+    sentences = details["sentences"]
+    rouge1 = details.get("rouge1")
+    scored = "" if rouge1 is None or pd.isna(rouge1) else f" · ROUGE-1 {rouge1:.3f} at **{md(ctx.checkpoint)}**"
+    st.markdown(f"**#{example_id}** · {md(split)} split · {len(sentences)} sentences"
+                + (f", {int((~sentences.kept).sum())} cut at the token limit" if (~sentences.kept).any() else "")
+                + scored)
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**Predicted summary**" if sentences.selected.notna().any() else "**Oracle summary**")
+        chosen = sentences[sentences.selected.fillna(False).astype(bool)] if sentences.selected.notna().any() \
+            else sentences[sentences.label == 1]
+        st.text("\n".join(chosen.text))
+    with right:
+        st.markdown("**Reference**")
+        st.text(details.get("reference") or "")
+
+
+def instance_view(ctx) -> None:
     run = ctx.run
     split, example_id = state.selected_example()
     details = None if example_id is None else data.document_details(ctx.store, run.run_id, split, example_id,

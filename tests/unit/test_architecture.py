@@ -74,15 +74,44 @@ def test_layers_import_only_layers_below_them():
 
 
 def test_pages_read_the_store_through_the_cached_data_layer():
-    """Pages pass the StoreHandle to t3vis_app.data; the raw Store is used only for the two user actions
-    that must not be cached (a SQL query, the pruning evaluation's pass over the examples)."""
+    """Pages (and the tasks' app sides they call) pass the StoreHandle to t3vis_app.data; the raw Store is used only
+    for the two user actions that must not be cached (a SQL query, the pruning evaluation's pass over the
+    examples, which each task reads in its own way)."""
     raw = []
-    for path in (PROJECT / "pages").glob("*.py"):
+    for path in [*(PROJECT / "pages").glob("*.py"), *(PROJECT / "t3vis_app" / "tasks").glob("*.py")]:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Attribute) and node.attr == "database":
                 raw.append(path.name)
             if isinstance(node, ast.Call) and any(isinstance(arg, ast.Attribute) and arg.attr == "database"
                                                   for arg in node.args):
                 raw.append((path.name, ast.unparse(node.func)))
-    assert sorted(raw, key=str) == sorted([("heads.py", "read"),
-                                           "heads.py", ("sql.py", "run_query"), "sql.py"], key=str)
+    assert sorted(raw, key=str) == sorted([
+        ("classification.py", "stored_examples"), "classification.py", ("summarization.py", "stored_documents"),
+        "summarization.py", ("tagging.py", "stored_sentences"), "tagging.py", ("sql.py", "run_query"), "sql.py"],
+        key=str)
+
+
+def _task_branches(path) -> list[str]:
+    """What in a page file branches on the task: an import of t3vis.tasks, or a comparison of ``<x>.task``."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module == "t3vis.tasks":
+            found.append(f"imports {', '.join(alias.name for alias in node.names)} from t3vis.tasks")
+        elif isinstance(node, ast.Compare):
+            sides = [node.left, *node.comparators]
+            if any(isinstance(side, ast.Attribute) and side.attr == "task" for side in sides):
+                found.append(f"compares .task on line {node.lineno}")
+    return found
+
+
+def test_the_guard_sees_a_page_that_branches_on_the_task(tmp_path):
+    page = tmp_path / "page.py"
+    page.write_text("from t3vis.tasks import TOKEN_CLASSIFICATION\nif ctx.run.task == TOKEN_CLASSIFICATION:\n    pass\n")
+    assert _task_branches(page) == ["imports TOKEN_CLASSIFICATION from t3vis.tasks", "compares .task on line 2"]
+
+
+def test_pages_never_branch_on_the_task():
+    """What differs by task goes through the app side of the task seam (t3vis_app/tasks), not through a page."""
+    branches = {str(path.relative_to(PROJECT)): found for path in (PROJECT / "pages").glob("*.py")
+                if (found := _task_branches(path))}
+    assert branches == {}

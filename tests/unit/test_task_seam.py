@@ -29,6 +29,23 @@ def test_every_task_is_implemented_on_every_side_of_the_seam():
         assert task.spec is task_spec(name)
 
 
+def test_every_task_has_an_app_side_that_implements_every_method():
+    from t3vis_app.tasks import APP_TASKS, app_task
+    from t3vis_app.tasks.base import AppTask
+
+    assert set(APP_TASKS) == set(TASKS)
+    methods = [name for name, value in vars(AppTask).items() if callable(value) and not name.startswith("_")]
+    assert len(methods) >= 10  # the protocol's own methods, as a test that reads them would see them
+    for name, task in APP_TASKS.items():
+        assert isinstance(task, AppTask) and task.spec is task_spec(name)
+        missing = [method for method in methods if getattr(type(task), method, None) is getattr(AppTask, method)
+                   or not callable(getattr(task, method, None))]
+        assert missing == [], f"{name} does not implement {missing}"
+        assert set(task.data_map_points) <= {"examples", "units", "spans"} and task.evaluation_help
+        assert all(query.task in (None, name) for query in task.example_queries())
+    assert app_task(None) is APP_TASKS[SEQUENCE_CLASSIFICATION]  # a store from before tasks
+
+
 def test_specs_say_what_a_unit_is_and_how_its_logits_become_probabilities():
     classification, summarization = task_spec(SEQUENCE_CLASSIFICATION), task_spec(EXTRACTIVE_SUMMARIZATION)
     assert (classification.unit, classification.output, classification.per_unit_tables) == ("example", SOFTMAX, False)
