@@ -30,9 +30,9 @@ from t3vis.model.access import ModelBundle, check_tokens_are_known, pool_hidden_
 from t3vis.model.word_encoding import EncodedWords, collate_words, encode_words, word_losses
 from t3vis.progress import Progress, no_progress
 from t3vis.record.distributed import SINGLE, Shard
-from t3vis.record.ingest import (CheckpointRecord, IngestSummary, _jsonable, _projections, _resolve_layers,
-                                 extra_json_lines, ingest_with_split_tables, sample_units, unit_projections,
-                                 units_by_example)
+from t3vis.record.ingest import (CheckpointRecord, IngestSummary, _jsonable, _resolve_layers, extra_json_lines,
+                                 ingest_with_split_tables)
+from t3vis.record.layouts import example_projections, sample_units, unit_projections, units_by_example
 from t3vis.record.ingest_config import IngestConfig
 from t3vis.record.sharded_pass import BatchPlan, HeadSums, ShardPart, gathered_pass, joined, run_batch
 from t3vis.store.database import CheckpointInfo, CheckpointResults, RunInfo, Store
@@ -110,7 +110,7 @@ def compute_tagger_checkpoint(
 
     started = time.perf_counter()
     previous = previous or {}
-    projections = _projections(sentences.example_ids, result.pooled, config, progress, previous.get("projections"))
+    projections = example_projections(sentences.example_ids, result.pooled, config, progress, previous.get("projections"))
     word_layouts = unit_projections(sentences.example_ids, laid_out, result.unit_vectors, config, progress,
                                     previous.get("unit_projections"), what="words")
     seconds["projection"] = time.perf_counter() - started
