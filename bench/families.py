@@ -40,49 +40,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoTokenizer
 
 import long_inputs
+from family_models import CONFIGS, build, text_of
 from t3vis.analysis.instance_heads import attention_on_demand, instance_heads
 from t3vis.attribution import METHODS
 from t3vis.attribution.base import prepare
 from t3vis.charts import attention_raster_chart
-from t3vis.model.access import AttentionProbe, load_model, run_with_probe
+from t3vis.model.access import AttentionProbe, run_with_probe
 from t3vis.model.families import FAMILIES
 from t3vis.model.pretrained import minilm_path
-
-WIDTH = dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=512)
-CONFIGS = {  # model_type -> (config values, longest input)
-    "bert": (WIDTH, 512),
-    "gpt2": (dict(n_embd=256, n_layer=4, n_head=4), 2048),
-    "llama": (dict(WIDTH, num_key_value_heads=2), 2048),
-    "modernbert": (dict(WIDTH, global_attn_every_n_layers=2, local_attention=128), 2048),
-    "deberta-v2": (dict(WIDTH, relative_attention=True, pos_att_type=["p2c", "c2p"], position_buckets=256,
-                        max_relative_positions=512, position_biased_input=False, norm_rel_ebd="layer_norm",
-                        share_att_key=True, type_vocab_size=0), 512),  # DeBERTa-v3's layout
-}
-
-
-def build(model_type: str, folder: Path, tokenizer) -> object:
-    values, longest = CONFIGS[model_type]
-    config = AutoConfig.for_model(model_type, vocab_size=len(tokenizer) + 8, num_labels=3, pad_token_id=0,
-                                  max_position_embeddings=longest, **values)
-    torch.manual_seed(0)
-    AutoModelForSequenceClassification.from_config(config).save_pretrained(folder)
-    tokenizer.model_max_length = longest  # the MiniLM tokenizer says 512; these positions reach further
-    tokenizer.save_pretrained(folder)
-    bundle = load_model(folder, device="cpu")
-    assert bundle.max_length == longest, (model_type, bundle.max_length)
-    return bundle, longest
-
-
-def text_of(tokenizer, n_tokens: int) -> str:
-    words = "the committee approved a rather surprising budget after a long and heated debate on monday".split()
-    text = ""
-    while len(tokenizer(text)["input_ids"]) < n_tokens:
-        text += " " + " ".join(words)
-    ids = tokenizer(text)["input_ids"][1:n_tokens - 1]
-    return tokenizer.decode(ids)
 
 
 def conservation_error(bundle, text: str) -> float:

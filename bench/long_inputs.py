@@ -73,7 +73,7 @@ def build_store(folder: Path, model_type: str) -> tuple[Path, float]:
     """The long-input model and a store with its six examples ingested; returns (store path, ingest seconds)."""
     from transformers import AutoTokenizer
 
-    from families import build, text_of
+    from family_models import build, text_of
     from t3vis.data.loading import ExampleSet
     from t3vis.model.pretrained import minilm_path
     from t3vis.record.ingest import IngestConfig, ingest_checkpoint

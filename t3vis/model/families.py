@@ -70,11 +70,14 @@ def family_of(config) -> ModelFamily:
                      f"capture, head masks and saliency are right for it. Supported: {supported}.")
 
 
+# model_type of t3vis's extractive summarizer (t3vis.model.summarizer), a model around an encoder of a family
+SUMMARIZER_MODEL_TYPE = "t3vis-extractive-summarizer"
+
+
 def family_of_model(model) -> ModelFamily:
     """The family of a loaded model; for a t3vis summarizer, of the encoder inside it."""
-    from t3vis.model.summarizer import MODEL_TYPE as SUMMARIZER
-
-    config = model.encoder.config if getattr(model.config, "model_type", None) == SUMMARIZER else model.config
+    wraps = getattr(model.config, "model_type", None) == SUMMARIZER_MODEL_TYPE
+    config = model.encoder.config if wraps else model.config
     return family_of(config)
 
 

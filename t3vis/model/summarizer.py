@@ -23,9 +23,9 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import ModelOutput
 
-from t3vis.model.families import family_of
+from t3vis.model.families import SUMMARIZER_MODEL_TYPE, family_of
 
-MODEL_TYPE = "t3vis-extractive-summarizer"
+MODEL_TYPE = SUMMARIZER_MODEL_TYPE  # "t3vis-extractive-summarizer", as families.py knows it
 
 
 class ExtractiveSummarizerConfig(PretrainedConfig):
