@@ -11,7 +11,7 @@ checkpoints, 2 layers, training dynamics) is written, then:
   a real filter (all labels would be no filter at all) that no earlier repeat has cached;
 - browser: `streamlit run` serves the app, headless Chromium (/usr/bin/chromium) opens it, and
   the time from navigation until the chart's canvas has points on it is measured (above 5,000 points the
-  points are one image on that canvas, t3vis.point_raster; a WebGL canvas, when T3VIS_WEBGL_THRESHOLD
+  points are one image on that canvas, t3vis.charts.point_raster; a WebGL canvas, when T3VIS_WEBGL_THRESHOLD
   switches it on, is read by screenshots of its box every 50 ms or so): once cold (a
   fresh server and browser, nothing cached), then ``--repeats`` times warm (reloads of the page,
   the server's caches filled).

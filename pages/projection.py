@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from t3vis import charts, point_cloud
+from t3vis import charts
+from t3vis.charts import point_cloud
 
 from t3vis.queries import explore
 from t3vis_app import data, deferred, sidebar, state

@@ -6,14 +6,15 @@ import streamlit as st
 
 from t3vis import charts
 from t3vis.errors import T3visError
-from t3vis.queries.example_queries import EXAMPLE_QUERIES
 from t3vis.markdown_text import escape_markdown as md
 from t3vis.queries.sql_console import (DEFAULT_MAX_BYTES, DEFAULT_MAX_ROWS, DEFAULT_MEMORY_LIMIT, DEFAULT_TIMEOUT,
-                                         run_query)
+                                         run_query, warm_up)
 from t3vis_app import data, sidebar
 from t3vis_app.figure_downloads import figure_buttons
+from t3vis_app.tasks import app_task
 
 ctx = sidebar.render()
+warm_up()  # queries run in a worker process: start one while the visitor writes the query
 st.title("SQL")
 st.caption("One SELECT query over the store (DuckDB SQL). The console only reads: statements that change the "
            f"store, other files and extensions are refused; queries stop after {DEFAULT_TIMEOUT:g} s or "
@@ -27,11 +28,13 @@ with st.expander("Schema: tables, views and columns"):
     chosen = st.selectbox("Columns of", objects.object.tolist())
     st.dataframe(schema[schema.object == chosen][["column", "type", "description"]], hide_index=True)
 
-titles = ["—"] + [query.title for query in EXAMPLE_QUERIES]
+EXAMPLES = app_task(ctx.run.task).example_queries()  # about any run, then about runs of this one's task
+titles = ["—"] + [query.title for query in EXAMPLES]
 example = st.selectbox("Example queries", titles, key="sql_example",
-                       help="Queries that work on any t3vis store; picking one puts it in the editor.")
+                       help="Queries about any run, then about runs of this run's task; picking one puts it in the "
+                            "editor.")
 if example != "—" and st.session_state.get("_sql_example_loaded") != example:
-    st.session_state["sql_text"] = next(q.sql for q in EXAMPLE_QUERIES if q.title == example)
+    st.session_state["sql_text"] = next(q.sql for q in EXAMPLES if q.title == example)
     st.session_state["_sql_example_loaded"] = example
 st.session_state.setdefault("sql_text", "SELECT region, count(*) AS n FROM data_map GROUP BY region")
 sql = st.text_area("Query", key="sql_text", height=180)

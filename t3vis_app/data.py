@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 import streamlit as st
 
-from t3vis import point_raster
+from t3vis.charts import point_raster
 from t3vis.queries import explore, summaries, tagging, training_view
 from t3vis.queries.frame_table import FrameTable
 from t3vis.queries.sql_console import schema_description as _schema_description
@@ -121,7 +121,7 @@ def frame_table(store: StoreHandle, view: explore.View) -> FrameTable:
 @st.cache_resource(show_spinner=False, max_entries=16, hash_funcs={StoreHandle: _cache_key})
 def raster(store: StoreHandle, view: explore.View, filters: tuple, color: explore.Attribute, width: int,
            height: int) -> point_raster.Raster:
-    """A large view drawn as one image (:mod:`t3vis.point_raster`), shared by the sessions: a click, or a
+    """A large view drawn as one image (:mod:`t3vis.charts.point_raster`), shared by the sessions: a click, or a
     visitor opening the same view, does not draw it again."""
     return point_raster.point_raster(frame_table(store, view), filters, color=color, layout=view.layout,
                                      width=width, height=height)

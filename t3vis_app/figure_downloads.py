@@ -9,7 +9,7 @@ from collections.abc import Callable
 import altair as alt
 import streamlit as st
 
-from t3vis import figures
+from t3vis.charts import figures
 from t3vis.markdown_text import escape_markdown as md
 
 

@@ -13,6 +13,7 @@ from t3vis.markdown_text import escape_markdown as md
 from t3vis.model.access import ModelBundle
 from t3vis.model.checkpoint_folders import ADAPTER, NOT_A_MODEL, NOT_RECORDED, WeightsStatus
 from t3vis.queries.checkpoint_reads import checkpoint_weights_status
+from t3vis.store.allowed_stores import ALLOWED_STORES_VARIABLE, allowed_entries
 from t3vis.record.task import recording_task
 from t3vis.tasks import SEQUENCE_CLASSIFICATION
 from t3vis_app import data, state
@@ -26,7 +27,10 @@ def load_checkpoint_model(path: str, label_names: tuple[str, ...], task: str = S
 
 
 def base_model_choice(run_id: str) -> str | None:
-    """The base model named in the sidebar for the run's adapter checkpoints (None: the one each adapter names)."""
+    """The base model named in the sidebar for the run's adapter checkpoints (None: the one each adapter names).
+    A deployment that lists the stores visitors may open (``T3VIS_ALLOWED_STORES``) lets them name no other path."""
+    if allowed_entries() is not None:
+        return None
     return st.session_state.get(f"base_model.{run_id}") or None
 
 
@@ -48,6 +52,11 @@ def adapter_base_field(container, store: data.StoreHandle, run, checkpoint: str 
     with container.expander("Base model of the adapter", expanded=not status.base_found):
         st.caption(f"{md(checkpoint)} is a peft adapter (LoRA); its folder names the base model "
                    f"{md(status.named_base or 'none')}.")
+        if allowed_entries() is not None:  # a visitor names no path on a deployment that fixes its stores
+            if not status.base_found:
+                st.warning(f"**{md(status.base)}** cannot be found on this server, and its operator lets visitors "
+                           f"name no other path ({ALLOWED_STORES_VARIABLE}).")
+            return
         if not status.base_found:
             st.warning(f"**{md(status.base)}** cannot be found here: give the base model's folder (or hub name).")
         chosen = st.text_input("Base model folder or hub name", placeholder=status.named_base or "",

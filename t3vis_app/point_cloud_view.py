@@ -10,7 +10,8 @@ from collections.abc import Sequence
 import pandas as pd
 import streamlit as st
 
-from t3vis import charts, point_cloud, point_raster
+from t3vis import charts
+from t3vis.charts import point_cloud, point_raster
 from t3vis.queries.explore import Attribute, Filter
 from t3vis.markdown_text import escape_markdown as md
 from t3vis.queries.frame_table import FrameTable
@@ -29,7 +30,7 @@ RASTER_ABOVE = int(os.environ.get("T3VIS_RASTER_ABOVE", 5_000))  # more points: 
 def raster_chart(store, view: View, table: FrameTable, filters: Sequence[Filter], *, color: Attribute,
                  selected_id: int | None, title: str, key: str, width: int, zoomable: bool,
                  figure: tuple[str, str] | None = None, interactive: bool = True) -> int | None:
-    """Draw the view's points as one image with hover cells (:mod:`t3vis.point_raster`), its legend and, with
+    """Draw the view's points as one image with hover cells (:mod:`t3vis.charts.point_raster`), its legend and, with
     ``figure`` = (file name, caption), its export buttons; the example id newly clicked. A box dragged on a
     ``zoomable`` chart zooms into it (the x and y filters, from the next run). ``table``: the view's
     :func:`t3vis_app.data.frame_table` in ``store``. ``interactive`` False: the chart without its cells yet (a
@@ -94,13 +95,21 @@ def cloud_figure(table: FrameTable, filters: Sequence[Filter], *, color: Attribu
 
 
 def legend(title: str, entries: Sequence[point_cloud.LegendEntry]) -> None:
-    """The colour classes as swatches under the chart (names escaped: they come from the dataset)."""
+    """The colour classes as swatches under the chart. Names come from the dataset: each value is HTML-escaped
+    and kept on one line (:func:`_html_text`), so that the legend stays one HTML block, shown as text."""
     swatches = " ".join(
         f'<span style="white-space:nowrap;margin-right:0.9em"><span style="display:inline-block;width:0.8em;'
-        f'height:0.8em;border-radius:50%;background:{entry.colour};margin-right:0.3em"></span>'
-        f'{html.escape(entry.label)}</span>' for entry in entries)
-    st.markdown(f'<div style="font-size:0.85em"><b>{html.escape(title)}</b>: {swatches}</div>',
+        f'height:0.8em;border-radius:50%;background:{_html_text(entry.colour)};margin-right:0.3em"></span>'
+        f'{_html_text(entry.label)}</span>' for entry in entries)
+    st.markdown(f'<div style="font-size:0.85em"><b>{_html_text(title)}</b>: {swatches}</div>',
                 unsafe_allow_html=True)
+
+
+def _html_text(value: object) -> str:
+    """``value`` as text inside the legend's HTML: escaped, and its line breaks (any whitespace run) made one
+    space. Markdown reads an HTML block up to the first blank line only: a label holding one would end the block,
+    and the rest of the legend would be rendered as Markdown (an image fetched from a URL in the label)."""
+    return html.escape(" ".join(str(value).split()), quote=True)
 
 
 def data_table(rows: pd.DataFrame, selected_id: int | None, *, key: str = "table", empty: Sequence[str] = ()):

@@ -12,6 +12,7 @@ import streamlit as st
 from t3vis.demo.background import BackgroundDemoBuild
 from t3vis.errors import SchemaVersionError, StoreError
 from t3vis.markdown_text import escape_markdown as md
+from t3vis.store.allowed_stores import check_store_allowed, default_store
 from t3vis.store.database import DEFAULT_DEMO_PATH, read_meta_of_any_version
 from t3vis_app import data, follow, models, state
 
@@ -117,10 +118,14 @@ def render() -> Context:
     sidebar = st.sidebar
     sidebar.markdown("### t3vis")
     # T3VIS_STORE (an environment variable) names another default store, e.g. for a deployment.
-    default = os.environ.get("T3VIS_STORE", str(DEFAULT_DEMO_PATH))
     path = sidebar.text_input("Store file", help="A DuckDB store written by t3vis.",
-                              **state.bind("store_path", state.get("store_path", default)))
+                              **state.bind("store_path", state.get("store_path", default_store())))
     st.session_state["store_path"] = path
+    try:
+        check_store_allowed(path)  # T3VIS_ALLOWED_STORES: before the file is looked at, let alone opened
+    except StoreError as error:
+        st.error(md(error))
+        st.stop()
     if not Path(path).is_file():
         offer_demo(path)
         st.stop()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from t3vis import charts, figures
+from t3vis import charts
+from t3vis.charts import figures
 from t3vis.analysis.token_view import layout_tokens, merge_word_pieces
 from t3vis_app import state
 from t3vis_app.figure_downloads import figure_buttons

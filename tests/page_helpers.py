@@ -41,7 +41,7 @@ def chart_with(app: AppTest, selection: str) -> list[tuple[dict, pd.DataFrame]]:
 
 
 def raster_charts(app: AppTest) -> list[tuple[dict, dict[str, pd.DataFrame]]]:
-    """(spec, datasets) of the rasterised projections (t3vis.point_raster) on the page, in page order."""
+    """(spec, datasets) of the rasterised projections (t3vis.charts.point_raster) on the page, in page order."""
     return [(spec, datasets) for spec, datasets in vega_charts(app) if "cells" in datasets and "image" in datasets]
 
 

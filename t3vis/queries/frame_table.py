@@ -4,7 +4,7 @@ At a million points, copying the frame into pandas on each filter change (and sh
 is what costs. :class:`FrameTable` keeps the unfiltered frame of one view as a native DuckDB table in its own
 in-memory database, built once; every filter change is then a few SQL queries over it: the count of rows
 passing the filters, one page of them for the Data Table, the filter widgets' ranges, and the WebGL layer's
-data (:mod:`t3vis.point_cloud`). Filters are the same parameterised WHERE clause as
+data (:mod:`t3vis.charts.point_cloud`). Filters are the same parameterised WHERE clause as
 :func:`t3vis.queries.explore.example_frame`.
 
 DuckDB connections are not safe to share between threads; each query runs on its own cursor (a
@@ -39,7 +39,7 @@ class FrameTable:
         self._connection = duckdb.connect(":memory:")
         self._connection.register("incoming", frame)
         # rows in a fixed pseudo-random order (a hash of the key): scans without ORDER BY, such as the points
-        # of a rasterised view (t3vis.point_raster), then draw no label over all the others
+        # of a rasterised view (t3vis.charts.point_raster), then draw no label over all the others
         keys = ", ".join(quote_identifier(column) for column in self.order)
         self._connection.execute(f"CREATE TABLE frame AS SELECT * FROM incoming ORDER BY hash({keys}), {keys}")
         self._connection.unregister("incoming")

@@ -11,10 +11,14 @@ Four guards, so that a query can neither change the store, reach other files nor
    outside the store is disabled (``read_csv('/etc/passwd')``, ``read_text``, ``glob`` fail),
    extensions cannot be installed or loaded, and these settings are locked;
 3. DuckDB's own limits, set on that connection before it is locked: ``memory_limit``, ``threads``
-   and the size of the files it may spill to (``max_temp_directory_size``);
-4. a timer interrupts queries running longer than ``timeout`` seconds, and the rows are fetched in
-   small Arrow batches until ``max_rows`` rows or ``max_bytes`` bytes (the result says when and why
-   it was cut).
+   and the size of the files it may spill to (``max_temp_directory_size``), in a temporary folder of the
+   query's own, removed when it ends;
+4. a timer interrupts queries running longer than ``timeout`` seconds (and the query's process is killed
+   if that does not stop it), and the rows are fetched in small Arrow batches until ``max_rows`` rows or
+   ``max_bytes`` bytes (the result says when and why it was cut).
+
+The query runs in a worker process (:mod:`t3vis.queries.console_process`), never in the caller's: there
+its sandboxed connection would make every other read of the store in that process wait until it ends.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import pandas as pd
 import pyarrow as pa
 
 from t3vis.errors import T3visError
+from t3vis.queries import console_process
 from t3vis.store.database import SANDBOX_CONFIG, Store, schema_sql
 
 DEFAULT_MAX_ROWS = 10_000
@@ -41,10 +46,6 @@ DEFAULT_TIMEOUT = 30.0
 DEFAULT_MEMORY_LIMIT = "1GB"
 DEFAULT_THREADS = 2
 DEFAULT_TEMP_LIMIT = "1GB"
-
-# Rows per fetched batch. Small, because the byte cap is checked between batches: a batch of rows
-# holding megabyte strings must not overshoot it by much (64 rows of 1 MB are 64 MB).
-_BATCH_ROWS = 64
 
 # Query nodes a read-only statement is made of. DuckDB's parse tree names every query node
 # "<KIND>_NODE"; a CTE may also hold DELETE_QUERY_NODE, INSERT_QUERY_NODE, UPDATE_QUERY_NODE or
@@ -168,6 +169,10 @@ def run_query(store: Store, sql: str, *, max_rows: int = DEFAULT_MAX_ROWS, max_b
               threads: int = DEFAULT_THREADS, temp_limit: str = DEFAULT_TEMP_LIMIT) -> QueryResult:
     """Run one read-only SELECT on the store, within limits on time, memory, disk and result size.
 
+    The query runs in a worker process (:mod:`t3vis.queries.console_process`), so that it never delays other
+    reads of the store in this process; a warm worker adds a few milliseconds, starting one a few tenths of a
+    second (:func:`warm_up` starts one ahead).
+
     Parameters
     ----------
     store : Store
@@ -186,39 +191,52 @@ def run_query(store: Store, sql: str, *, max_rows: int = DEFAULT_MAX_ROWS, max_b
         DuckDB's ``threads``: CPU cores the query may use.
     temp_limit : str
         DuckDB's ``max_temp_directory_size``: how much a query past ``memory_limit`` may spill to disk;
-        "0B" turns spilling off. Spill files go to DuckDB's default ``<store>.tmp`` folder beside the
-        store and are removed when the query ends (DuckDB refuses to move ``temp_directory`` once
-        external access is off, and the sandbox sets both when it connects).
+        "0B" turns spilling off. Spill files go to a temporary folder of this query (never beside the
+        store, whose folder may be read-only), removed when the query ends, however it ends.
 
     Raises
     ------
     QueryRefused
         The query is not one read-only SELECT, or it failed, ran out of time, memory or spill space.
+    StoreError
+        The store could not be opened (StoreLockedError: a writer held it longer than its lock_timeout).
     """
     _check_limits(max_rows=max_rows, max_bytes=max_bytes, timeout=timeout, memory_limit=memory_limit,
                   threads=threads, temp_limit=temp_limit)
     text = check_query(sql)
     limits = {"memory_limit": memory_limit, "threads": threads, "max_temp_directory_size": temp_limit}
     started = time.perf_counter()
-    with store.sandboxed(limits) as con:
-        timer = threading.Timer(timeout, con.interrupt)
-        timer.start()
-        try:
-            table, cut = _fetch(con, text, max_rows=max_rows, max_bytes=max_bytes)
-        except (duckdb.Error, pa.ArrowException) as exc:
-            # DuckDB's errors may also reach us wrapped by Arrow's stream reader: judge by the message too.
-            message = str(exc)
-            if isinstance(exc, duckdb.InterruptException) or "INTERRUPT Error" in message:
-                raise QueryRefused(f"The query ran longer than {timeout:g} s and was stopped. Narrow it with "
-                                   "WHERE, aggregate, or add a LIMIT.") from exc
-            if isinstance(exc, duckdb.OutOfMemoryException) or "Out of Memory Error" in message:
-                raise QueryRefused(f"The query needed more than {memory_limit} of memory (and {temp_limit} of "
-                                   "spill files) and was stopped. Filter with WHERE, aggregate, or select fewer "
-                                   "columns.") from exc
-            raise QueryRefused(_readable(exc)) from exc
-        finally:
-            timer.cancel()
+    try:
+        table, cut = console_process.run(store, text, limits=limits, timeout=timeout, max_rows=max_rows,
+                                         max_bytes=max_bytes)
+    except console_process.QueryFailed as failed:
+        raise QueryRefused(_failure_message(failed, timeout=timeout, memory_limit=memory_limit,
+                                            temp_limit=temp_limit)) from failed
     return QueryResult(frame=_to_frame(table), seconds=time.perf_counter() - started, cut=cut)
+
+
+def warm_up() -> None:
+    """Start a console worker process now, if none is idle: the next :func:`run_query` need not wait for one
+    (the SQL page calls it when it opens)."""
+    console_process.warm_up()
+
+
+def _failure_message(failed: console_process.QueryFailed, *, timeout: float, memory_limit: str,
+                     temp_limit: str) -> str:
+    """What to tell the user about a query that did not finish."""
+    if failed.kind == "timeout":
+        return (f"The query ran longer than {timeout:g} s and was stopped. Narrow it with WHERE, aggregate, or add "
+                "a LIMIT.")
+    if failed.kind == "memory":
+        return (f"The query needed more than {memory_limit} of memory (and {temp_limit} of spill files) and was "
+                "stopped. Filter with WHERE, aggregate, or select fewer columns.")
+    message = _first_line(failed)
+    if failed.kind == "permission":
+        return (f"{message}. The console reads only this store: other files, extensions and settings are off "
+                "limits.")
+    if failed.kind == "crash":
+        return f"The query could not run: {message}. Try again; if it keeps failing, the server's log says more."
+    return message
 
 
 def _check_limits(*, max_rows: int, max_bytes: int, timeout: float, memory_limit: str, threads: int,
@@ -231,50 +249,6 @@ def _check_limits(*, max_rows: int, max_bytes: int, timeout: float, memory_limit
     for name, value in (("memory_limit", memory_limit), ("temp_limit", temp_limit)):
         if not isinstance(value, str) or not _SIZE.match(value):
             raise ValueError(f"{name} must be a size such as '1GB' or '500MB', got {value!r}")
-
-
-def _fetch(con: duckdb.DuckDBPyConnection, text: str, *, max_rows: int, max_bytes: int) -> tuple[pa.Table, str]:
-    """The query's first rows within ``max_rows`` and ``max_bytes``, and why the rest was left ("" if none was).
-
-    The result streams in batches of :data:`_BATCH_ROWS` rows; reading stops at the first batch that
-    passes a limit, so DuckDB never computes (and Python never holds) much more than is kept.
-    """
-    reader = con.sql(text).to_arrow_reader(_BATCH_ROWS)
-    batches: list[pa.RecordBatch] = []
-    rows = size = 0
-    cut = ""
-    try:
-        for batch in reader:
-            if rows + batch.num_rows > max_rows:
-                batch = batch.slice(0, max_rows - rows)
-                cut = f"more than {max_rows:,} rows"
-            if size + batch.nbytes > max_bytes:
-                batch = _head_within(batch, max_bytes - size)
-                cut = f"more than {_megabytes(max_bytes)} of data"
-            batches.append(batch)
-            rows += batch.num_rows
-            size += batch.nbytes
-            if cut:
-                break
-    finally:
-        reader.close()
-    return pa.Table.from_batches(batches, schema=reader.schema), cut
-
-
-def _head_within(batch: pa.RecordBatch, budget: int) -> pa.RecordBatch:
-    """The longest head of the batch whose data fits in ``budget`` bytes (binary search over its length)."""
-    low, high = 0, batch.num_rows  # the answer lies in [low, high]; slice(0, low) always fits
-    while low < high:
-        middle = (low + high + 1) // 2
-        if batch.slice(0, middle).nbytes <= budget:
-            low = middle
-        else:
-            high = middle - 1
-    return batch.slice(0, low)
-
-
-def _megabytes(n: int) -> str:
-    return f"{n / 1e6:g} MB"
 
 
 def _to_frame(table: pa.Table) -> pd.DataFrame:
@@ -299,14 +273,6 @@ def _a(word: str) -> str:
 
 def _first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-
-
-def _readable(exc: Exception) -> str:
-    message = _first_line(exc)
-    if isinstance(exc, duckdb.PermissionException):
-        return (f"{message}. The console reads only this store: other files, extensions and settings are off "
-                "limits.")
-    return message
 
 
 # -- the schema browser -------------------------------------------------------------------------

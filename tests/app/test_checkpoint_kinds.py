@@ -136,3 +136,15 @@ def test_a_folder_that_is_neither_a_model_nor_an_adapter_is_refused_with_a_reaso
     assert "holds neither config.json" in weights_status(tmp_path / "empty").problem
     assert "is not there" in weights_status(tmp_path / "gone").problem
     assert weights_status(None).kind == "not recorded" and not weights_status(None).loadable
+
+
+def test_a_deployment_that_fixes_its_stores_lets_no_visitor_name_a_base_model(lora_decoder, monkeypatch):
+    """With T3VIS_ALLOWED_STORES set, the sidebar's base-model field (a path on the server) is not offered."""
+    store, folder = lora_decoder
+    shutil.move(folder / "base", folder / "moved")
+    monkeypatch.setenv("T3VIS_ALLOWED_STORES", str(folder))
+    instance = open_page(str(PROJECT / "pages" / "instance.py"), store.path, split="validation", example_id=4,
+                         **{"base_model.lora-decoder": str(folder / "moved")})  # a value from before is ignored
+    assert not instance.exception and token_saliency(instance) is None
+    assert not [widget for widget in instance.text_input if widget.label == "Base model folder or hub name"]
+    assert any("T3VIS_ALLOWED_STORES" in warning.value for warning in instance.warning)

@@ -7,7 +7,8 @@ import pytest
 
 from helpers import PROJECT
 from page_helpers import chart_with, deck_charts, deck_points, open_page, raster_charts
-from t3vis import charts, point_cloud
+from t3vis import charts
+from t3vis.charts import point_cloud
 from t3vis.fixtures.synthetic_store import SyntheticConfig, build_synthetic_store
 from t3vis_app import point_cloud_view
 from t3vis_app.point_cloud_view import LARGE_VIEW, RASTER_ABOVE, TABLE_PAGE_ROWS

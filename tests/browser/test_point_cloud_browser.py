@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from app_browser import CHROMIUM, DECK_CANVAS, PROJECT, chromium_page, serve_app, webgl_coloured_pixels
-from t3vis import point_cloud
+from t3vis.charts import point_cloud
 from t3vis.fixtures.synthetic_store import SyntheticConfig, build_synthetic_store
 from t3vis.queries import explore
 from t3vis.queries.frame_table import FrameTable

@@ -8,11 +8,10 @@ from helpers import PROJECT
 
 # Lower layers never import higher ones: a newcomer reads store/data/model, then what is built on them.
 LAYERS = (
-    {"errors", "progress", "markdown_text", "tasks", "colour_scales"},
+    {"errors", "progress", "markdown_text", "tasks"},
     {"store", "data", "model"},  # the store file; dataset files; models, their attention and head masks
     {"queries", "attribution"},  # what the pages read; saliency methods
-    {"record", "charts", "point_cloud", "figures"},  # ingestion, the Trainer callback; Altair and deck.gl charts, figures
-    {"point_raster"},  # a large view as one image, in the WebGL chart's colour classes
+    {"record", "charts"},  # ingestion, the Trainer callback; what is drawn (Altair and deck.gl charts, figures)
     {"analysis", "demo", "fixtures"},  # live analyses and validation; the demo; test and benchmark fixtures
     {"cli"},
 )
@@ -115,3 +114,87 @@ def test_pages_never_branch_on_the_task():
     branches = {str(path.relative_to(PROJECT)): found for path in (PROJECT / "pages").glob("*.py")
                 if (found := _task_branches(path))}
     assert branches == {}
+
+
+MAX_MODULE_LINES = 450
+
+
+def _module_name(path, root) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _import_graph(folders: dict[str, object]) -> dict[str, set[str]]:
+    """module -> the modules of these folders it imports (at any depth: a function's import counts too).
+    ``folders``: a root to resolve names against, by the prefix its modules' names start with ("" for bench/)."""
+    modules = {}
+    for prefix, folder in folders.items():
+        root = folder.parent if prefix else folder
+        for path in folder.rglob("*.py"):
+            modules[_module_name(path, root)] = path
+    graph = {}
+    for name, path in modules.items():
+        found = set()
+        for imported in _imports(path):
+            candidates = [imported, imported.rsplit(".", 1)[0]]
+            found |= {candidate for candidate in candidates if candidate in modules and candidate != name}
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):  # from package import submodule
+            if isinstance(node, ast.ImportFrom) and node.module:
+                found |= {f"{node.module}.{alias.name}" for alias in node.names
+                          if f"{node.module}.{alias.name}" in modules and f"{node.module}.{alias.name}" != name}
+        graph[name] = found
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected groups of more than one module (Tarjan), each sorted."""
+    index, low, stack, on_stack, groups, counter = {}, {}, [], set(), [], [0]
+
+    def visit(node):
+        index[node] = low[node] = counter[0]
+        counter[0] += 1
+        stack.append(node)
+        on_stack.add(node)
+        for other in graph.get(node, ()):
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in on_stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                groups.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return sorted(groups)
+
+
+def test_the_cycle_finder_sees_a_cycle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycle_between_modules():
+    """Package __init__ files that gather their package's names are left out: importing a package runs them, so an
+    edge to them is an edge to every module they gather."""
+    graph = _import_graph({"t3vis": PROJECT / "t3vis", "t3vis_app": PROJECT / "t3vis_app", "": PROJECT / "bench"})
+    packages = {name for name in graph if (PROJECT / name.replace(".", "/") / "__init__.py").is_file()}
+    graph = {name: edges - packages for name, edges in graph.items() if name not in packages}
+    assert _cycles(graph) == []
+
+
+def test_every_module_is_at_most_450_lines():
+    long = {str(path.relative_to(PROJECT)): lines for folder in ("t3vis", "t3vis_app")
+            for path in (PROJECT / folder).rglob("*.py")
+            if (lines := len(path.read_text().splitlines())) > MAX_MODULE_LINES}
+    assert long == {}

@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from t3vis import charts, figures
-from t3vis.colour_scales import DARK_TEXT_SHARE
+from t3vis import charts
+from t3vis.charts import figures
+from t3vis.charts.colour_scales import DARK_TEXT_SHARE
 from t3vis.queries.explore import Attribute
 
 
@@ -74,7 +75,7 @@ def _every_chart() -> dict:
                               "count": [40, 2, 8], "rate": [1.0, 0.2, 0.8]})
     words = pd.DataFrame({"unit": range(3), "word": ["Ada", "met", "Alan"], "tag": ["B-PER", "O", "B-PER"],
                           "predicted": ["B-PER", "O", "O"]})
-    from t3vis.point_cloud import LegendEntry
+    from t3vis.charts.point_cloud import LegendEntry
 
     dots = pd.DataFrame({"x": [0.1, 0.2, 0.3], "y": [0.5, 0.9, 0.2], "n": [1, 1, 1], "colour": ["a", "b", "a"]})
     return {

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from t3vis import point_cloud
+from t3vis.charts import point_cloud
 from t3vis.queries.explore import DATA_MAP, Attribute, RangeFilter, ValuesFilter, filter_frame
 from t3vis.queries.explore import attribute_summary as explore_summary
 from t3vis.queries.frame_table import FrameTable

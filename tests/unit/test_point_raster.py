@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from t3vis import charts, point_raster
-from t3vis.point_cloud import BLUES, MISSING_COLOUR, SHADES, TABLEAU10, view_box
+from t3vis import charts
+from t3vis.charts import point_raster
+from t3vis.charts.point_cloud import BLUES, MISSING_COLOUR, SHADES, TABLEAU10, view_box
 from t3vis.queries.explore import Attribute, RangeFilter, ValuesFilter
 from t3vis.queries.frame_table import FrameTable
 

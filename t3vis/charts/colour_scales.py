@@ -1,11 +1,11 @@
 """Colour scales shared by the charts and by renderings outside Vega (the LaTeX saliency snippet of
-:mod:`t3vis.figures`), so that a token has the same colour on screen, in an exported figure and in a paper."""
+:mod:`t3vis.charts.figures`), so that a token has the same colour on screen, in an exported figure and in a paper."""
 
 from __future__ import annotations
 
 import numpy as np
 
-# Token colours, written out so that other renderings (the LaTeX snippet of t3vis.figures) give the same colours:
+# Token colours, written out so that other renderings (the LaTeX snippet of t3vis.charts.figures) give the same colours:
 # ColorBrewer's RdBu from blue (against the explained class) through white to red (for it), and its Purples for
 # attention. A value's colour is the linear RGB interpolation between the two stops around it.
 SALIENCY_COLOURS = ("#053061", "#2166ac", "#4393c3", "#92c5de", "#d1e5f0", "#f7f7f7", "#fddbc7", "#f4a582",

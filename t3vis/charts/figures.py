@@ -13,7 +13,7 @@ import re
 
 import altair as alt
 
-from t3vis.colour_scales import DARK_TEXT_SHARE, token_colour, token_extent
+from t3vis.charts.colour_scales import DARK_TEXT_SHARE, token_colour, token_extent
 
 PNG_SCALE = 2  # pixels per chart pixel: sharp on paper and on high-density screens
 FONT = "Helvetica, Arial, sans-serif"
@@ -98,7 +98,7 @@ def latex_escape(text: str) -> str:
 
 def saliency_latex(tokens: list[str], values, *, diverging: bool = True, caption: str = "") -> str:
     """The tokens as a LaTeX snippet, the way saliency figures appear in papers: each token in a ``\\colorbox``
-    of the colour it has in the app (:func:`t3vis.colour_scales.token_colour`), white text on strong colours.
+    of the colour it has in the app (:func:`t3vis.charts.colour_scales.token_colour`), white text on strong colours.
 
     Needs ``\\usepackage{xcolor}`` in the preamble (said in the snippet's first lines, with the caption).
     """

@@ -10,7 +10,7 @@ whatever the number of points. What stays interactive is a grid of transparent c
 that example. Dragging a box zooms: the page turns the box into x and y filters, so the image is
 redrawn at the box's scale (and, once few points are left, Vega draws them one by one).
 
-Colours are those of :mod:`t3vis.point_cloud` (the Altair charts' schemes, a number cut into classes);
+Colours are those of :mod:`t3vis.charts.point_cloud` (the Altair charts' schemes, a number cut into classes);
 points are drawn in the frame table's fixed pseudo-random order, so no class is always on top.
 """
 
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from t3vis.point_cloud import LegendEntry, colour_classes, view_box
+from t3vis.charts.point_cloud import LegendEntry, colour_classes, view_box
 from t3vis.queries.explore import Attribute, Filter
 from t3vis.queries.frame_table import FrameTable
 from t3vis.queries.frames import quote_identifier

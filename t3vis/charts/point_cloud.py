@@ -38,7 +38,7 @@ from t3vis.queries.frames import quote_identifier
 
 # Measured in headless Chromium (bench/browser_floor.py, bench/scale_app.py), whose WebGL is software
 # (SwiftShader): there a bare st.pydeck_chart of 100 points takes longer to appear than the app's rasterised
-# view (t3vis.point_raster) of a million. So the Projection page draws large views as an image by default, and
+# view (t3vis.charts.point_raster) of a million. So the Projection page draws large views as an image by default, and
 # deck.gl only when T3VIS_WEBGL_THRESHOLD is set: views with more points than that are drawn with WebGL (with a
 # GPU, deck.gl pans and zooms a million points smoothly in the browser).
 WEBGL_THRESHOLD = int(os.environ.get("T3VIS_WEBGL_THRESHOLD", 0))  # more points pass the filters: WebGL (0: never)
