@@ -7,8 +7,6 @@ run's seed, the same units at every checkpoint.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -18,9 +16,6 @@ from t3vis.record.ingest_config import IngestConfig
 from t3vis.record.projection import MIN_TSNE_POINTS, project
 from t3vis.store.database import Store
 from t3vis.store.rows import projection_rows, unit_projection_rows
-
-if TYPE_CHECKING:
-    from t3vis.record.ingest import CheckpointRecord
 
 LAYOUT_TABLES = {  # the tables of 2-D layouts, and the columns that name their points
     "projections": ("example_id",),
@@ -50,8 +45,9 @@ def previous_layouts(store: Store, run_id: str, *, checkpoint: str, step: int | 
     return found
 
 
-def layouts_of(record: "CheckpointRecord") -> dict[str, pa.Table]:
-    """A computed checkpoint's layouts, as :func:`previous_layouts` gives them for the next checkpoint."""
+def layouts_of(record) -> dict[str, pa.Table]:
+    """A computed checkpoint's (a ``CheckpointRecord``'s) layouts, as :func:`previous_layouts` gives them for the
+    next checkpoint."""
     return {table: record.results.tables[table] for table in LAYOUT_TABLES if table in record.results.tables}
 
 
