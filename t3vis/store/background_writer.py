@@ -5,9 +5,9 @@ process (the app, an SQL console query of up to 30 s) in turn keeps the writer o
 loop that wrote directly would stall, or fail once the lock timeout passed. The
 :class:`BackgroundWriter` takes each write as a function, returns at once, and runs the writes
 in order on its thread: a write that finds the store locked waits and is retried until the lock
-frees; a write that fails for any other reason is reported as a warning and dropped. Nothing is
-ever raised into the training loop. At the end of training, :meth:`BackgroundWriter.flush`
-waits for the queue to drain.
+frees; a write that fails for any other reason is reported (to ``on_failure``: the Trainer callback
+lists it in its ``problems``; by default, a warning) and dropped. Nothing is ever raised into the
+training loop. At the end of training, :meth:`BackgroundWriter.flush` waits for the queue to drain.
 """
 
 from __future__ import annotations
@@ -35,10 +35,14 @@ class BackgroundWriter:
     ----------
     retry_delay : float
         Seconds to wait before retrying a write that found the store locked.
+    on_failure : callable, optional
+        Called on the writer's thread with the message of each write that failed (default: warn it as a
+        :class:`RecordingWarning`); it must be safe to call from another thread.
     """
 
-    def __init__(self, *, retry_delay: float = 0.5):
+    def __init__(self, *, retry_delay: float = 0.5, on_failure: Callable[[str], object] | None = None):
         self.retry_delay = retry_delay
+        self.on_failure = on_failure or _warn
         self.failures: list[str] = []  # descriptions of the writes that failed, with the reason
         self.written = 0
         self._queue: queue.Queue = queue.Queue()
@@ -92,5 +96,12 @@ class BackgroundWriter:
                 message = f"t3vis could not record {description}: {exc}"
                 self.failures.append(message)
                 log.error(message)
-                warnings.warn(message, RecordingWarning, stacklevel=2)
+                try:
+                    self.on_failure(message)
+                except Exception:  # the writer's thread goes on with the next write, whatever the report does
+                    log.exception("t3vis could not report a failed write")
                 return
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, RecordingWarning, stacklevel=2)

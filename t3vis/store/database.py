@@ -3,7 +3,8 @@
 Connections are short-lived: each read opens the file read-only, runs one query and closes it;
 each write opens it read-write, runs one transaction and closes it. DuckDB lets one process
 hold a file read-write and then nobody else may open it, not even read-only; short connections
-plus retries let a training run write while the app reads (see ``_connect``).
+plus retries let a training run write while the app reads (:mod:`t3vis.store.files`). The schema and its
+version are in :mod:`t3vis.store.schema`, the rows a write is given in :mod:`t3vis.store.records`.
 
 Everything a checkpoint adds is written in one transaction, after it was computed in memory,
 so a crash leaves the store as it was and readers never see half a checkpoint.
@@ -11,18 +12,11 @@ so a crash leaves the store as it was and readers never see half a checkpoint.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
-import re
-import struct
-import sys
 import threading
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -30,69 +24,13 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from t3vis.errors import SchemaVersionError, StoreError, StoreLockedError, option
-from t3vis.tasks import SEQUENCE_CLASSIFICATION
+from t3vis.errors import StoreError, option
+from t3vis.store.files import (connect_waiting, is_lock_conflict, lock_state, log_of, merge_pending_log,  # noqa: F401
+                               no_file_locks, _check_can_create, _file_identity, _first_line, _remove_created)
+from t3vis.store.schema import (DATA_MAP_ROWS, SCHEMA_VERSION, UPGRADABLE_VERSIONS, _check_schema,  # noqa: F401
+                                _first_row, read_meta_of_any_version, refresh_data_map, schema_sql)
+from t3vis.store.records import CheckpointInfo, CheckpointResults, RunInfo
 
-SCHEMA_VERSION = 5
-# Older versions `t3vis upgrade` converts, with what changed.
-UPGRADABLE_VERSIONS = {
-    "1": "Version 1 stored head importance as |gradient summed over a batch| summed over batches, which depends "
-         "on the batch size; version 2 stores the mean over examples of |gradient| (Michel et al. 2019).",
-    "2": "Version 3 records the run's task (sequence classification or extractive summarization), per-sentence "
-         "results and head functions; version 2 stores keep all their data, their runs become "
-         "sequence-classification runs.",
-    "3": "Version 4 adds 2-D layouts of a document's sentences (unit_projections); version 3 stores keep all "
-         "their data (re-ingest a checkpoint to lay out its sentences).",
-    "4": "Version 5 keeps the Data Map as a table, computed when the training dynamics are written; version 4 "
-         "stores keep all their data, their Data Map is computed once by the upgrade.",
-}
-
-# A run and split's Data Map from its training dynamics (see schema.sql, data_map): parameters run_id, split.
-DATA_MAP_ROWS = """
-WITH ordered AS (
-    SELECT *, lag(correct) OVER (PARTITION BY example_id, unit ORDER BY epoch) AS prev_correct
-    FROM training_dynamics WHERE run_id = $run_id AND split = $split
-),
-per_example AS (
-    SELECT run_id, split, example_id, unit,
-           count(*)                                          AS n_epochs,
-           avg(gold_prob)                                    AS confidence,
-           coalesce(stddev_pop(gold_prob), 0)                AS variability,
-           avg(CASE WHEN correct THEN 1.0 ELSE 0.0 END)      AS correctness,
-           count(*) FILTER (WHERE prev_correct AND NOT correct) AS forgetting_events
-    FROM ordered
-    GROUP BY run_id, split, example_id, unit
-),
-ranked AS (
-    SELECT *,
-           percent_rank() OVER (ORDER BY variability) AS variability_rank,
-           percent_rank() OVER (ORDER BY confidence)  AS confidence_rank
-    FROM per_example
-)
-SELECT run_id, split, example_id, unit, n_epochs, confidence, variability, correctness, forgetting_events,
-       CASE WHEN variability_rank >= 2.0 / 3 THEN 'ambiguous'
-            WHEN confidence_rank  <= 1.0 / 3 THEN 'hard-to-learn'
-            WHEN confidence_rank  >= 2.0 / 3 THEN 'easy-to-learn'
-            ELSE 'other' END AS region
-FROM ranked
-"""
-
-
-def read_meta_of_any_version(path: str | Path, key: str) -> str | None:
-    """A ``t3vis_meta`` value of a store file whatever its schema version (read-only); None when there is none or
-    the file is not a store. For deciding what to do with a store of another version, e.g. an old demo."""
-    try:
-        with duckdb.connect(str(path), read_only=True) as con:
-            row = con.execute("SELECT value FROM t3vis_meta WHERE key = ?", [key]).fetchone()
-    except duckdb.Error:
-        return None
-    return None if row is None else row[0]
-
-
-def refresh_data_map(con: duckdb.DuckDBPyConnection, run_id: str, split: str) -> None:
-    """Compute a run and split's Data Map again from its training dynamics (inside the caller's transaction)."""
-    con.execute("DELETE FROM data_map WHERE run_id = ? AND split = ?", [run_id, split])
-    con.execute(f"INSERT INTO data_map {DATA_MAP_ROWS}", {"run_id": run_id, "split": split})
 DEFAULT_STORE_DIR = Path("store")
 DEFAULT_STORE_PATH = DEFAULT_STORE_DIR / "t3vis.duckdb"
 DEFAULT_DEMO_PATH = DEFAULT_STORE_DIR / "demo.duckdb"  # where `t3vis demo` and the app build the demo
@@ -113,246 +51,6 @@ SANDBOX_CONFIG = {
     "allow_community_extensions": False,
     "lock_configuration": True,
 }
-
-
-def _first_row(result: duckdb.DuckDBPyConnection) -> tuple | None:
-    """The first row of a result, fetching all of it: DuckDB 2 refuses new work on a half-read result."""
-    rows = result.fetchall()
-    return rows[0] if rows else None
-
-
-# DuckDB's messages for a file held by another connection, matched (after removing the file's path, so that a
-# path containing these words is not taken for a lock) only where the operating system cannot be asked.
-_LOCK_PATTERNS = (re.compile(r"Could not set lock on file.*Conflicting lock"),)
-
-# Lock states of a file, as the operating system tells them (lock_state).
-LOCK_HELD, LOCK_FREE, LOCKS_UNSUPPORTED, LOCK_UNKNOWN = "held", "free", "unsupported", "unknown"
-_FLOCK = "hhqqi4x"  # Linux's struct flock: l_type, l_whence, l_start, l_len, l_pid (and padding)
-_NO_LOCK_ERRNOS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS}
-
-
-def lock_state(path: Path, *, exclusive: bool) -> str:
-    """Whether another process holds a lock on ``path`` that conflicts with a shared (reading) or an exclusive
-    (writing) one, as DuckDB takes them: LOCK_HELD, LOCK_FREE, LOCKS_UNSUPPORTED (the filesystem has no file
-    locks, e.g. NFS without a lock daemon) or LOCK_UNKNOWN (this platform cannot be asked). Asks with F_GETLK,
-    which takes no lock and works on a file opened read-only."""
-    if not sys.platform.startswith("linux"):
-        return LOCK_UNKNOWN
-    import fcntl
-
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return LOCK_UNKNOWN
-    try:
-        asked = struct.pack(_FLOCK, fcntl.F_WRLCK if exclusive else fcntl.F_RDLCK, os.SEEK_SET, 0, 0, 0)
-        answer = fcntl.fcntl(fd, fcntl.F_GETLK, asked)
-    except OSError as exc:
-        return LOCKS_UNSUPPORTED if exc.errno in _NO_LOCK_ERRNOS else LOCK_UNKNOWN
-    finally:
-        os.close(fd)
-    return LOCK_FREE if struct.unpack(_FLOCK, answer)[0] == fcntl.F_UNLCK else LOCK_HELD
-
-
-def is_lock_conflict(exc: BaseException, path: Path, *, read_only: bool = True) -> bool:
-    """Whether a DuckDB error opening ``path`` is a lock that another connection holds (worth waiting for).
-
-    Decided by what the error is, not by its wording where that can be avoided: a ConnectionException is
-    another connection of this process holding the file with another configuration; for an IOException the
-    operating system is asked whether another process holds a conflicting lock on the file. A filesystem
-    without file locks is no conflict (see :func:`no_file_locks`): waiting would not help."""
-    if isinstance(exc, duckdb.ConnectionException):
-        return True
-    if not isinstance(exc, duckdb.IOException):
-        return False
-    state = lock_state(path, exclusive=not read_only)
-    if state != LOCK_UNKNOWN:
-        return state == LOCK_HELD
-    message = str(exc)
-    for form in {str(path), str(path.resolve()), os.path.abspath(path)}:
-        message = message.replace(form, "<store>")
-    return any(pattern.search(message) for pattern in _LOCK_PATTERNS)
-
-
-def no_file_locks(exc: BaseException, path: Path) -> bool:
-    """Whether a DuckDB error opening ``path`` comes from a filesystem without file locks."""
-    return isinstance(exc, duckdb.IOException) and lock_state(path, exclusive=False) == LOCKS_UNSUPPORTED
-
-
-def connect_waiting(path: Path, *, read_only: bool, config: Mapping[str, Any] | None = None,
-                    lock_timeout: float = 60.0) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection to ``path``, retried while another connection holds a conflicting lock (up to
-    ``lock_timeout`` seconds, then StoreLockedError); any other failure is a StoreError saying what to do."""
-    deadline = time.monotonic() + lock_timeout
-    delay = 0.01
-    freed = False  # the lock that refused us was gone when asked: one more try tells a release from another error
-    while True:
-        try:
-            return duckdb.connect(str(path), read_only=read_only, config=dict(config or {}))
-        except duckdb.Error as exc:
-            if no_file_locks(exc, path):
-                raise StoreError(
-                    f"Cannot open {path}: its filesystem does not support file locks, which DuckDB needs (a network "
-                    "filesystem without a lock service, for example). Put the store on a local disk (copy it "
-                    "there to read it)."
-                ) from exc
-            if not is_lock_conflict(exc, path, read_only=read_only):
-                if isinstance(exc, duckdb.IOException) and not freed:
-                    freed = True  # released between DuckDB's try and our question: try again at once
-                    continue
-                raise StoreError(_open_failure(path, exc, read_only=read_only)) from exc
-            if time.monotonic() > deadline:
-                raise StoreLockedError(
-                    f"{path} stayed locked by another process for {lock_timeout:.0f} s. Is a writer stuck? Close it, "
-                    "or raise lock_timeout."
-                ) from exc
-            time.sleep(delay)
-            delay = min(delay * 2, 0.25)
-
-
-def merge_pending_log(path: Path, *, lock_timeout: float = 60.0) -> None:
-    """Apply a database file's pending write-ahead log to the file itself (DuckDB's CHECKPOINT), so that the file
-    can be copied or replaced on its own. A writer killed after its commit and before DuckDB's own checkpoint
-    (a crashed training run) leaves rows that live only in ``<file>.wal``: a copy of the file alone loses them,
-    and a new file put in its place beside that log cannot be opened. The rows stay as they are; waits while
-    another process holds the file, as every write does."""
-    if not log_of(path).exists():
-        return
-    con = connect_waiting(path, read_only=False, lock_timeout=lock_timeout)
-    try:
-        con.execute("CHECKPOINT")
-    finally:
-        con.close()
-    if log_of(path).exists() and log_of(path).stat().st_size > 0:
-        raise StoreError(f"Could not apply the write-ahead log {log_of(path)} to {path}; copy both files together.")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _open_failure(path: Path, exc: duckdb.Error, *, read_only: bool) -> str:
-    text = str(exc)
-    if "not a valid DuckDB database file" in text:
-        return (f"{path} is not a DuckDB database (nor a t3vis store). Give the path of a store written by "
-                "t3vis, or a new path to create one.")
-    if "ermission denied" in text or "Read-only file system" in text:
-        action = "read" if read_only else "write"
-        return f"Cannot {action} {path}: permission denied. Check the permissions of the file and its folder."
-    return f"Cannot open {path} as a DuckDB database: {_first_line(exc)}"
-
-
-def _check_can_create(path: Path) -> None:
-    """Refuse early a new store path whose folder cannot be made or written."""
-    folder = path.parent.resolve()
-    existing = folder
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise StoreError(f"Cannot create the store {path}: {existing} is a file, not a folder. Choose another path.")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        what = "its folder" if existing == folder else f"the folder {folder}, since {existing} is not writable"
-        raise StoreError(f"Cannot create the store {path} in {what}. Choose a store path in a folder you can "
-                         "write to.")
-
-
-def log_of(path: Path) -> Path:
-    """DuckDB's write-ahead log of a database file."""
-    return path.with_name(path.name + ".wal")
-
-
-def _file_identity(path: Path) -> tuple[int, int] | None:
-    """(device, inode) of a file, None when there is none: tells a file apart from one put in its place."""
-    try:
-        stat = path.stat()
-    except OSError:
-        return None
-    return stat.st_dev, stat.st_ino
-
-
-def _remove_created(path: Path) -> None:
-    """Remove a store file that a failed first write created, and its write-ahead log (made by this process:
-    ``Store._create_file`` refuses a path that had one)."""
-    for file in (path, log_of(path)):
-        try:
-            file.unlink()
-        except FileNotFoundError:
-            pass
-
-
-def _user_tables(con: duckdb.DuckDBPyConnection) -> set[str]:
-    return {row[0] for row in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
-
-
-def _check_schema(con: duckdb.DuckDBPyConnection, path: Path) -> None:
-    tables = _user_tables(con)
-    if "t3vis_meta" not in tables:
-        raise StoreError(
-            f"{path} is a DuckDB file but not a t3vis store (it has no t3vis_meta table). t3vis does not write into "
-            "other databases: give the path of a t3vis store, or a new path."
-        )
-    row = _first_row(con.execute("SELECT value FROM t3vis_meta WHERE key = 'schema_version'"))
-    found = row[0] if row else "unknown"
-    if found == str(SCHEMA_VERSION):
-        return
-    if found in UPGRADABLE_VERSIONS:
-        raise SchemaVersionError(
-            f"{path} was written with store schema version {found}; this t3vis reads version {SCHEMA_VERSION}. "
-            f"{UPGRADABLE_VERSIONS[found]} Convert it with `t3vis upgrade --store {path}` (it keeps a copy of the "
-            "old file), or re-ingest the checkpoints into a new store."
-        )
-    raise SchemaVersionError(
-        f"{path} was written with store schema version {found}, but this t3vis reads "
-        f"version {SCHEMA_VERSION}. Re-ingest the checkpoints into a new store (another --store "
-        "path), or open it with the t3vis release that wrote it."
-    )
-
-
-def schema_sql() -> str:
-    """The store's schema as SQL text (``t3vis/store/schema.sql``)."""
-    return resources.files("t3vis.store").joinpath("schema.sql").read_text(encoding="utf-8")
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    """The ``runs`` row of a run."""
-
-    run_id: str
-    model: str
-    label_names: tuple[str, ...]
-    num_layers: int
-    num_heads: int
-    max_length: int
-    task: str = SEQUENCE_CLASSIFICATION  # one of TASKS
-    dataset: str | None = None  # free text, e.g. the data file's name
-    config: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class CheckpointInfo:
-    """The ``checkpoints`` row of a checkpoint."""
-
-    run_id: str
-    checkpoint: str
-    step: int | None = None
-    epoch: float | None = None
-    path: str | None = None
-    metrics: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class CheckpointResults:
-    """Everything one ingestion of a checkpoint over one split writes.
-
-    Each table is an Arrow table whose columns are named as in the schema; the run, checkpoint
-    and split columns are filled in by the store.
-    """
-
-    split: str
-    tables: Mapping[str, pa.Table]  # name in CHECKPOINT_TABLES -> rows
-    examples: pa.Table | None = None  # the split's examples, written when the run lacks them
-    split_tables: Mapping[str, pa.Table] = field(default_factory=dict)  # name in SPLIT_TABLES -> rows, likewise
 
 
 class Store:

@@ -20,7 +20,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from t3vis.errors import StoreError
+from t3vis.errors import StoreError, why_unwritable
 from t3vis.store.database import Store
 
 MANIFEST = "t3vis_export.json"
@@ -52,8 +52,13 @@ def export_parquet(store: Store, folder: str | Path) -> ExportSummary:
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise StoreError(f"{folder} already exists and is not an empty folder; t3vis exports only into a new or "
                          "empty folder, so that it never overwrites files. Give another --parquet folder.")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    except OSError as error:
+        raise StoreError(f"t3vis cannot write the export into {folder.parent}: "
+                         f"{why_unwritable(folder.parent, error)}. Give a --parquet folder in a folder you can "
+                         "write.") from None
     rows: dict[str, int] = {}
     try:
         with store._connect(read_only=True) as con:
