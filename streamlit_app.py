@@ -1,15 +1,8 @@
-"""t3vis app entry point: it only lists the pages. Run with `streamlit run streamlit_app.py`."""
+"""t3vis app entry point: it only routes to the pages (t3vis_app/navigation.py lists them).
 
-import streamlit as st
+Run with `streamlit run streamlit_app.py`.
+"""
 
-st.set_page_config(page_title="t3vis", layout="wide")
-navigation = st.navigation([
-    st.Page("pages/projection.py", title="Projection & data", icon=":material/scatter_plot:", default=True),
-    # Every page reads the selected example, run and checkpoint from st.session_state.
-    st.Page("pages/heads.py", title="Attention heads", icon=":material/grid_view:"),
-    st.Page("pages/instance.py", title="Instance", icon=":material/text_fields:"),
-    st.Page("pages/training.py", title="Training", icon=":material/show_chart:"),
-    st.Page("pages/sql.py", title="SQL", icon=":material/database:"),
-    st.Page("pages/overview.py", title="Runs & checkpoints", icon=":material/table_view:"),
-])
-navigation.run()
+from t3vis_app.navigation import run_app
+
+run_app()

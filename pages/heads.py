@@ -45,9 +45,11 @@ if show == "function":
     normalisation = "importance_global"
 else:
     normalisation = state.choice(controls[2].selectbox, "Normalisation", list(explore.IMPORTANCE_COLUMNS),
-                                 name="heads_norm", format_func=explore.IMPORTANCE_COLUMNS.get,
+                                 name="heads_norm", format_func=explore.IMPORTANCE_SHORT.get,
                                  disabled=show != "importance" or scale == "instance",
-                                 help="How the aggregate importance is scaled (instance scale: ÷ the largest head).")
+                                 help="How the aggregate importance is scaled: "
+                                      + "; ".join(explore.IMPORTANCE_COLUMNS.values())
+                                      + ". (Instance scale: ÷ the largest head.)")
 others = ["—"] + [name for name in ctx.checkpoints.checkpoint if name != ctx.checkpoint]
 compare_with = state.choice(controls[3].selectbox, "Difference to checkpoint", others, name="heads_compare",
                             disabled=show != "importance" or scale == "instance",

@@ -230,6 +230,10 @@ def _sql(args) -> int:
     from t3vis.queries.sql_console import run_query
     from t3vis.store.database import Store
 
+    if args.max_rows < 1:
+        raise T3visError(f"--max-rows takes a positive number of rows, not {args.max_rows}.")
+    if not args.timeout > 0:  # also refuses nan
+        raise T3visError(f"--timeout takes a positive number of seconds, not {args.timeout:g}.")
     result = run_query(Store(args.store), args.query, max_rows=args.max_rows, timeout=args.timeout)
     if args.csv:
         sys.stdout.write(result.frame.to_csv(index=False))

@@ -8,6 +8,7 @@ for the CLI (:meth:`T3visError.for_cli`).
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 _OPEN, _SEP, _CLOSE = "\ue000", "\ue001", "\ue002"  # private-use characters: never in a message's own text
 _OPTION = re.compile(f"{_OPEN}([^{_SEP}]*){_SEP}([^{_SEP}]*){_SEP}([^{_CLOSE}]*){_CLOSE}")
@@ -19,6 +20,16 @@ def option(name: str, value: object = None, *, flag: str | None = None) -> str:
     flag = flag or "--" + name.replace("_", "-")
     shown = "" if value is None else repr(value)
     return f"{_OPEN}{name}{_SEP}{flag}{_SEP}{shown}{_CLOSE}"
+
+
+def why_unwritable(folder: str | Path, error: OSError) -> str:
+    """Why ``folder`` could not be made or written, in a few words for a message: the part of its path
+    that is a file, or the system's reason (e.g. "Permission denied")."""
+    folder = Path(folder)
+    for part in (folder, *folder.parents):
+        if part.exists():
+            return f"{part} is a file, not a folder" if not part.is_dir() else (error.strerror or str(error))
+    return error.strerror or str(error)
 
 
 def _python_words(match: re.Match) -> str:

@@ -85,12 +85,19 @@ class PeakMemory:
     On Linux it is the kernel's own high-water mark (``VmHWM`` in ``/proc/PID/status``, reset at
     :meth:`__init__` through ``/proc/PID/clear_refs``): exact, and nothing runs meanwhile. Sampling every 50 ms
     from a thread of the measuring process, as elsewhere, took CPU from the browser being timed on 2 cores
-    (fresh-browser times 0.3-0.6 s slower). Children's peaks are added (an upper bound of their sum's peak)."""
+    (fresh-browser times 0.3-0.6 s slower). Children's peaks are added (an upper bound of their sum's peak).
 
-    def __init__(self, pid: int):
+    A child that exits before :meth:`stop` takes its high-water mark with it, and its parent (not this process)
+    collects its resource usage. ``reports``: a file where such children add their own peak as they end, one line
+    ``pid megabytes`` each (the demo build's child does, when ``T3VIS_DEMO_PEAK_FILE`` names the file:
+    :func:`t3vis.demo.background.main`); their peaks are added too, and a reporting child still alive at
+    :meth:`stop` is counted once."""
+
+    def __init__(self, pid: int, *, reports: Path | None = None):
         import psutil
 
         self.process = psutil.Process(pid)
+        self.reports = reports
         self.peak_mb = 0.0
         self._thread = None
         self._stop = threading.Event()
@@ -110,12 +117,21 @@ class PeakMemory:
         except OSError:
             return False
 
-    def _high_water_mb(self) -> float:
+    def _high_water_mb(self, skip: set[int]) -> float:
         total_kb = 0
         for process in self._processes():
+            if process.pid in skip:
+                continue
             status = Path(f"/proc/{process.pid}/status").read_text()
             total_kb += sum(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
         return total_kb / 1024  # (a process that has exited has no VmHWM any more: alive ones only)
+
+    def _reported_mb(self) -> dict[int, float]:
+        """The peaks (MB) that children wrote into ``reports`` as they ended, by process id."""
+        if self.reports is None or not self.reports.is_file():
+            return {}
+        lines = (line.split() for line in self.reports.read_text().splitlines())
+        return {int(pid): float(mb) for pid, mb in lines}
 
     def _sample(self) -> None:
         import psutil
@@ -129,11 +145,13 @@ class PeakMemory:
             self._stop.wait(0.05)
 
     def stop(self) -> float:
+        reported = self._reported_mb()
         if self._thread is None:
-            self.peak_mb = self._high_water_mb()
+            self.peak_mb = self._high_water_mb(skip=set(reported)) + sum(reported.values())
         else:
             self._stop.set()
             self._thread.join()
+            self.peak_mb += sum(reported.values())  # (sampling: an upper bound, a reporting child may be in both)
         return self.peak_mb
 
 

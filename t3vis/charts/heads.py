@@ -36,7 +36,9 @@ def head_importance_chart(grid: pd.DataFrame, *, value_title: str, selected: tup
     cells = alt.Chart(data).mark_rect(stroke="white", strokeWidth=1).encode(
         x=head_axis, y=layer_axis,
         color=alt.Color("value:Q", title=value_title, scale=scale,
-                        legend=alt.Legend(gradientLength=max(60, 30 * int(data["layer"].nunique()) - 30))),
+                        # title, gradient and its end labels within the grid's height: nothing is cut
+                        legend=alt.Legend(gradientLength=max(36, 30 * int(data["layer"].nunique()) - 44),
+                                          gradientThickness=12, titlePadding=6)),
         opacity=alt.condition("datum.pruned", alt.value(0.35), alt.value(1.0)),
         tooltip=["layer", "head", alt.Tooltip("value:Q", format=".4f", title=value_title), "pruned"],
     ).add_params(_head_selection())

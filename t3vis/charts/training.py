@@ -13,22 +13,37 @@ def _training_axis(x_title: str) -> alt.X:
     return alt.X("x:Q", title=x_title, axis=alt.Axis(tickMinStep=1, format="d"))
 
 
+# Legends under the plot, in columns, with whole names: a legend beside a short plot is cut after a few entries,
+# and a long name ("validation (evaluation, with dropout off)") is cut at Vega's default label limit.
+BOTTOM_LEGEND = dict(orient="bottom", direction="horizontal", columns=4, labelLimit=0, columnPadding=12)
+
+
+def _with_legend_rows(plot_height: int, n_entries: int) -> int:
+    """The chart's height for a plot of ``plot_height`` pixels with its bottom legend (the app fits the whole chart,
+    legend included, into the height the spec gives)."""
+    return plot_height + 60 + 26 * -(-max(n_entries, 1) // BOTTOM_LEGEND["columns"])
+
+
 def learning_curve_chart(curves: pd.DataFrame, metric: str, *, x_title: str) -> alt.Chart:
     """One metric ("accuracy" or "loss") over training, one line per source (training passes, each split)."""
     return alt.Chart(curves).mark_line(point=True).encode(
         x=_training_axis(x_title), y=alt.Y(f"{metric}:Q", title=metric),
-        color=alt.Color("source:N", title=None, scale=alt.Scale(scheme=CATEGORY_SCHEME)),
+        color=alt.Color("source:N", title=None, scale=alt.Scale(scheme=CATEGORY_SCHEME),
+                        legend=alt.Legend(**BOTTOM_LEGEND)),
         tooltip=["source", "checkpoint", "x", alt.Tooltip(metric, format=".4f")],
-    ).properties(title=f"{metric.capitalize()} over training", height=260)
+    ).properties(title=f"{metric.capitalize()} over training",
+                 height=_with_legend_rows(220, curves["source"].nunique() if len(curves) else 1))
 
 
 def per_class_accuracy_chart(per_class: pd.DataFrame, *, x_title: str, split: str) -> alt.Chart:
     """Accuracy of each gold label over the checkpoints."""
     return alt.Chart(per_class).mark_line(point=True).encode(
         x=_training_axis(x_title), y=alt.Y("accuracy:Q", title="accuracy", scale=alt.Scale(domain=[0, 1])),
-        color=alt.Color("label:N", title="gold label", scale=alt.Scale(scheme=CATEGORY_SCHEME)),
+        color=alt.Color("label:N", title="gold label", scale=alt.Scale(scheme=CATEGORY_SCHEME),
+                        legend=alt.Legend(**BOTTOM_LEGEND)),
         tooltip=["checkpoint", "label", "n", alt.Tooltip("accuracy", format=".3f")],
-    ).properties(title=f"Per-class accuracy on the {split} split", height=280)
+    ).properties(title=f"Per-class accuracy on the {split} split",
+                 height=_with_legend_rows(240, per_class["label"].nunique() if len(per_class) else 1))
 
 
 def auto_chart(frame: pd.DataFrame) -> alt.Chart | None:

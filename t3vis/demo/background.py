@@ -8,8 +8,9 @@ full speed (training in a thread would hold the GIL between tensor operations), 
 training goes back to the system when the child exits, and a build killed for memory (a hosting
 platform's limit) leaves the server up. The child builds as ``t3vis demo`` does, in a scratch folder
 moved into place at the end (:func:`t3vis.demo.build.build_demo`), so a build that fails or is
-killed never leaves a store that would open half-written. The child exits when its parent does:
-it watches its standard input, which the parent holds open.
+killed never leaves a store that would open half-written (a killed build's scratch folder is removed before
+the next build starts: :mod:`t3vis.demo.scratch`). The child exits when its parent does: it watches its
+standard input, which the parent holds open.
 
     python -m t3vis.demo.background PATH   # the child: one line on stdout per progress report
 """
@@ -19,7 +20,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -28,10 +28,12 @@ from collections import deque
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from t3vis.demo.scratch import remove_abandoned
+
 PROGRESS = "t3vis-demo-progress"  # a child's line: PROGRESS \t phase \t done \t total
 FAILED = "t3vis-demo-failed"  # a child's line: FAILED \t message (bad input, e.g. a target it must not replace)
 LOG = logging.getLogger("t3vis.demo")
-SCRATCH_PREFIX = ".demo-build-"  # t3vis.demo.build's scratch folder, beside the store (removed at a build's end)
+PEAK_FILE = "T3VIS_DEMO_PEAK_FILE"  # environment: a file the child adds its peak memory to as it ends (benchmarks)
 OVERALL_PHASE = "fine-tuning"  # the phase of t3vis.demo.build whose share done stands for the whole build
 
 
@@ -87,7 +89,7 @@ class BackgroundDemoBuild:
         with self._changed:
             if self._status.running or (self._status.built and self.path.is_file()):
                 return False
-            self._remove_scratch_folders()
+            remove_abandoned(self.path.parent)  # of builds killed midway; never one that runs (t3vis demo, say)
             try:
                 child = subprocess.Popen(
                     self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -98,14 +100,6 @@ class BackgroundDemoBuild:
             self._status = BuildStatus(running=True)
         threading.Thread(target=self._follow, args=(child,), name="t3vis-demo-build", daemon=True).start()
         return True
-
-    def _remove_scratch_folders(self) -> None:
-        """The scratch folders of earlier builds that were killed before they could clean up (``os._exit``, or
-        the kernel's out-of-memory killer): t3vis made them (:func:`t3vis.demo.build.build_demo`), and no build
-        runs now."""
-        for scratch in self.path.parent.glob(f"{SCRATCH_PREFIX}*"):
-            if scratch.is_dir() and not scratch.is_symlink():
-                shutil.rmtree(scratch, ignore_errors=True)
 
     def wait(self, timeout: float | None = None) -> BuildStatus:
         """The status once the build has ended, or after ``timeout`` seconds, whichever comes first."""
@@ -176,7 +170,31 @@ def main(argv: list[str] | None = None) -> int:
     except StoreError as error:
         print(f"{FAILED}\t{_one_line(error)}", flush=True)
         return 2
+    finally:
+        _report_peak_memory()
     return 0
+
+
+def _report_peak_memory() -> None:
+    """Write this process's peak resident memory where :data:`PEAK_FILE` names a file: one line, ``pid megabytes``.
+
+    For a benchmark of the server: the server reaps this process, so no one else can read its peak once it has
+    exited. On Linux it is the kernel's high-water mark of this process's own memory (``VmHWM``). Not
+    ``ru_maxrss``: it also counts the memory of the process this one was forked from, which exec left behind (the
+    server's, here; and a helper command this process starts would count all of this one's). The build runs in
+    this process alone (no data loader workers)."""
+    target = os.environ.get(PEAK_FILE)
+    if not target:
+        return
+    try:
+        status = Path("/proc/self/status").read_text()
+        peak_kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):  # not Linux: the next best figure
+        import resource
+
+        peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 if sys.platform == "darwin" else 1)
+    with open(target, "a", encoding="utf-8") as file:
+        file.write(f"{os.getpid()} {peak_kb / 1024:.1f}\n")
 
 
 if __name__ == "__main__":

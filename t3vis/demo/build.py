@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,13 +22,13 @@ import torch
 from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
 
 from t3vis.record.callback import T3visCallback
-from t3vis.demo.background import SCRATCH_PREFIX
+from t3vis.demo.scratch import scratch_folder
 from t3vis.demo.corpus import DemoCorpusConfig, demo_corpus
 from t3vis.record.ingest import IngestConfig
 from t3vis.model.access import load_model
 from t3vis.progress import Progress, no_progress
 from t3vis.errors import SchemaVersionError, StoreError, option
-from t3vis.store.database import DEFAULT_DEMO_PATH, Store, read_meta_of_any_version
+from t3vis.store.database import DEFAULT_DEMO_PATH, Store, merge_pending_log, read_meta_of_any_version
 from t3vis.model.pretrained import minilm_path
 
 
@@ -94,19 +93,22 @@ def build_demo(
     An existing demo at ``path`` is replaced only once the new one is complete. Only what an
     earlier demo build made is replaced: a store without the demo's mark in ``t3vis_meta``, or a
     checkpoints folder without the demo's mark file, is refused with :class:`StoreError` before
-    any work starts.
+    any work starts. So is a target folder that cannot be written. A recording that could not record
+    everything (the callback's problems, failed writes included) raises :class:`StoreError` too, and
+    nothing is moved into place.
     """
     started = time.perf_counter()
-    path = Path(path)
+    path = Path(path).expanduser()
     weights_name = f"{path.stem}-checkpoints"
     final_weights = path.parent / weights_name
     check_demo_target(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    with tempfile.TemporaryDirectory(prefix=SCRATCH_PREFIX, dir=path.parent) as scratch:
-        scratch = Path(scratch)
+    with scratch_folder(path.parent) as scratch:  # held while it runs: the app removes only abandoned ones
         store = Store(scratch / path.name, create=True)
-        _train(store, scratch / weights_name, config, progress, show_trainer_progress)
+        problems = _train(store, scratch / weights_name, config, progress, show_trainer_progress)
+        if problems:  # a demo missing some of its recording is no demo: nothing is moved into place
+            raise StoreError(f"The demo's recording was incomplete, so {path} was not built: "
+                             + " ".join(" ".join(problems).split()))  # one line
         store.write_meta(DEMO_MARK_KEY, DEMO_RUN)
         (scratch / weights_name / DEMO_MARK_FILE).write_text(
             "Made by `t3vis demo`; a later demo build may replace this folder.\n", encoding="utf-8")
@@ -118,6 +120,9 @@ def build_demo(
         if final_weights.exists():
             shutil.rmtree(final_weights)
         (scratch / weights_name).rename(final_weights)
+        merge_pending_log(scratch / path.name)  # the new store is one file
+        if path.exists():
+            merge_pending_log(path)  # an old demo's pending log would be read as the new store's: apply it first
         (scratch / path.name).replace(path)
     return DemoResult(path=path, seconds=time.perf_counter() - started, final_accuracy=accuracy)
 
@@ -148,7 +153,9 @@ def check_demo_target(path: str | Path) -> None:
                          "for the demo, or move that folder away yourself.")
 
 
-def _train(store: Store, weights_dir: Path, config: DemoConfig, progress: Progress, show_progress: bool) -> None:
+def _train(store: Store, weights_dir: Path, config: DemoConfig, progress: Progress, show_progress: bool
+           ) -> list[str]:
+    """Fine-tune and record; returns what could not be recorded (the callback's problems, write failures included)."""
     train, evaluation = demo_corpus(config.corpus)
     torch.manual_seed(config.seed)
     bundle = load_model(minilm_path(), label_names=tuple(train.label_names), device="cpu")
@@ -180,5 +187,6 @@ def _train(store: Store, weights_dir: Path, config: DemoConfig, progress: Progre
         processing_class=bundle.tokenizer,
         callbacks=[callback, _ReportTraining(progress)],
     )
-    trainer.train()
+    trainer.train()  # waits at its end for the queued writes (the callback's flush_timeout)
     shutil.rmtree(weights_dir / "trainer", ignore_errors=True)
+    return list(callback.problems)

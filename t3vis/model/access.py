@@ -86,13 +86,18 @@ def run_with_probe(model: PreTrainedModel, probe: AttentionProbe, **inputs) -> t
 
 @contextmanager
 def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
-    """The model in eval mode (no dropout) for the block, whatever mode it came in; restored in ``finally``."""
-    was_training = model.training
+    """The model in eval mode (no dropout) for the block, whatever mode it came in; restored in ``finally``.
+
+    Each module gets its own mode back, not the model's: a part the user put in eval mode while the rest trains
+    (a frozen layer) stays in eval mode."""
+    modes = [(module, module.training) for module in model.modules()]
     model.eval()
     try:
         yield model
     finally:
-        model.train(was_training)
+        for module, training in modes:  # parents first: train() sets a subtree, whose modules then fix their own
+            if module.training != training:
+                module.train(training)
 
 
 @contextmanager

@@ -27,7 +27,7 @@ from t3vis.store.database import Store
 from t3vis.tasks import EXTRACTIVE_SUMMARIZATION, SEQUENCE_CLASSIFICATION, TASKS, TOKEN_CLASSIFICATION
 
 __all__ = [  # the frames' parts are re-exported: pages and tests read them here
-    "BASE_ATTRIBUTES", "DATA_MAP", "DATA_MAP_ATTRIBUTES", "HEAD_FUNCTIONS", "IMPORTANCE_COLUMNS",
+    "BASE_ATTRIBUTES", "DATA_MAP", "DATA_MAP_ATTRIBUTES", "HEAD_FUNCTIONS", "IMPORTANCE_COLUMNS", "IMPORTANCE_SHORT",
     "PREDICTION_ATTRIBUTES", "TASK_FRAMES", "TEXT_PREVIEW", "Attribute", "Filter", "RangeFilter", "TaskFrames",
     "ValuesFilter", "View", "attention_patterns", "attribute_summary", "attributes", "example_details",
     "example_frame", "extra_columns", "frame_size", "extra_select", "filter_frame", "head_functions", "head_importance",
@@ -155,6 +155,11 @@ IMPORTANCE_COLUMNS = {
     "importance_global": "importance ÷ the largest over all heads (0–1)",
     "importance_layer_norm": "importance ÷ the L2 norm of its layer (Michel et al. 2019)",
     "importance": "raw: mean |∂L/∂m| per example",
+}
+IMPORTANCE_SHORT = {  # the same, short enough for a select box
+    "importance_global": "÷ largest head",
+    "importance_layer_norm": "÷ layer's L2 norm",
+    "importance": "raw mean |∂L/∂m|",
 }
 
 

@@ -19,8 +19,9 @@ batches are shuffled and the Trainer drops an id column); a summarizer's collato
 Recording never fails or stalls training: every store write goes through a
 :class:`~t3vis.store.background_writer.BackgroundWriter` (a queue and a thread that waits out readers
 holding the store), checkpoints are computed from memory (the previous layout included), and
-anything that cannot be recorded is reported as a :class:`RecordingWarning`. At the end of
-training the callback waits for the queue to drain (``flush_timeout``).
+anything that cannot be recorded is reported as a :class:`RecordingWarning` and listed in
+``callback.problems`` (a write that failed on the writer's thread too). At the end of training the
+callback waits for the queue to drain (``flush_timeout``).
 
 Under ``torchrun`` or ``accelerate launch`` (DDP) every process has the callback and its dataloader's shard
 of each epoch. Each keeps its own training batches; at the epoch's end they are gathered on the main
@@ -35,6 +36,7 @@ collectives.
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -53,7 +55,8 @@ from t3vis.progress import Progress, no_progress
 from t3vis.record.classification_task import TokenIndex
 from t3vis.record.distributed import SINGLE, Shard, agree, current_shard, gather_results, launched_as_main
 from t3vis.record.dynamics import DynamicsRecorder
-from t3vis.record.ingest import IngestConfig, IngestSummary, layouts_of
+from t3vis.record.ingest import IngestConfig, IngestSummary
+from t3vis.record.layouts import layouts_of
 from t3vis.record.task import RecordingTask, TrainingCapture, task_of_model
 from t3vis.store.background_writer import BackgroundWriter, RecordingWarning
 from t3vis.store.database import DEFAULT_STORE_PATH, RunInfo, Store
@@ -113,7 +116,7 @@ class T3visCallback(TrainerCallback):
         if ingest_every != "epoch" and not (isinstance(ingest_every, int) and ingest_every > 0):
             raise ValueError(f"ingest_every must be 'epoch' or a positive number of steps, not {ingest_every!r}")
         self._store = store if isinstance(store, Store) else None
-        self._store_path = None if isinstance(store, Store) else Path(store)
+        self._store_path = None if isinstance(store, Store) else Path(store).expanduser()
         if self._store is None and launched_as_main():  # the other processes of a launch never touch the file
             self._store = Store(self._store_path, create=True)  # a path that cannot hold a store is refused now
         self.run_id = run_id
@@ -124,13 +127,14 @@ class T3visCallback(TrainerCallback):
         self.label_names = None if label_names is None else tuple(label_names)
         self.dataset = dataset
         self.train_split = train_split
-        self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
+        self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir).expanduser()
         self.model_name = model_name
         self.progress = progress
         self.flush_timeout = flush_timeout
-        self.writer = BackgroundWriter()
+        self.problems: list[str] = []  # what could not be recorded (also warned), failed writes included
+        self._problems_lock = threading.Lock()  # the writer's thread reports its failures too
+        self.writer = BackgroundWriter(on_failure=self._problem)
         self.summaries: list[IngestSummary] = []
-        self.problems: list[str] = []  # what could not be recorded (also warned)
         self._previous_layouts: dict[str, pa.Table] = {}
         self._recording = False  # agreed by every process of a distributed launch at the start of training
         self._shard: Shard = SINGLE
@@ -241,7 +245,9 @@ class T3visCallback(TrainerCallback):
         return False
 
     def _problem(self, message: str) -> None:
-        self.problems.append(message)
+        """List ``message`` in :attr:`problems` and warn it; called by the training loop's thread and the writer's."""
+        with self._problems_lock:
+            self.problems.append(message)
         warnings.warn(message, RecordingWarning, stacklevel=3)
 
     def _remove_hook(self) -> None:

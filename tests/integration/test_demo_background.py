@@ -9,6 +9,7 @@ import time
 import pytest
 
 from t3vis.demo.background import OVERALL_PHASE, PROGRESS, BackgroundDemoBuild, child_command
+from t3vis.demo.scratch import OWNER_FILE
 from t3vis.errors import StoreError
 from t3vis.store.database import Store
 
@@ -48,6 +49,7 @@ def test_a_new_build_removes_the_scratch_folders_of_killed_ones_and_nothing_else
     killed = tmp_path / ".demo-build-abc123"
     (killed / "checkpoints").mkdir(parents=True)
     (killed / "checkpoints" / "model.safetensors").write_bytes(b"0" * 100)
+    (killed / OWNER_FILE).write_bytes(b"")  # its build's lock file, which no process holds any more
     theirs = [tmp_path / "notes.txt", tmp_path / "demo-build-notes"]  # not t3vis's scratch folders
     theirs[0].write_text("keep")
     theirs[1].mkdir()
