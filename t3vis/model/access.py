@@ -18,7 +18,6 @@ from transformers import (
     AutoConfig,
     AutoModelForSequenceClassification,
     AutoModelForTokenClassification,
-    AutoTokenizer,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
@@ -43,6 +42,9 @@ from t3vis.model.adapters import (
 )
 from t3vis.model.families import family_of, family_of_model, set_padding_token
 from t3vis.model.checkpoint_folders import find_base, weights_status
+from t3vis.model.pooling import classifier_positions, pool_hidden_states  # noqa: F401 (re-exported)
+from t3vis.model.tokenizers import (MAX_UNKNOWN_SHARE, MIN_VOCABULARY_SHARE, TOKENIZER_FILES,  # noqa: F401
+                                    _check_tokenizer_matches, _load_tokenizer, check_tokens_are_known)
 from t3vis.tasks import SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION
 
 # The classifiers load_model loads: the Auto class, and how a checkpoint's architecture name ends when it has its head.
@@ -355,107 +357,7 @@ def _number_attention_layers(model: PreTrainedModel) -> None:
 
 
 # Files that hold a tokenizer's vocabulary; a folder with none of them has no tokenizer.
-TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
-                   "tokenizer.model", "spm.model")
-
-
 def _weights_file(source: str) -> str:
     folder = Path(source)
     files = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
     return str(files[0]) if len(files) == 1 else f"in {source}"
-
-
-def _load_tokenizer(source: str, tokenizer: str | Path | None, *, trust_remote_code: bool) -> PreTrainedTokenizerBase:
-    where = str(tokenizer) if tokenizer is not None else source
-    folder = Path(where)
-    present = [name for name in TOKENIZER_FILES if (folder / name).is_file()] if folder.is_dir() else []
-    if folder.is_dir() and not present:
-        hint = "Pass the tokenizer the model was trained with" + (f" ({option('tokenizer')})." if tokenizer is None
-                                                                  else ".")
-        raise ModelError(f"{folder} has no tokenizer files (none of {', '.join(TOKENIZER_FILES)}). {hint}")
-    try:
-        return AutoTokenizer.from_pretrained(where, trust_remote_code=trust_remote_code)
-    except Exception as exc:  # a corrupt file raises anything from JSON to Rust errors
-        if present:
-            raise ModelError(
-                f"Cannot read the tokenizer files {', '.join(str(folder / name) for name in present)}: {exc}. "
-                "A file may be truncated or corrupt: save the tokenizer again, or pass another one "
-                f"({option('tokenizer')})."
-            ) from exc
-        raise ModelError(f"Cannot load a tokenizer from {where!r}: {exc}. Pass a tokenizer folder or, when online, "
-                         f"a hub name ({option('tokenizer')}).") from exc
-
-
-def _check_tokenizer_matches(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, source: str) -> None:
-    """Refuse a tokenizer whose ids do not fit the model's embedding matrix, or one far smaller than it."""
-    rows = model.get_input_embeddings().num_embeddings
-    if len(tokenizer) > rows:
-        raise ModelError(
-            f"The tokenizer has {len(tokenizer)} tokens but the model at {source!r} has {rows} token embeddings: "
-            "the checkpoint does not match this tokenizer. Pass the tokenizer the model was trained with "
-            f"({option('tokenizer')})."
-        )
-    if len(tokenizer) < MIN_VOCABULARY_SHARE * rows:
-        raise ModelError(
-            f"The tokenizer has only {len(tokenizer)} tokens but the model at {source!r} has {rows} token embeddings: "
-            "this is not the tokenizer the model was trained with (an empty or placeholder vocabulary maps every word "
-            f"to the unknown token). Pass the right tokenizer ({option('tokenizer')})."
-        )
-
-
-MIN_VOCABULARY_SHARE = 0.5  # a tokenizer covering less than this share of the embedding rows is refused
-MAX_UNKNOWN_SHARE = 0.5  # data whose word pieces are mostly the unknown token is refused
-
-
-def check_tokens_are_known(tokenizer: PreTrainedTokenizerBase, input_ids: list[list[int]]) -> None:
-    """Refuse data that the tokenizer maps mostly to its unknown token (the wrong tokenizer, or garbled text)."""
-    unknown = tokenizer.unk_token_id
-    if unknown is None:
-        return
-    special = set(tokenizer.all_special_ids) - {unknown}
-    total = hits = 0
-    for ids in input_ids:
-        for token in ids:
-            if token not in special:
-                total += 1
-                hits += token == unknown
-    if total and hits / total > MAX_UNKNOWN_SHARE:
-        raise ModelError(
-            f"{hits / total:.0%} of the data's word pieces are the unknown token {tokenizer.unk_token!r}: the "
-            "tokenizer does not fit this text (a wrong or empty vocabulary, or undecoded bytes). Pass the "
-            f"tokenizer the model was trained with ({option('tokenizer')}), or check the data's encoding ({option('encoding')})."
-        )
-
-
-def pool_hidden_states(
-    hidden: torch.Tensor,  # (B, T, D)
-    attention_mask: torch.Tensor,  # (B, T) 1 for real tokens
-    *,
-    pooling: str,
-    decoder: bool = False,
-    input_ids: torch.Tensor | None = None,  # (B, T), for a decoder's pooled token
-    pad_token_id: int | None = None,
-) -> torch.Tensor:
-    """One vector per example: the pooled token (``"cls"``: the one a classifier reads, the first token of an
-    encoder, a decoder's :func:`classifier_positions`) or the mean over real tokens (``"mean"``)."""
-    if pooling == "cls" and decoder:
-        last = classifier_positions(attention_mask, input_ids, pad_token_id)  # (B,)
-        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # (B, D)
-    if pooling == "cls":
-        return hidden[:, 0]  # (B, D)
-    if pooling == "mean":
-        weights = attention_mask.to(hidden.dtype).unsqueeze(-1)  # (B, T, 1)
-        return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)  # (B, D)
-    raise ValueError(f"pooling must be 'cls' or 'mean', not {pooling!r}")
-
-
-def classifier_positions(attention_mask: torch.Tensor, input_ids: torch.Tensor | None = None,
-                         pad_token_id: int | None = None) -> torch.Tensor:
-    """The position (B,) a decoder sequence classifier reads in each example, by transformers' own rule: the
-    rightmost token whose id is not the model's padding id (so a text ending in the padding token, e.g. an
-    end-of-sequence token used for padding, is read at the token before it). Without ids or a padding id:
-    the last real token (attention mask 1), with either padding side."""
-    positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)  # (T,)
-    if input_ids is not None and pad_token_id is not None:
-        return ((input_ids != pad_token_id).to(torch.int32) * positions).argmax(1)  # (B,)
-    return (attention_mask.bool() * positions).argmax(1)  # (B,)

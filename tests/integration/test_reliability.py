@@ -118,7 +118,8 @@ def _copy_store(base_store, folder: Path, name: str = "store.duckdb") -> Path:
 # forking it is safe.
 KILLER = textwrap.dedent("""
     import json, os, signal, sys, traceback
-    import t3vis.cli, t3vis.data.loading, t3vis.record.ingest, t3vis.model.access, t3vis.store.database
+    import t3vis.cli, t3vis.data.loading, t3vis.record.ingest, t3vis.record.layouts
+    import t3vis.model.access, t3vis.store.database
 
     def die():
         sys.stdout.flush(); sys.stderr.flush()
@@ -140,7 +141,7 @@ KILLER = textwrap.dedent("""
         elif moment == "forward":  # two of the four batches have run
             die_on_call(t3vis.record.ingest, "collate", 2)
         elif moment == "projection":  # one of the three layers is laid out
-            die_on_call(t3vis.record.ingest, "project", 1)
+            die_on_call(t3vis.record.layouts, "project", 1)
         elif moment == "write":  # inside the write transaction: some tables inserted, not committed
             insert = Store._insert
             def insert_then_die(con, table, rows, **constants):
