@@ -13,6 +13,7 @@ training loop. At the end of training, :meth:`BackgroundWriter.flush` waits for 
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -72,6 +73,7 @@ class BackgroundWriter:
         return True
 
     def _run(self) -> None:
+        _yield_to_training()
         while True:
             description, write = self._queue.get()
             try:
@@ -105,3 +107,16 @@ class BackgroundWriter:
 
 def _warn(message: str) -> None:
     warnings.warn(message, RecordingWarning, stacklevel=2)
+
+
+WRITER_NICENESS = 10  # how much lower than the training threads the writes run (added to the Linux nice value)
+
+
+def _yield_to_training() -> None:
+    """Lower this thread's scheduling priority (Linux: a thread is a task of its own; the threads DuckDB starts
+    from it inherit the value), so that on a machine with few cores the writes take the time training leaves."""
+    try:
+        thread = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, thread, min(19, os.getpriority(os.PRIO_PROCESS, thread) + WRITER_NICENESS))
+    except (AttributeError, OSError):  # not Linux, or not allowed: the writes keep the process's priority
+        pass
