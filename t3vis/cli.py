@@ -6,6 +6,7 @@
     t3vis info [--store PATH]                                 what a store holds
     t3vis sql QUERY [--store PATH]                            one read-only SELECT over a store
     t3vis upgrade [--store PATH]                              convert a store of an older schema version
+    t3vis app [--store PATH] [--port N]                       serve the app (from any folder)
 
 Errors the user can fix are printed as one message (exit code 2), not as a traceback.
 
@@ -213,6 +214,15 @@ def build_parser() -> argparse.ArgumentParser:
                                description="List each run of a store with its checkpoints and row counts.")
     _add_store_option(info, writes=False)
 
+    app = commands.add_parser(
+        "app", help="serve the app on a store (the same app as `streamlit run streamlit_app.py` in a checkout)",
+        description="Serve the t3vis app from an installed t3vis, in any folder: it opens the store given (else "
+                    "store/demo.duckdb in the current folder, which it offers to build). Stop it with Ctrl+C.")
+    app.add_argument("--store", type=Path, help="the store the app opens first (default: store/demo.duckdb)")
+    app.add_argument("--port", type=int, default=8501, help="the port to serve on (default: 8501)")
+    app.add_argument("--address", help="the address to listen on (default: Streamlit's, every interface)")
+    app.add_argument("--open", action="store_true", help="open the app in a browser")
+
     sql = commands.add_parser(
         "sql", help="run one read-only SELECT query on a store and print the result",
         description="Run one SELECT query on a store, read-only: statements that change the store, attach or "
@@ -364,6 +374,22 @@ def _upgrade(args) -> int:
     return 0
 
 
+def _app(args) -> int:
+    import subprocess
+
+    from t3vis.app_server import app_command, app_environment
+
+    if not 0 < args.port < 65536:
+        raise T3visError(f"--port takes a port number (1-65535), not {args.port}.")
+    if args.store is not None and args.store.expanduser().is_dir():
+        raise T3visError(f"--store {args.store} is a folder; give the path of a .duckdb file.")
+    command = app_command(port=args.port, address=args.address, headless=not args.open)
+    try:
+        return subprocess.call(command, env=app_environment(args.store))
+    except KeyboardInterrupt:
+        return 0
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     args = build_parser().parse_args(argv)
@@ -380,6 +406,8 @@ def run(argv: list[str] | None = None) -> int:
             return _demo(args)
         if args.command == "sql":
             return _sql(args)
+        if args.command == "app":
+            return _app(args)
         if args.command == "export":
             from t3vis.store.export import export_parquet
 

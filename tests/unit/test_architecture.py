@@ -8,12 +8,14 @@ from helpers import PROJECT
 
 # Lower layers never import higher ones: a newcomer reads store/data/model, then what is built on them.
 LAYERS = (
-    {"errors", "progress", "markdown_text", "tasks"},
-    {"store", "data", "model"},  # the store file; dataset files; models, their attention and head masks
+    {"errors", "progress", "markdown_text", "tasks", "deprecated_paths"},
+    {"store", "data", "model", "app_server"},  # the store file; dataset files; models; the command serving the app
     {"queries", "attribution"},  # what the pages read; saliency methods
     {"record", "charts"},  # ingestion, the Trainer callback; what is drawn (Altair and deck.gl charts, figures)
     {"analysis", "demo", "fixtures"},  # live analyses and validation; the demo; test and benchmark fixtures
-    {"cli"},
+    {"cli", "notebook"},  # the command line (t3vis app among its commands); the app in a notebook (t3vis.show)
+    # the first release's import paths, each a deprecated alias of where its names are now
+    {"callback", "data_loading", "model_access", "ingest", "dynamics", "sql_console"},
 )
 
 
