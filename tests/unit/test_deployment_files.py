@@ -18,14 +18,28 @@ def _pyproject() -> dict:
     return tomllib.loads((PROJECT / "pyproject.toml").read_text())
 
 
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))
+
+
 def test_requirements_install_the_project_with_the_pinned_cpu_torch():
+    """requirements.txt pins torch's CPU build: the version the Makefile and CI install, within the range
+    pyproject.toml declares (a library's range, so that t3vis installs beside the torch a user has)."""
     lines = [line.strip() for line in (PROJECT / "requirements.txt").read_text().splitlines()
              if line.strip() and not line.startswith("#")]
     assert "-e ." in lines  # the project, with every dependency pyproject.toml declares
     assert "--extra-index-url https://download.pytorch.org/whl/cpu" in lines
-    pinned = next(re.fullmatch(r"torch==([\d.]+)", dep).group(1) for dep in _pyproject()["project"]["dependencies"]
-                  if dep.startswith("torch=="))
-    assert f"torch=={pinned}+cpu" in lines
+    [pinned] = [match.group(1) for line in lines if (match := re.fullmatch(r"torch==([\d.]+)\+cpu", line))]
+    [floor] = [re.fullmatch(r"torch>=([\d.]+)", dep).group(1) for dep in _pyproject()["project"]["dependencies"]
+               if dep.startswith("torch")]
+    assert _version(pinned) >= _version(floor)
+    assert f"torch=={pinned}" in (PROJECT / "Makefile").read_text()
+    assert (PROJECT / ".ci" / "torch-override.txt").read_text().strip() == f"torch=={pinned}"
+
+
+def test_every_runtime_dependency_is_a_range_with_a_floor():
+    for dependency in _pyproject()["project"]["dependencies"]:
+        assert re.fullmatch(r"[A-Za-z0-9_.-]+>=[\d.]+(,<[\d.]+)?", dependency), dependency
 
 
 def test_no_dependency_file_that_the_platform_would_read_instead():
