@@ -1,4 +1,4 @@
-"""The first release's import paths, kept working: each old module warns (DeprecationWarning) and names the new one.
+"""Import paths of earlier releases, kept working: each old module warns (DeprecationWarning) and names the new one.
 
 A script written against the first release (``from t3vis.callback import T3visCallback``) runs unchanged, with a
 warning saying what to write instead; CHANGELOG.md lists the moves.
@@ -17,6 +17,11 @@ MOVED = {
     "t3vis.ingest": ("t3vis.record.ingest", "from t3vis import IngestConfig, ingest_checkpoint"),
     "t3vis.dynamics": ("t3vis.record.dynamics", "from t3vis import DynamicsRecorder"),
     "t3vis.sql_console": ("t3vis.queries.sql_console", "from t3vis import run_query"),
+    # the second release's modules of what is drawn, now in the t3vis.charts package
+    "t3vis.point_cloud": ("t3vis.charts.point_cloud", "from t3vis.charts import point_cloud"),
+    "t3vis.point_raster": ("t3vis.charts.point_raster", "from t3vis.charts import point_raster"),
+    "t3vis.figures": ("t3vis.charts.figures", "from t3vis.charts import figures"),
+    "t3vis.colour_scales": ("t3vis.charts.colour_scales", "from t3vis.charts import colour_scales"),
 }
 # names the first release documented in a package that still exists: (package, name) -> its module now
 MOVED_NAMES = {

@@ -15,7 +15,8 @@ LAYERS = (
     {"analysis", "demo", "fixtures"},  # live analyses and validation; the demo; test and benchmark fixtures
     {"cli", "notebook"},  # the command line (t3vis app among its commands); the app in a notebook (t3vis.show)
     # the first release's import paths, each a deprecated alias of where its names are now
-    {"callback", "data_loading", "model_access", "ingest", "dynamics", "sql_console"},
+    {"callback", "data_loading", "model_access", "ingest", "dynamics", "sql_console", "point_cloud", "point_raster",
+     "figures", "colour_scales"},
 )
 
 
