@@ -3,6 +3,9 @@
 Run with `streamlit run streamlit_app.py`.
 """
 
-from t3vis_app.navigation import run_app
+import streamlit as st
 
-run_app()
+from t3vis_app.navigation import pages
+
+st.set_page_config(page_title="t3vis", layout="wide")
+st.navigation(pages()).run()

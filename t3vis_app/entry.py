@@ -1,5 +1,9 @@
-"""The app's entry file in an installed t3vis: ``streamlit run <site-packages>/t3vis_app/entry.py`` (``t3vis app``)."""
+"""The app's entry point in an installed t3vis (``t3vis app``, ``t3vis.show``): the same routing as the checkout's
+streamlit_app.py."""
 
-from t3vis_app.navigation import run_app
+import streamlit as st
 
-run_app()
+from t3vis_app.navigation import pages
+
+st.set_page_config(page_title="t3vis", layout="wide")
+st.navigation(pages()).run()

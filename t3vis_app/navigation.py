@@ -1,5 +1,4 @@
-"""The app's pages and its entry: what ``streamlit run streamlit_app.py`` (a checkout) and ``t3vis_app/entry.py``
-(an installed wheel) run.
+"""The app's pages, which ``streamlit_app.py`` (a checkout) and ``t3vis_app/entry.py`` (an installed wheel) route to.
 
 The page files live in ``pages/`` at the top of a checkout; the wheel carries the same files as ``t3vis_app/pages/``
 (pyproject.toml maps the one onto the other), so an installed t3vis serves the app without a checkout.
@@ -29,10 +28,8 @@ def pages_folder() -> Path:
     return installed if (installed / "projection.py").is_file() else Path(__file__).resolve().parent.parent / "pages"
 
 
-def run_app() -> None:
-    """Set up the page and run the chosen one (the entry file's only job)."""
-    st.set_page_config(page_title="t3vis", layout="wide")
+def pages() -> list:
+    """The pages, for ``st.navigation`` (the entry file's only job is to route to them)."""
     folder = pages_folder()
-    navigation = st.navigation([st.Page(folder / f"{stem}.py", title=title, icon=icon, default=index == 0)
-                                for index, (stem, title, icon) in enumerate(PAGES)])
-    navigation.run()
+    return [st.Page(folder / f"{stem}.py", title=title, icon=icon, default=index == 0)
+            for index, (stem, title, icon) in enumerate(PAGES)]

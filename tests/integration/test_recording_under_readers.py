@@ -25,6 +25,7 @@ from t3vis.record.callback import T3visCallback
 from t3vis.data.loading import load_examples
 from t3vis.record.ingest import IngestConfig
 from t3vis.store.database import Store
+from t3vis.store.files import LOCK_HELD, lock_state
 
 HOLD_SECONDS = 40  # the console process keeps a read-only connection open this long, without a gap
 LOCK_TIMEOUT = 8  # the callback's store waits this long for the lock, then its background writer retries
@@ -112,7 +113,10 @@ def test_training_runs_at_its_own_pace_while_readers_hold_the_store(tmp_path, ti
     console = subprocess.Popen([sys.executable, "-c", CONSOLE, str(path), str(HOLD_SECONDS)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert console.stdout.readline().strip() == "holding", console.stderr.read()
-    time.sleep(1.0)  # the first console query has opened the store
+    deadline = time.monotonic() + 60  # the first console query has opened the store (its worker process started)
+    while lock_state(path, exclusive=True) != LOCK_HELD:
+        assert time.monotonic() < deadline, "the console never held the store"
+        time.sleep(0.1)
     app = subprocess.Popen([sys.executable, "-c", APP_LOOP, str(path), str(HOLD_SECONDS + 10)],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
