@@ -96,6 +96,15 @@ def checkpoint_model(store: data.StoreHandle, run, checkpoint: str | None) -> tu
         return None, f"The weights of {md(checkpoint)} cannot be loaded: {md(error)}{where}"
 
 
+def checkpoint_model_or_stop(ctx) -> ModelBundle:
+    """The chosen checkpoint's model for a live view; without one, the page says why and stops."""
+    bundle, why_not = checkpoint_model(ctx.store, ctx.run, ctx.checkpoint)
+    if bundle is None:
+        st.info(why_not)
+        st.stop()
+    return bundle
+
+
 def session_cached(name: str, key: tuple, compute: Callable, *, size: int = 16):
     """compute() once per key in this browser session (a small LRU in st.session_state)."""
     cache: OrderedDict = st.session_state.setdefault(f"_cache.{name}", OrderedDict())

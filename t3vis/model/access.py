@@ -122,7 +122,7 @@ def using_t3vis_attention(model: PreTrainedModel) -> Iterator[PreTrainedModel]:
 
 @dataclass(frozen=True)
 class ModelBundle:
-    """A loaded classifier with what t3vis needs to know about it."""
+    """A loaded model (a classifier, tagger, summarizer or language model) with what t3vis needs to know about it."""
 
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase

@@ -20,7 +20,7 @@ from t3vis.queries.checkpoint_reads import stored_examples
 from t3vis.tasks import SEQUENCE_CLASSIFICATION, task_spec
 from t3vis_app import data, state
 from t3vis_app.figure_downloads import figure_buttons
-from t3vis_app.models import checkpoint_model, session_cached
+from t3vis_app.models import checkpoint_model_or_stop, session_cached
 from t3vis_app.selection import probability_bars, selected, selected_details
 from t3vis_app.sticky import sticky_controls
 from t3vis_app.tasks.base import queries_for
@@ -111,10 +111,7 @@ def instance_view(ctx) -> None:
     if details is None:
         st.info("Select an example first: click a point or a table row in the Projection view.")
         st.stop()
-    bundle, why_not = checkpoint_model(ctx.store, run, ctx.checkpoint)
-    if bundle is None:
-        st.info(why_not)
-        st.stop()
+    bundle = checkpoint_model_or_stop(ctx)
 
     pruned = state.pruned_heads(run.run_id)
     names = list(run.label_names)

@@ -21,7 +21,7 @@ from t3vis.queries.checkpoint_reads import stored_documents
 from t3vis.tasks import EXTRACTIVE_SUMMARIZATION, task_spec
 from t3vis_app.sticky import sticky_controls
 from t3vis_app import data, state
-from t3vis_app.models import checkpoint_model, session_cached
+from t3vis_app.models import checkpoint_model_or_stop, session_cached
 from t3vis_app.token_colours import attribution_on_request, saliency_controls, show_tokens
 from t3vis_app.selection import selected
 from t3vis_app.tasks.base import queries_for
@@ -120,10 +120,7 @@ def instance_view(ctx) -> None:
     if details is None:
         st.info("Select a document first: click a point or a table row in the Projection view.")
         st.stop()
-    bundle, why_not = checkpoint_model(ctx.store, run, ctx.checkpoint)
-    if bundle is None:
-        st.info(why_not)
-        st.stop()
+    bundle = checkpoint_model_or_stop(ctx)
     sentences: pd.DataFrame = details["sentences"]
     pruned = state.pruned_heads(run.run_id)
     key = (ctx.store.path, run.run_id, ctx.checkpoint, split, example_id)
