@@ -33,6 +33,8 @@ _PUBLIC = {
     "load_examples": "t3vis.data.loading",
     "load_model": "t3vis.model.access",
     "load_recorded_checkpoint": "t3vis.record.recorded_checkpoint",
+    "load_language_model": "t3vis.model.language_models",
+    "smollm2_checkpoint": "t3vis.model.gguf_checkpoints",
     # explaining one example
     "METHODS": "t3vis.attribution",
     "prepare": "t3vis.attribution",
