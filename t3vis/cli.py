@@ -384,6 +384,8 @@ def _app(args) -> int:
     if args.store is not None and args.store.expanduser().is_dir():
         raise T3visError(f"--store {args.store} is a folder; give the path of a .duckdb file.")
     command = app_command(port=args.port, address=args.address, headless=not args.open)
+    if hasattr(os, "execve"):  # the server replaces this process: a signal to `t3vis app` reaches it, no orphan
+        os.execve(command[0], command, app_environment(args.store))
     try:
         return subprocess.call(command, env=app_environment(args.store))
     except KeyboardInterrupt:

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -69,8 +70,6 @@ def test_t3vis_app_serves_every_page_from_another_folder(installed, tmp_path):
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        import urllib.request
-
         deadline = time.monotonic() + 120
         while True:
             try:
@@ -92,4 +91,10 @@ def test_t3vis_app_serves_every_page_from_another_folder(installed, tmp_path):
     finally:
         server.terminate()
         server.wait(20)
+    try:  # stopping `t3vis app` stops the server itself: it replaced the command's process, no orphan serves on
+        urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
+        answered = True
+    except OSError:
+        answered = False
+    assert not answered, "the app server outlived `t3vis app`"
     assert not (elsewhere / "store").exists()  # it opened the store given; it made nothing in the folder
