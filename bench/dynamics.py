@@ -1,6 +1,6 @@
 """Benchmark: the cost of recording training dynamics, the demo's build time, and what it finds.
 
-    python bench/dynamics.py [--train-size 600] [--epochs 2] [--pairs 3]
+    python bench/dynamics.py [--train-size 2000] [--epochs 2] [--pairs 3]
 
 1. The same short fine-tuning of the packaged MiniLM on the demo corpus, in one process, with
    and without ``T3visCallback`` recording training dynamics (checkpoint ingestion off): ``--pairs``
@@ -57,7 +57,7 @@ def train_once(train, *, record: bool, epochs: int, folder: Path) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--train-size", type=int, default=600)
+    parser.add_argument("--train-size", type=int, default=2000)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--pairs", type=int, default=3, help="pairs of runs with and without recording")
     parser.add_argument("--no-demo", action="store_true", help="measure the recording's cost only (no demo build)")
