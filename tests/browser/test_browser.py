@@ -86,6 +86,8 @@ def test_clicking_a_point_then_a_table_row_selects_the_example_everywhere(app_ur
         ring = page.locator("[data-testid=stVegaLiteChart] g.mark-symbol").nth(1).locator("path")
         assert ring.count() == 1
         assert _translate(ring.first) == pytest.approx(_translate(points.nth(target)), abs=0.5)
+        # the query string is updated at the end of the rerun, after the table is drawn: wait for it, then check
+        page.wait_for_url(re.compile(r"[?&]example=2(&|$)"), timeout=30_000)
         assert "example=2" in page.url
         page.screenshot(path=ARTIFACTS / "projection-row-clicked.png", full_page=True)
 
