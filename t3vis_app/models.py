@@ -6,13 +6,14 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 
+import pandas as pd
 import streamlit as st
 
 from t3vis.errors import T3visError
 from t3vis.markdown_text import escape_markdown as md
 from t3vis.model.access import ModelBundle
-from t3vis.model.checkpoint_folders import ADAPTER, NOT_A_MODEL, NOT_RECORDED, WeightsStatus
-from t3vis.queries.checkpoint_reads import checkpoint_weights_status
+from t3vis.model.checkpoint_folders import (ADAPTER, NOT_A_MODEL, NOT_RECORDED, WeightsStatus, recorded_folder,
+                                            weights_status)
 from t3vis.store.allowed_stores import ALLOWED_STORES_VARIABLE, allowed_entries
 from t3vis.record.task import recording_task
 from t3vis.tasks import SEQUENCE_CLASSIFICATION
@@ -35,9 +36,13 @@ def base_model_choice(run_id: str) -> str | None:
 
 
 def weights_of(store: data.StoreHandle, run, checkpoint: str) -> WeightsStatus:
-    """What the checkpoint's recorded folder holds, with the base chosen in the sidebar (read afresh each run:
-    a base put back where the adapter names it loads at once)."""
-    return checkpoint_weights_status(store.database, run.run_id, checkpoint, base_model=base_model_choice(run.run_id))
+    """What the checkpoint's recorded folder holds, with the base chosen in the sidebar. The recorded path comes
+    from the cached checkpoints read (no query per run); the folders are looked at afresh each run, so a base put
+    back where the adapter names it loads at once."""
+    checkpoints = data.checkpoints(store, run.run_id)
+    recorded = checkpoints.loc[checkpoints.checkpoint == checkpoint, "path"]
+    path = recorded.iloc[0] if len(recorded) and not pd.isna(recorded.iloc[0]) else None
+    return weights_status(recorded_folder(store.database.path.parent, path), base_model=base_model_choice(run.run_id))
 
 
 def adapter_base_field(container, store: data.StoreHandle, run, checkpoint: str | None) -> None:
