@@ -11,7 +11,8 @@ A task is one seam with three sides, each keyed by the task's name:
   example frames (attributes, layout, details of one example).
 
 Sequence classification is the first implementation, extractive summarization the second, token
-classification the third.
+classification the third, generation (a causal language model fine-tuned on prompt → completion pairs) the
+fourth.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 SEQUENCE_CLASSIFICATION = "sequence-classification"  # one label per example (or text pair)
 EXTRACTIVE_SUMMARIZATION = "extractive-summarization"  # one binary label per sentence of a document (BertSum)
 TOKEN_CLASSIFICATION = "token-classification"  # one tag per word of a sentence (named entities, POS, chunks)
+GENERATION = "generation"  # a causal language model's completion of a prompt (supervised fine-tuning)
 
 SUMMARY_LABELS = ("not in summary", "in summary")  # the label names of a sentence
 
@@ -65,6 +67,15 @@ SPECS = {
     TOKEN_CLASSIFICATION: TaskSpec(
         name=TOKEN_CLASSIFICATION, title="Token classification", example="sentence", unit="word", output=SOFTMAX,
         metrics=("f1", "precision", "recall", "accuracy", "loss"), data_map_point="word",
+    ),
+    # A unit is one token of the reference completion (teacher forced); a Data Map point is a whole example: its
+    # gold probability is exp(mean log-probability of its completion tokens), its correctness the share of them
+    # predicted right. "accuracy" is that token accuracy, "score" the greedy generation's exact match (GSM8K's
+    # final answer) or ROUGE-L.
+    GENERATION: TaskSpec(
+        name=GENERATION, title="Generation (prompt → completion)", example="prompt", unit="token", output=SOFTMAX,
+        metrics=("loss", "perplexity", "score", "exact_match", "rougeL", "accuracy"), data_map_point="example",
+        fixed_labels=(),
     ),
 }
 TASKS = tuple(SPECS)

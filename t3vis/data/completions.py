@@ -358,3 +358,11 @@ def collate_completions(encoded: EncodedCompletions, pad_token_id: int | None) -
         attention_mask[row, :len(ids)] = 1
         labels[row, :len(ids)] = torch.tensor(row_labels)
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+def training_items(encoded: EncodedCompletions) -> list[dict]:
+    """A map-style training dataset for ``transformers.Trainer``: one dict per example with ``input_ids``,
+    ``attention_mask`` and completion-only ``labels`` (lists of ints). Pad batches with
+    ``DataCollatorForSeq2Seq(tokenizer)``, which pads labels with -100."""
+    return [{"input_ids": list(ids), "attention_mask": [1] * len(ids), "labels": list(labels)}
+            for ids, labels in zip(encoded.input_ids, encoded.labels)]

@@ -107,3 +107,22 @@ def greedy_oracle(sentences: Sequence[str], reference: Sequence[str], *,
         best = value
         chosen.append(-negative_index)
     return sorted(chosen)
+
+
+def rouge_l(candidate: str, reference: str) -> float:
+    """ROUGE-L F1 of a text against a reference: the longest common subsequence of their ROUGE tokens
+    (:func:`tokens`), as rouge-score's ``rougeL`` (one sequence each, lines not split)."""
+    ours, theirs = tokens(candidate), tokens(reference)
+    if not ours or not theirs:
+        return 0.0
+    previous = [0] * (len(theirs) + 1)  # LCS lengths of the candidate so far against each prefix of the reference
+    for word in ours:
+        current = [0]
+        for index, other in enumerate(theirs):
+            current.append(previous[index] + 1 if word == other else max(previous[index + 1], current[index]))
+        previous = current
+    common = previous[-1]
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(ours), common / len(theirs)
+    return 2 * precision * recall / (precision + recall)

@@ -26,9 +26,10 @@ from t3vis.model.access import (ATTENTION_NAME, AttentionProbe, ModelBundle, _nu
                                 install_module_attention, load_adapter, model_max_length, run_with_probe)
 from t3vis.model.adapters import adapter_settings, hub_adapter_folder, is_adapter_folder, unwrapped
 from t3vis.model.families import family_of, set_padding_token
+from t3vis.model.token_scores import score_tokens, scored_positions
 from t3vis.model.tokenizers import _check_tokenizer_matches, _load_tokenizer
+from t3vis.tasks import GENERATION
 
-GENERATION = "generation"  # the task's name (runs.task); t3vis.tasks should own it once the task is registered there
 IGNORE = -100  # the label of a position that is not scored (a prompt token, padding)
 
 
@@ -244,9 +245,6 @@ def _completion_token_scores(bundle, inputs, golds, *, batch_size, head_mask) ->
                             loss=loss, perplexity=np.exp(loss), completion_tokens=count)
 
 
-_ROWS_PER_CHUNK = 512  # completion positions whose (rows, V) comparisons are made at once
-
-
 def _score_batch(bundle, examples, inputs, golds, head_mask) -> dict[str, np.ndarray]:
     device = bundle.device
     length = max(len(ids) for ids in inputs)
@@ -257,33 +255,24 @@ def _score_batch(bundle, examples, inputs, golds, head_mask) -> dict[str, np.nda
         ids[row, :len(tokens)] = torch.tensor(tokens)
         mask[row, :len(tokens)] = 1
         labels[row, :len(gold)] = torch.tensor(gold)
-    keep = torch.zeros_like(mask, dtype=torch.bool)  # (B, T): the logit at t scores the label at t+1
-    keep[:, :-1] = labels[:, 1:] != IGNORE
-    rows, scoring = keep.nonzero(as_tuple=True)  # (K,), (K,): the batch row and logit position of each score
+    rows, scoring = scored_positions(labels, IGNORE)  # (K,), (K,): the batch row and logit position of each score
     if len(rows) == 0:  # no completion token in the batch: no forward pass
         return {name: np.zeros(0) for name in ("example", "position", "token_id", "log_probability", "rank",
                                                 "predicted")}
-    gold = labels[rows, scoring + 1].to(device)  # (K,)
+    keep = torch.zeros_like(mask, dtype=torch.bool)
+    keep[rows, scoring] = True
+    gold = labels[rows, scoring + 1]  # (K,)
     # a boolean (B, T) logits_to_keep: the logits of those positions only, flattened in row order, (K, V)
     logits = _forward(bundle, head_mask, input_ids=ids.to(device), attention_mask=mask.to(device),
                       logits_to_keep=keep.to(device)).logits
     if tuple(logits.shape[:-1]) != (len(rows),):
         raise ModelError(f"{type(unwrapped(bundle.model)).__name__} returned logits for {logits.shape[0]} positions, "
                          f"not the {len(rows)} asked for (logits_to_keep).")
-    log_probability, rank, predicted = [], [], []
-    vocabulary_ids = torch.arange(logits.shape[-1], device=logits.device)  # (V,)
-    for begin in range(0, logits.shape[0], _ROWS_PER_CHUNK):
-        chunk = logits[begin:begin + _ROWS_PER_CHUNK].float()  # (k, V)
-        target = gold[begin:begin + _ROWS_PER_CHUNK]  # (k,)
-        gold_logit = chunk.gather(1, target[:, None])  # (k, 1)
-        log_probability.append((gold_logit[:, 0] - torch.logsumexp(chunk, dim=-1)).cpu())
-        ahead = (chunk > gold_logit) | ((chunk == gold_logit) & (vocabulary_ids[None] < target[:, None]))  # (k, V)
-        rank.append((ahead.sum(dim=-1) + 1).cpu())
-        predicted.append(chunk.argmax(dim=-1).cpu())
+    scores = score_tokens(logits, gold)
     del logits
     return {"example": np.asarray(examples)[rows.numpy()], "position": (scoring + 1).numpy(),
-            "token_id": gold.cpu().numpy(), "log_probability": torch.cat(log_probability).double().numpy(),
-            "rank": torch.cat(rank).numpy(), "predicted": torch.cat(predicted).numpy()}
+            "token_id": gold.numpy(), "log_probability": scores.log_probability.numpy(),
+            "rank": scores.rank.numpy(), "predicted": scores.predicted.numpy()}
 
 
 # ---- greedy generation ----------------------------------------------------------------------------------------

@@ -18,7 +18,9 @@ For your own training loop::
 For an extractive summarizer, ``log_units(example_ids, scores, labels, sentence_mask)`` records
 one row per sentence instead (the ``unit`` column), from the (B, S) sentence logits; for a token
 classifier, ``log_words(example_ids, logits, labels)`` one row per tagged word, from the (B, T, K)
-logits at each word's first piece (the pieces whose label is not -100).
+logits at each word's first piece (the pieces whose label is not -100); for a language model fine-tuned on
+prompt → completion pairs, ``log_completion_rows`` one row per example (its completion tokens' geometric-mean
+probability and token accuracy) and one per completion token (``token_dynamics``), from each token's scores.
 
 The Data Map itself (confidence, variability, correctness, forgetting events, regions) is the
 ``data_map`` view of the store: SQL over the rows written here.
@@ -32,6 +34,7 @@ import torch
 from t3vis.store.background_writer import BackgroundWriter
 from t3vis.store.database import RunInfo, Store
 from t3vis.model.word_encoding import first_piece_rows
+from t3vis.store.generation_rows import completion_dynamics_rows
 from t3vis.store.rows import dynamics_rows, unit_dynamics_rows, word_dynamics_rows
 
 
@@ -70,11 +73,13 @@ class DynamicsRecorder:
         self._labels: list[np.ndarray] = []
         self._units: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # ids, units, scores, labels
         self._words: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # ids, units, logits, tags
+        self._completions: list[tuple[np.ndarray, ...]] = []  # ids, tokens, token ids, log-probs, ranks, argmaxes
 
     @property
     def pending(self) -> int:
         """Observations logged since the last ``end_epoch``."""
-        return sum(len(ids) for ids in self._ids) + sum(len(rows[0]) for rows in (*self._units, *self._words))
+        return sum(len(ids) for ids in self._ids) + sum(len(rows[0]) for rows in (*self._units, *self._words,
+                                                                                  *self._completions))
 
     def log_batch(self, example_ids, logits, labels) -> None:
         """Record one training forward pass: ids (B,), logits (B, K), gold labels (B,)."""
@@ -126,12 +131,22 @@ class DynamicsRecorder:
             raise ValueError(f"tags must lie in [0, {values.shape[1]}), got {sorted(set(gold.tolist()))[:10]}")
         self._words.append((ids, words, values, gold))
 
+    def log_completion_rows(self, example_ids, tokens, token_ids, log_probability, rank, predicted) -> None:
+        """Record scored completion tokens of a language model's training pass, all (M,): example ids, each token's
+        position in its completion, its gold id, the gold token's log-probability and rank, and the argmax id."""
+        columns = (_to_numpy(example_ids, np.int64).reshape(-1), _to_numpy(tokens, np.int64).reshape(-1),
+                   _to_numpy(token_ids, np.int64).reshape(-1), _to_numpy(log_probability, np.float64).reshape(-1),
+                   _to_numpy(rank, np.int64).reshape(-1), _to_numpy(predicted, np.int64).reshape(-1))
+        if len({len(column) for column in columns}) != 1:
+            raise ValueError(f"log_completion_rows needs six (M,) arrays; got {[c.shape for c in columns]}")
+        self._completions.append(columns)
+
     def end_epoch(self, epoch: int | None = None) -> int:
         """Write the epoch's rows (one transaction, or queued on the writer) and start the next epoch;
         returns the number of rows."""
         epoch = self.epoch if epoch is None else epoch
         written = 0
-        rows = None
+        rows = token_rows = None
         if self._ids:
             rows = dynamics_rows(np.concatenate(self._ids), np.concatenate(self._logits),
                                  np.concatenate(self._labels))
@@ -139,14 +154,17 @@ class DynamicsRecorder:
             rows = unit_dynamics_rows(*(np.concatenate(part) for part in zip(*self._units)))
         elif self._words:
             rows = word_dynamics_rows(*(np.concatenate(part) for part in zip(*self._words)))
+        elif self._completions:
+            rows, token_rows = completion_dynamics_rows(*(np.concatenate(part) for part in zip(*self._completions)))
         if rows is not None:
             if self.writer is None:
-                self.store.write_training_dynamics(self.run, self.split, epoch, rows)
+                self.store.write_training_dynamics(self.run, self.split, epoch, rows, token_rows)
             else:
                 run, split = self.run, self.split
                 self.writer.submit(f"training dynamics of epoch {epoch}",
-                                   lambda: self.store.write_training_dynamics(run, split, epoch, rows))
+                                   lambda: self.store.write_training_dynamics(run, split, epoch, rows, token_rows))
             written = rows.num_rows
         self._ids, self._logits, self._labels, self._units, self._words = [], [], [], [], []
+        self._completions = []
         self.epoch = epoch + 1
         return written

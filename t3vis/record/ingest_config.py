@@ -47,6 +47,16 @@ class IngestConfig:
                           "points are placed into it (openTSNE's transform)"},
     )
     seed: int = field(default=0, metadata={"help": "seed for the importance sample and t-SNE"})
+    max_new_tokens: int = field(
+        default=64,
+        metadata={"help": "generation task: tokens of each example's greedy generation at most (scored against the "
+                          "reference: exact match of a final answer, else ROUGE-L); 0 = no generation"},
+    )
+    max_completion_tokens: int | None = field(
+        default=None,
+        metadata={"help": "generation task: cut reference completions to this many tokens (the end of turn or EOS "
+                          "included); default: only the token limit cuts"},
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.layers, str) and self.layers != "all":
@@ -57,5 +67,9 @@ class IngestConfig:
             raise ValueError(f"projection must be one of {(*METHODS, 'none')}, not {self.projection!r}")
         if self.batch_size < 1:
             raise ValueError("batch_size must be at least 1")
+        if self.max_new_tokens < 0:
+            raise ValueError("max_new_tokens must be 0 (no generation) or more")
+        if self.max_completion_tokens is not None and self.max_completion_tokens < 1:
+            raise ValueError("max_completion_tokens must be at least 1")
         if self.tsne_fit_points < 10:
             raise ValueError("tsne_fit_points must be at least 10")

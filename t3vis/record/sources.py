@@ -26,9 +26,14 @@ class DataSource:
     words_column: str | None = None  # token classification, a table: the word lists ...
     tags_column: str | None = None  # ... and the tag lists (tag names: label_names)
     tag_column: int = -1  # token classification, a CoNLL file: the column of the tags
+    prompt_column: str | None = None  # generation: the prompt ...
+    completion_column: str | None = None  # ... and the reference completion
+    messages_column: str | None = None  # generation: chat conversations, rendered with the tokenizer's template
+    tokenizer: str | Path | None = None  # generation: where the chat template comes from (the model's tokenizer)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", _expanded(self.path))
+        object.__setattr__(self, "tokenizer", _expanded(self.tokenizer))
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from t3vis.errors import ModelError, option
 from t3vis.model.access import ModelBundle
 from t3vis.record.classification_task import SequenceClassificationTask
 from t3vis.record.dynamics import DynamicsRecorder
+from t3vis.record.generation_task import GenerationTask
 from t3vis.record.ingest import CheckpointRecord, IngestSummary
 from t3vis.record.sources import DataSource, ModelSource
 from t3vis.record.summarization_task import ExtractiveSummarizationTask
@@ -97,7 +98,7 @@ class RecordingTask(Protocol):
 
 
 RECORDING_TASKS: dict[str, RecordingTask] = {
-    task.spec.name: task for task in (ExtractiveSummarizationTask(), TokenClassificationTask(),
+    task.spec.name: task for task in (ExtractiveSummarizationTask(), TokenClassificationTask(), GenerationTask(),
                                       SequenceClassificationTask())
 }
 

@@ -37,7 +37,7 @@ DEFAULT_DEMO_PATH = DEFAULT_STORE_DIR / "demo.duckdb"  # where `t3vis demo` and 
 
 # Tables holding one checkpoint's results; all are keyed by (run_id, checkpoint, split, ...).
 CHECKPOINT_TABLES = ("predictions", "projections", "head_importance", "attention_patterns", "unit_predictions",
-                     "document_scores", "unit_projections")
+                     "document_scores", "unit_projections", "generations")
 # Tables written once per run and split, with its examples (the first checkpoint ingested over it).
 SPLIT_TABLES = ("units", "baseline_scores")
 
@@ -399,16 +399,20 @@ class Store:
         finally:
             con.unregister(view)
 
-    def write_training_dynamics(self, run: RunInfo, split: str, epoch: int, rows: pa.Table) -> None:
-        """Write one epoch of training dynamics (replacing that epoch if it was written before)."""
+    def write_training_dynamics(self, run: RunInfo, split: str, epoch: int, rows: pa.Table,
+                                token_rows: pa.Table | None = None) -> None:
+        """Write one epoch of training dynamics (replacing that epoch if it was written before); ``token_rows``:
+        a generation run's per-token dynamics of the epoch (``token_dynamics``, without run, split, epoch)."""
         with self.transaction() as con:
             self.write_run(con, run)
-            con.execute(
-                "DELETE FROM training_dynamics WHERE run_id = ? AND split = ? AND epoch = ?",
-                [run.run_id, split, epoch],
-            )
-            rows = rows.append_column("epoch", pa.array([epoch] * rows.num_rows, type=pa.int32()))
-            self._insert(con, "training_dynamics", rows, run_id=run.run_id, split=split)
+            for table in ("training_dynamics", "token_dynamics"):
+                con.execute(f"DELETE FROM {table} WHERE run_id = ? AND split = ? AND epoch = ?",
+                            [run.run_id, split, epoch])
+            for table, table_rows in (("training_dynamics", rows), ("token_dynamics", token_rows)):
+                if table_rows is not None:
+                    table_rows = table_rows.append_column("epoch", pa.array([epoch] * table_rows.num_rows,
+                                                                            type=pa.int32()))
+                    self._insert(con, table, table_rows, run_id=run.run_id, split=split)
             refresh_data_map(con, run.run_id, split)
 
     def initialise(self) -> None:
@@ -424,6 +428,6 @@ class Store:
     def delete_run(self, run_id: str) -> None:
         """Remove a run and everything recorded for it."""
         with self.transaction() as con:
-            for table in (*CHECKPOINT_TABLES, *SPLIT_TABLES, "training_dynamics", "data_map", "examples", "checkpoints",
-                          "runs"):
+            for table in (*CHECKPOINT_TABLES, *SPLIT_TABLES, "training_dynamics", "token_dynamics", "data_map",
+                          "examples", "checkpoints", "runs"):
                 con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])

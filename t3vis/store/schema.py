@@ -11,7 +11,7 @@ import duckdb
 from t3vis.errors import SchemaVersionError, StoreError
 
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 # Older versions `t3vis upgrade` converts, with what changed.
 UPGRADABLE_VERSIONS = {
     "1": "Version 1 stored head importance as |gradient summed over a batch| summed over batches, which depends "
@@ -23,6 +23,8 @@ UPGRADABLE_VERSIONS = {
          "their data (re-ingest a checkpoint to lay out its sentences).",
     "4": "Version 5 keeps the Data Map as a table, computed when the training dynamics are written; version 4 "
          "stores keep all their data, their Data Map is computed once by the upgrade.",
+    "5": "Version 6 adds the generation task (generations, token_dynamics, training_dynamics.token_accuracy) and "
+         "the induction head function (attention_patterns.attn_induction); version 5 stores keep all their data.",
 }
 
 # A run and split's Data Map from its training dynamics (see schema.sql, data_map): parameters run_id, split.
@@ -36,7 +38,7 @@ per_example AS (
            count(*)                                          AS n_epochs,
            avg(gold_prob)                                    AS confidence,
            coalesce(stddev_pop(gold_prob), 0)                AS variability,
-           avg(CASE WHEN correct THEN 1.0 ELSE 0.0 END)      AS correctness,
+           avg(coalesce(token_accuracy, CASE WHEN correct THEN 1.0 ELSE 0.0 END)) AS correctness,
            count(*) FILTER (WHERE prev_correct AND NOT correct) AS forgetting_events
     FROM ordered
     GROUP BY run_id, split, example_id, unit

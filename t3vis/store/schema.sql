@@ -1,6 +1,8 @@
--- The t3vis analysis store, schema version 5. Version 1 defined head_importance.importance differently;
+-- The t3vis analysis store, schema version 6. Version 1 defined head_importance.importance differently;
 -- version 2 had no tasks other than sequence classification; version 3 had no layouts of units; version 4
--- computed the Data Map on every query (a view). `t3vis upgrade` converts all four.
+-- computed the Data Map on every query (a view); version 5 had no generation task (generations,
+-- token_dynamics, training_dynamics.token_accuracy, attention_patterns.attn_induction). `t3vis upgrade`
+-- converts all five.
 --
 -- Long-format tables, keyed by (run_id, checkpoint, split, example_id[, unit][, layer, head]),
 -- so that ad-hoc SQL is a join on the key columns. A "unit" is one output of an example for tasks
@@ -20,9 +22,9 @@ CREATE TABLE t3vis_meta (
 CREATE TABLE runs (
     run_id      VARCHAR PRIMARY KEY,
     model       VARCHAR NOT NULL,       -- base model: hub name or local path
-    task        VARCHAR NOT NULL DEFAULT 'sequence-classification', -- 'sequence-classification' or 'extractive-summarization'
+    task        VARCHAR NOT NULL DEFAULT 'sequence-classification', -- 'sequence-classification', 'extractive-summarization', 'token-classification' or 'generation'
     dataset     VARCHAR,                -- free text, e.g. the data file's name
-    label_names VARCHAR[] NOT NULL,     -- label_names[label + 1] is the name of label id `label`
+    label_names VARCHAR[] NOT NULL,     -- label_names[label + 1] is the name of label id `label`; empty for generation (the outputs are the vocabulary)
     num_layers  INTEGER NOT NULL,          -- Transformer layers
     num_heads   INTEGER NOT NULL,          -- attention heads per layer
     max_length  INTEGER NOT NULL,       -- tokens per example fed to the model (longer texts are truncated)
@@ -47,7 +49,7 @@ CREATE TABLE examples (
     run_id        VARCHAR NOT NULL,
     split         VARCHAR NOT NULL,     -- 'train', 'validation', 'test', ...
     example_id    BIGINT NOT NULL,      -- from the id column, or the row number in the file (0-based)
-    text          VARCHAR NOT NULL,        -- the text fed to the model
+    text          VARCHAR NOT NULL,        -- the text fed to the model (generation: the prompt, as the model reads it)
     text_pair     VARCHAR,              -- second text of pair tasks, else NULL
     label         INTEGER,              -- gold label id, 0-based; NULL for tasks labelled per unit (summarization)
     label_name    VARCHAR,              -- name of the gold label; NULL with label
@@ -55,22 +57,24 @@ CREATE TABLE examples (
     n_tokens_full INTEGER NOT NULL,     -- tokens before truncation
     truncated     BOOLEAN NOT NULL,     -- n_tokens_full > n_tokens
     extra         JSON,                 -- the dataset's other columns, e.g. extra->>'flipped'
-    reference     VARCHAR,              -- the reference summary (summarization), its sentences on separate lines
+    reference     VARCHAR,              -- the reference summary (summarization), its sentences on separate lines;
+                                        -- the reference completion (generation)
     PRIMARY KEY (run_id, split, example_id)
 );
 
 -- The output units of each example, for tasks with several per example: one row per sentence of a
--- document (extractive summarization) or per word of a sentence (token classification), including the
--- units cut at the model's limit.
+-- document (extractive summarization), per word of a sentence (token classification) or per token of the
+-- reference completion (generation), including the units cut at the model's limit.
 CREATE TABLE units (
     run_id     VARCHAR NOT NULL,
     split      VARCHAR NOT NULL,
     example_id BIGINT NOT NULL,
-    unit       INTEGER NOT NULL,        -- 0-based position in the example (sentence or word index)
-    text       VARCHAR NOT NULL,        -- the unit's text (the sentence, the word)
-    label      INTEGER NOT NULL,        -- gold label: 1 = the greedy ROUGE oracle extracts the sentence; a word's tag id
+    unit       INTEGER NOT NULL,        -- 0-based position in the example (sentence, word or completion token index)
+    text       VARCHAR NOT NULL,        -- the unit's text (the sentence, the word, the token as decoded)
+    label      INTEGER NOT NULL,        -- gold label: 1 = the greedy ROUGE oracle extracts the sentence; a word's tag id;
+                                        -- generation: the reference token's id
     kept       BOOLEAN NOT NULL,        -- fed to the model (false: cut at the model's token limit)
-    n_tokens   INTEGER NOT NULL,        -- word pieces of the unit, without special tokens
+    n_tokens   INTEGER NOT NULL,        -- word pieces of the unit, without special tokens (1 for a completion token)
     PRIMARY KEY (run_id, split, example_id, unit)
 );
 
@@ -90,21 +94,26 @@ CREATE TABLE predictions (
     PRIMARY KEY (run_id, checkpoint, split, example_id)
 );
 
--- One row per checkpoint, example and kept unit: the model's output for each sentence (summarization).
+-- One row per checkpoint, example and kept unit: the model's output for each sentence (summarization), word
+-- (token classification) or reference completion token (generation, teacher forced: the logits at the token
+-- before it).
 CREATE TABLE unit_predictions (
     run_id     VARCHAR NOT NULL,
     checkpoint VARCHAR NOT NULL,
     split      VARCHAR NOT NULL,
     example_id BIGINT NOT NULL,
-    unit       INTEGER NOT NULL,        -- the sentence (summarization) or word (token classification), as in units
-    score      FLOAT NOT NULL,          -- summarization: the scorer's logit; token classification: the predicted tag's logit
+    unit       INTEGER NOT NULL,        -- the sentence (summarization), word (token classification) or completion token (generation), as in units
+    score      FLOAT NOT NULL,          -- summarization: the scorer's logit; token classification: the predicted tag's logit;
+                                        -- generation: the log-probability of the reference token
     prob       FLOAT NOT NULL,          -- summarization: sigmoid(score), the probability of "in summary";
-                                        -- token classification: the predicted tag's probability (confidence)
-    pred       INTEGER NOT NULL,        -- predicted label: summarization 1 when prob >= 0.5; tagging the argmax tag id
-    gold_prob  FLOAT NOT NULL,          -- probability of the gold label
+                                        -- token classification and generation: the predicted tag's (token's) probability (confidence)
+    pred       INTEGER NOT NULL,        -- predicted label: summarization 1 when prob >= 0.5; tagging the argmax tag id;
+                                        -- generation: the argmax token id
+    gold_prob  FLOAT NOT NULL,          -- probability of the gold label (generation: of the reference token)
     loss       FLOAT NOT NULL,          -- cross-entropy of the gold label = -ln(gold_prob)
     correct    BOOLEAN NOT NULL,        -- pred = gold label
-    rank       INTEGER,                 -- summarization: 1 = the highest score of the document (NULL for tagging)
+    rank       INTEGER,                 -- summarization: 1 = the highest score of the document (NULL for tagging);
+                                        -- generation: the reference token's rank in the vocabulary (1 = the argmax)
     selected   BOOLEAN,                 -- summarization: in the predicted summary (the 3 highest scores; NULL for tagging)
     probs      FLOAT[],                 -- token classification: the probability of every tag (label_names order); NULL for summarization
     PRIMARY KEY (run_id, checkpoint, split, example_id, unit)
@@ -123,6 +132,28 @@ CREATE TABLE document_scores (
     rouge2     FLOAT NOT NULL,          -- ROUGE-2 F1
     rougeL     FLOAT NOT NULL,          -- ROUGE-L (summary-level) F1
     summary    INTEGER[] NOT NULL,      -- the predicted summary's sentence indices, in document order
+    PRIMARY KEY (run_id, checkpoint, split, example_id)
+);
+
+-- Generation runs: one row per checkpoint and example. The reference completion scored teacher forced, and
+-- the checkpoint's greedy generation from the prompt scored against it.
+CREATE TABLE generations (
+    run_id           VARCHAR NOT NULL,
+    checkpoint       VARCHAR NOT NULL,
+    split            VARCHAR NOT NULL,
+    example_id       BIGINT NOT NULL,
+    loss             FLOAT NOT NULL,    -- mean negative log-probability of the kept reference completion tokens
+    perplexity       FLOAT NOT NULL,    -- exp(loss)
+    token_accuracy   FLOAT NOT NULL,    -- share of the reference tokens the teacher-forced argmax predicts
+    n_tokens         INTEGER NOT NULL,  -- reference completion tokens scored (kept)
+    generation       VARCHAR,           -- the greedy generation (NULL: not generated, --max-new-tokens 0)
+    generated_ids    INTEGER[],         -- its token ids (the stop token excluded)
+    stopped          BOOLEAN,           -- the generation ended with a stop token (false: --max-new-tokens reached)
+    answer           VARCHAR,           -- the generation's final answer ('#### x', GSM8K), NULL without one
+    reference_answer VARCHAR,           -- the reference's final answer, NULL without one
+    exact_match      BOOLEAN,           -- answer = reference_answer (NULL when the reference has no final answer)
+    rougeL           FLOAT,             -- ROUGE-L F1 of the generation against the reference completion
+    score            FLOAT,             -- exact_match as 1/0 where the reference has a final answer, else rougeL
     PRIMARY KEY (run_id, checkpoint, split, example_id)
 );
 
@@ -205,6 +236,8 @@ CREATE TABLE attention_patterns (
     attn_same_sentence FLOAT,            -- head function: mean attention to tokens of the same sentence (up to a separator)
     attn_adjacent      FLOAT,            -- head function: mean attention to the adjacent tokens (-1 and +1)
     attn_special       FLOAT,            -- head function: mean attention to special tokens ([CLS], [SEP], ...)
+    attn_induction     FLOAT,            -- head function: mean attention to the token after an earlier occurrence of
+                                         -- the query's token (induction heads), over queries that have one (NULL before version 6)
     n_examples   INTEGER NOT NULL,         -- examples averaged (a random sample of whole batches)
     PRIMARY KEY (run_id, checkpoint, split, layer, head)
 );
@@ -217,17 +250,37 @@ CREATE TABLE training_dynamics (
     example_id BIGINT NOT NULL,
     unit       INTEGER NOT NULL DEFAULT 0, -- the sentence of a document (summarization); 0 for example-level tasks
     epoch      INTEGER NOT NULL,         -- 0-based epoch
-    gold_prob  FLOAT NOT NULL,           -- probability of the gold label when the example was trained on
-    pred       INTEGER NOT NULL,           -- predicted label id
-    correct    BOOLEAN NOT NULL,           -- pred = gold label
-    loss       FLOAT NOT NULL,             -- cross-entropy of the gold label
+    gold_prob  FLOAT NOT NULL,           -- probability of the gold label when the example was trained on;
+                                         -- generation: exp(mean log-probability of the completion tokens)
+    pred       INTEGER NOT NULL,           -- predicted label id; generation: completion tokens predicted right
+    correct    BOOLEAN NOT NULL,           -- pred = gold label; generation: every completion token predicted right
+    loss       FLOAT NOT NULL,             -- cross-entropy of the gold label; generation: mean over completion tokens
+    token_accuracy FLOAT,                  -- generation: share of the completion tokens predicted right; NULL otherwise
     PRIMARY KEY (run_id, split, example_id, unit, epoch)
+);
+
+-- Training dynamics of generation runs per completion token: one row per training example, completion token
+-- and epoch, from the training forward passes (teacher forced: the logits at the token before it).
+CREATE TABLE token_dynamics (
+    run_id     VARCHAR NOT NULL,
+    split      VARCHAR NOT NULL DEFAULT 'train',
+    example_id BIGINT NOT NULL,
+    token      INTEGER NOT NULL,          -- 0-based position in the completion
+    epoch      INTEGER NOT NULL,          -- 0-based epoch
+    token_id   INTEGER NOT NULL,          -- the gold token's id
+    gold_prob  FLOAT NOT NULL,            -- probability of the gold token
+    rank       INTEGER NOT NULL,          -- the gold token's rank in the vocabulary (1 = the argmax)
+    pred       INTEGER NOT NULL,          -- the argmax token id
+    correct    BOOLEAN NOT NULL,          -- pred = token_id
+    PRIMARY KEY (run_id, split, example_id, token, epoch)
 );
 
 -- The Data Map: one row per training example (per unit: a sentence of a document, a word of a sentence).
 -- confidence = mean gold_prob over epochs; variability = population std of gold_prob over epochs;
--- correctness = fraction of epochs predicted right; forgetting_events = epochs where a correct
--- prediction became wrong (Toneva et al. 2019).
+-- correctness = fraction of epochs predicted right (generation: mean over epochs of the share of completion
+-- tokens predicted right); forgetting_events = epochs where a correct prediction became wrong (Toneva et al.
+-- 2019). For generation a point is an example and its gold probability exp(mean log-probability of the
+-- completion tokens), so confidence is the mean over epochs of that geometric mean.
 -- region: 'ambiguous' = top third by variability; otherwise 'hard-to-learn' = bottom third by
 -- confidence, 'easy-to-learn' = top third by confidence; else 'other' (thirds within run and split).
 -- Materialised: a run and split's rows are computed again from training_dynamics in the same transaction
@@ -240,7 +293,7 @@ CREATE TABLE data_map (
     n_epochs          INTEGER NOT NULL,   -- epochs the example was seen in
     confidence        DOUBLE NOT NULL,    -- mean gold-label probability over epochs
     variability       DOUBLE NOT NULL,    -- population std of the gold-label probability over epochs
-    correctness       DOUBLE NOT NULL,    -- fraction of epochs predicted right
+    correctness       DOUBLE NOT NULL,    -- fraction of epochs predicted right (generation: mean token accuracy)
     forgetting_events INTEGER NOT NULL,   -- epochs where a right prediction turned wrong
     region            VARCHAR NOT NULL,   -- 'easy-to-learn', 'ambiguous', 'hard-to-learn' or 'other'
     PRIMARY KEY (run_id, split, example_id, unit)

@@ -36,7 +36,7 @@ def test_every_table_round_trips_through_parquet_by_run_and_checkpoint(two_run_s
     assert _sha(two_run_store) == before  # only read
     out = tmp_path / "out"
     manifest = json.loads((out / "t3vis_export.json").read_text())
-    assert manifest["schema_version"] == "5"
+    assert manifest["schema_version"] == "6"
     assert (out / "predictions" / "run_id=first" / "checkpoint=epoch-1").is_dir()  # partitioned by both
     assert (out / "training_dynamics" / "run_id=second").is_dir()
     with duckdb.connect(str(two_run_store), read_only=True) as store:

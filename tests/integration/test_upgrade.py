@@ -119,7 +119,7 @@ def test_a_version_3_store_becomes_current_keeping_every_row(tmp_path, capsys):
     assert run(["upgrade", "--store", str(path), "--quiet"]) == 0
     assert "upgraded from schema version 3" in capsys.readouterr().out
     store = Store(path)
-    assert store.meta("schema_version") == str(SCHEMA_VERSION) == "5"
+    assert store.meta("schema_version") == str(SCHEMA_VERSION) == "6"
     assert store.query("SELECT unit, text, kept FROM units ORDER BY unit").values.tolist() == [
         [0, "First.", True], [1, "Second.", False]]
     assert store.query("SELECT x, y FROM projections").values.tolist() == [[0.5, -0.5]]
@@ -153,3 +153,34 @@ def test_a_version_4_store_gets_its_data_map_as_a_table_equal_to_the_old_view(tm
     table = store.query("SELECT * FROM data_map ORDER BY example_id")
     pd.testing.assert_frame_equal(table, old_view, check_dtype=False)
     assert set(table.region) >= {"ambiguous", "easy-to-learn", "hard-to-learn"}
+
+
+def test_a_version_5_store_gains_the_generation_tables_keeping_every_row(tmp_path, capsys):
+    """Version 5 (tests/data/schema_v5.sql, as released) had no generation task and no induction head function."""
+    path = tmp_path / "v5.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute((PROJECT / "tests" / "data" / "schema_v5.sql").read_text())
+    con.execute("INSERT INTO t3vis_meta VALUES ('schema_version', '5'), ('created_by', 't3vis')")
+    con.execute("INSERT INTO runs (run_id, model, task, label_names, num_layers, num_heads, max_length) "
+                "VALUES ('r', 'm', 'sequence-classification', ['a', 'b'], 2, 4, 128)")
+    con.execute("INSERT INTO training_dynamics VALUES ('r', 'train', 7, 0, 0, 0.25, 0, false, 1.386), "
+                "('r', 'train', 7, 0, 1, 0.75, 1, true, 0.288)")
+    con.execute("INSERT INTO attention_patterns (run_id, checkpoint, split, layer, head, bins, pattern, attn_cls, "
+                "attn_sep, attn_self, attn_prev, attn_next, entropy, n_examples) VALUES "
+                "('r', 'c', 'validation', 0, 1, 1, [1.0], 0.5, 0.1, 0.2, 0.1, 0.1, 0.7, 9)")
+    con.close()
+    with pytest.raises(SchemaVersionError, match="generation"):
+        Store(path)
+
+    assert run(["upgrade", "--store", str(path), "--quiet"]) == 0
+    assert "upgraded from schema version 5" in capsys.readouterr().out
+    store = Store(path)
+    assert store.meta("schema_version") == "6"
+    dynamics = store.query("SELECT epoch, gold_prob, token_accuracy FROM training_dynamics ORDER BY epoch")
+    assert dynamics.gold_prob.tolist() == [0.25, 0.75] and dynamics.token_accuracy.isna().all()
+    data_map = store.query("SELECT confidence, correctness FROM data_map").iloc[0]
+    assert data_map.confidence == pytest.approx(0.5) and data_map.correctness == pytest.approx(0.5)
+    pattern = store.query("SELECT attn_cls, attn_induction, n_examples FROM attention_patterns").iloc[0]
+    assert pattern.attn_cls == pytest.approx(0.5) and pattern.n_examples == 9 and np.isnan(pattern.attn_induction)
+    assert store.scalar("SELECT count(*) FROM generations") == 0 and store.scalar(
+        "SELECT count(*) FROM token_dynamics") == 0

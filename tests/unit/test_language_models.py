@@ -10,24 +10,17 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from t3vis.errors import ModelError
-from t3vis.fixtures.tiny_models import save_tiny_model, tiny_config
+from t3vis.fixtures.tiny_models import TINY_LM_EOS, save_tiny_language_model, save_tiny_model
 from t3vis.model.access import AttentionProbe, run_with_probe
 from t3vis.model.language_models import (GENERATION, completion_token_scores, greedy_generate, greedy_generate_batch,
                                          load_language_model, stop_token_ids)
 from t3vis.model.pretrained import minilm_path
 
 DECODERS = ("llama", "gpt2")
-EOS = 102  # the MiniLM tokenizer's [SEP], made the tiny models' end-of-sequence token
+EOS = TINY_LM_EOS
 
 
-def save_tiny_causal_lm(folder, model_type: str = "llama", *, seed: int = 0, tokenizer=None, **overrides):
-    """A tiny random causal LM (2 layers x 4 heads) saved with the MiniLM tokenizer; weights spread wider than the
-    default initialisation, so that its next-token distributions are far from uniform."""
-    torch.manual_seed(seed)
-    values = {"bos_token_id": 101, "eos_token_id": EOS, "initializer_range": 0.3, **overrides}
-    AutoModelForCausalLM.from_config(tiny_config(model_type, **values)).save_pretrained(folder)
-    (tokenizer or AutoTokenizer.from_pretrained(minilm_path())).save_pretrained(folder)
-    return folder
+save_tiny_causal_lm = save_tiny_language_model
 
 
 @pytest.fixture(scope="module", params=DECODERS)
