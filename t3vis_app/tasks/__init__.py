@@ -10,11 +10,12 @@ from __future__ import annotations
 from t3vis.tasks import task_spec
 from t3vis_app.tasks.base import AppTask
 from t3vis_app.tasks.classification import ClassificationApp
+from t3vis_app.tasks.generation import GenerationApp
 from t3vis_app.tasks.summarization import SummarizationApp
 from t3vis_app.tasks.tagging import TaggingApp
 
 APP_TASKS: dict[str, AppTask] = {task.spec.name: task for task in (ClassificationApp(), SummarizationApp(),
-                                                                   TaggingApp())}
+                                                                   TaggingApp(), GenerationApp())}
 
 
 def app_task(name: str | None) -> AppTask:
