@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --upgrade pip
 	$(VENV)/bin/pip install 'torch==2.13.0'
-	$(VENV)/bin/pip install -e '.[test,browser,generation]' 'torch==2.13.0'
+	$(VENV)/bin/pip install -e '.[test,browser,generation,trl]' 'torch==2.13.0'
 	touch $(STAMP)
 
 app: $(STAMP)

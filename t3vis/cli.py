@@ -99,6 +99,10 @@ def _add_ingest_options(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--tag-column", type=int, default=-1,
                       help="token classification, a CoNLL file: 0-based column of the tags (default -1: the last, "
                            "CoNLL-2003's NER column)")
+    for part, detected in (("prompt", "prompt, question, instruction"), ("completion", "completion, answer, output"),
+                           ("messages", "messages: chat conversations, rendered with the tokenizer's template")):
+        data.add_argument(f"--{part}-column", help=f"generation: column holding the {part} (default: detected, "
+                                                   f"e.g. {detected})")
     data.add_argument("--format", dest="file_format",
                       choices=("csv", "tsv", "jsonl", "parquet", "hf", "trec", "conll"),
                       help="file format (default: from the extension)")
@@ -122,7 +126,8 @@ def _add_ingest_options(parser: argparse.ArgumentParser) -> None:
     record.add_argument("--task", choices=TASKS, default=SEQUENCE_CLASSIFICATION,
                         help="what the model does: a label per example (sequence-classification, the default), "
                              "a BertSum-style summarizer scoring each sentence (extractive-summarization), or a tag "
-                             "per word (token-classification, from a CoNLL file or word and tag lists)")
+                             "per word (token-classification, from a CoNLL file or word and tag lists), or a "
+                             "language model completing prompts (generation: prompt -> completion pairs)")
     record.add_argument("--dataset", help="free-text name of the dataset, stored with the run (default: the data "
                                            "file's name)")
     record.add_argument("--layers", type=_parse_layers, default=None,
@@ -137,6 +142,8 @@ def _add_ingest_options(parser: argparse.ArgumentParser) -> None:
     _config_option(record, "--unit-points", "unit_points", type=int)
     _config_option(record, "--tsne-fit-points", "tsne_fit_points", type=int)
     _config_option(record, "--seed", "seed", type=int)
+    _config_option(record, "--max-new-tokens", "max_new_tokens", type=int)
+    _config_option(record, "--max-completion-tokens", "max_completion_tokens", type=int)
     record.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -271,6 +278,8 @@ def _ingest_one(args, store, model_path: Path | str, *, checkpoint: str | None, 
         encoding=args.encoding, file_format=args.file_format, limit=args.limit,
         article_column=args.article_column, summary_column=args.summary_column,
         words_column=args.words_column, tags_column=args.tags_column, tag_column=args.tag_column,
+        prompt_column=args.prompt_column, completion_column=args.completion_column,
+        messages_column=args.messages_column, tokenizer=args.tokenizer or model_path,
     )
     model = ModelSource(model_path, tokenizer=args.tokenizer, num_labels=args.num_labels, device=args.device,
                         trust_remote_code=args.trust_remote_code, base_model=args.base_model)
@@ -286,7 +295,8 @@ def _ingest_one(args, store, model_path: Path | str, *, checkpoint: str | None, 
         print("note: the weights had no classification head; it was initialised at random.", file=sys.stderr)
     scores = "".join(f", {name} {value:.3f}" for name, value in summary.scores.items())
     print(f"{summary.run_id}/{summary.checkpoint} [{summary.split}]: {summary.n_examples} examples{truncated}, "
-          f"accuracy {summary.accuracy:.3f}, loss {summary.loss:.3f}{scores} -> {store.path}")
+          f"{'token ' if args.task == 'generation' else ''}accuracy {summary.accuracy:.3f}, loss {summary.loss:.3f}"
+          f"{scores} -> {store.path}")
 
 
 def _ingest(args, shard) -> int:

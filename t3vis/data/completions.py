@@ -77,6 +77,20 @@ def final_answer(text: str) -> str | None:
     return answer or None
 
 
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+
+
+def generated_answer(text: str) -> str | None:
+    """The final answer of a generation: what it writes after ``####`` (:func:`final_answer`), else its last number
+    (commas between digits dropped, a trailing ``.0`` kept as written), else None — a model not yet fine-tuned
+    rarely writes ``####`` but often ends with "The answer is 20."."""
+    marked = final_answer(text)
+    if marked is not None:
+        return marked
+    numbers = _NUMBER.findall(text or "")
+    return re.sub(r"(?<=\d),(?=\d)", "", numbers[-1]).rstrip(",") if numbers else None
+
+
 def load_completions(path: str | Path, *, prompt_column: str | None = None, completion_column: str | None = None,
                      messages_column: str | None = None, id_column: str | None = None, limit: int | None = None,
                      file_format: str | None = None, encoding: str = "utf-8", tokenizer=None) -> CompletionSet:

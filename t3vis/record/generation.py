@@ -8,7 +8,8 @@ functions (induction and previous-token heads included); a random sample of batc
 head mask: head importance for the completion loss (an example's loss is the mean negative log-probability of its
 completion tokens, the loss it is fine-tuned with). Then each prompt is continued greedily (``max_new_tokens``)
 and the generation scored against the reference: exact match of the final answer where the reference has one
-(GSM8K's ``#### 18``), ROUGE-L otherwise. Everything is written in one transaction.
+(GSM8K's ``#### 18``; the generation's answer is what it writes after ``####``, else its last number), ROUGE-L
+otherwise. Everything is written in one transaction.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import pyarrow as pa
 import torch
 
 from t3vis.data.completions import CompletionSet, EncodedCompletions, collate_completions, encode_completions, \
-    final_answer
+    generated_answer
 from t3vis.data.rouge import rouge_l
 from t3vis.errors import DataError, ModelError
 from t3vis.model.access import ModelBundle, check_tokens_are_known, pool_hidden_states
@@ -105,7 +106,7 @@ def compute_generation_checkpoint(
 
     per_example = _per_example(scores)
     texts = generated["texts"]
-    answers = [None if text is None else final_answer(text) for text in texts]
+    answers = [None if text is None else generated_answer(text) for text in texts]
     rouge = [None if text is None else rouge_l(text, reference) for text, reference in zip(texts, data.completions)]
     generations = generation_rows(
         data.example_ids, loss=per_example["loss"], token_accuracy=per_example["accuracy"],

@@ -149,7 +149,7 @@ CREATE TABLE generations (
     generation       VARCHAR,           -- the greedy generation (NULL: not generated, --max-new-tokens 0)
     generated_ids    INTEGER[],         -- its token ids (the stop token excluded)
     stopped          BOOLEAN,           -- the generation ended with a stop token (false: --max-new-tokens reached)
-    answer           VARCHAR,           -- the generation's final answer ('#### x', GSM8K), NULL without one
+    answer           VARCHAR,           -- the generation's final answer: after '####' (GSM8K), else its last number; NULL without
     reference_answer VARCHAR,           -- the reference's final answer, NULL without one
     exact_match      BOOLEAN,           -- answer = reference_answer (NULL when the reference has no final answer)
     rougeL           FLOAT,             -- ROUGE-L F1 of the generation against the reference completion
