@@ -73,7 +73,7 @@ class DynamicsRecorder:
         self._labels: list[np.ndarray] = []
         self._units: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # ids, units, scores, labels
         self._words: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # ids, units, logits, tags
-        self._completions: list[tuple[np.ndarray, ...]] = []  # ids, tokens, token ids, log-probs, ranks, argmaxes
+        self._completions: list[tuple[np.ndarray, ...]] = []  # ids, tokens, token ids, log-probs, ranks, argmaxes, right
 
     @property
     def pending(self) -> int:
@@ -131,12 +131,16 @@ class DynamicsRecorder:
             raise ValueError(f"tags must lie in [0, {values.shape[1]}), got {sorted(set(gold.tolist()))[:10]}")
         self._words.append((ids, words, values, gold))
 
-    def log_completion_rows(self, example_ids, tokens, token_ids, log_probability, rank, predicted) -> None:
+    def log_completion_rows(self, example_ids, tokens, token_ids, log_probability, rank, predicted,
+                            correct=None) -> None:
         """Record scored completion tokens of a language model's training pass, all (M,): example ids, each token's
-        position in its completion, its gold id, the gold token's log-probability and rank, and the argmax id."""
+        position in its completion, its gold id, the gold token's log-probability and rank, and the argmax id
+        (-1 for both where the pass gave no logits; ``correct`` then says whether the gold token was the argmax)."""
+        correct = _to_numpy(rank, np.int64).reshape(-1) == 1 if correct is None else correct
         columns = (_to_numpy(example_ids, np.int64).reshape(-1), _to_numpy(tokens, np.int64).reshape(-1),
                    _to_numpy(token_ids, np.int64).reshape(-1), _to_numpy(log_probability, np.float64).reshape(-1),
-                   _to_numpy(rank, np.int64).reshape(-1), _to_numpy(predicted, np.int64).reshape(-1))
+                   _to_numpy(rank, np.int64).reshape(-1), _to_numpy(predicted, np.int64).reshape(-1),
+                   _to_numpy(correct, np.int64).reshape(-1).astype(bool))
         if len({len(column) for column in columns}) != 1:
             raise ValueError(f"log_completion_rows needs six (M,) arrays; got {[c.shape for c in columns]}")
         self._completions.append(columns)

@@ -5,7 +5,9 @@ columns); the loss is on the completion tokens only (prompt labels -100, as TRL'
 is a token of the reference completion, scored teacher forced; a Data Map point is a training example. The callback
 recognises each training row by its token ids, as for sequence classification, and scores each completion token of
 a training pass right away on the pass's own logits (gold log-probability, rank, argmax), keeping a few numbers per
-token and never an epoch's (T, V) logits.
+token and never an epoch's (T, V) logits. TRL's SFTTrainer (1.x) computes its loss with a fused LM head that returns
+each label's log-probability and whether it was the top token instead of logits: those are recorded (the rank and
+the argmax id stay NULL).
 """
 
 from __future__ import annotations
@@ -47,21 +49,33 @@ class CompletionCapture:
         self._batches: list[dict] = []
 
     def keep(self, kwargs: dict, output) -> None:
-        input_ids, labels, logits = kwargs.get("input_ids"), kwargs.get("labels"), getattr(output, "logits", None)
-        if input_ids is None or labels is None or logits is None or logits.dim() != 3 \
-                or logits.shape[:2] != labels.shape:
+        input_ids, labels = kwargs.get("input_ids"), kwargs.get("labels")
+        if input_ids is None or labels is None:
             return
-        rows, positions = scored_positions(labels.detach(), IGNORED)  # (K,) each: logits at t score label t + 1
-        gold = labels.detach()[rows, positions + 1]  # (K,)
-        scores = score_tokens(logits.detach()[rows, positions], gold)  # (K, V) -> (K,) values on the CPU
+        labels = labels.detach()
+        logits = getattr(output, "logits", None)
+        if logits is not None and logits.dim() == 3 and logits.shape[:2] == labels.shape:
+            rows, positions = scored_positions(labels, IGNORED)  # (K,) each: logits at t score label t + 1
+            gold = labels[rows, positions + 1]  # (K,)
+            scores = score_tokens(logits.detach()[rows, positions], gold)  # (K, V) -> (K,) values on the CPU
+            kept = {"log_probability": scores.log_probability, "rank": scores.rank, "predicted": scores.predicted,
+                    "correct": scores.rank == 1}
+        elif _fused_shape(output, labels):  # TRL's fused LM head: the label log-probabilities, no logits
+            rows, positions = output.label_mask.nonzero(as_tuple=True)  # (K,): log_probs[b, t] scores label t + 1
+            gold = labels[rows, positions + 1]
+            top1 = getattr(output, "is_top1", None)
+            unknown = torch.full((len(rows),), -1, dtype=torch.long)
+            kept = {"log_probability": output.log_probs.detach()[rows, positions].double().cpu(), "rank": unknown,
+                    "predicted": unknown, "correct": (top1[rows, positions].cpu() if top1 is not None
+                                                      else torch.zeros(len(rows), dtype=torch.bool))}
+        else:
+            return
         rows = rows.cpu()
         tokens = torch.arange(len(rows)) - torch.searchsorted(rows, rows)  # (K,) position among its row's tokens
         mask = kwargs.get("attention_mask")
         self._batches.append({"input_ids": input_ids.detach().cpu(),
                               "mask": None if mask is None else mask.detach().cpu(),
-                              "rows": rows, "tokens": tokens, "gold": gold.cpu(),
-                              "log_probability": scores.log_probability, "rank": scores.rank,
-                              "predicted": scores.predicted})
+                              "rows": rows, "tokens": tokens, "gold": gold.cpu(), **kept})
 
     def flush(self, recorder: DynamicsRecorder) -> list[str]:
         self.index.new_epoch()
@@ -72,7 +86,8 @@ class CompletionCapture:
                 matched = ids[rows] >= 0  # (K,)
                 recorder.log_completion_rows(ids[rows][matched], kept["tokens"].numpy()[matched],
                                              *(kept[name].numpy()[matched]
-                                               for name in ("gold", "log_probability", "rank", "predicted")))
+                                               for name in ("gold", "log_probability", "rank", "predicted",
+                                                            "correct")))
         finally:
             self._batches.clear()
         if not self.index.unmatched:
@@ -152,6 +167,12 @@ class GenerationTask:
                                 extra_json=extra_json_lines(data.extra), references=data.completions)
         texts = [tokenizer.batch_decode([[token] for token in completion]) for completion in completions]
         return examples, {"units": completion_token_rows(ids, completions, texts, [len(c) for c in completions])}
+
+
+def _fused_shape(output, labels: torch.Tensor) -> bool:
+    """Whether ``output`` is TRL's fused LM head's (log_probs and label_mask (B, T - 1) for labels (B, T))."""
+    mask, log_probs = getattr(output, "label_mask", None), getattr(output, "log_probs", None)
+    return mask is not None and log_probs is not None and tuple(mask.shape) == (labels.shape[0], labels.shape[1] - 1)
 
 
 def _item_completion(item: dict, n_tokens: int) -> list[int]:

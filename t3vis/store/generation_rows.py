@@ -82,11 +82,13 @@ def generation_rows(example_ids: np.ndarray, *, loss: np.ndarray, token_accuracy
 
 
 def completion_dynamics_rows(example_ids: np.ndarray, tokens: np.ndarray, token_ids: np.ndarray,
-                             log_probability: np.ndarray, rank: np.ndarray,
-                             predicted: np.ndarray) -> tuple[pa.Table, pa.Table]:
+                             log_probability: np.ndarray, rank: np.ndarray, predicted: np.ndarray,
+                             correct: np.ndarray | None = None) -> tuple[pa.Table, pa.Table]:
     """One epoch's ``training_dynamics`` rows (one per example) and ``token_dynamics`` rows (one per completion
     token) from M scored training tokens (all (M,)). A token seen more than once in the epoch keeps its last
-    observation, as an example does in the other tasks.
+    observation, as an example does in the other tasks. ``rank`` and ``predicted`` are -1 where the training pass
+    gave no logits (TRL's fused LM head), written as NULL; ``correct`` (the gold token is the argmax) then comes
+    from the pass (default: predicted == token id).
 
     Per example: gold_prob = exp(mean log-probability of its tokens), loss = their mean negative
     log-probability, pred = how many the argmax predicts right, correct = all of them, token_accuracy = the share.
@@ -98,14 +100,15 @@ def completion_dynamics_rows(example_ids: np.ndarray, tokens: np.ndarray, token_
     ids, tokens = ids[keep], tokens[keep]
     token_ids, predicted = np.asarray(token_ids)[keep], np.asarray(predicted)[keep]
     log_probability, rank = np.asarray(log_probability, dtype=np.float64)[keep], np.asarray(rank)[keep]
-    right = predicted == token_ids  # (M,)
+    right = predicted == token_ids if correct is None else np.asarray(correct, dtype=bool)[keep]  # (M,)
+    known = rank >= 1  # (M,) False where the pass gave no logits
     token_rows = pa.table({
         "example_id": pa.array(ids, type=pa.int64()),
         "token": pa.array(tokens.astype(np.int32), type=pa.int32()),
         "token_id": pa.array(token_ids.astype(np.int32), type=pa.int32()),
         "gold_prob": pa.array(np.exp(log_probability).astype(np.float32), type=pa.float32()),
-        "rank": pa.array(rank.astype(np.int32), type=pa.int32()),
-        "pred": pa.array(predicted.astype(np.int32), type=pa.int32()),
+        "rank": pa.array(rank.astype(np.int32), type=pa.int32(), mask=~known),
+        "pred": pa.array(predicted.astype(np.int32), type=pa.int32(), mask=~known),
         "correct": pa.array(right, type=pa.bool_()),
     })
     examples, position = np.unique(ids, return_inverse=True)  # (N,), (M,)

@@ -269,9 +269,10 @@ CREATE TABLE token_dynamics (
     epoch      INTEGER NOT NULL,          -- 0-based epoch
     token_id   INTEGER NOT NULL,          -- the gold token's id
     gold_prob  FLOAT NOT NULL,            -- probability of the gold token
-    rank       INTEGER NOT NULL,          -- the gold token's rank in the vocabulary (1 = the argmax)
-    pred       INTEGER NOT NULL,          -- the argmax token id
-    correct    BOOLEAN NOT NULL,          -- pred = token_id
+    rank       INTEGER,                   -- the gold token's rank in the vocabulary (1 = the argmax); NULL when the
+                                          -- training pass gave no logits (TRL's fused LM head gives log-probabilities)
+    pred       INTEGER,                   -- the argmax token id; NULL likewise
+    correct    BOOLEAN NOT NULL,          -- the gold token is the argmax (rank = 1)
     PRIMARY KEY (run_id, split, example_id, token, epoch)
 );
 
