@@ -31,6 +31,9 @@ _PUBLIC = {
     "run_query": "t3vis.queries.sql_console",
     # data and models
     "load_examples": "t3vis.data.loading",
+    "load_completions": "t3vis.data.completions",
+    "encode_completions": "t3vis.data.completions",
+    "training_items": "t3vis.data.completions",
     "load_model": "t3vis.model.access",
     "load_recorded_checkpoint": "t3vis.record.recorded_checkpoint",
     "load_language_model": "t3vis.model.language_models",

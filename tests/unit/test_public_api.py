@@ -14,8 +14,9 @@ import t3vis
 from t3vis.deprecated_paths import MOVED, MOVED_NAMES
 
 PUBLIC = ["DataSource", "DynamicsRecorder", "IngestConfig", "METHODS", "ModelSource", "RunInfo", "Store",
-          "T3visCallback", "__version__", "ingest_checkpoint", "ingest_files", "load_examples", "load_language_model",
-          "load_model", "load_recorded_checkpoint", "prepare", "run_query", "show", "smollm2_checkpoint", "stop"]
+          "T3visCallback", "__version__", "encode_completions", "ingest_checkpoint", "ingest_files", "load_completions",
+          "load_examples", "load_language_model", "load_model", "load_recorded_checkpoint", "prepare", "run_query",
+          "show", "smollm2_checkpoint", "stop", "training_items"]
 
 
 def test_the_public_names_are_pinned_and_each_resolves_to_its_module():
