@@ -17,13 +17,13 @@ from t3vis.record.dynamics import DynamicsRecorder
 from t3vis.record.summarization_task import SentenceCapture
 from t3vis.record.task import RECORDING_TASKS, RecordingTask, TrainingCapture, recording_task, task_of_model
 from t3vis.store.database import RunInfo, Store
-from t3vis.tasks import (EXTRACTIVE_SUMMARIZATION, SEQUENCE_CLASSIFICATION, SIGMOID, SOFTMAX, TASKS,
+from t3vis.tasks import (EXTRACTIVE_SUMMARIZATION, GENERATION, SEQUENCE_CLASSIFICATION, SIGMOID, SOFTMAX, TASKS,
                          TOKEN_CLASSIFICATION, task_spec)
 
 
 def test_every_task_is_implemented_on_every_side_of_the_seam():
-    assert set(TASKS) == set(RECORDING_TASKS) == set(TASK_FRAMES) == {SEQUENCE_CLASSIFICATION,
-                                                                       EXTRACTIVE_SUMMARIZATION, TOKEN_CLASSIFICATION}
+    assert set(TASKS) == set(RECORDING_TASKS) == set(TASK_FRAMES) == {SEQUENCE_CLASSIFICATION, EXTRACTIVE_SUMMARIZATION,
+                                                                       TOKEN_CLASSIFICATION, GENERATION}
     for name, task in RECORDING_TASKS.items():
         assert isinstance(task, RecordingTask)
         assert task.spec is task_spec(name)
