@@ -33,7 +33,8 @@ show = state.choice(controls[0].radio, "Show", ["importance", "pattern", "functi
                     help="Importance: each head's first-order Taylor importance (Michel et al. 2019). "
                          "Pattern: each head's attention as a small heatmap. Function: how much attention each "
                          "head gives to the same token elsewhere, its own sentence, its neighbours, special "
-                         "tokens or itself (the head functions of the T3-Vis case study).")
+                         "tokens or itself (the head functions of the T3-Vis case study), to the previous token, "
+                         "and to the token after an earlier occurrence of the current one (induction heads).")
 scale = state.choice(controls[1].radio, "Scale", ["aggregate", "instance"], name="heads_scale", horizontal=True,
                      help="Aggregate: the evaluation set, precomputed at ingest. Instance: the selected example, "
                           "computed live with the pruned heads masked.")
@@ -98,8 +99,12 @@ if show == "function":
         st.stop()
     functions = data.head_functions(ctx.store, run.run_id, ctx.checkpoint)
     if functions.empty or functions[function].isna().all():
-        st.info(f"{md(ctx.checkpoint)} has no head functions: it was ingested before t3vis measured them. "
-                "Ingest it again to measure them.")
+        if function == "attn_induction" and not functions.empty and functions["attn_same_token"].notna().any():
+            st.info("No token of the examples averaged repeats an earlier one, so no head could show induction "
+                    "(attention to the token after an earlier occurrence of the current token).")
+        else:
+            st.info(f"{md(ctx.checkpoint)} has no head functions: it was ingested before t3vis measured them. "
+                    "Ingest it again to measure them.")
         st.stop()
     grid = functions.rename(columns={function: "value"})
     grid_title = (f"Attention to {explore.HEAD_FUNCTIONS[function]} at {ctx.checkpoint} · "

@@ -5,16 +5,27 @@ matrix (T, T) of an example with n real tokens is pooled onto a ``bins x bins`` 
 relative positions: query token t falls in bin floor(t * bins / n), key tokens likewise.
 Entry [q, k] of the summary is the mean, over all real query tokens of the dataset that fall
 in bin q, of the attention they give to the key tokens in bin k; each row sums to 1.
-Scalar summaries are means over all real query tokens. Besides attention to [CLS], to separators,
-to itself, to the previous and next token and the entropy, they measure the head functions the
-T3-Vis case study found in BertSum (Li et al. 2021, section 5.1):
+Scalar summaries are means over all real query tokens (two of them over the queries they are defined for).
+Besides attention to [CLS], to separators, to itself, to the next token and the entropy, they measure the
+head functions the T3-Vis case study found in BertSum (Li et al. 2021, section 5.1):
 
 * ``attn_same_token``: mass on *other occurrences of the same token* (same id, another position,
   not a special token);
 * ``attn_same_sentence``: mass on tokens of *the same sentence*, a sentence being the tokens up to
   and including a separator ([SEP] / </s>) -- each text of a pair, each sentence of a BertSum input;
 * ``attn_adjacent``: mass on the *adjacent tokens* (position -1 and +1);
-* ``attn_special``: mass on special tokens ([CLS], [SEP], ... anywhere in the input).
+* ``attn_special``: mass on special tokens ([CLS], [SEP], ... anywhere in the input);
+
+and the two that language models (decoders, causal attention) are known for (Olsson et al. 2022):
+
+* ``attn_prev``: the *previous-token* head function, mass on position i - 1; a mean over the queries that have
+  a real previous token (the first token has none: in a decoder it can attend only to itself), so that a head
+  attending only to the previous token scores 1;
+* ``attn_induction``: the *induction* head function. Query i's targets are the positions t = j + 1 right after
+  each earlier occurrence j of its token (``ids[j] == ids[i]``, t < i, both real; a set: a target counts
+  once however many occurrences lead to it; no targets for a special token, as for ``attn_same_token``). Its
+  score is the mass on its targets, and the head's value the mean over the queries that have at least one
+  target: NaN when no query of the data has one (a dataset without repeated tokens).
 """
 
 from __future__ import annotations
@@ -24,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from t3vis.store.rows import ATTENTION_SCALARS
+from t3vis.store.rows import ATTENTION_SCALARS, UNDEFINED_AS_NULL
 
 SCALARS = ATTENTION_SCALARS  # the scalar columns of attention_patterns
 
@@ -41,6 +52,22 @@ def token_kinds(input_ids: torch.Tensor, tokenizer) -> tuple[torch.Tensor, torch
     separator = torch.isin(input_ids, torch.tensor(separator_ids(tokenizer), device=device))
     special = torch.isin(input_ids, torch.tensor(sorted(set(tokenizer.all_special_ids)) or [-1], device=device))
     return separator, special
+
+
+def induction_targets(input_ids: torch.Tensor, real: torch.Tensor, special: torch.Tensor) -> torch.Tensor:
+    """Induction targets (B, T, T) bool: [b, i, t] when key t is right after an earlier occurrence of query i's
+    token (``input_ids[b, t - 1] == input_ids[b, i]``, t < i, t - 1 and t real), for real non-special queries.
+
+    input_ids, real (not padding) and special are (B, T); each target position is one entry, however many earlier
+    occurrences lead to it.
+    """
+    width = input_ids.shape[1]
+    earlier = torch.ones(width, width, dtype=torch.bool, device=input_ids.device).tril(-1)  # (T, T): t < i
+    after_real = torch.nn.functional.pad(real[:, :-1], (1, 0)) & real  # (B, T): t and t - 1 real
+    token_before = torch.nn.functional.pad(input_ids[:, :-1], (1, 0))  # (B, T): id at t - 1 (t = 0 is masked)
+    word_query = (real & ~special)[:, :, None]  # (B, T, 1)
+    same_as_before_key = input_ids[:, :, None] == token_before[:, None, :]  # (B, T, T)
+    return same_as_before_key & earlier & word_query & after_real[:, None, :]  # (B, T, T)
 
 
 def _bin_assignment(lengths: torch.Tensor, width: int, bins: int) -> torch.Tensor:
@@ -68,7 +95,7 @@ class AttentionAccumulator:
         self.pattern_sum = torch.zeros((*shape, self.bins, self.bins), dtype=torch.float64)
         self.query_bin_count = torch.zeros(self.bins, dtype=torch.float64)
         self.scalar_sums = {name: torch.zeros(shape, dtype=torch.float64) for name in SCALARS}
-        self.query_count = 0.0
+        self.scalar_counts = {name: 0.0 for name in SCALARS}  # the queries each scalar is a mean over
         self.n_examples = 0
         self._batch: dict | None = None
 
@@ -86,24 +113,28 @@ class AttentionAccumulator:
         word_key = (real & ~special)[:, None, :]  # (B, 1, T)
         same_token = (input_ids[:, :, None] == input_ids[:, None, :]) & other_position & word_key  # (B, T, T)
         same_sentence = (sentence[:, :, None] == sentence[:, None, :]) & real[:, None, :]  # (B, T, T)
-        self._batch = {"real": real, "assignment": assignment, "separator": separator,
+        induction = induction_targets(input_ids, real, special)  # (B, T, T)
+        with_previous = torch.nn.functional.pad(real[:, :-1], (1, 0)) & real  # (B, T): queries i with i - 1 real
+        queries = {name: real for name in SCALARS}  # (B, T) each: the queries a scalar averages over
+        queries.update(attn_prev=with_previous, attn_induction=induction.any(-1))
+        self._batch = {"assignment": assignment, "separator": separator,
                        "special": special & real, "same_token": same_token.float(),
-                       "same_sentence": same_sentence.float()}
+                       "same_sentence": same_sentence.float(), "induction": induction.float(),
+                       "queries": {name: mask.float() for name, mask in queries.items()}}
         self.query_bin_count += assignment.sum((0, 1)).double().cpu()
-        self.query_count += float(real.sum())
+        for name, mask in queries.items():
+            self.scalar_counts[name] += float(mask.sum())
         self.n_examples += int(real.shape[0])
 
     def consume(self, layer: int, probs: torch.Tensor) -> None:
         """Add one layer's attention probabilities (B, H, T, T) of the current batch."""
         batch = self._batch
-        real = batch["real"].float()  # (B, T)
         assignment = batch["assignment"]  # (B, T, bins)
         probs = probs.float()
         to_key_bins = probs @ assignment[:, None]  # (B, H, T, bins)
         pooled = assignment.transpose(1, 2)[:, None] @ to_key_bins  # (B, H, bins, bins)
         self.pattern_sum[layer] += pooled.sum(0).double().cpu()
 
-        query_weight = real[:, None, :]  # (B, 1, T): padding queries do not count
         diagonal = probs.diagonal(dim1=-2, dim2=-1)  # (B, H, T)
         previous = torch.nn.functional.pad(probs.diagonal(offset=-1, dim1=-2, dim2=-1), (1, 0))  # (B, H, T)
         following = torch.nn.functional.pad(probs.diagonal(offset=1, dim1=-2, dim2=-1), (0, 1))  # (B, H, T)
@@ -120,9 +151,11 @@ class AttentionAccumulator:
             "attn_same_sentence": torch.einsum("bhqk,bqk->bhq", probs, batch["same_sentence"]),  # (B, H, T)
             "attn_adjacent": previous + following,
             "attn_special": (probs * batch["special"][:, None, None, :]).sum(-1),  # (B, H, T)
+            "attn_induction": torch.einsum("bhqk,bqk->bhq", probs, batch["induction"]),  # (B, H, T)
         }
         for name, value in values.items():
-            self.scalar_sums[name][layer] += (value * query_weight).sum((0, 2)).double().cpu()
+            counted = batch["queries"][name][:, None, :]  # (B, 1, T): padding and undefined queries do not count
+            self.scalar_sums[name][layer] += (value * counted).sum((0, 2)).double().cpu()
 
     def add(self, other: AttentionAccumulator) -> None:
         """Add the sums of another accumulator of the same heads and bins (another process's batches)."""
@@ -133,16 +166,21 @@ class AttentionAccumulator:
         self.query_bin_count += other.query_bin_count
         for name in SCALARS:
             self.scalar_sums[name] += other.scalar_sums[name]
-        self.query_count += other.query_count
+            self.scalar_counts[name] += other.scalar_counts[name]
         self.n_examples += other.n_examples
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_batch": None}  # the sums travel between processes; the batch in hand does not
 
     def summary(self) -> dict[str, np.ndarray]:
-        """Dataset means: ``pattern`` (L, H, bins, bins) and each scalar (L, H)."""
+        """Dataset means: ``pattern`` (L, H, bins, bins) and each scalar (L, H). Without a query to average over, a
+        scalar is NaN when it is one a dataset may not define (``UNDEFINED_AS_NULL``: induction), else 0."""
         counts = self.query_bin_count.clamp(min=1)[None, None, :, None]
         result = {"pattern": (self.pattern_sum / counts).float().numpy()}
         for name in SCALARS:
-            result[name] = (self.scalar_sums[name] / max(self.query_count, 1.0)).float().numpy()
+            count = self.scalar_counts[name]
+            if count == 0 and name in UNDEFINED_AS_NULL:
+                result[name] = np.full((self.num_layers, self.num_heads), np.nan, dtype=np.float32)
+            else:
+                result[name] = (self.scalar_sums[name] / max(count, 1.0)).float().numpy()
         return result

@@ -16,8 +16,11 @@ import pyarrow as pa
 
 # The scalar summaries of each head's attention in ``attention_patterns``.
 ATTENTION_SCALARS = ("attn_cls", "attn_sep", "attn_self", "attn_prev", "attn_next", "entropy",
-                     "attn_same_token", "attn_same_sentence", "attn_adjacent", "attn_special")
-HEAD_FUNCTIONS = ("attn_same_token", "attn_same_sentence", "attn_adjacent", "attn_special", "attn_self")
+                     "attn_same_token", "attn_same_sentence", "attn_adjacent", "attn_special", "attn_induction")
+HEAD_FUNCTIONS = ("attn_same_token", "attn_same_sentence", "attn_adjacent", "attn_special", "attn_self", "attn_prev",
+                  "attn_induction")
+# Scalars a dataset may not define (no query of it has an induction target): NaN in the arrays, NULL in the table.
+UNDEFINED_AS_NULL = ("attn_induction",)
 
 
 def list_column(matrix: np.ndarray) -> pa.Array:
@@ -191,14 +194,16 @@ def importance_rows(importance: np.ndarray, n_examples: int) -> pa.Table:
 
 
 def attention_rows(patterns: np.ndarray, scalars: Mapping[str, np.ndarray], n_examples: int) -> pa.Table:
-    """``attention_patterns`` rows for patterns (L, H, bins, bins) and each of ATTENTION_SCALARS as (L, H)."""
+    """``attention_patterns`` rows for patterns (L, H, bins, bins) and each of ATTENTION_SCALARS as (L, H)
+    (NaN in one of UNDEFINED_AS_NULL: NULL)."""
     num_layers, num_heads, bins = patterns.shape[:3]
     count = num_layers * num_heads
     return pa.table({
         **_grid_columns(num_layers, num_heads),
         "bins": pa.array(np.full(count, bins, dtype=np.int32)),
         "pattern": list_column(patterns.reshape(count, bins * bins)),
-        **{name: pa.array(np.asarray(scalars[name]).ravel().astype(np.float32)) for name in ATTENTION_SCALARS},
+        **{name: pa.array(np.asarray(scalars[name]).ravel().astype(np.float32), from_pandas=name in UNDEFINED_AS_NULL)
+           for name in ATTENTION_SCALARS},
         "n_examples": pa.array(np.full(count, n_examples, dtype=np.int32)),
     })
 

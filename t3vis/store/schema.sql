@@ -229,7 +229,8 @@ CREATE TABLE attention_patterns (
     attn_cls     FLOAT NOT NULL,         -- mean attention to the first token ([CLS] / <s>)
     attn_sep     FLOAT NOT NULL,         -- mean attention to separator tokens ([SEP] / </s>)
     attn_self    FLOAT NOT NULL,         -- mean attention to the token itself
-    attn_prev    FLOAT NOT NULL,         -- mean attention to the previous token
+    attn_prev    FLOAT NOT NULL,         -- mean attention to the previous token (over tokens that have one): the
+                                         -- previous-token head function
     attn_next    FLOAT NOT NULL,         -- mean attention to the next token
     entropy      FLOAT NOT NULL,         -- mean entropy of an attention row, in nats
     attn_same_token    FLOAT,            -- head function: mean attention to other occurrences of the same token (NULL: ingested before version 3)

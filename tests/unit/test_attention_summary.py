@@ -44,7 +44,9 @@ def test_pattern_matches_a_hand_computation():
     total_queries = sum(lengths)
     cls = sum(probs[b, 0, :n, 0].sum() for b, n in enumerate(lengths)) / total_queries
     diagonal = sum(np.trace(probs[b, 0, :n, :n]) for b, n in enumerate(lengths)) / total_queries
-    previous = sum(sum(probs[b, 0, t, t - 1] for t in range(1, n)) for b, n in enumerate(lengths)) / total_queries
+    # over the queries that have a previous token: all but each example's first
+    previous = sum(sum(probs[b, 0, t, t - 1] for t in range(1, n)) for b, n in enumerate(lengths)) / \
+        (total_queries - len(lengths))
     assert abs(summary["attn_cls"][0, 0] - cls) < 1e-5
     assert abs(summary["attn_sep"][0, 0] - cls) < 1e-5  # the separator was put at position 0
     assert abs(summary["attn_self"][0, 0] - diagonal) < 1e-5
