@@ -51,7 +51,8 @@ def _tooltip(frame: pd.DataFrame) -> list[alt.Tooltip]:
 
 def axis_titles(layout: str, layer: int | None) -> tuple[str, str]:
     if layout == DATA_MAP:
-        return "variability (std of gold-label probability)", "confidence (mean gold-label probability)"
+        # "gold probability": of the gold label, or (generation) the geometric mean of the gold completion tokens'
+        return "variability (std of the gold probability)", "confidence (mean gold probability)"
     name = {"tsne": "t-SNE", "pca": "PCA"}.get(layout, layout)
     where = "embeddings" if layer == 0 else f"layer {layer}"
     return f"{name} 1 ({where})", f"{name} 2 ({where})"

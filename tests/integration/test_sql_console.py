@@ -144,13 +144,23 @@ def tagged(tmp_path_factory):
     return build_tagging_store(tmp_path_factory.mktemp("tagged") / "ner.duckdb")
 
 
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    from t3vis.fixtures.generation_store import build_generation_store
+
+    return build_generation_store(tmp_path_factory.mktemp("generated") / "arithmetic.duckdb")
+
+
 @pytest.mark.parametrize("query", EXAMPLE_QUERIES, ids=lambda q: q.title)
-def test_every_example_query_returns_its_documented_columns(synthetic, tiny_store, summaries, tagged, query):
-    for store in (synthetic, tiny_store, summaries, tagged):
+def test_every_example_query_returns_its_documented_columns(synthetic, tiny_store, summaries, tagged, generated,
+                                                            query):
+    for store in (synthetic, tiny_store, summaries, tagged, generated):
         result = run_query(store, query.sql)
         assert list(result.frame.columns) == list(query.columns)
-    # a store with every kind of row the query reads: the synthetic one, or a trained summarizer's or tagger's
-    store = {"extractive-summarization": summaries, "token-classification": tagged}.get(query.task, synthetic)
+    # a store with every kind of row the query reads: the synthetic one, or a trained summarizer's, tagger's or
+    # language model's
+    store = {"extractive-summarization": summaries, "token-classification": tagged,
+             "generation": generated}.get(query.task, synthetic)
     assert len(run_query(store, query.sql).frame) > 0
 
 
