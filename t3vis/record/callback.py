@@ -57,6 +57,7 @@ from t3vis.record.distributed import SINGLE, Shard, agree, current_shard, gather
 from t3vis.record.dynamics import DynamicsRecorder
 from t3vis.record.ingest import IngestConfig, IngestSummary
 from t3vis.record.layouts import layouts_of
+from t3vis.record.projection import MIN_TSNE_POINTS
 from t3vis.record.task import RecordingTask, TrainingCapture, task_of_model
 from t3vis.store.background_writer import BackgroundWriter, RecordingWarning
 from t3vis.store.database import DEFAULT_STORE_PATH, RunInfo, Store
@@ -123,7 +124,7 @@ class T3visCallback(TrainerCallback):
         self.eval_examples = eval_examples
         self.train_examples = train_examples
         self.ingest_every = ingest_every
-        self.ingest_config = ingest_config
+        self.ingest_config = _projection_for(ingest_config, eval_examples)
         self.label_names = None if label_names is None else tuple(label_names)
         self.dataset = dataset
         self.train_split = train_split
@@ -381,6 +382,17 @@ class T3visCallback(TrainerCallback):
             return
         self.writer.submit("the training examples",
                            lambda: self.store.write_examples(run, self.train_split, rows, tables or None))
+
+
+def _projection_for(config: IngestConfig, eval_examples) -> IngestConfig:
+    """The config with PCA instead of t-SNE when the evaluation set is too small for t-SNE: the checkpoints are
+    recorded all the same (laid out by PCA), with a warning, instead of failing."""
+    if config.projection != "tsne" or eval_examples is None or len(eval_examples) >= MIN_TSNE_POINTS:
+        return config
+    warnings.warn(f"t-SNE needs at least {MIN_TSNE_POINTS} evaluation examples and eval_examples has "
+                  f"{len(eval_examples)}: the checkpoints are laid out by PCA (ingest_config.projection='pca').",
+                  RecordingWarning, stacklevel=3)
+    return replace(config, projection="pca")
 
 
 @contextmanager

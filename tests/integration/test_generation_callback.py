@@ -153,3 +153,20 @@ def test_an_sft_trainer_run_is_recorded_from_its_own_tokenization(tmp_path):
     assert fused["rank"].isna().all() and fused.pred.isna().all()  # TRL's fused LM head gives no logits
     np.testing.assert_array_equal(fused.correct, expected.rank == 1)  # its is_top1
     assert store.scalar("SELECT count(*) FROM data_map WHERE split = 'train'") == len(pairs)
+
+
+def test_a_tiny_evaluation_set_is_laid_out_by_pca_instead_of_losing_its_checkpoints(tmp_path):
+    from t3vis.store.background_writer import RecordingWarning
+
+    folder = save_tiny_language_model(tmp_path / "lm", "llama")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    data = load_completions(write_pairs(tmp_path / "train.jsonl", arithmetic_pairs(8, seed=7)))
+    store = Store(tmp_path / "s.duckdb", create=True)
+    with pytest.warns(RecordingWarning, match="laid out by PCA"):
+        callback = T3visCallback(store, run_id="small", eval_examples=data,
+                                 ingest_config=IngestConfig(projection="tsne", importance_examples=4, batch_size=4,
+                                                            max_new_tokens=2, max_length=48))
+    _train(folder, AutoModelForCausalLM.from_pretrained(folder), tokenizer,
+           training_items(encode_completions(tokenizer, data, max_length=48)), callback, epochs=1, output=tmp_path)
+    assert store.scalar("SELECT count(*) FROM generations") == 8
+    assert set(store.query("SELECT DISTINCT method FROM projections").method) == {"pca"}
