@@ -34,4 +34,4 @@ test-floor:
 	$(FLOOR)/bin/pytest -m "unit or integration" -p no:cacheprovider
 
 bench: $(STAMP)
-	for b in ingest dynamics sst2_datamap label_noise app heads faithfulness sql summarization ner families projection_scale scale browser_floor hosting; do $(VENV)/bin/python bench/$$b.py || exit 1; done
+	for b in ingest dynamics sst2_datamap label_noise app heads faithfulness sql summarization ner generation families projection_scale scale browser_floor hosting; do $(VENV)/bin/python bench/$$b.py || exit 1; done
