@@ -30,7 +30,7 @@ a completion (click it in the Instance view). Copy this script and change what y
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, Trainer, TrainingArguments
@@ -77,6 +77,8 @@ def fine_tune(store: Store, train: CompletionSet, evaluation: CompletionSet | No
     if trainer not in TRAINERS:
         raise ValueError(f"trainer must be one of {TRAINERS}, not {trainer!r}")
     tokenizer = AutoTokenizer.from_pretrained(model_path)
+    if trainer == "trl":
+        train = pairs_trl_keeps(train, tokenizer, settings.max_length)
     ingest_config = ingest_config or IngestConfig(
         projection="tsne", importance_examples=32, attention_examples=32, batch_size=8, max_new_tokens=192,
         max_length=settings.max_length, max_completion_tokens=settings.max_completion_tokens)
@@ -99,6 +101,20 @@ def fine_tune(store: Store, train: CompletionSet, evaluation: CompletionSet | No
         _train_with_trl(model, tokenizer, train, settings, arguments, callback)
     callback.flush(600)  # the checkpoints' writes are queued while training runs
     return callback
+
+
+def pairs_trl_keeps(train: CompletionSet, tokenizer, max_length: int) -> CompletionSet:
+    """The pairs TRL trains on: it cuts prompt + completion at ``max_length`` from the end and drops a pair left with
+    no completion token (a prompt that fills the limit alone). Dropping them here too keeps ``train_examples`` the
+    same pairs, in the same order, as TRL's training dataset, which is what the callback needs."""
+    lengths = [len(ids) for ids in tokenizer(list(train.prompts))["input_ids"]]
+    keep = [index for index, length in enumerate(lengths) if length < max_length - 1]
+    if len(keep) < len(train):
+        print(f"{len(train) - len(keep)} training pairs have prompts of {max_length - 1}+ tokens, which TRL drops; "
+              "left out here too (raise --max-length to keep them).")
+    return replace(train, example_ids=train.example_ids[keep], prompts=[train.prompts[i] for i in keep],
+                   completions=[train.completions[i] for i in keep], answers=[train.answers[i] for i in keep],
+                   extra=train.extra.iloc[keep].reset_index(drop=True))
 
 
 def _train_with_transformers(model, tokenizer, train, settings, arguments, callback) -> None:
