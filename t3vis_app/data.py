@@ -13,7 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from t3vis.charts import point_raster
-from t3vis.queries import explore, summaries, tagging, training_view
+from t3vis.queries import explore, generation, summaries, tagging, training_view
 from t3vis.queries.frame_table import FrameTable
 from t3vis.queries.sql_console import schema_description as _schema_description
 from t3vis.store.database import Store
@@ -200,6 +200,21 @@ def entity_f1_curves(store: StoreHandle, run_id: str) -> pd.DataFrame:
 @_cached(32)
 def changed_sentences(store: StoreHandle, run_id: str, split: str, before: str, after: str) -> pd.DataFrame:
     return tagging.changed_sentences(store.database, run_id, split, before, after)
+
+
+@_cached(16)
+def generation_curves(store: StoreHandle, run_id: str) -> pd.DataFrame:
+    return generation.metric_curves(store.database, run_id)
+
+
+@_cached(16)
+def generation_splits(store: StoreHandle, run_id: str) -> list[str]:
+    return generation.generation_splits(store.database, run_id)
+
+
+@_cached(32)
+def loss_changes(store: StoreHandle, run_id: str, split: str, before: str, after: str) -> pd.DataFrame:
+    return generation.loss_changes(store.database, run_id, split, before, after)
 
 
 # -- SQL --------------------------------------------------------------------------------------------

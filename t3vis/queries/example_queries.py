@@ -89,12 +89,13 @@ FROM data_map GROUP BY ALL ORDER BY run_id, region""",
         "The important heads and what they do (head functions)",
         """SELECT h.run_id, h.checkpoint, h.layer, h.head, round(h.importance_global, 3) AS importance,
        round(a.attn_same_token, 3) AS same_token, round(a.attn_same_sentence, 3) AS same_sentence,
-       round(a.attn_adjacent, 3) AS adjacent, round(a.attn_special, 3) AS special, round(a.attn_self, 3) AS self
+       round(a.attn_adjacent, 3) AS adjacent, round(a.attn_special, 3) AS special, round(a.attn_self, 3) AS self,
+       round(a.attn_prev, 3) AS previous_token, round(a.attn_induction, 3) AS induction
 FROM head_importance h JOIN attention_patterns a USING (run_id, checkpoint, split, layer, head)
 QUALIFY row_number() OVER (PARTITION BY h.run_id, h.checkpoint ORDER BY h.importance DESC) <= 10
 ORDER BY h.run_id, h.checkpoint, importance DESC""",
         ("run_id", "checkpoint", "layer", "head", "importance", "same_token", "same_sentence", "adjacent", "special",
-         "self"),
+         "self", "previous_token", "induction"),
     ),
     ExampleQuery(
         "ROUGE per checkpoint, beside Lead-3 and the oracle (summarization)",
@@ -178,5 +179,89 @@ WHERE r.task = 'token-classification'
 ORDER BY c.run_id, c.step, s.split, t.entity_type""",
         ("run_id", "checkpoint", "step", "split", "entity_type", "f1", "support"),
         task="token-classification",
+    ),
+    ExampleQuery(
+        "Loss, perplexity, token accuracy and score per checkpoint (generation)",
+        """SELECT c.run_id, c.checkpoint, c.step, s.split,
+       round(CAST(s.scores->>'loss' AS DOUBLE), 4) AS loss,
+       round(CAST(s.scores->>'perplexity' AS DOUBLE), 2) AS perplexity,
+       round(CAST(s.scores->>'accuracy' AS DOUBLE), 4) AS token_accuracy,
+       round(CAST(s.scores->>'score' AS DOUBLE), 4) AS score,
+       round(CAST(s.scores->>'exact_match' AS DOUBLE), 4) AS exact_match,
+       round(CAST(s.scores->>'rougeL' AS DOUBLE), 4) AS rougeL,
+       CAST(s.scores->>'n_examples' AS INTEGER) AS examples
+FROM checkpoints c
+JOIN runs r USING (run_id)
+CROSS JOIN LATERAL (SELECT key AS split, value AS scores FROM json_each(c.metrics) WHERE key <> 'trainer') s
+WHERE r.task = 'generation'
+ORDER BY c.run_id, c.step, s.split""",
+        ("run_id", "checkpoint", "step", "split", "loss", "perplexity", "token_accuracy", "score", "exact_match",
+         "rougeL", "examples"),
+        task="generation",
+    ),
+    ExampleQuery(
+        "Examples whose loss went up from one checkpoint to the next, then the others (generation)",
+        f"""WITH {_ORDERED}
+SELECT a.run_id, a.split, a.example_id, a.checkpoint AS from_checkpoint, b.checkpoint AS to_checkpoint,
+       b.loss > a.loss AS went_up, round(b.loss - a.loss, 4) AS rise, round(a.loss, 4) AS loss_before,
+       round(b.loss, 4) AS loss_after, a.score AS score_before, b.score AS score_after, e.text AS prompt,
+       b.generation AS generation_after
+FROM generations a
+JOIN ordered oa ON oa.run_id = a.run_id AND oa.checkpoint = a.checkpoint
+JOIN ordered ob ON ob.run_id = a.run_id AND ob.position = oa.position + 1
+JOIN generations b ON b.run_id = a.run_id AND b.checkpoint = ob.checkpoint AND b.split = a.split
+                  AND b.example_id = a.example_id
+JOIN examples e ON e.run_id = a.run_id AND e.split = a.split AND e.example_id = a.example_id
+ORDER BY a.run_id, oa.position, rise DESC
+LIMIT 500""",
+        ("run_id", "split", "example_id", "from_checkpoint", "to_checkpoint", "went_up", "rise", "loss_before",
+         "loss_after", "score_before", "score_after", "prompt", "generation_after"),
+        task="generation",
+    ),
+    ExampleQuery(
+        "Completion tokens most confidently wrong (generation)",
+        """WITH vocabulary AS (  -- a token id's text, where some reference completion of the run has that token
+    SELECT run_id, label AS token_id, any_value(text) AS token FROM units GROUP BY ALL)
+SELECT p.run_id, p.checkpoint, p.split, p.example_id, p.unit, u.text AS reference_token,
+       p.gold_prob AS reference_prob, p.rank AS reference_rank, p.pred AS predicted_id,
+       v.token AS predicted_token, round(p.prob, 4) AS confidence, left(e.text, 120) AS prompt
+FROM unit_predictions p
+JOIN units u USING (run_id, split, example_id, unit)
+JOIN examples e USING (run_id, split, example_id)
+JOIN runs r USING (run_id)
+LEFT JOIN vocabulary v ON v.run_id = p.run_id AND v.token_id = p.pred
+WHERE r.task = 'generation' AND NOT p.correct
+ORDER BY p.run_id, p.checkpoint, p.prob DESC
+LIMIT 500""",
+        ("run_id", "checkpoint", "split", "example_id", "unit", "reference_token", "reference_prob",
+         "reference_rank", "predicted_id", "predicted_token", "confidence", "prompt"),
+        task="generation",
+    ),
+    ExampleQuery(
+        "Hard-to-learn prompts (generation Data Map)",
+        """SELECT d.run_id, d.example_id, round(d.confidence, 6) AS confidence, round(d.variability, 6) AS variability,
+       round(d.correctness, 3) AS token_accuracy, d.forgetting_events, e.text AS prompt, e.reference
+FROM data_map d
+JOIN examples e USING (run_id, split, example_id)
+JOIN runs r USING (run_id)
+WHERE r.task = 'generation' AND d.region = 'hard-to-learn'
+ORDER BY d.run_id, d.confidence
+LIMIT 500""",
+        ("run_id", "example_id", "confidence", "variability", "token_accuracy", "forgetting_events", "prompt",
+         "reference"),
+        task="generation",
+    ),
+    ExampleQuery(
+        "Per-token training dynamics of one example (generation)",
+        """WITH chosen AS (  -- the training example to look at: the first; write e.g. 7 AS example_id for another
+    SELECT run_id, split, min(example_id) AS example_id FROM token_dynamics GROUP BY ALL)
+SELECT t.run_id, t.example_id, t.token, u.text AS reference_token, t.epoch, t.gold_prob,
+       t.rank, t.pred AS predicted_id, t.correct
+FROM token_dynamics t
+JOIN chosen c USING (run_id, split, example_id)
+LEFT JOIN units u ON u.run_id = t.run_id AND u.split = t.split AND u.example_id = t.example_id AND u.unit = t.token
+ORDER BY t.run_id, t.token, t.epoch""",
+        ("run_id", "example_id", "token", "reference_token", "epoch", "gold_prob", "rank", "predicted_id", "correct"),
+        task="generation",
     ),
 )

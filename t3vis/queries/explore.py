@@ -5,7 +5,8 @@ attributes it has, is the run's task's business (:data:`TASK_FRAMES`, the read s
 seam): for sequence classification an example of a split, joined with one checkpoint's predictions,
 the Data Map (when the split has training dynamics), the dataset's extra columns and the 2-D layout
 to draw (a t-SNE/PCA projection of one layer, or the Data Map itself: x = variability,
-y = confidence); for extractive summarization a document or one of its sentences.
+y = confidence); for extractive summarization a document or one of its sentences; for generation a
+prompt with the checkpoint's scores of its completions (:mod:`t3vis.queries.generation`).
 Filters become a parameterised WHERE clause; column names are checked against the known
 attributes before they are quoted into SQL, values are always parameters.
 """
@@ -18,13 +19,13 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from t3vis.queries import classification, summaries, tagging
+from t3vis.queries import classification, generation, summaries, tagging
 from t3vis.queries.frames import (BASE_ATTRIBUTES, DATA_MAP, DATA_MAP_ATTRIBUTES, PREDICTION_ATTRIBUTES,
                                   TEXT_PREVIEW, Attribute, Filter, RangeFilter, TaskFrames, ValuesFilter, View,
                                   extra_attributes, extra_columns, extra_select, layouts, quote_identifier, splits,
                                   unit_layouts)
 from t3vis.store.database import Store
-from t3vis.tasks import EXTRACTIVE_SUMMARIZATION, SEQUENCE_CLASSIFICATION, TASKS, TOKEN_CLASSIFICATION
+from t3vis.tasks import EXTRACTIVE_SUMMARIZATION, GENERATION, SEQUENCE_CLASSIFICATION, TASKS, TOKEN_CLASSIFICATION
 
 __all__ = [  # the frames' parts are re-exported: pages and tests read them here
     "BASE_ATTRIBUTES", "DATA_MAP", "DATA_MAP_ATTRIBUTES", "HEAD_FUNCTIONS", "IMPORTANCE_COLUMNS", "IMPORTANCE_SHORT",
@@ -38,6 +39,7 @@ TASK_FRAMES: dict[str, TaskFrames] = {
     SEQUENCE_CLASSIFICATION: classification.FRAMES,
     EXTRACTIVE_SUMMARIZATION: summaries.FRAMES,
     TOKEN_CLASSIFICATION: tagging.FRAMES,
+    GENERATION: generation.FRAMES,
 }
 
 
@@ -189,12 +191,15 @@ HEAD_FUNCTIONS = {
     "attn_adjacent": "adjacent tokens (±1)",
     "attn_special": "special tokens ([CLS], [SEP], ...)",
     "attn_self": "the token itself",
+    "attn_prev": "the previous token",
+    "attn_induction": "induction: the token after an earlier occurrence of the current token",
 }
 
 
 def head_functions(store: Store, run_id: str, checkpoint: str) -> pd.DataFrame:
     """Each head's aggregate attention mass per head function (layer, head, split, n_examples, one column each);
-    NULL for checkpoints ingested before the functions were measured."""
+    NULL for checkpoints ingested before the functions were measured (``attn_induction``: also where no query of the
+    data has an earlier occurrence of its token)."""
     columns = ", ".join(HEAD_FUNCTIONS)
     return store.query(
         f"SELECT layer, head, split, n_examples, {columns} FROM attention_patterns "
@@ -206,7 +211,7 @@ def head_stats(store: Store, run_id: str, checkpoint: str, layer: int, head: int
     token, the entropy, and the head functions (those measured)."""
     rows = store.query(
         """SELECT attn_cls, attn_sep, attn_self, attn_prev, attn_next, entropy, attn_same_token,
-                  attn_same_sentence, attn_adjacent, attn_special FROM attention_patterns
+                  attn_same_sentence, attn_adjacent, attn_special, attn_induction FROM attention_patterns
            WHERE run_id = ? AND checkpoint = ? AND layer = ? AND head = ?""",
         [run_id, checkpoint, int(layer), int(head)],
     )

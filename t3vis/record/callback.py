@@ -40,7 +40,7 @@ import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -55,7 +55,7 @@ from t3vis.progress import Progress, no_progress
 from t3vis.record.classification_task import TokenIndex
 from t3vis.record.distributed import SINGLE, Shard, agree, current_shard, gather_results, launched_as_main
 from t3vis.record.dynamics import DynamicsRecorder
-from t3vis.record.ingest import IngestConfig, IngestSummary
+from t3vis.record.ingest import IngestConfig, IngestSummary, _jsonable
 from t3vis.record.layouts import layouts_of
 from t3vis.record.projection import MIN_TSNE_POINTS
 from t3vis.record.task import RecordingTask, TrainingCapture, task_of_model
@@ -351,8 +351,16 @@ class T3visCallback(TrainerCallback):
             model=self.model_name or str(getattr(config, "_name_or_path", "") or type(model).__name__),
             dataset=self.dataset, label_names=tuple(str(name) for name in names),
             num_layers=int(config.num_hidden_layers), num_heads=int(config.num_attention_heads),
-            max_length=max_length, config={"recorded_by": "T3visCallback", "ingest_every": self.ingest_every},
+            max_length=max_length, config=self._recording_options(max_length),
         )
+
+    def _recording_options(self, max_length: int) -> dict:
+        """``runs.config`` of a recorded run: how the checkpoints are ingested and, for prompt → completion pairs,
+        the data's layout (the app encodes an example again as the run did)."""
+        data = self.eval_examples if self.eval_examples is not None else self.train_examples
+        options = {**_jsonable(asdict(self.ingest_config)), "max_length": max_length}
+        return {"recorded_by": "T3visCallback", "ingest_every": self.ingest_every, **options,
+                **({"format": data.format} if isinstance(getattr(data, "format", None), str) else {})}
 
     def _check_run(self, run: RunInfo) -> None:
         """Refuse, before training, a run name the store already uses for another model or labels."""

@@ -89,7 +89,9 @@ def test_pages_read_the_store_through_the_cached_data_layer():
                 raw.append((path.name, ast.unparse(node.func)))
     assert sorted(raw, key=str) == sorted([
         ("classification.py", "stored_examples"), "classification.py", ("summarization.py", "stored_documents"),
-        "summarization.py", ("tagging.py", "stored_sentences"), "tagging.py", ("sql.py", "run_query"), "sql.py"],
+        "summarization.py", ("tagging.py", "stored_sentences"), "tagging.py", ("generation_instance.py",
+                                                                                "stored_completions"),
+        "generation_instance.py", ("sql.py", "run_query"), "sql.py"],
         key=str)
 
 
