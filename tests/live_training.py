@@ -56,8 +56,8 @@ TRAINER = textwrap.dedent("""
             super().write_checkpoint(run, checkpoint, results)
             report(committed="checkpoint", name=checkpoint.checkpoint)
 
-        def write_training_dynamics(self, run, split, epoch, rows):
-            super().write_training_dynamics(run, split, epoch, rows)
+        def write_training_dynamics(self, run, split, epoch, rows, token_rows=None):
+            super().write_training_dynamics(run, split, epoch, rows, token_rows)
             report(committed="dynamics", name=str(epoch))
 
     class Pace(TrainerCallback):

@@ -161,12 +161,14 @@ class DynamicsRecorder:
         elif self._completions:
             rows, token_rows = completion_dynamics_rows(*(np.concatenate(part) for part in zip(*self._completions)))
         if rows is not None:
+            # the per-token rows only where there are some: a Store subclass of an earlier release keeps working
+            extra = () if token_rows is None else (token_rows,)
             if self.writer is None:
-                self.store.write_training_dynamics(self.run, self.split, epoch, rows, token_rows)
+                self.store.write_training_dynamics(self.run, self.split, epoch, rows, *extra)
             else:
                 run, split = self.run, self.split
                 self.writer.submit(f"training dynamics of epoch {epoch}",
-                                   lambda: self.store.write_training_dynamics(run, split, epoch, rows, token_rows))
+                                   lambda: self.store.write_training_dynamics(run, split, epoch, rows, *extra))
             written = rows.num_rows
         self._ids, self._logits, self._labels, self._units, self._words = [], [], [], [], []
         self._completions = []
