@@ -40,3 +40,16 @@ def write_topic_csv(path: Path) -> Path:
             for index, sentence in enumerate(sentences):
                 writer.writerow([sentence, topic, f"{topic}-{index}"])
     return path
+
+
+def run_cli(argv: list[str]) -> tuple[int, str, str]:
+    """Run the CLI in this process; returns (exit code, stdout, stderr)."""
+    import contextlib
+    import io
+
+    from t3vis.cli import run
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = run(argv)
+    return code, out.getvalue(), err.getvalue()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from t3vis.queries.frames import (BASE_ATTRIBUTES, DATA_MAP, DATA_MAP_ATTRIBUTES, PREDICTION_ATTRIBUTES, TEXT_PREVIEW,
-                                  Attribute, TaskFrames, View, extra_select, splits)
+from t3vis.queries.frames import (BASE_ATTRIBUTES, DATA_MAP_ATTRIBUTES, PREDICTION_ATTRIBUTES, TEXT_PREVIEW,
+                                  Attribute, TaskFrames, View, example_layout, extra_select, splits)
 from t3vis.store.database import Store
 
 
@@ -29,17 +29,7 @@ def attributes(store: Store, view: View, extras: list[Attribute]) -> list[Attrib
 def frame_sql(store: Store, view: View) -> tuple[str, list]:
     """SQL and parameters of the unfiltered frame: the examples placed by a projection, or by the Data Map."""
     extra_sql, extra_params = extra_select(store, view)
-    if view.layout == DATA_MAP:
-        position = "d.variability AS x, d.confidence AS y"
-        layout_join = ""
-        layout_params: list = []
-        require = "d.example_id IS NOT NULL"
-    else:
-        position = "j.x, j.y"
-        layout_join = """JOIN projections j ON j.run_id = e.run_id AND j.split = e.split AND j.example_id = e.example_id
-                         AND j.checkpoint = ? AND j.method = ? AND j.layer = ? AND j.pooling = ?"""
-        layout_params = [view.checkpoint, view.layout, view.layer, view.pooling]
-        require = "TRUE"
+    position, layout_join, layout_params, require = example_layout(view)
     sql = f"""
         WITH dm AS (SELECT * FROM data_map WHERE run_id = ? AND split = ?),
         last AS (SELECT example_id, pred, correct FROM training_dynamics

@@ -148,20 +148,32 @@ _RESERVED = {a.name for a in (*BASE_ATTRIBUTES, *PREDICTION_ATTRIBUTES, *DATA_MA
 _NUMERIC_JSON = {"BIGINT", "UBIGINT", "DOUBLE"}
 
 
-def extra_attributes(store: Store, view: View) -> list[tuple[str, Attribute, str]]:
-    """(JSON key, attribute, SQL type) of each extra column: the one place that names and types them."""
+def extra_attributes(store: Store, view: View,
+                     reserved: frozenset[str] = frozenset()) -> list[tuple[str, Attribute, str]]:
+    """(JSON key, attribute, SQL type) of each extra column: the one place that names and types them. A column
+    named like one of the frame's own (those every task uses, and a task's ``reserved``) is called extra_<name>."""
     found = []
     for key, kind in extra_columns(store, view.run_id, view.split).items():
-        name = key if key not in _RESERVED else f"extra_{key}"
+        name = key if key not in _RESERVED and key not in reserved else f"extra_{key}"
         numeric = kind in _NUMERIC_JSON
         cast = "DOUBLE" if numeric else "BOOLEAN" if kind == "BOOLEAN" else "VARCHAR"
         found.append((key, Attribute(name, key, "continuous" if numeric else "categorical"), cast))
     return found
 
 
-def extra_select(store: Store, view: View) -> tuple[str, list]:
+def example_layout(view: View) -> tuple[str, str, list, str]:
+    """How an example frame places its examples: (the x, y SELECT items, the JOIN of the projection, its parameters,
+    the WHERE condition). The Data Map's points are the CTE ``dm`` joined as ``d``; a projection's are joined as ``j``."""
+    if view.layout == DATA_MAP:
+        return "d.variability AS x, d.confidence AS y", "", [], "d.example_id IS NOT NULL"
+    join = """JOIN projections j ON j.run_id = e.run_id AND j.split = e.split AND j.example_id = e.example_id
+              AND j.checkpoint = ? AND j.method = ? AND j.layer = ? AND j.pooling = ?"""
+    return "j.x, j.y", join, [view.checkpoint, view.layout, view.layer, view.pooling], "TRUE"
+
+
+def extra_select(store: Store, view: View, reserved: frozenset[str] = frozenset()) -> tuple[str, list]:
     """SELECT items for the extra JSON columns, and their parameters (the JSON paths)."""
-    extras = extra_attributes(store, view)
+    extras = extra_attributes(store, view, reserved)
     items = [f"TRY_CAST(json_extract_string(e.extra, ?) AS {cast}) AS {quote_identifier(attribute.name)}"
              for _, attribute, cast in extras]
     return ", ".join(items), ['$."' + key + '"' for key, _, _ in extras]

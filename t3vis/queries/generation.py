@@ -18,8 +18,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from t3vis.queries.frames import (DATA_MAP, DATA_MAP_ATTRIBUTES, TEXT_PREVIEW, Attribute, TaskFrames, View,
-                                  extra_attributes, quote_identifier, splits)
+from t3vis.queries.frames import (DATA_MAP_ATTRIBUTES, TEXT_PREVIEW, Attribute, TaskFrames, View,
+                                  example_layout, extra_attributes, extra_select, splits)
 from t3vis.store.database import Store
 
 EXAMPLE_ATTRIBUTES = (
@@ -69,16 +69,6 @@ def _has_dynamics(store: Store, view: View) -> bool:
     return view.split in info.index and bool(info.loc[view.split].has_dynamics)
 
 
-def _extras(store: Store, view: View) -> list[tuple[str, Attribute, str]]:
-    """The dataset's extra columns (JSON key, attribute, SQL type), renamed where they meet the frame's own."""
-    found = []
-    for key, attribute, cast in extra_attributes(store, view):
-        if attribute.name in OWN_COLUMNS:
-            attribute = Attribute(f"extra_{attribute.name}", attribute.label, attribute.kind)
-        found.append((key, attribute, cast))
-    return found
-
-
 def attributes(store: Store, view: View, extras: list[Attribute]) -> list[Attribute]:
     """The checkpoint's scores and generation (when it scored the split), the Data Map and the last epoch (when
     the split has training dynamics), the lengths and the dataset's extra columns."""
@@ -88,24 +78,14 @@ def attributes(store: Store, view: View, extras: list[Attribute]) -> list[Attrib
         found += [GENERATED_ATTRIBUTES[0], *([EXACT_MATCH] if matched else []), *GENERATED_ATTRIBUTES[1:]]
     if _has_dynamics(store, view):
         found += list(DATA_MAP_ATTRIBUTES) + list(LAST_EPOCH_ATTRIBUTES)
-    return found + list(EXAMPLE_ATTRIBUTES) + [attribute for _, attribute, _ in _extras(store, view)]
+    return found + list(EXAMPLE_ATTRIBUTES) + [attribute for _, attribute, _ in
+                                               extra_attributes(store, view, OWN_COLUMNS)]
 
 
 def frame_sql(store: Store, view: View) -> tuple[str, list]:
     """SQL and parameters of the unfiltered frame: one row per example, placed by a projection or the Data Map."""
-    extras = _extras(store, view)
-    extra_sql = "".join(f", TRY_CAST(json_extract_string(e.extra, ?) AS {cast}) AS {quote_identifier(a.name)}"
-                        for _, a, cast in extras)
-    extra_params = ['$."' + key + '"' for key, _, _ in extras]
-    if view.layout == DATA_MAP:
-        position, layout_join, layout_params = "d.variability AS x, d.confidence AS y", "", []
-        require = "d.example_id IS NOT NULL"
-    else:
-        position = "j.x, j.y"
-        layout_join = """JOIN projections j ON j.run_id = e.run_id AND j.split = e.split AND j.example_id = e.example_id
-                         AND j.checkpoint = ? AND j.method = ? AND j.layer = ? AND j.pooling = ?"""
-        layout_params = [view.checkpoint, view.layout, view.layer, view.pooling]
-        require = "TRUE"
+    extra_sql, extra_params = extra_select(store, view, OWN_COLUMNS)
+    position, layout_join, layout_params, require = example_layout(view)
     sql = f"""
         WITH dm AS (SELECT * FROM data_map WHERE run_id = ? AND split = ? AND unit = 0),
         last AS (SELECT example_id, loss, token_accuracy FROM training_dynamics
@@ -121,7 +101,7 @@ def frame_sql(store: Store, view: View) -> tuple[str, list]:
                d.region, d.confidence AS dm_confidence, d.variability, d.correctness, d.forgetting_events,
                l.loss AS last_loss, l.token_accuracy AS last_token_accuracy,
                e.n_tokens, c.completion_tokens, e.truncated
-               {extra_sql}
+               {', ' + extra_sql if extra_sql else ''}
         FROM examples e
         {layout_join}
         LEFT JOIN generations g ON g.run_id = e.run_id AND g.split = e.split AND g.example_id = e.example_id

@@ -31,6 +31,7 @@ from t3vis.model.encoding import encode
 from t3vis.record.dynamics import DynamicsRecorder
 from t3vis.record.ingest import CheckpointRecord, IngestSummary, compute_checkpoint, examples_table, \
     ingest_checkpoint, label_names_for
+from t3vis.record.kept_batches import KeptBatches
 from t3vis.record.sources import DataSource, ModelSource
 from t3vis.store.database import RunInfo, Store
 from t3vis.tasks import SEQUENCE_CLASSIFICATION, SPECS
@@ -85,7 +86,7 @@ class TokenIndex:
         return found
 
 
-class ExampleCapture:
+class ExampleCapture(KeptBatches):
     """Keeps each training batch's tokens, logits (B, K) and labels; maps rows to example ids per epoch."""
 
     missing_hint = "no training forward pass gave logits for the training examples"
@@ -117,20 +118,6 @@ class ExampleCapture:
             return []
         return [f"{self.index.unmatched} training rows matched no training example by their tokens and label "
                 "(does the collator change tokens?); they were left out of the training dynamics."]
-
-    @property
-    def pending(self) -> int:
-        return len(self._batches)
-
-    def clear(self) -> None:
-        self._batches.clear()
-
-    def take_batches(self) -> list:
-        batches, self._batches = self._batches, []
-        return batches
-
-    def add_batches(self, batches: list) -> None:
-        self._batches.extend(batches)
 
 
 class SequenceClassificationTask:

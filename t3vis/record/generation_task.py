@@ -28,6 +28,7 @@ from t3vis.record.classification_task import TokenIndex, _item_tokens
 from t3vis.record.dynamics import DynamicsRecorder
 from t3vis.record.generation import compute_generation_checkpoint, ingest_generation_checkpoint
 from t3vis.record.ingest import CheckpointRecord, IngestSummary, extra_json_lines
+from t3vis.record.kept_batches import KeptBatches
 from t3vis.record.sources import DataSource, ModelSource
 from t3vis.store.database import RunInfo, Store
 from t3vis.store.generation_rows import completion_token_rows
@@ -37,7 +38,7 @@ from t3vis.tasks import GENERATION, SPECS
 _LANGUAGE_MODEL_CLASSES = ("ForCausalLM", "LMHeadModel")  # LlamaForCausalLM, GPT2LMHeadModel, ...
 
 
-class CompletionCapture:
+class CompletionCapture(KeptBatches):
     """Keeps, per training batch, its tokens (to find the examples) and the scores of its completion tokens (K,)
     computed on the pass's logits as it happens; maps rows to example ids per epoch."""
 
@@ -94,20 +95,6 @@ class CompletionCapture:
             return []
         return [f"{self.index.unmatched} training rows matched no training example by their tokens (does the "
                 "collator change tokens?); they were left out of the training dynamics."]
-
-    @property
-    def pending(self) -> int:
-        return len(self._batches)
-
-    def clear(self) -> None:
-        self._batches.clear()
-
-    def take_batches(self) -> list:
-        batches, self._batches = self._batches, []
-        return batches
-
-    def add_batches(self, batches: list) -> None:
-        self._batches.extend(batches)
 
 
 class GenerationTask:

@@ -21,6 +21,7 @@ from t3vis.model.summarizer_loading import load_summarizer
 from t3vis.progress import no_progress
 from t3vis.record.dynamics import DynamicsRecorder
 from t3vis.record.ingest import CheckpointRecord, IngestSummary
+from t3vis.record.kept_batches import KeptBatches
 from t3vis.record.sources import DataSource, ModelSource
 from t3vis.record.summarization import (compute_summarizer_checkpoint, document_examples_table,
                                         ingest_summarizer_checkpoint, split_tables)
@@ -30,7 +31,7 @@ from t3vis.tasks import EXTRACTIVE_SUMMARIZATION, SPECS, SUMMARY_LABELS
 _BATCH_INPUTS = ("example_ids", "labels", "sentence_mask")  # what each training call must carry
 
 
-class SentenceCapture:
+class SentenceCapture(KeptBatches):
     """Keeps each training batch's document ids (B,), sentence logits (B, S), oracle labels and sentence mask."""
 
     missing_hint = ("no training batch carried example_ids, labels and sentence_mask (use "
@@ -53,20 +54,6 @@ class SentenceCapture:
         finally:
             self._batches.clear()
         return []
-
-    @property
-    def pending(self) -> int:
-        return len(self._batches)
-
-    def clear(self) -> None:
-        self._batches.clear()
-
-    def take_batches(self) -> list:
-        batches, self._batches = self._batches, []
-        return batches
-
-    def add_batches(self, batches: list) -> None:
-        self._batches.extend(batches)
 
 
 class ExtractiveSummarizationTask:

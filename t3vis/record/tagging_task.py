@@ -23,6 +23,7 @@ from t3vis.model.word_encoding import IGNORED, encode_words
 from t3vis.record.classification_task import TokenIndex, _item_tokens, model_label_names
 from t3vis.record.dynamics import DynamicsRecorder
 from t3vis.record.ingest import CheckpointRecord, IngestSummary, label_names_for
+from t3vis.record.kept_batches import KeptBatches
 from t3vis.record.sources import DataSource, ModelSource
 from t3vis.record.tagging import compute_tagger_checkpoint, ingest_tagger_checkpoint, sentence_examples_table, \
     word_table
@@ -30,7 +31,7 @@ from t3vis.store.database import RunInfo, Store
 from t3vis.tasks import SPECS, TOKEN_CLASSIFICATION
 
 
-class WordCapture:
+class WordCapture(KeptBatches):
     """Keeps what the per-word dynamics need of each training batch, on the CPU: the tokens (to find the sentence),
     and each tagged word's logits (K,) at its first piece with its gold tag; maps rows to sentence ids per epoch.
 
@@ -89,20 +90,6 @@ class WordCapture:
                 positions = torch.nonzero(real[row]).flatten()  # the real tokens, left or right padded
                 labels[row, positions] = torch.tensor(self.item_labels[example_id][: len(positions)])
         return labels
-
-    @property
-    def pending(self) -> int:
-        return len(self._batches)
-
-    def clear(self) -> None:
-        self._batches.clear()
-
-    def take_batches(self) -> list:
-        batches, self._batches = self._batches, []
-        return batches
-
-    def add_batches(self, batches: list) -> None:
-        self._batches.extend(batches)
 
 
 class TokenClassificationTask:

@@ -4,23 +4,17 @@ store behind."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 
 import pytest
 
-from t3vis.cli import run
+from helpers import run_cli
 from t3vis.fixtures.generation_store import arithmetic_pairs, write_pairs
 from t3vis.fixtures.tiny_models import save_tiny_language_model
 from t3vis.store.database import Store
 
 
-def _cli(argv: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = run(argv)
-    return code, out.getvalue(), err.getvalue()
+_cli = run_cli
 
 
 @pytest.fixture(scope="module")

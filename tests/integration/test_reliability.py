@@ -7,10 +7,8 @@ input with one ``t3vis: error:`` line, exit code 2 and not a byte changed.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -24,8 +22,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from helpers import write_topic_csv
-from t3vis.cli import run
+from helpers import run_cli, write_topic_csv
 from t3vis.store.database import CHECKPOINT_TABLES, Store
 from t3vis.fixtures.tiny_models import save_tiny_model
 
@@ -42,12 +39,7 @@ def _ingest_argv(model, data, store, checkpoint: str, *extra: str, run_id: str =
             "--importance-examples", "-1", "--quiet", *extra]
 
 
-def _cli(argv: list[str]) -> tuple[int, str, str]:
-    """Run the CLI in this process; returns (exit code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = run(argv)
-    return code, out.getvalue(), err.getvalue()
+_cli = run_cli
 
 
 def _sha256(path: Path) -> str:
